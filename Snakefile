@@ -1,0 +1,23 @@
+# ccgrade: from raw DICOM to crops, splits and baseline tables (and, in later stages, models and statistics).
+# Run: snakemake --cores 8 --resources gpu=1     (see README.md)
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/demo.smk"
+include: "workflow/rules/ingest.smk"
+include: "workflow/rules/crops.smk"
+include: "workflow/rules/splits.smk"
+include: "workflow/rules/baseline.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

@@ -1,0 +1,45 @@
+# Baseline characteristics: low vs high grade (Cui Table 2) and train vs test (Li Table 1).
+
+
+rule baseline_grade:
+    input:
+        cohort=SHEET,
+        split=f"results/splits/{TT_SPLIT}.tsv",
+        code=code("baseline"),
+    output:
+        csv=report(
+            "results/tables/baseline_low_vs_high.csv",
+            caption="../report/baseline_grade.rst",
+            category="Tables",
+            labels={"table": "Cui Table 2"},
+        ),
+        md="results/tables/baseline_low_vs_high.md",
+    params:
+        config=baseline_params,
+    log:
+        "results/logs/baseline_grade.log",
+    shell:
+        "python -m ccgrade.baseline --cohort {input.cohort:q} --split {input.split} --config {params.config:q}"
+        " --by grade --out results/tables/baseline_low_vs_high > {log} 2>&1"
+
+
+rule baseline_split:
+    input:
+        cohort=SHEET,
+        split="results/splits/{scheme}.tsv",
+        code=code("baseline"),
+    output:
+        csv=report(
+            "results/tables/baseline_train_vs_test_{scheme}.csv",
+            caption="../report/baseline_split.rst",
+            category="Tables",
+            labels={"table": "Li Table 1", "split": "{scheme}"},
+        ),
+        md="results/tables/baseline_train_vs_test_{scheme}.md",
+    params:
+        config=baseline_params,
+    log:
+        "results/logs/baseline_split/{scheme}.log",
+    shell:
+        "python -m ccgrade.baseline --cohort {input.cohort:q} --split {input.split} --config {params.config:q}"
+        " --by split --out results/tables/baseline_train_vs_test_{wildcards.scheme} > {log} 2>&1"

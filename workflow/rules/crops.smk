@@ -1,0 +1,86 @@
+# ROI crops per patient x ROI setting (all phases + the stacked multi-channel variant), the manifest,
+# the exclusions table and the annotation/crop montage.
+
+
+rule crop_roi:
+    input:
+        volumes="results/volumes/{pid}",
+        annotations=crop_annotations,
+        code=code("crops"),
+    output:
+        npz=expand("results/crops/{{roi}}/{{pid}}/{target}.npz", target=CROP_TARGETS),
+        manifest="results/crops/{roi}/{pid}/manifest.tsv",
+    params:
+        roi=roi_params,
+        window=roi_window,
+        phases=",".join(PHASES),
+        stack=",".join(config["stack"]["phases"]),
+        annotations=annotation_dir,
+        mask_label=config["mask_label"],
+    log:
+        "results/logs/crop_roi/{roi}/{pid}.log",
+    benchmark:
+        "results/benchmarks/crop_roi/{roi}/{pid}.tsv"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "python -m ccgrade.crops --patient {wildcards.pid} --roi-name {wildcards.roi} --roi {params.roi:q}"
+        " --window {params.window:q} --phases {params.phases} --stack {params.stack}"
+        " --volumes {input.volumes} --annotations {params.annotations:q} --mask-label {params.mask_label}"
+        " --outdir results/crops/{wildcards.roi}/{wildcards.pid} > {log} 2>&1"
+
+
+rule crop_manifest:
+    input:
+        manifests=expand("results/crops/{roi}/{pid}/manifest.tsv", roi=ROIS, pid=PATIENTS),
+        code=code("collect"),
+    output:
+        report("results/crops/manifest.tsv", caption="../report/manifest.rst", category="Crops"),
+    log:
+        "results/logs/crop_manifest.log",
+    shell:
+        "python -m ccgrade.collect manifest --manifests {input.manifests} --out {output} > {log} 2>&1"
+
+
+rule exclusions:
+    input:
+        ingest=expand("results/ingest/{pid}/exclusions.tsv", pid=PATIENTS),
+        manifests=expand("results/crops/{roi}/{pid}/manifest.tsv", roi=ROIS, pid=PATIENTS),
+        splits=expand("results/splits/{scheme}.json", scheme=SCHEMES),
+        code=code("collect"),
+    output:
+        csv=report("results/tables/exclusions.csv", caption="../report/exclusions.rst", category="Cohort"),
+        md="results/tables/exclusions.md",
+    log:
+        "results/logs/exclusions.log",
+    shell:
+        "python -m ccgrade.collect exclusions --ingest {input.ingest} --manifests {input.manifests}"
+        " --splits {input.splits} --out results/tables/exclusions > {log} 2>&1"
+
+
+rule roi_montage:
+    input:
+        volumes="results/volumes/{pid}",
+        crops=expand(
+            "results/crops/{roi}/{{pid}}/{target}.npz", roi=config["figures"]["montage_roi"], target=PHASES
+        ),
+        code=code("figures"),
+    output:
+        png=report(
+            "results/figures/roi_montage/{pid}.png",
+            caption="../report/roi_montage.rst",
+            category="Figures",
+            labels={"figure": "Cui Figure 1", "patient": "{pid}"},
+        ),
+        pdf="results/figures/roi_montage/{pid}.pdf",
+    params:
+        phases=",".join(PHASES),
+        roi=config["figures"]["montage_roi"],
+        window=as_json(config["windows"][config["rois"][config["figures"]["montage_roi"]]["window"]]),
+    log:
+        "results/logs/roi_montage/{pid}.log",
+    shell:
+        "python -m ccgrade.figures --patient {wildcards.pid} --phases {params.phases} --volumes {input.volumes}"
+        " --crops results/crops/{params.roi}/{wildcards.pid} --window {params.window:q} --roi {params.roi}"
+        " --out results/figures/roi_montage/{wildcards.pid} > {log} 2>&1"

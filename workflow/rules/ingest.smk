@@ -1,0 +1,65 @@
+# DICOM ingest: header index + phase assignment (reviewable), then HU volumes as NIfTI.
+
+
+def phase_map_input(wildcards):
+    return [config["ingest"]["phase_map"]] if config["ingest"]["phase_map"] else []
+
+
+rule index_series:
+    input:
+        dicom=dicom_dir,
+        phase_map=phase_map_input,
+        code=code("ingest"),
+    output:
+        slices="results/ingest/{pid}/slices.tsv",
+        series="results/ingest/{pid}/series.tsv",
+        phases="results/ingest/{pid}/phases.tsv",
+        exclusions="results/ingest/{pid}/exclusions.tsv",
+    params:
+        ingest=as_json(config["ingest"]),
+        phases=",".join(PHASES),
+    log:
+        "results/logs/index_series/{pid}.log",
+    benchmark:
+        "results/benchmarks/index_series/{pid}.tsv"
+    resources:
+        mem_mb=500,
+        runtime=5,
+    shell:
+        "python -m ccgrade.ingest index --patient {wildcards.pid} --dicom-dir {input.dicom:q}"
+        " --ingest {params.ingest:q} --phases {params.phases} --outdir results/ingest/{wildcards.pid} > {log} 2>&1"
+
+
+rule convert_volumes:
+    input:
+        dicom=dicom_dir,
+        slices="results/ingest/{pid}/slices.tsv",
+        phases="results/ingest/{pid}/phases.tsv",
+        code=code("ingest"),
+    output:
+        directory("results/volumes/{pid}"),
+    log:
+        "results/logs/convert_volumes/{pid}.log",
+    benchmark:
+        "results/benchmarks/convert_volumes/{pid}.tsv"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "python -m ccgrade.ingest convert --patient {wildcards.pid} --dicom-dir {input.dicom:q}"
+        " --index-dir results/ingest/{wildcards.pid} --outdir {output} > {log} 2>&1"
+
+
+rule series_table:
+    input:
+        series=expand("results/ingest/{pid}/series.tsv", pid=PATIENTS),
+        phases=expand("results/ingest/{pid}/phases.tsv", pid=PATIENTS),
+        code=code("collect"),
+    output:
+        series=report("results/ingest/series.tsv", caption="../report/series.rst", category="Ingest"),
+        phases="results/ingest/phase_status.tsv",
+    log:
+        "results/logs/series_table.log",
+    shell:
+        "python -m ccgrade.collect series --series {input.series} --phases {input.phases}"
+        " --out-series {output.series} --out-phases {output.phases} > {log} 2>&1"

@@ -1,0 +1,18 @@
+# Patient-level splits (no patient crosses sets; asserted in ccgrade.splits).
+
+
+rule split:
+    input:
+        cohort=SHEET,
+        phases=expand("results/ingest/{pid}/phases.tsv", pid=PATIENTS),
+        code=code("splits"),
+    output:
+        json="results/splits/{scheme}.json",
+        tsv=report("results/splits/{scheme}.tsv", caption="../report/splits.rst", category="Splits"),
+    params:
+        config=split_params,
+    log:
+        "results/logs/split/{scheme}.log",
+    shell:
+        "python -m ccgrade.splits --cohort {input.cohort:q} --config {params.config:q} --scheme {wildcards.scheme}"
+        " --phase-tables {input.phases} --json {output.json} --tsv {output.tsv} > {log} 2>&1"

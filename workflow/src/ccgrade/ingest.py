@@ -1,0 +1,387 @@
+"""DICOM ingest: a header-only index, phase assignment, geometry checks, and HU volumes as NIfTI.
+
+Stage 1 (``index``) reads headers only (``defer_size``; pixel data is never loaded) and writes, per
+patient, a slice index, a reviewable series table with the phase each series was given and why, and
+one row per configured phase saying whether it is usable. Stage 2 (``convert``) reads the pixels of
+the chosen series, applies the rescale, sorts by position along the slice normal and writes NIfTI.
+PHI (names, birth dates, institutions, accession numbers) is never copied into any output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pydicom
+import SimpleITK as sitk
+from pydicom.errors import InvalidDicomError
+
+from .errors import DicomError, GeometryError
+from .outputs import atomic_path, write_tsv
+
+PIXEL_DATA = 0x7FE00010
+SLICE_COLUMNS = ["patient_id", "file", "series_uid", "sop_uid", "study_uid", "frame_uid", "modality",
+                 "image_type", "series_number", "instance_number", "series_description", "contrast_agent",
+                 "acq_s", "bolus_s", "ipp_x", "ipp_y", "ipp_z", "iop", "row_spacing", "col_spacing",
+                 "slice_thickness", "rows", "cols", "slope", "intercept", "photometric", "bits_stored",
+                 "pixel_representation", "transfer_syntax", "file_bytes", "pixel_bytes_needed", "truncated"]
+
+
+def _seconds(tm: object) -> float:
+    """DICOM TM (HHMMSS.frac) to seconds after midnight; NaN when absent or malformed."""
+    s = str(tm or "").strip()
+    m = re.fullmatch(r"(\d{2})(\d{2})?(\d{2})?(\.\d+)?", s)
+    if not m:
+        return float("nan")
+    h, mi, se, fr = m.groups()
+    return int(h) * 3600 + int(mi or 0) * 60 + int(se or 0) + float(fr or 0)
+
+
+def find_dicom_files(folder: str | Path) -> list[Path]:
+    """All files below ``folder`` (any layout, any extension) that carry the DICOM preamble or end in .dcm."""
+    out = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for f in sorted(files):
+            if f.startswith(".") or f.upper() == "DICOMDIR":
+                continue
+            p = Path(root) / f
+            try:
+                with open(p, "rb") as fh:
+                    head = fh.read(132)
+            except OSError:
+                continue
+            if head[128:132] == b"DICM" or p.suffix.lower() == ".dcm":
+                out.append(p)
+    return out
+
+
+def read_header(path: Path, folder: Path, patient: str) -> dict:
+    """One slice's index record from its header; pixel data is skipped (deferred) and size-checked."""
+    ds = pydicom.dcmread(path, defer_size=256)
+    size = path.stat().st_size
+    need, trunc = np.nan, False
+    if PIXEL_DATA in ds:
+        raw = ds.get_item(PIXEL_DATA)
+        length = getattr(raw, "length", None)
+        tell = getattr(raw, "value_tell", None)
+        if length is not None and tell is not None and length != 0xFFFFFFFF:
+            need = int(tell + length)
+            trunc = size < need
+    ipp = [float(v) for v in ds.get("ImagePositionPatient", [np.nan] * 3)]
+    iop = [float(v) for v in ds.get("ImageOrientationPatient", [np.nan] * 6)]
+    ps = [float(v) for v in ds.get("PixelSpacing", [np.nan, np.nan])]
+    ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "")
+    return {
+        "patient_id": patient, "file": str(path.relative_to(folder)),
+        "series_uid": str(ds.get("SeriesInstanceUID", "")), "sop_uid": str(ds.get("SOPInstanceUID", "")),
+        "study_uid": str(ds.get("StudyInstanceUID", "")), "frame_uid": str(ds.get("FrameOfReferenceUID", "")),
+        "modality": str(ds.get("Modality", "")), "image_type": "\\".join(map(str, ds.get("ImageType", []))),
+        "series_number": ds.get("SeriesNumber", None), "instance_number": ds.get("InstanceNumber", None),
+        "series_description": str(ds.get("SeriesDescription", "")),
+        "contrast_agent": str(ds.get("ContrastBolusAgent", "")),
+        "acq_s": _seconds(ds.get("AcquisitionTime") or ds.get("SeriesTime")),
+        "bolus_s": _seconds(ds.get("ContrastBolusStartTime")),
+        "ipp_x": ipp[0], "ipp_y": ipp[1], "ipp_z": ipp[2], "iop": " ".join(f"{v:.6f}" for v in iop),
+        "row_spacing": ps[0], "col_spacing": ps[1],
+        "slice_thickness": float(ds.get("SliceThickness", np.nan) or np.nan),
+        "rows": int(ds.get("Rows", 0)), "cols": int(ds.get("Columns", 0)),
+        "slope": float(ds.get("RescaleSlope", 1) or 1), "intercept": float(ds.get("RescaleIntercept", 0) or 0),
+        "photometric": str(ds.get("PhotometricInterpretation", "")), "bits_stored": int(ds.get("BitsStored", 0) or 0),
+        "pixel_representation": int(ds.get("PixelRepresentation", 0) or 0), "transfer_syntax": str(ts),
+        "file_bytes": size, "pixel_bytes_needed": need, "truncated": bool(trunc),
+    }
+
+
+def index_folder(folder: str | Path, patient: str) -> tuple[pd.DataFrame, list[dict]]:
+    """Header index of every DICOM file under ``folder``; unreadable files are returned as problems."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DicomError(f"DICOM folder {str(folder)!r} does not exist", patient=patient)
+    recs, problems = [], []
+    for p in find_dicom_files(folder):
+        try:
+            recs.append(read_header(p, folder, patient))
+        except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError) as e:
+            problems.append({"patient_id": patient, "phase": "", "file": str(p.relative_to(folder)),
+                             "stage": "index", "reason": f"unreadable DICOM header ({type(e).__name__}: {e})"})
+    return pd.DataFrame(recs, columns=SLICE_COLUMNS), problems
+
+
+def _normal(iop: str) -> np.ndarray:
+    v = np.array([float(x) for x in iop.split()])
+    return np.cross(v[:3], v[3:])
+
+
+def series_geometry(sl: pd.DataFrame, tolerance: float = 0.01) -> dict:
+    """Check one series' geometry; return spacing/extent facts and ``problem`` (empty when usable)."""
+    facts = {"n_slices": len(sl), "problem": ""}
+    trunc = sl[sl["truncated"]]
+    if len(trunc):
+        r = trunc.iloc[0]
+        facts["problem"] = (f"truncated file {r['file']} ({int(r['file_bytes'])} bytes, pixel data needs "
+                            f"{int(r['pixel_bytes_needed'])})" + (f" and {len(trunc) - 1} more" if len(trunc) > 1 else ""))
+        return facts
+    for col, what in (("iop", "orientation"), ("rows", "rows"), ("cols", "columns"), ("row_spacing", "pixel spacing"),
+                      ("col_spacing", "pixel spacing"), ("frame_uid", "frame of reference")):
+        if sl[col].nunique(dropna=False) > 1:
+            facts["problem"] = f"mixed series: {sl[col].nunique(dropna=False)} different {what} values in one series"
+            return facts
+    if len(sl) < 2:
+        facts["problem"] = "single-slice series (not a volume)"
+        return facts
+    if sl[["ipp_x", "ipp_y", "ipp_z"]].isna().any().any() or "nan" in sl["iop"].iloc[0]:
+        facts["problem"] = "missing ImagePositionPatient/ImageOrientationPatient"
+        return facts
+    n = _normal(sl["iop"].iloc[0])
+    if abs(abs(n[2]) - 1) > 1e-3:
+        facts["problem"] = f"non-axial orientation (slice normal {np.round(n, 3).tolist()})"
+        return facts
+    pos = np.sort(sl[["ipp_x", "ipp_y", "ipp_z"]].to_numpy(float) @ n)
+    d = np.diff(pos)
+    if (d < 1e-3).any():
+        k = int(np.argmax(d < 1e-3))
+        facts["problem"] = f"duplicate slice positions ({len(d[d < 1e-3])} pairs, first at {pos[k]:.2f} mm)"
+        return facts
+    med = float(np.median(d))
+    facts.update(spacing=med, z_min=float(pos[0]), z_max=float(pos[-1]))
+    bad = np.abs(d - med) > tolerance * med + 1e-4
+    if bad.any():
+        k = int(np.argmax(bad))
+        ratio = d[k] / med
+        if ratio > 1.5 and abs(ratio - round(ratio)) < 0.1:
+            facts["problem"] = (f"missing slice(s): gap of {d[k]:.2f} mm between positions {pos[k]:.2f} and "
+                                f"{pos[k + 1]:.2f} mm (expected {med:.2f} mm; ~{round(ratio) - 1} slice(s) absent)")
+        else:
+            facts["problem"] = f"inconsistent slice spacing ({d.min():.2f}-{d.max():.2f} mm, median {med:.2f} mm)"
+    return facts
+
+
+def _tokens(text: str) -> str:
+    return " " + " ".join(re.findall(r"[a-z0-9]+", text.lower())) + " "
+
+
+def phase_from_description(desc: str, keywords: dict[str, list[str]]) -> tuple[str | None, str]:
+    """The phase whose keyword (whole words, case-insensitive) occurs in a series description."""
+    toks = _tokens(desc)
+    hits = {ph: kw for ph, kws in keywords.items() for kw in kws if _tokens(kw) in toks}
+    if len(hits) == 1:
+        ph, kw = next(iter(hits.items()))
+        return ph, f"description {desc!r} matched {kw!r}"
+    if len(hits) > 1:
+        return None, f"description {desc!r} matched several phases {sorted(hits)}"
+    return None, ""
+
+
+def assign_phases(series: pd.DataFrame, cfg_ingest: dict, mapping: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Give every candidate series a phase by mapping file, description, contrast agent or bolus timing."""
+    series = series.copy()
+    series["phase"], series["method"], series["evidence"] = "", "", ""
+    mapped = {}
+    if mapping is not None and len(mapping):
+        pid = series["patient_id"].iloc[0] if len(series) else None
+        m = mapping[(mapping["patient_id"].astype(str) == str(pid)) | (mapping["patient_id"].astype(str) == "*")]
+        mapped = dict(zip(m["series_instance_uid"].astype(str), m["phase"].astype(str)))
+    for i, s in series.iterrows():
+        if s["status"] == "ignored":
+            continue
+        ev = []
+        if s["series_uid"] in mapped:
+            series.loc[i, ["phase", "method", "evidence"]] = [mapped[s["series_uid"]], "mapping", "phase map file"]
+            continue
+        ph, why = phase_from_description(s["series_description"], cfg_ingest["keywords"])
+        delay = s["acq_s"] - s["bolus_s"]
+        timed = None
+        if s["contrast_agent"] and np.isfinite(delay):
+            for p, (lo, hi) in cfg_ingest["bolus_delay_s"].items():
+                if lo <= delay < hi:
+                    timed = p
+            ev.append(f"bolus delay {delay:.0f} s" + (f" -> {timed}" if timed else ""))
+        ev.append(f"contrast agent {s['contrast_agent']!r}" if s["contrast_agent"] else "no contrast agent")
+        if ph:
+            method = "description"
+            if (timed and timed != ph) or (ph == "up" and s["contrast_agent"]):
+                ev.append(f"CONFLICT: header timing/agent suggests {timed or 'enhanced'}")
+        elif not s["contrast_agent"] and not np.isfinite(s["bolus_s"]):
+            ph, method = "up", "contrast-agent"
+        elif timed:
+            ph, method = timed, "bolus-timing"
+        else:
+            method = "unassigned"
+        series.loc[i, ["phase", "method", "evidence"]] = [ph or "", method, "; ".join(x for x in [why] + ev if x)]
+    # fallback: enhanced series still without a phase, ordered by acquisition time, fill the free phases
+    free = [p for p in ("cmp", "np", "ep") if p in cfg_ingest["bolus_delay_s"] and p not in set(series["phase"])]
+    todo = series[(series["method"] == "unassigned") & (series["contrast_agent"] != "")].sort_values("acq_s")
+    if len(todo) and len(todo) <= len(free):
+        for (i, _), p in zip(todo.iterrows(), free):
+            series.loc[i, ["phase", "method"]] = [p, "acquisition-order"]
+            series.loc[i, "evidence"] += f"; enhanced series ordered by acquisition time -> {p}"
+    return series
+
+
+def summarise_series(slices: pd.DataFrame, tolerance: float) -> pd.DataFrame:
+    """One row per series: description, counts, geometry facts, and whether it is a candidate volume."""
+    rows = []
+    for uid, sl in slices.groupby("series_uid", sort=False):
+        first = sl.sort_values("ipp_z").iloc[0]
+        row = {k: first[k] for k in ("patient_id", "series_uid", "series_number", "series_description",
+                                     "modality", "contrast_agent", "acq_s", "bolus_s", "transfer_syntax")}
+        row["n_files"] = len(sl)
+        status, reason = "candidate", ""
+        if first["modality"] != "CT":
+            status, reason = "ignored", f"modality {first['modality']!r} is not CT"
+        elif "LOCALIZER" in sl["image_type"].str.upper().str.cat(sep="\\"):
+            status, reason = "ignored", "localizer/scout images"
+        geo = series_geometry(sl, tolerance) if status == "candidate" else {"problem": ""}
+        if geo.get("problem"):
+            status, reason = "bad", geo["problem"]
+        row.update(status=status, reason=reason, spacing=geo.get("spacing", np.nan),
+                   z_min=geo.get("z_min", np.nan), z_max=geo.get("z_max", np.nan))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def choose_phases(series: pd.DataFrame, phases: list[str], patient: str) -> tuple[pd.DataFrame, list[dict]]:
+    """One row per configured phase (ok or excluded, with the reason) and the exclusion records."""
+    rows, excl = [], []
+    for ph in phases:
+        cand = series[series["phase"] == ph] if len(series) else series
+        good, bad = cand[cand["status"] == "candidate"], cand[cand["status"] == "bad"]
+        if len(good) == 1:
+            s = good.iloc[0]
+            rows.append({"patient_id": patient, "phase": ph, "status": "ok", "series_uid": s["series_uid"],
+                         "n_slices": int(s["n_files"]), "spacing": s["spacing"], "reason": ""})
+            continue
+        if len(good) > 1:
+            reason = (f"ambiguous: {len(good)} series look like this phase ("
+                      + ", ".join(f"#{s.series_number} {s.series_description!r}" for s in good.itertuples())
+                      + "); resolve with ingest.phase_map")
+            uid = ";".join(good["series_uid"])
+        elif len(bad):
+            reason, uid = "; ".join(bad["reason"]), ";".join(bad["series_uid"])
+        else:
+            reason, uid = "missing phase: no series was assigned to it", ""
+        rows.append({"patient_id": patient, "phase": ph, "status": "excluded", "series_uid": uid,
+                     "n_slices": 0, "spacing": np.nan, "reason": reason})
+        excl.append({"patient_id": patient, "phase": ph, "file": uid, "stage": "ingest", "reason": reason})
+    return pd.DataFrame(rows), excl
+
+
+def index_patient(folder: str | Path, patient: str, cfg_ingest: dict, phases: list[str],
+                  mapping: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
+    """Index one patient's DICOM folder: slice index, series table with phases, phase table, exclusions."""
+    slices, problems = index_folder(folder, patient)
+    if slices.empty:
+        series = pd.DataFrame(columns=["patient_id", "series_uid", "status", "phase"])
+        problems.append({"patient_id": patient, "phase": "", "file": str(folder), "stage": "index",
+                         "reason": "no readable DICOM files in the patient's folder"})
+    else:
+        series = assign_phases(summarise_series(slices, cfg_ingest["spacing_tolerance"]), cfg_ingest, mapping)
+    phase_table, excl = choose_phases(series, phases, patient)
+    for e in excl:  # name the first file of the offending series, not only its UID
+        if e["file"] and not slices.empty:
+            files = slices.loc[slices["series_uid"].isin(e["file"].split(";")), "file"]
+            if len(files):
+                e["file"] = sorted(files)[0] if "truncated" not in e["reason"] else e["reason"].split()[2]
+    excl = problems + excl
+    if cfg_ingest.get("on_bad_series") == "error" and excl:
+        e = excl[0]
+        raise DicomError(e["reason"], patient=patient, phase=e["phase"] or None, file=e["file"] or None)
+    return {"slices": slices, "series": series, "phases": phase_table,
+            "exclusions": pd.DataFrame(excl, columns=["patient_id", "phase", "file", "stage", "reason"])}
+
+
+def read_volume(folder: str | Path, slices: pd.DataFrame, patient: str, phase: str) -> tuple[sitk.Image, pd.DataFrame]:
+    """Read one series' pixels into a HU SimpleITK image (sorted along the normal, rescale applied)."""
+    folder = Path(folder)
+    n = _normal(slices["iop"].iloc[0])
+    sl = slices.assign(pos=slices[["ipp_x", "ipp_y", "ipp_z"]].to_numpy(float) @ n).sort_values("pos")
+    sl = sl.reset_index(drop=True)
+    first = sl.iloc[0]
+    arr = np.empty((len(sl), int(first["rows"]), int(first["cols"])), np.float32)
+    integral = True
+    for k, r in enumerate(sl.itertuples()):
+        try:
+            ds = pydicom.dcmread(folder / r.file)
+            px = ds.pixel_array.astype(np.float32)
+        except Exception as e:  # noqa: BLE001 - any decoder failure is reported with its file
+            raise DicomError(f"cannot decode pixel data ({type(e).__name__}: {e}); transfer syntax "
+                             f"{r.transfer_syntax}", patient=patient, phase=phase, file=str(folder / r.file)) from e
+        if px.shape != arr.shape[1:]:
+            raise GeometryError(f"slice shape {px.shape} differs from series shape {arr.shape[1:]}",
+                                patient=patient, phase=phase, file=str(folder / r.file))
+        if r.photometric == "MONOCHROME1":
+            px = float(2 ** int(r.bits_stored) - 1) - px
+        arr[k] = px * r.slope + r.intercept
+        integral &= float(r.slope).is_integer() and float(r.intercept).is_integer()
+    if integral and arr.min() >= -32768 and arr.max() <= 32767:
+        arr = arr.astype(np.int16)
+    img = sitk.GetImageFromArray(arr)
+    iop = np.array([float(x) for x in first["iop"].split()])
+    spacing_z = float(np.median(np.diff(sl["pos"]))) if len(sl) > 1 else float(first["slice_thickness"])
+    img.SetSpacing((float(first["col_spacing"]), float(first["row_spacing"]), spacing_z))
+    img.SetOrigin((float(first["ipp_x"]), float(first["ipp_y"]), float(first["ipp_z"])))
+    r_, c_ = iop[:3], iop[3:]
+    img.SetDirection(tuple(np.column_stack([r_, c_, n]).ravel()))
+    table = pd.DataFrame({"k": range(len(sl)), "file": sl["file"], "sop_uid": sl["sop_uid"], "position_mm": sl["pos"]})
+    return img, table
+
+
+def convert_patient(folder: str | Path, patient: str, index_dir: str | Path, outdir: str | Path) -> pd.DataFrame:
+    """Write ``{phase}.nii.gz`` and ``{phase}.slices.tsv`` for every usable phase; return the phase table."""
+    index_dir, outdir = Path(index_dir), Path(outdir)
+    phases = pd.read_csv(index_dir / "phases.tsv", sep="\t", keep_default_na=False)
+    slices = pd.read_csv(index_dir / "slices.tsv", sep="\t", keep_default_na=False, dtype={"iop": str})
+    outdir.mkdir(parents=True, exist_ok=True)
+    for r in phases.itertuples():
+        if r.status != "ok":
+            continue
+        img, table = read_volume(folder, slices[slices["series_uid"] == r.series_uid], patient, r.phase)
+        with atomic_path(outdir / f"{r.phase}.nii.gz") as tmp:
+            sitk.WriteImage(img, str(tmp), True, 1)
+        write_tsv(outdir / f"{r.phase}.slices.tsv", table)
+    write_tsv(outdir / "phases.tsv", phases)
+    return phases
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="DICOM ingest stages for one patient.")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    a1 = sub.add_parser("index", help="header index, phase assignment and geometry checks")
+    a1.add_argument("--patient", required=True)
+    a1.add_argument("--dicom-dir", required=True)
+    a1.add_argument("--ingest", required=True, help="JSON of the config's ingest section")
+    a1.add_argument("--phases", required=True, help="comma-separated phase codes")
+    a1.add_argument("--outdir", required=True)
+    a2 = sub.add_parser("convert", help="HU volumes of the usable phases as NIfTI")
+    a2.add_argument("--patient", required=True)
+    a2.add_argument("--dicom-dir", required=True)
+    a2.add_argument("--index-dir", required=True)
+    a2.add_argument("--outdir", required=True)
+    a = ap.parse_args(argv)
+    if a.cmd == "index":
+        cfg = json.loads(a.ingest)
+        mapping = None
+        if cfg.get("phase_map"):
+            mapping = pd.read_csv(cfg["phase_map"], sep="\t", dtype=str)
+        res = index_patient(a.dicom_dir, a.patient, cfg, a.phases.split(","), mapping)
+        out = Path(a.outdir)
+        res["slices"]["file"] = res["slices"]["file"].astype(str)
+        for name in ("slices", "series", "phases", "exclusions"):
+            write_tsv(out / f"{name}.tsv", res[name])
+        ok = (res["phases"]["status"] == "ok").sum()
+        print(f"{a.patient}: {len(res['slices'])} files, {len(res['series'])} series, {ok}/{len(res['phases'])} phases usable")
+        for e in res["exclusions"].to_dict("records"):
+            print(f"EXCLUDED patient {e['patient_id']}, phase {e['phase'] or '-'}, file {e['file']}: {e['reason']}")
+    else:
+        ph = convert_patient(a.dicom_dir, a.patient, a.index_dir, a.outdir)
+        print(f"{a.patient}: wrote {(ph['status'] == 'ok').sum()} volumes")
+
+
+if __name__ == "__main__":
+    main()

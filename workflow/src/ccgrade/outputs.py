@@ -1,0 +1,110 @@
+"""Atomic writers for the pipeline's artefacts: tables (CSV + Markdown), JSON, arrays and figures."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pandas as pd
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sfx = suffix if suffix is not None else "".join(path.suffixes)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{sfx}", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write text atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write JSON atomically, sorted keys, numpy scalars converted."""
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o)}")
+
+
+def write_tsv(path: str | os.PathLike, df: pd.DataFrame) -> None:
+    """Write a tab-separated table atomically (no index)."""
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, sep="\t", index=False, lineterminator="\n")
+
+
+def write_npz(path: str | os.PathLike, **arrays: Any) -> None:
+    """Write an uncompressed .npz atomically."""
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez(tmp, **arrays)
+
+
+def markdown_table(df: pd.DataFrame, footnotes: list[str] | None = None, title: str | None = None) -> str:
+    """Render a DataFrame as a GitHub-flavoured Markdown table with optional title and footnotes."""
+    def cell(v: Any) -> str:
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return ""
+        return str(v).replace("|", "\\|").replace("\n", " ")
+
+    cols = [str(c) for c in df.columns]
+    lines = []
+    if title:
+        lines += [f"**{title}**", ""]
+    lines.append("| " + " | ".join(cols) + " |")
+    lines.append("|" + "|".join("---" for _ in cols) + "|")
+    for row in df.itertuples(index=False):
+        lines.append("| " + " | ".join(cell(v) for v in row) + " |")
+    if footnotes:
+        lines.append("")
+        lines += [f"{n}" for n in footnotes]
+    return "\n".join(lines) + "\n"
+
+
+def write_table(stem: str | os.PathLike, df: pd.DataFrame, *, footnotes: list[str] | None = None,
+                title: str | None = None) -> tuple[Path, Path]:
+    """Write ``stem.csv`` (machine-readable) and ``stem.md`` (for people) atomically."""
+    stem = Path(stem)
+    csv, md = stem.with_suffix(".csv"), stem.with_suffix(".md")
+    with atomic_path(csv) as tmp:
+        df.to_csv(tmp, index=False, lineterminator="\n")
+    write_text(md, markdown_table(df, footnotes, title))
+    return csv, md
+
+
+def save_figure(fig: Any, stem: str | os.PathLike, dpi: int = 150) -> tuple[Path, Path]:
+    """Save a matplotlib figure as ``stem.png`` and ``stem.pdf`` (deterministic metadata)."""
+    stem = Path(stem)
+    png, pdf = stem.with_suffix(".png"), stem.with_suffix(".pdf")
+    with atomic_path(png) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi, metadata={"Software": None})
+    with atomic_path(pdf) as tmp:
+        fig.savefig(tmp, format="pdf", metadata={"CreationDate": None, "ModDate": None, "Producer": None,
+                                                  "Creator": None})
+    return png, pdf

@@ -66,8 +66,10 @@ def read_header(path: Path, folder: Path, patient: str) -> dict:
     ds = pydicom.dcmread(path, defer_size=256)
     size = path.stat().st_size
     need, trunc = np.nan, False
+    if PIXEL_DATA not in ds and str(ds.get("Modality", "")) in ("CT", "MR", "PT", "OT", ""):
+        raise ValueError(f"image without PixelData ({size} bytes; truncated?)")
     if PIXEL_DATA in ds:
-        raw = ds.get_item(PIXEL_DATA)
+        raw = ds.get_item(PIXEL_DATA, keep_deferred=True)
         length = getattr(raw, "length", None)
         tell = getattr(raw, "value_tell", None)
         if length is not None and tell is not None and length != 0xFFFFFFFF:
@@ -79,7 +81,10 @@ def read_header(path: Path, folder: Path, patient: str) -> dict:
     ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "")
     return {
         "patient_id": patient, "file": str(path.relative_to(folder)),
-        "series_uid": str(ds.get("SeriesInstanceUID", "")), "sop_uid": str(ds.get("SOPInstanceUID", "")),
+        # anonymised exports may blank the series UID: fall back to folder + series number + description
+        "series_uid": str(ds.get("SeriesInstanceUID", "") or
+                          f"nouid:{path.parent.relative_to(folder)}:{ds.get('SeriesNumber', '')}:{ds.get('SeriesDescription', '')}"),
+        "sop_uid": str(ds.get("SOPInstanceUID", "") or path.name),
         "study_uid": str(ds.get("StudyInstanceUID", "")), "frame_uid": str(ds.get("FrameOfReferenceUID", "")),
         "modality": str(ds.get("Modality", "")), "image_type": "\\".join(map(str, ds.get("ImageType", []))),
         "series_number": ds.get("SeriesNumber", None), "instance_number": ds.get("InstanceNumber", None),

@@ -1,0 +1,64 @@
+"""Shared fixtures: the repository's config, a tiny demo cohort, and the location of ../shared/data."""
+
+from __future__ import annotations
+
+import copy
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+PHASES = ["up", "cmp", "np", "ep"]
+
+TINY_DEMO = {"n_patients": 6, "seed": 3, "matrix": 96, "fov_mm": 300, "n_slices": 14,
+             "slice_thickness_mm": 5.0, "noise_hu": 8, "high_grade_fraction": 0.4, "centres": {"A": 0.5, "B": 0.5}}
+
+
+def repo_config() -> dict:
+    return yaml.safe_load((REPO / "config.yaml").read_text())
+
+
+def tiny_config() -> dict:
+    """The demo config shrunk for tests: 6 patients, 96 px, 14 slices, 32-px crops."""
+    cfg = copy.deepcopy(repo_config())
+    cfg["demo"] = dict(TINY_DEMO)
+    for roi in cfg["rois"].values():
+        roi["size"] = 16 if roi["kind"] == "cube" else 32
+    cfg["rois"]["centroid"]["box_px"] = 32
+    cfg["splits"]["schemes"]["dai"]["k"] = 3
+    cfg["figures"]["montage_patients"] = 1
+    return cfg
+
+
+@pytest.fixture
+def cfg() -> dict:
+    return tiny_config()
+
+
+@pytest.fixture(scope="session")
+def demo_root(tmp_path_factory) -> Path:
+    """Three tiny demo patients written once per test session (DICOM + annotations)."""
+    from ccgrade import demo
+
+    root = tmp_path_factory.mktemp("demo")
+    for i in range(3):
+        demo.generate_patient(i, TINY_DEMO, root)
+    return root
+
+
+@pytest.fixture
+def patient_copy(demo_root, tmp_path) -> Path:
+    """A writable copy of DEMO001's DICOM folder, for tests that damage files."""
+    dst = tmp_path / "DEMO001"
+    shutil.copytree(demo_root / "dicom" / "DEMO001", dst)
+    return dst
+
+
+def shared_data(*parts: str) -> Path:
+    p = SHARED_DATA.joinpath(*parts)
+    if not p.exists():
+        pytest.skip(f"real data not available: {p} (../shared/data is absent on this machine)")
+    return p

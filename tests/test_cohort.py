@@ -1,0 +1,97 @@
+import pandas as pd
+import pytest
+
+from ccgrade import demo
+from ccgrade.cohort import load_cohort_sheet, parse_grade, validate_cohort, validate_config
+from ccgrade.errors import CohortError, ConfigError
+from conftest import TINY_DEMO, repo_config
+
+
+def test_repository_config_is_valid():
+    validate_config(repo_config())
+
+
+@pytest.mark.parametrize("mutate, key", [
+    (lambda c: c["rois"]["box"].__setitem__("size", "big"), "rois.box.size"),
+    (lambda c: c["demo"].__setitem__("n_patients", 1), "demo.n_patients"),
+    (lambda c: c.__setitem__("typo_key", 1), "typo_key"),
+    (lambda c: c["splits"]["schemes"]["cui"].__setitem__("kind", "random"), "splits.schemes.cui.kind"),
+])
+def test_config_errors_name_the_bad_key(mutate, key):
+    cfg = repo_config()
+    mutate(cfg)
+    with pytest.raises(ConfigError) as e:
+        validate_config(cfg)
+    assert key in str(e.value) or (key == "typo_key" and "typo_key" in str(e.value))
+
+
+def test_cross_key_checks_name_the_key():
+    cfg = repo_config()
+    cfg["rois"]["box"]["window"] = "lung"
+    with pytest.raises(ConfigError, match=r"rois\.box\.window.*lung"):
+        validate_config(cfg)
+    cfg = repo_config()
+    cfg["stack"]["phases"] = ["cmp", "xp"]
+    with pytest.raises(ConfigError, match=r"stack\.phases"):
+        validate_config(cfg)
+
+
+@pytest.mark.parametrize("raw, grade", [(1, 1), ("3", 3), ("G4", 4), ("g2", 2), ("III", 3), ("iv", 4),
+                                        ("Grade 2", 2), ("ISUP 3", 3), (2.0, 2)])
+def test_grade_spellings(raw, grade):
+    assert parse_grade(raw, "P1") == grade
+
+
+@pytest.mark.parametrize("raw", ["5", "X", 0, 2.5, "", None, "G5"])
+def test_unknown_grade_names_patient_and_value(raw):
+    with pytest.raises(CohortError) as e:
+        parse_grade(raw, "P7", "sheet.tsv")
+    assert "patient P7" in str(e.value) and "sheet.tsv" in str(e.value) and repr(raw) in str(e.value)
+
+
+def _sheet(tmp_path, rows):
+    p = tmp_path / "cohort.tsv"
+    pd.DataFrame(rows).to_csv(p, sep="\t", index=False)
+    return p
+
+
+def test_duplicate_ids_rejected(tmp_path, cfg):
+    (tmp_path / "a").mkdir()
+    p = _sheet(tmp_path, [{"patient_id": "P1", "grade": 1, "dicom_dir": "a"}, {"patient_id": "P1", "grade": 3, "dicom_dir": "a"}])
+    with pytest.raises(CohortError, match=r"duplicate patient IDs \['P1'\].*|cohort.tsv"):
+        load_cohort_sheet(p, cfg)
+
+
+def test_patient_without_images_named(tmp_path, cfg):
+    (tmp_path / "a").mkdir()
+    p = _sheet(tmp_path, [{"patient_id": "P1", "grade": 1, "dicom_dir": "a"}, {"patient_id": "P2", "grade": 4, "dicom_dir": "missing"}])
+    with pytest.raises(CohortError) as e:
+        load_cohort_sheet(p, cfg)
+    assert "patient P2" in str(e.value) and "no images" in str(e.value)
+
+
+def test_sheet_paths_resolved_and_groups(tmp_path, cfg):
+    (tmp_path / "a").mkdir()
+    p = _sheet(tmp_path, [{"patient_id": "P1", "grade": "G3", "dicom_dir": "a", "age": 60},
+                          {"patient_id": "P2", "grade": "II", "dicom_dir": str(tmp_path / "a"), "age": 50}])
+    df = load_cohort_sheet(p, cfg)
+    assert df["grade"].tolist() == [3, 2] and df["grade_group"].tolist() == ["high", "low"]
+    assert df["dicom_dir"].tolist() == [str(tmp_path / "a")] * 2
+
+
+def test_bad_clinical_value_names_patient(cfg):
+    df = pd.DataFrame([{"patient_id": "P9", "grade": 2, "dicom_dir": "x", "age": 300}])
+    with pytest.raises(CohortError, match=r"P9.*age"):
+        validate_cohort(df, cfg, check_paths=False)
+
+
+def test_demo_draws_are_deterministic_and_plausible():
+    d = dict(repo_config()["demo"], n_patients=400)
+    a, b = demo.draw_cohort(d), demo.draw_cohort(d)
+    pd.testing.assert_frame_equal(a, b)
+    assert demo.draw_cohort(dict(d, n_patients=10)).equals(a.head(10))  # growing the cohort keeps patients
+    high = a[a.grade >= 3]
+    low = a[a.grade < 3]
+    assert 0.3 < len(high) / len(a) < 0.5
+    assert high.tumor_size_cm.mean() > low.tumor_size_cm.mean() + 0.7  # Cui: larger high-grade tumours
+    assert set(a.centre) == {"A", "B"} and set(a.side) == {"left", "right"}

@@ -1,0 +1,196 @@
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pydicom
+import pytest
+import SimpleITK as sitk
+from pydicom.data import get_testdata_file
+
+from ccgrade import ingest
+from ccgrade.errors import DicomError
+from conftest import PHASES, repo_config, shared_data
+
+CFG = repo_config()["ingest"]
+FOLDER = {"up": "S02", "cmp": "S03", "np": "S04", "ep": "S05"}
+
+
+def run_index(folder, pid="DEMO001", cfg=CFG, phases=PHASES, mapping=None):
+    return ingest.index_patient(folder, pid, cfg, phases, mapping)
+
+
+def status(res):
+    return res["phases"].set_index("phase")
+
+
+def test_demo_patient_phases_and_methods(demo_root):
+    res = run_index(demo_root / "dicom" / "DEMO001")
+    st = status(res)
+    assert (st["status"] == "ok").all() and (st["n_slices"] == 14).all()
+    s = res["series"].set_index("phase")
+    for ph, folder in FOLDER.items():
+        files = res["slices"][res["slices"]["series_uid"] == s.loc[ph, "series_uid"]]["file"]
+        assert all(f.startswith(folder + "/") for f in files)
+    assert set(s["method"]) <= {"description", "contrast-agent", "bolus-timing", "acquisition-order"}
+    assert res["exclusions"].empty
+    # no PHI in any index table
+    blob = "".join(df.to_csv() for df in res.values())
+    ds = pydicom.dcmread(next((demo_root / "dicom" / "DEMO001" / "S02").iterdir()))
+    for phi in (str(ds.PatientName), ds.PatientID, ds.PatientBirthDate, ds.InstitutionName, ds.AccessionNumber):
+        assert phi not in blob
+
+
+def test_phase_by_timing_when_descriptions_say_nothing(patient_copy):
+    for ph, folder in FOLDER.items():
+        for f in (patient_copy / folder).iterdir():
+            ds = pydicom.dcmread(f)
+            ds.SeriesDescription = f"Series {folder}"
+            ds.save_as(f)
+    res = run_index(patient_copy)
+    s = res["series"].set_index("phase")
+    assert set(s.index) == set(PHASES)
+    assert s.loc["up", "method"] == "contrast-agent"
+    assert {s.loc[p, "method"] for p in ("cmp", "np", "ep")} == {"bolus-timing"}
+    # without bolus start time, acquisition order fills cmp < np < ep
+    for folder in FOLDER.values():
+        for f in (patient_copy / folder).iterdir():
+            ds = pydicom.dcmread(f)
+            if "ContrastBolusStartTime" in ds:
+                del ds.ContrastBolusStartTime
+            ds.save_as(f)
+    s = run_index(patient_copy)["series"].set_index("phase")
+    assert [s.loc[p, "method"] for p in ("cmp", "np", "ep")] == ["acquisition-order"] * 3
+    assert s.loc["cmp", "acq_s"] < s.loc["np", "acq_s"] < s.loc["ep", "acq_s"]
+
+
+def test_phase_map_overrides(demo_root):
+    res = run_index(demo_root / "dicom" / "DEMO001")
+    uid = res["series"].set_index("phase").loc["np", "series_uid"]
+    mapping = pd.DataFrame({"patient_id": ["*"], "series_instance_uid": [uid], "phase": ["ep"]})
+    st = status(run_index(demo_root / "dicom" / "DEMO001", mapping=mapping))
+    assert st.loc["np", "status"] == "excluded" and "missing phase" in st.loc["np", "reason"]
+    assert st.loc["ep", "status"] == "excluded" and "ambiguous" in st.loc["ep", "reason"]
+
+
+def _files(folder):
+    return sorted(folder.iterdir(), key=lambda f: float(pydicom.dcmread(f, stop_before_pixels=True).ImagePositionPatient[2]))
+
+
+def test_truncated_file_excludes_phase_naming_file(patient_copy):
+    f = _files(patient_copy / "S03")[5]
+    data = f.read_bytes()
+    f.write_bytes(data[: len(data) // 2])
+    res = run_index(patient_copy)
+    ex = res["exclusions"]
+    row = ex[ex["phase"] == "cmp"].iloc[0]
+    assert row["patient_id"] == "DEMO001" and "truncated file S03/" + f.name in row["reason"]
+    assert row["file"] == f"S03/{f.name}"
+    assert status(res).loc["up", "status"] == "ok"
+    with pytest.raises(DicomError) as e:
+        run_index(patient_copy, cfg={**CFG, "on_bad_series": "error"})
+    assert "patient DEMO001" in str(e.value) and "phase cmp" in str(e.value) and f.name in str(e.value)
+
+
+def test_header_truncation_is_unreadable_row(patient_copy):
+    f = _files(patient_copy / "S02")[0]
+    f.write_bytes(f.read_bytes()[:300])
+    ex = run_index(patient_copy)["exclusions"]
+    assert any(("unreadable" in r or "truncated" in r) and f.name in (fl + r) for r, fl in zip(ex["reason"], ex["file"]))
+
+
+def test_missing_slice_detected(patient_copy):
+    _files(patient_copy / "S04")[6].unlink()
+    st = status(run_index(patient_copy))
+    assert st.loc["np", "status"] == "excluded"
+    assert "missing slice(s): gap of 10.00 mm" in st.loc["np", "reason"]
+
+
+def test_inconsistent_spacing_duplicate_and_oblique(patient_copy):
+    fs = _files(patient_copy / "S02")
+    ds = pydicom.dcmread(fs[3]); ds.ImagePositionPatient[2] += 1.7; ds.save_as(fs[3])
+    fs = _files(patient_copy / "S03")
+    ds = pydicom.dcmread(fs[4]); ds.ImagePositionPatient = pydicom.dcmread(fs[5]).ImagePositionPatient; ds.save_as(fs[4])
+    for f in (patient_copy / "S05").iterdir():
+        ds = pydicom.dcmread(f); c, s = np.cos(0.3), np.sin(0.3)
+        ds.ImageOrientationPatient = [1, 0, 0, 0, c, s]; ds.save_as(f)
+    st = status(run_index(patient_copy))
+    assert "inconsistent slice spacing" in st.loc["up", "reason"]
+    assert "duplicate slice positions" in st.loc["cmp", "reason"]
+    assert "non-axial orientation" in st.loc["ep", "reason"]
+    assert st.loc["np", "status"] == "ok"
+
+
+def test_missing_phase_and_localizer(patient_copy):
+    shutil.rmtree(patient_copy / "S05")
+    src = next((patient_copy / "S02").iterdir())
+    ds = pydicom.dcmread(src)
+    ds.SeriesInstanceUID = pydicom.uid.generate_uid()
+    ds.SOPInstanceUID = pydicom.uid.generate_uid()
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "LOCALIZER"]
+    ds.SeriesDescription = "Topogram 0.6"
+    (patient_copy / "scout").mkdir()
+    ds.save_as(patient_copy / "scout" / "scout.dcm")
+    res = run_index(patient_copy)
+    assert status(res).loc["ep", "reason"].startswith("missing phase")
+    ser = res["series"].set_index("series_description")
+    assert ser.loc["Topogram 0.6", "status"] == "ignored" and "localizer" in ser.loc["Topogram 0.6", "reason"]
+    assert (status(res).drop("ep")["status"] == "ok").all()
+
+
+def test_empty_folder_is_recorded(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("not dicom")
+    res = run_index(tmp_path / "empty", pid="P0")
+    assert "no readable DICOM" in res["exclusions"]["reason"].iloc[0]
+    assert (res["phases"]["status"] == "excluded").all()
+
+
+def test_convert_matches_independent_pixel_read(demo_root, tmp_path):
+    folder = demo_root / "dicom" / "DEMO002"
+    res = run_index(folder, "DEMO002")
+    for n in ("slices", "phases"):
+        res[n].to_csv(tmp_path / f"{n}.tsv", sep="\t", index=False)
+    ingest.convert_patient(folder, "DEMO002", tmp_path, tmp_path / "vol")
+    img = sitk.ReadImage(str(tmp_path / "vol" / "cmp.nii.gz"))
+    arr = sitk.GetArrayFromImage(img)
+    dss = sorted((pydicom.dcmread(f) for f in (folder / "S03").iterdir()), key=lambda d: float(d.ImagePositionPatient[2]))
+    ref = np.stack([d.pixel_array.astype(np.int32) * int(d.RescaleSlope) + int(d.RescaleIntercept) for d in dss])
+    np.testing.assert_array_equal(arr, ref)
+    assert arr.dtype == np.int16
+    assert np.allclose(img.GetOrigin(), [float(v) for v in dss[0].ImagePositionPatient])
+    assert np.allclose(img.GetSpacing(), [300 / 96, 300 / 96, 5.0])
+    tab = pd.read_csv(tmp_path / "vol" / "cmp.slices.tsv", sep="\t", dtype=str)
+    assert tab["sop_uid"].tolist() == [d.SOPInstanceUID for d in dss]
+    # plausible HU: aorta enhanced in the corticomedullary phase, fat negative
+    assert arr.min() >= -1024 and (arr < -50).any() and (arr > 200).any()
+
+
+def test_pydicom_ct5n_ok_and_ct2_gap_rejected(tmp_path):
+    base = Path(get_testdata_file("CT_small.dcm")).parent / "dicomdirtests"
+    ok = run_index(base / "98892001" / "CT5N", "PYD1", phases=["up"], cfg={**CFG, "keywords": {"up": [""]}})
+    ser = ok["series"]
+    assert ser["status"].tolist() == ["candidate"] and int(ser["n_files"].iloc[0]) == 5
+    gap = ingest.summarise_series(ingest.index_folder(base / "77654033" / "CT2", "PYD2")[0], 0.01)
+    assert gap["status"].tolist() == ["bad"] and "missing slice" in gap["reason"].iloc[0]
+
+
+@pytest.mark.realdata
+def test_real_siemens_jpeg2000_series_matches_nifti(tmp_path):
+    folder = shared_data("totalseg", "dicom")
+    ref = sitk.ReadImage(str(shared_data("totalseg", "example_seg_dicom.nii.gz")))
+    slices, problems = ingest.index_folder(folder, "TS1")
+    assert not problems and slices["transfer_syntax"].eq("1.2.840.10008.1.2.4.90").all()
+    ser = ingest.summarise_series(slices, 0.01)
+    assert ser["status"].tolist() == ["candidate"], ser["reason"].tolist()
+    img, _ = ingest.read_volume(folder, slices, "TS1", "np")
+    assert img.GetSize() == ref.GetSize()
+    assert np.allclose(img.GetSpacing(), ref.GetSpacing(), atol=1e-3)
+    # the NIfTI export stores rows flipped (RAS-style direction): compare the physical voxel-centre corners
+    def corners(im):
+        n = np.array(im.GetSize()) - 1
+        idx = [(i, j, k) for i in (0, n[0]) for j in (0, n[1]) for k in (0, n[2])]
+        return sorted(tuple(np.round(im.TransformIndexToPhysicalPoint([int(v) for v in c]), 2)) for c in idx)
+    assert np.allclose(corners(img), corners(ref), atol=1e-2)
+    arr = sitk.GetArrayFromImage(img)
+    assert -1100 < arr.min() < -900 and arr.max() > 300  # air and bone/contrast in HU after rescale -1024

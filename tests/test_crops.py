@@ -1,0 +1,124 @@
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+
+from ccgrade import annotations as ann
+from ccgrade import crops, ingest
+from ccgrade.errors import AnnotationError, GeometryError
+from conftest import PHASES, repo_config
+
+CFG = repo_config()
+
+
+@pytest.fixture(scope="module")
+def volumes(demo_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("vol")
+    res = ingest.index_patient(demo_root / "dicom" / "DEMO002", "DEMO002", CFG["ingest"], PHASES)
+    for n in ("slices", "phases"):
+        res[n].to_csv(out / f"{n}.tsv", sep="\t", index=False)
+    ingest.convert_patient(demo_root / "dicom" / "DEMO002", "DEMO002", out, out / "DEMO002")
+    return out / "DEMO002"
+
+
+def test_window_numbers():
+    hu = np.array([-200.0, -105.0, 40.0, 185.0, 400.0])
+    np.testing.assert_allclose(crops.apply_window(hu, {"level": 40, "width": 290}), [0, 0, 0.5, 1, 1])
+    z = crops.apply_window(hu, {"zscore": True})
+    assert abs(z.mean()) < 1e-6 and abs(z.std() - 1) < 1e-3
+
+
+def test_box_crop_equals_pixels_when_not_resized():
+    img = np.arange(100.0).reshape(10, 10)
+    out = crops.sample_box(img, (2, 3, 6, 7), 4)  # labelme box covering columns 2-5, rows 3-6
+    np.testing.assert_allclose(out, img[3:7, 2:6])
+    assert crops.sample_box(img, (8, 8, 12, 12), 4)[-1, -1] == crops.AIR_HU  # outside -> air
+
+
+def test_polygon_centroid_square_and_triangle():
+    assert ann.polygon_centroid(np.array([[0, 0], [4, 0], [4, 2], [0, 2]], float)) == pytest.approx((2, 1))
+    assert ann.polygon_centroid(np.array([[0, 0], [3, 0], [0, 3]], float)) == pytest.approx((1, 1))
+
+
+def test_every_roi_of_a_demo_patient(demo_root, volumes, tmp_path):
+    windows = CFG["windows"]
+    rois = {"box": {"kind": "box", "source": "labelme", "margin_mm": 0.0, "size": 24, "window": "cui"},
+            "tumor": {"kind": "tumor", "source": "mask", "size": 24, "window": "cui"},
+            "box5mm": {"kind": "box", "source": "labelme", "margin_mm": 5.0, "size": 24, "window": "cui"},
+            "centroid": {"kind": "centroid", "source": "polygons", "box_px": 20, "size": 24, "window": "dai"},
+            "cube": {"kind": "cube", "source": "mask", "spacing_mm": 1.0, "size": 16, "window": "zscore"}}
+    mask = sitk.GetArrayFromImage(sitk.ReadImage(str(demo_root / "annotations/DEMO002/cmp/mask.nii.gz")))
+    n_tumour_slices = int((mask.reshape(len(mask), -1).sum(1) >= 10).sum())
+    res = {}
+    for name, roi in rois.items():
+        man = crops.crop_patient("DEMO002", name, roi, windows[roi["window"]], PHASES, ["cmp", "np", "ep"], volumes,
+                                 demo_root / "annotations" / "DEMO002", 1, tmp_path / name)
+        assert (man["status"] == "ok").all(), man
+        res[name] = {p: np.load(tmp_path / name / f"{p}.npz") for p in PHASES + ["stack"]}
+    box = res["box"]["cmp"]
+    assert box["images"].shape == (n_tumour_slices, 1, 24, 24) and box["images"].dtype == np.float16
+    assert res["stack"] if False else res["box"]["stack"]["images"].shape == (n_tumour_slices, 3, 24, 24)
+    # the stack's first channel is the cmp crop itself
+    np.testing.assert_array_equal(res["box"]["stack"]["images"][:, 0], box["images"][:, 0])
+    # box5mm is the same box grown by 5 mm on each side
+    sp = 300 / 96
+    np.testing.assert_allclose(res["box5mm"]["cmp"]["boxes"], box["boxes"] + np.array([-5, -5, 5, 5]) / sp, atol=1e-6)
+    # tumour-only: zero outside the mask, windowed HU inside
+    t = res["tumor"]["cmp"]
+    k = int(t["slice_index"][len(t["slice_index"]) // 2])
+    assert (t["images"] == 0).any() and t["images"].max() > 0.3
+    # centroid boxes are box_px wide, centred on the polygon centroid
+    c = res["centroid"]["cmp"]["boxes"]
+    np.testing.assert_allclose(c[:, 2] - c[:, 0], 20)
+    cube = res["cube"]["cmp"]["images"].astype(np.float32)
+    assert cube.shape == (1, 1, 16, 16, 16) and abs(cube.mean()) < 0.05 and abs(cube.std() - 1) < 0.05
+    # plausibility: corticomedullary tumour enhancement exceeds the plain phase's
+    assert res["tumor"]["cmp"]["images"].astype(float).sum() > res["tumor"]["up"]["images"].astype(float).sum()
+    assert k >= 0
+
+
+def test_box_outside_image_names_patient_phase_file(demo_root, volumes, tmp_path):
+    lab = tmp_path / "ann" / "cmp" / "labelme"
+    shutil.copytree(demo_root / "annotations/DEMO002/cmp/labelme", lab)
+    f = sorted(lab.glob("*.json"))[0]
+    doc = json.loads(f.read_text())
+    doc["shapes"][0]["points"] = [[200, 200], [230, 240]]
+    f.write_text(json.dumps(doc))
+    slices = pd.read_csv(volumes / "cmp.slices.tsv", sep="\t", dtype=str).assign(k=lambda d: d.k.astype(int))
+    with pytest.raises(AnnotationError) as e:
+        ann.read_labelme_boxes(lab, slices, (96, 96), patient="DEMO002", phase="cmp")
+    msg = str(e.value)
+    assert "patient DEMO002" in msg and "phase cmp" in msg and f.name in msg and "outside" in msg
+    doc["shapes"][0]["points"] = [[50, 50], [50, 60]]
+    f.write_text(json.dumps(doc))
+    with pytest.raises(AnnotationError, match="no area"):
+        ann.read_labelme_boxes(lab, slices, (96, 96), patient="DEMO002", phase="cmp")
+    doc["shapes"][0]["points"] = [[90, 40], [110, 60]]
+    f.write_text(json.dumps(doc))
+    boxes, notes = ann.read_labelme_boxes(lab, slices, (96, 96), patient="DEMO002", phase="cmp")
+    assert max(b[2] for b in boxes.values()) == 96 and any("clipped" in n for n in notes)
+
+
+def test_mask_geometry_mismatch(demo_root, volumes, tmp_path):
+    ref = sitk.ReadImage(str(volumes / "cmp.nii.gz"))
+    m = sitk.ReadImage(str(demo_root / "annotations/DEMO002/cmp/mask.nii.gz"))
+    m.SetOrigin(tuple(np.array(m.GetOrigin()) + [0, 0, 2.5]))
+    sitk.WriteImage(m, str(tmp_path / "m.nii.gz"))
+    with pytest.raises(GeometryError, match=r"patient DEMO002, phase cmp, file .*m\.nii\.gz: mask geometry differs.*origin"):
+        ann.read_mask(tmp_path / "m.nii.gz", ref, 1, patient="DEMO002", phase="cmp")
+
+
+def test_excluded_phase_gives_excluded_crop(volumes, demo_root, tmp_path):
+    vol = tmp_path / "vol"
+    shutil.copytree(volumes, vol)
+    st = pd.read_csv(vol / "phases.tsv", sep="\t", keep_default_na=False)
+    st.loc[st.phase == "np", ["status", "reason"]] = ["excluded", "missing slice(s): gap"]
+    st.to_csv(vol / "phases.tsv", sep="\t", index=False)
+    man = crops.crop_patient("DEMO002", "box", {"kind": "box", "size": 16, "window": "cui"}, CFG["windows"]["cui"],
+                             PHASES, ["cmp", "np", "ep"], vol, demo_root / "annotations/DEMO002", 1, tmp_path / "c")
+    m = man.set_index("phase")
+    assert m.loc["np", "status"] == "excluded" and "missing slice" in m.loc["np", "reason"]
+    assert m.loc["stack", "status"] == "excluded" and m.loc["cmp", "status"] == "ok"

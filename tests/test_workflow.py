@@ -1,0 +1,114 @@
+"""Integration: the Snakemake DAG on a tiny demo cohort (marked slow; run by .ci/run)."""
+
+import os
+import re
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO, tiny_config
+
+pytestmark = pytest.mark.slow
+
+
+def smk(workdir, *args, check=True):
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), *args]
+    r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
+    if check and r.returncode:
+        raise AssertionError(f"snakemake failed ({r.returncode}):\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}")
+    return r
+
+
+def planned_jobs(out: str) -> set[tuple[str, str]]:
+    """(rule, wildcards) pairs of a dry run."""
+    jobs, rule = set(), None
+    for line in out.splitlines():
+        m = re.match(r"^(?:local)?rule (\w+):", line.strip())
+        if m:
+            rule = m.group(1)
+            jobs.add((rule, ""))
+        m = re.match(r"^\s*wildcards: (.*)$", line)
+        if m and rule:
+            jobs.discard((rule, ""))
+            jobs.add((rule, m.group(1).strip()))
+    return jobs
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    wd = tmp_path_factory.mktemp("study")
+    (wd / "config.yaml").write_text(yaml.safe_dump(tiny_config()))
+    t = time.time()
+    smk(wd, "--cores", "2", "--resources", "gpu=1", "-q")
+    print(f"tiny demo study: {time.time() - t:.0f} s")
+    return wd
+
+
+def test_demo_study_outputs(study):
+    for stem in ("baseline_low_vs_high", "baseline_train_vs_test_li", "exclusions"):
+        assert (study / f"results/tables/{stem}.csv").stat().st_size > 0
+        assert (study / f"results/tables/{stem}.md").read_text().startswith("**")
+    for ext in ("png", "pdf"):
+        assert (study / f"results/figures/roi_montage/DEMO001.{ext}").stat().st_size > 1000
+    man = pd.read_csv(study / "results/crops/manifest.tsv", sep="\t")
+    assert len(man) == 6 * 5 * 5 and (man["status"] == "ok").all()
+    split = pd.read_csv(study / "results/splits/cui.tsv", sep="\t")
+    assert split.groupby("patient_id")["set"].nunique().max() == 1 and len(split) == 6
+    base = pd.read_csv(study / "results/tables/baseline_low_vs_high.csv")
+    sheet = pd.read_csv(study / "resources/demo_cohort/cohort.tsv", sep="\t")
+    n_low = int((sheet["grade"] < 3).sum())
+    assert any(c.startswith(f"low (n={n_low})") for c in base.columns)
+    series = pd.read_csv(study / "results/ingest/series.tsv", sep="\t")
+    assert len(series) == 24 and set(series["phase"]) == {"up", "cmp", "np", "ep"}
+    # no DICOM PHI in results: the demo writes synthetic names/MRNs/accessions into its headers
+    import pydicom
+    ds = pydicom.dcmread(next((study / "resources/demo_cohort/dicom/DEMO001/S02").iterdir()))
+    phi = [str(ds.PatientName), ds.PatientID, ds.AccessionNumber, ds.InstitutionName]
+    for root, _, files in os.walk(study / "results"):
+        for f in files:
+            if f.endswith((".tsv", ".csv", ".md", ".log", ".json")):
+                text = open(os.path.join(root, f), encoding="utf-8", errors="replace").read()
+                assert not any(p in text for p in phi), f
+
+
+def test_second_run_has_nothing_to_do(study):
+    r = smk(study, "-n", "--cores", "2")
+    assert "Nothing to be done" in r.stdout + r.stderr
+
+
+def test_editing_one_mask_reruns_only_that_patients_crops(study):
+    """Editing (not just touching: Snakemake 9 compares checksums) one annotation reruns only what depends on it."""
+    import numpy as np
+    import SimpleITK as sitk
+    from scipy import ndimage
+
+    mask = study / "resources/demo_cohort/annotations/DEMO003/cmp/mask.nii.gz"
+    original = mask.read_bytes()
+    os.utime(mask, (time.time() + 10, time.time() + 10))
+    r = smk(study, "-n", "--cores", "2")
+    assert "Nothing to be done" in r.stdout + r.stderr  # a touch alone changes nothing
+    img = sitk.ReadImage(str(mask))
+    grown = sitk.GetImageFromArray(ndimage.binary_dilation(sitk.GetArrayFromImage(img) > 0).astype(np.uint8))
+    grown.CopyInformation(img)
+    sitk.WriteImage(grown, str(mask), True)
+    try:
+        r = smk(study, "-n", "--cores", "2")
+        jobs = planned_jobs(r.stdout + r.stderr)
+    finally:
+        mask.write_bytes(original)
+    crop_jobs = {w for rule, w in jobs if rule == "crop_roi"}
+    assert crop_jobs == {"roi=tumor, pid=DEMO003", "roi=cube, pid=DEMO003"}, jobs
+    assert {rule for rule, _ in jobs} == {"crop_roi", "crop_manifest", "exclusions", "all"}
+
+
+def test_bad_config_key_is_named_before_any_job(study, tmp_path):
+    cfg = tiny_config()
+    cfg["rois"]["box"]["size"] = "large"
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    r = smk(tmp_path, "-n", "--cores", "1", check=False)
+    assert r.returncode != 0 and "rois.box.size" in r.stdout + r.stderr
+    assert not (tmp_path / "results").exists()

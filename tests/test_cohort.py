@@ -22,7 +22,7 @@ def test_config_errors_name_the_bad_key(mutate, key):
     mutate(cfg)
     with pytest.raises(ConfigError) as e:
         validate_config(cfg)
-    assert key in str(e.value) or (key == "typo_key" and "typo_key" in str(e.value))
+    assert key in str(e.value)
 
 
 def test_cross_key_checks_name_the_key():
@@ -58,7 +58,7 @@ def _sheet(tmp_path, rows):
 def test_duplicate_ids_rejected(tmp_path, cfg):
     (tmp_path / "a").mkdir()
     p = _sheet(tmp_path, [{"patient_id": "P1", "grade": 1, "dicom_dir": "a"}, {"patient_id": "P1", "grade": 3, "dicom_dir": "a"}])
-    with pytest.raises(CohortError, match=r"duplicate patient IDs \['P1'\].*|cohort.tsv"):
+    with pytest.raises(CohortError, match=r"cohort\.tsv: duplicate patient IDs \['P1'\]"):
         load_cohort_sheet(p, cfg)
 
 

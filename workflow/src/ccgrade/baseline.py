@@ -186,10 +186,8 @@ def main(argv: list[str] | None = None) -> None:
         variables.append({"name": "grade_group", "label": "Grade group", "type": "categorical"})
         t, notes = baseline_table(df, "set", ("train", "test"), variables, opt, cfg["seed"])
         title = f"Patient characteristics in the training and testing sets ({len(df)} patients)"
-    write_table(a.out, t, footnotes=notes, title=title)
     md = _markdown_view(t)
-    from .outputs import markdown_table, write_text
-    write_text(a.out + ".md", markdown_table(md, notes, title))
+    write_table(a.out, t, footnotes=notes, title=title, markdown=md)
     print(md.to_string())
 
 

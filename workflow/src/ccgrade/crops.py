@@ -24,6 +24,8 @@ from .errors import AnnotationError
 from .outputs import write_npz, write_tsv
 
 AIR_HU = -1024.0
+#: annotation format an ROI kind reads when its config names no ``source``
+DEFAULT_SOURCE = {"box": "labelme", "tumor": "mask", "centroid": "polygons", "cube": "mask"}
 MANIFEST_COLUMNS = ["patient_id", "roi", "phase", "status", "n_images", "shape", "window", "file", "reason", "notes"]
 
 
@@ -99,7 +101,7 @@ def roi_boxes(kind: str, roi: dict, *, ann_dir: Path, phase: str, slices: pd.Dat
     """The boxes (and mask, for tumour-only crops) an ROI setting needs on one phase."""
     shape = img.GetSize()[1], img.GetSize()[0]
     sp = img.GetSpacing()[:2]
-    source = roi.get("source") or {"box": "labelme", "tumor": "mask", "centroid": "polygons", "cube": "mask"}[kind]
+    source = roi.get("source") or DEFAULT_SOURCE[kind]
     notes: list[str] = []
     mask = None
     if source == "labelme":
@@ -127,7 +129,7 @@ def roi_boxes(kind: str, roi: dict, *, ann_dir: Path, phase: str, slices: pd.Dat
 
 
 def annotation_path(ann_dir: Path, phase: str, kind: str, roi: dict) -> Path:
-    source = roi.get("source") or {"box": "labelme", "tumor": "mask", "centroid": "polygons", "cube": "mask"}[kind]
+    source = roi.get("source") or DEFAULT_SOURCE[kind]
     return ann_dir / phase / {"labelme": "labelme", "mask": "mask.nii.gz", "polygons": "polygons.json"}[source]
 
 

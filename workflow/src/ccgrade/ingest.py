@@ -29,7 +29,10 @@ SLICE_COLUMNS = ["patient_id", "file", "series_uid", "sop_uid", "study_uid", "fr
                  "image_type", "series_number", "instance_number", "series_description", "contrast_agent",
                  "acq_s", "bolus_s", "ipp_x", "ipp_y", "ipp_z", "iop", "row_spacing", "col_spacing",
                  "slice_thickness", "rows", "cols", "slope", "intercept", "photometric", "bits_stored",
-                 "pixel_representation", "transfer_syntax", "file_bytes", "pixel_bytes_needed", "truncated"]
+                 "pixel_representation", "bits_allocated", "samples_per_pixel", "transfer_syntax", "file_bytes",
+                 "pixel_offset", "pixel_bytes_needed", "truncated"]
+#: uncompressed little-endian transfer syntaxes whose pixel bytes convert reads directly at the indexed offset
+NATIVE_LE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
 
 
 def _seconds(tm: object) -> float:
@@ -65,7 +68,7 @@ def read_header(path: Path, folder: Path, patient: str) -> dict:
     """One slice's index record from its header; pixel data is skipped (deferred) and size-checked."""
     ds = pydicom.dcmread(path, defer_size=256)
     size = path.stat().st_size
-    need, trunc = np.nan, False
+    need, offset, trunc = np.nan, np.nan, False
     if PIXEL_DATA not in ds and str(ds.get("Modality", "")) in ("CT", "MR", "PT", "OT", ""):
         raise ValueError(f"image without PixelData ({size} bytes; truncated?)")
     if PIXEL_DATA in ds:
@@ -73,7 +76,7 @@ def read_header(path: Path, folder: Path, patient: str) -> dict:
         length = getattr(raw, "length", None)
         tell = getattr(raw, "value_tell", None)
         if length is not None and tell is not None and length != 0xFFFFFFFF:
-            need = int(tell + length)
+            need, offset = int(tell + length), int(tell)
             trunc = size < need
     ipp = [float(v) for v in ds.get("ImagePositionPatient", [np.nan] * 3)]
     iop = [float(v) for v in ds.get("ImageOrientationPatient", [np.nan] * 6)]
@@ -98,8 +101,10 @@ def read_header(path: Path, folder: Path, patient: str) -> dict:
         "rows": int(ds.get("Rows", 0)), "cols": int(ds.get("Columns", 0)),
         "slope": float(ds.get("RescaleSlope", 1) or 1), "intercept": float(ds.get("RescaleIntercept", 0) or 0),
         "photometric": str(ds.get("PhotometricInterpretation", "")), "bits_stored": int(ds.get("BitsStored", 0) or 0),
-        "pixel_representation": int(ds.get("PixelRepresentation", 0) or 0), "transfer_syntax": str(ts),
-        "file_bytes": size, "pixel_bytes_needed": need, "truncated": bool(trunc),
+        "pixel_representation": int(ds.get("PixelRepresentation", 0) or 0),
+        "bits_allocated": int(ds.get("BitsAllocated", 0) or 0), "samples_per_pixel": int(ds.get("SamplesPerPixel", 1) or 1),
+        "transfer_syntax": str(ts), "file_bytes": size, "pixel_offset": offset, "pixel_bytes_needed": need,
+        "truncated": bool(trunc),
     }
 
 
@@ -125,10 +130,11 @@ def _normal(iop: str) -> np.ndarray:
 
 def series_geometry(sl: pd.DataFrame, tolerance: float = 0.01) -> dict:
     """Check one series' geometry; return spacing/extent facts and ``problem`` (empty when usable)."""
-    facts = {"n_slices": len(sl), "problem": ""}
+    facts = {"n_slices": len(sl), "problem": "", "problem_file": min(sl["file"])}
     trunc = sl[sl["truncated"]]
     if len(trunc):
         r = trunc.iloc[0]
+        facts["problem_file"] = r["file"]
         facts["problem"] = (f"truncated file {r['file']} ({int(r['file_bytes'])} bytes, pixel data needs "
                             f"{int(r['pixel_bytes_needed'])})" + (f" and {len(trunc) - 1} more" if len(trunc) > 1 else ""))
         return facts
@@ -147,10 +153,13 @@ def series_geometry(sl: pd.DataFrame, tolerance: float = 0.01) -> dict:
     if abs(abs(n[2]) - 1) > 1e-3:
         facts["problem"] = f"non-axial orientation (slice normal {np.round(n, 3).tolist()})"
         return facts
-    pos = np.sort(sl[["ipp_x", "ipp_y", "ipp_z"]].to_numpy(float) @ n)
+    order = np.argsort(sl[["ipp_x", "ipp_y", "ipp_z"]].to_numpy(float) @ n, kind="stable")
+    pos = (sl[["ipp_x", "ipp_y", "ipp_z"]].to_numpy(float) @ n)[order]
+    files = sl["file"].to_numpy()[order]
     d = np.diff(pos)
     if (d < 1e-3).any():
         k = int(np.argmax(d < 1e-3))
+        facts["problem_file"] = files[k + 1]
         facts["problem"] = f"duplicate slice positions ({len(d[d < 1e-3])} pairs, first at {pos[k]:.2f} mm)"
         return facts
     med = float(np.median(d))
@@ -158,6 +167,7 @@ def series_geometry(sl: pd.DataFrame, tolerance: float = 0.01) -> dict:
     bad = np.abs(d - med) > tolerance * med + 1e-4
     if bad.any():
         k = int(np.argmax(bad))
+        facts["problem_file"] = files[k + 1]
         ratio = d[k] / med
         if ratio > 1.5 and abs(ratio - round(ratio)) < 0.1:
             facts["problem"] = (f"missing slice(s): gap of {d[k]:.2f} mm between positions {pos[k]:.2f} and "
@@ -245,7 +255,8 @@ def summarise_series(slices: pd.DataFrame, tolerance: float) -> pd.DataFrame:
         geo = series_geometry(sl, tolerance) if status == "candidate" else {"problem": ""}
         if geo.get("problem"):
             status, reason = "bad", geo["problem"]
-        row.update(status=status, reason=reason, spacing=geo.get("spacing", np.nan),
+        row.update(status=status, reason=reason, first_file=min(sl["file"]),
+                   problem_file=geo.get("problem_file", ""), spacing=geo.get("spacing", np.nan),
                    z_min=geo.get("z_min", np.nan), z_max=geo.get("z_max", np.nan))
         rows.append(row)
     return pd.DataFrame(rows)
@@ -266,14 +277,14 @@ def choose_phases(series: pd.DataFrame, phases: list[str], patient: str) -> tupl
             reason = (f"ambiguous: {len(good)} series look like this phase ("
                       + ", ".join(f"#{s.series_number} {s.series_description!r}" for s in good.itertuples())
                       + "); resolve with ingest.phase_map")
-            uid = ";".join(good["series_uid"])
+            uid, file = ";".join(good["series_uid"]), ";".join(good["first_file"])
         elif len(bad):
-            reason, uid = "; ".join(bad["reason"]), ";".join(bad["series_uid"])
+            reason, uid, file = "; ".join(bad["reason"]), ";".join(bad["series_uid"]), ";".join(bad["problem_file"])
         else:
-            reason, uid = "missing phase: no series was assigned to it", ""
+            reason, uid, file = "missing phase: no series was assigned to it", "", ""
         rows.append({"patient_id": patient, "phase": ph, "status": "excluded", "series_uid": uid,
                      "n_slices": 0, "spacing": np.nan, "reason": reason})
-        excl.append({"patient_id": patient, "phase": ph, "file": uid, "stage": "ingest", "reason": reason})
+        excl.append({"patient_id": patient, "phase": ph, "file": file, "stage": "ingest", "reason": reason})
     return pd.DataFrame(rows), excl
 
 
@@ -288,17 +299,33 @@ def index_patient(folder: str | Path, patient: str, cfg_ingest: dict, phases: li
     else:
         series = assign_phases(summarise_series(slices, cfg_ingest["spacing_tolerance"]), cfg_ingest, mapping)
     phase_table, excl = choose_phases(series, phases, patient)
-    for e in excl:  # name the first file of the offending series, not only its UID
-        if e["file"] and not slices.empty:
-            files = slices.loc[slices["series_uid"].isin(e["file"].split(";")), "file"]
-            if len(files):
-                e["file"] = sorted(files)[0] if "truncated" not in e["reason"] else e["reason"].split()[2]
     excl = problems + excl
     if cfg_ingest.get("on_bad_series") == "error" and excl:
         e = excl[0]
         raise DicomError(e["reason"], patient=patient, phase=e["phase"] or None, file=e["file"] or None)
     return {"slices": slices, "series": series, "phases": phase_table,
             "exclusions": pd.DataFrame(excl, columns=["patient_id", "phase", "file", "stage", "reason"])}
+
+
+def _native_pixels(path: Path, r) -> np.ndarray | None:
+    """Pixels of an uncompressed little-endian single-frame slice read at the indexed offset (None: use pydicom)."""
+    n = int(r.rows) * int(r.cols)
+    if (r.transfer_syntax not in NATIVE_LE or int(r.samples_per_pixel) != 1 or int(r.bits_allocated) not in (8, 16, 32)
+            or not np.isfinite(r.pixel_offset)
+            or int(r.pixel_bytes_needed) - int(r.pixel_offset) != n * int(r.bits_allocated) // 8):
+        return None
+    dtype = np.dtype(f"<{'i' if int(r.pixel_representation) else 'u'}{int(r.bits_allocated) // 8}")
+    with open(path, "rb") as fh:
+        fh.seek(int(r.pixel_offset))
+        buf = fh.read(n * dtype.itemsize)
+    if len(buf) != n * dtype.itemsize:
+        raise DicomError(f"pixel data ends after {len(buf)} of {n * dtype.itemsize} bytes", file=str(path))
+    px = np.frombuffer(buf, dtype).reshape(int(r.rows), int(r.cols))
+    stored = int(r.bits_stored)
+    if int(r.pixel_representation) and 0 < stored < 8 * dtype.itemsize:  # sign-extend from BitsStored, as pydicom
+        shift = 8 * dtype.itemsize - stored
+        px = (px << shift) >> shift
+    return px
 
 
 def read_volume(folder: str | Path, slices: pd.DataFrame, patient: str, phase: str) -> tuple[sitk.Image, pd.DataFrame]:
@@ -312,8 +339,10 @@ def read_volume(folder: str | Path, slices: pd.DataFrame, patient: str, phase: s
     integral = True
     for k, r in enumerate(sl.itertuples()):
         try:
-            ds = pydicom.dcmread(folder / r.file)
-            px = ds.pixel_array.astype(np.float32)
+            px = _native_pixels(folder / r.file, r)
+            if px is None:
+                px = pydicom.dcmread(folder / r.file).pixel_array
+            px = px.astype(np.float32)
         except Exception as e:  # noqa: BLE001 - any decoder failure is reported with its file
             raise DicomError(f"cannot decode pixel data ({type(e).__name__}: {e}); transfer syntax "
                              f"{r.transfer_syntax}", patient=patient, phase=phase, file=str(folder / r.file)) from e
@@ -342,6 +371,8 @@ def convert_patient(folder: str | Path, patient: str, index_dir: str | Path, out
     index_dir, outdir = Path(index_dir), Path(outdir)
     phases = pd.read_csv(index_dir / "phases.tsv", sep="\t", keep_default_na=False)
     slices = pd.read_csv(index_dir / "slices.tsv", sep="\t", keep_default_na=False, dtype={"iop": str})
+    for col in ("pixel_offset", "pixel_bytes_needed"):  # empty for encapsulated (compressed) pixel data
+        slices[col] = pd.to_numeric(slices[col], errors="coerce")
     outdir.mkdir(parents=True, exist_ok=True)
     for r in phases.itertuples():
         if r.status != "ok":

@@ -88,13 +88,13 @@ def markdown_table(df: pd.DataFrame, footnotes: list[str] | None = None, title: 
 
 
 def write_table(stem: str | os.PathLike, df: pd.DataFrame, *, footnotes: list[str] | None = None,
-                title: str | None = None) -> tuple[Path, Path]:
-    """Write ``stem.csv`` (machine-readable) and ``stem.md`` (for people) atomically."""
+                title: str | None = None, markdown: pd.DataFrame | None = None) -> tuple[Path, Path]:
+    """Write ``stem.csv`` (machine-readable) and ``stem.md`` (for people; ``markdown`` is an optional formatted view)."""
     stem = Path(stem)
     csv, md = stem.with_suffix(".csv"), stem.with_suffix(".md")
     with atomic_path(csv) as tmp:
         df.to_csv(tmp, index=False, lineterminator="\n")
-    write_text(md, markdown_table(df, footnotes, title))
+    write_text(md, markdown_table(df if markdown is None else markdown, footnotes, title))
     return csv, md
 
 

@@ -11,6 +11,7 @@ configfile: "config.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/demo.smk"
+include: "workflow/rules/cohort.smk"
 include: "workflow/rules/ingest.smk"
 include: "workflow/rules/crops.smk"
 include: "workflow/rules/splits.smk"

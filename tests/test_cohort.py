@@ -1,10 +1,12 @@
 import pandas as pd
+import yaml
 import pytest
 
 from ccgrade import demo
-from ccgrade.cohort import load_cohort_sheet, parse_grade, validate_cohort, validate_config
+from ccgrade.cohort import (analysis_cohort, has_images, load_cohort_sheet, parse_grade, patient_sources, validate_cohort,
+                            validate_config)
 from ccgrade.errors import CohortError, ConfigError
-from conftest import TINY_DEMO, repo_config
+from conftest import REPO, TINY_DEMO, repo_config
 
 
 def test_repository_config_is_valid():
@@ -95,3 +97,63 @@ def test_demo_draws_are_deterministic_and_plausible():
     assert 0.3 < len(high) / len(a) < 0.5
     assert high.tumor_size_cm.mean() > low.tumor_size_cm.mean() + 0.7  # Cui: larger high-grade tumours
     assert set(a.centre) == {"A", "B"} and set(a.side) == {"left", "right"}
+
+
+def test_contract_per_phase_sources_and_layout(tmp_path, cfg):
+    ann = tmp_path / "ann" / "cmp"
+    (ann / "labelme").mkdir(parents=True)
+    (ann / "mask.nrrd").write_bytes(b"x")
+    (tmp_path / "ct_np.nii.gz").write_bytes(b"x")
+    (tmp_path / "rt.dcm").write_bytes(b"x")
+    p = _sheet(tmp_path, [{"patient_id": "P1", "grade": "III", "annotation_dir": "ann", "image_np": "ct_np.nii.gz",
+                           "rtstruct_np": "rt.dcm"}])
+    df = load_cohort_sheet(p, cfg)
+    src = patient_sources(df.iloc[0].to_dict(), ["cmp", "np"])
+    assert src["cmp"] == {"mask": str(ann / "mask.nrrd"), "labelme": str(ann / "labelme")}
+    assert src["np"] == {"image": str(tmp_path / "ct_np.nii.gz"), "rtstruct": str(tmp_path / "rt.dcm")}
+    assert has_images(df.iloc[0].to_dict())
+
+
+@pytest.mark.parametrize("row, message", [
+    ({"image_cmp": "nope.nii.gz"}, r"patient P1, file .*cohort\.tsv: column image_cmp: '.*nope\.nii\.gz' does not exist"),
+    ({"image_cmp": "."}, r"column image_cmp: .* is a folder; give DICOM as dicom_dir"),
+    ({"labelme_cmp": "f.json", "mask_cmp": "f.json"}, r"column labelme_cmp: .* must be a folder"),
+    ({"annotation_dir": "f.json", "mask_cmp": "f.json"}, r"annotation_dir .* is not a folder"),
+    ({}, r"patient P1, .*no images: the patient has neither dicom_dir, an image_<phase> volume nor a mask_<phase>"),
+])
+def test_contract_errors_name_patient_and_file(tmp_path, cfg, row, message):
+    (tmp_path / "f.json").write_text("{}")
+    p = _sheet(tmp_path, [{"patient_id": "P1", "grade": 2, **row}])
+    with pytest.raises(CohortError, match=message):
+        load_cohort_sheet(p, cfg)
+
+
+def test_mask_only_patient_is_valid(tmp_path, cfg):
+    (tmp_path / "m.nii.gz").write_bytes(b"x")
+    df = load_cohort_sheet(_sheet(tmp_path, [{"patient_id": "P1", "grade": 4, "mask_cmp": "m.nii.gz"}]), cfg)
+    assert not has_images(df.iloc[0].to_dict())
+
+
+def test_analysis_cohort_drops_paths_and_fills_side(cfg):
+    sheet = validate_cohort(pd.DataFrame([
+        {"patient_id": "P1", "grade": 2, "dicom_dir": "/secret/Smith_John", "side": "left"},
+        {"patient_id": "P2", "grade": 4, "mask_cmp": "/secret/Doe_Jane/m.nii.gz"}]), cfg, check_paths=False)
+    geo = pd.DataFrame({"patient_id": ["P1", "P2"], "volume_ml": [10.0, 20.0], "max_diameter_3d_mm": [30.0, 40.0],
+                        "max_axial_diameter_mm": [28.0, 35.0], "side": ["right", "right"]})
+    out = analysis_cohort(sheet, geo)
+    assert "dicom_dir" not in out and "mask_cmp" not in out
+    assert not out.astype(str).apply(lambda c: c.str.contains("secret")).any().any()
+    assert out["side"].tolist() == ["left", "right"] and out["side_source"].tolist() == ["sheet", "mask geometry"]
+    assert out["mask_volume_ml"].tolist() == [10.0, 20.0]
+
+
+def test_kits_config_validates_and_loco_is_not_applicable():
+    from ccgrade import splits
+
+    cfg = repo_config()
+    kits = yaml.safe_load((REPO / "config" / "kits23.yaml").read_text())
+    for k, v in kits.items():
+        cfg[k] = {**cfg[k], **v} if isinstance(v, dict) and isinstance(cfg.get(k), dict) else v
+    validate_config(cfg)
+    c = pd.DataFrame({"patient_id": [f"P{i}" for i in range(6)], "grade_group": ["low", "high"] * 3})
+    assert splits.make_split(c, {"kind": "leave_one_centre_out"}, 1) == []

@@ -8,6 +8,7 @@ import SimpleITK as sitk
 
 from ccgrade import annotations as ann
 from ccgrade import crops, ingest
+from ccgrade.cohort import patient_sources
 from ccgrade.errors import AnnotationError, GeometryError
 from conftest import PHASES, repo_config
 
@@ -29,6 +30,10 @@ def test_window_numbers():
     np.testing.assert_allclose(crops.apply_window(hu, {"level": 40, "width": 290}), [0, 0, 0.5, 1, 1])
     z = crops.apply_window(hu, {"zscore": True})
     assert abs(z.mean()) < 1e-6 and abs(z.std() - 1) < 1e-3
+
+
+def demo_sources(root, pid):
+    return patient_sources({"annotation_dir": str(root / "annotations" / pid)}, PHASES)
 
 
 def test_box_crop_equals_pixels_when_not_resized():
@@ -55,7 +60,7 @@ def test_every_roi_of_a_demo_patient(demo_root, volumes, tmp_path):
     res = {}
     for name, roi in rois.items():
         man = crops.crop_patient("DEMO002", name, roi, windows[roi["window"]], PHASES, ["cmp", "np", "ep"], volumes,
-                                 demo_root / "annotations" / "DEMO002", 1, tmp_path / name)
+                                 demo_sources(demo_root, "DEMO002"), 1, tmp_path / name)
         assert (man["status"] == "ok").all(), man
         res[name] = {p: np.load(tmp_path / name / f"{p}.npz") for p in PHASES + ["stack"]}
     box = res["box"]["cmp"]
@@ -117,7 +122,7 @@ def test_excluded_phase_gives_excluded_crop(volumes, demo_root, tmp_path):
     st.loc[st.phase == "np", ["status", "reason"]] = ["excluded", "missing slice(s): gap"]
     st.to_csv(vol / "phases.tsv", sep="\t", index=False)
     man = crops.crop_patient("DEMO002", "box", {"kind": "box", "size": 16, "window": "cui"}, CFG["windows"]["cui"],
-                             PHASES, ["cmp", "np", "ep"], vol, demo_root / "annotations/DEMO002", 1, tmp_path / "c")
+                             PHASES, ["cmp", "np", "ep"], vol, demo_sources(demo_root, "DEMO002"), 1, tmp_path / "c")
     m = man.set_index("phase")
     assert m.loc["np", "status"] == "excluded" and "missing slice" in m.loc["np", "reason"]
     assert m.loc["stack", "status"] == "excluded" and m.loc["cmp", "status"] == "ok"

@@ -216,3 +216,45 @@ def test_native_pixel_reader_equals_pydicom_on_real_files(tmp_path):
             used_native += 1
             np.testing.assert_array_equal(px, ref, err_msg=str(f))
     assert used_native == len(files)
+
+
+def test_volume_files_as_phase_images(demo_root, tmp_path):
+    """NIfTI and NRRD volumes given per phase replace the DICOM heuristics for their phase; the result is
+    voxel-identical to the DICOM route; bad volumes become exclusion rows naming the file."""
+    folder = demo_root / "dicom" / "DEMO002"
+    res = run_index(folder, "DEMO002")
+    for n in ("slices", "phases"):
+        res[n].to_csv(tmp_path / f"{n}.tsv", sep="\t", index=False)
+    ingest.convert_patient(folder, "DEMO002", tmp_path, tmp_path / "dicom_route")
+    img = sitk.ReadImage(str(tmp_path / "dicom_route" / "cmp.nii.gz"))
+    sitk.WriteImage(img, str(tmp_path / "cmp.nrrd"))
+    sitk.WriteImage(sitk.Cast(img, sitk.sitkFloat32), str(tmp_path / "np.nii.gz"))  # float storage, integral values
+    flat = sitk.GetImageFromArray(np.zeros((1, 8, 8), np.int16))
+    sitk.WriteImage(flat, str(tmp_path / "flat.nii.gz"))
+    (tmp_path / "junk.nii.gz").write_bytes(b"not an image")
+    images = {"cmp": str(tmp_path / "cmp.nrrd"), "np": str(tmp_path / "np.nii.gz"), "up": str(tmp_path / "flat.nii.gz"),
+              "ep": str(tmp_path / "junk.nii.gz")}
+    out = tmp_path / "files"
+    res = ingest.index_patient(None, "DEMO002", CFG, PHASES, images=images)
+    st = status(res)
+    assert st.loc["cmp", "status"] == "ok" and st.loc["cmp", "series_uid"] == "file:cmp.nrrd"
+    assert st.loc["np", "n_slices"] == img.GetSize()[2] and st.loc["np", "spacing"] == pytest.approx(5.0)
+    assert "not a 3D volume" in st.loc["up", "reason"] and "cannot read image junk.nii.gz" in st.loc["ep", "reason"]
+    ex = res["exclusions"].set_index("phase")
+    assert ex.loc["up", "file"] == "flat.nii.gz" and ex.loc["ep", "file"] == "junk.nii.gz"
+    out.mkdir()
+    for n in ("slices", "phases"):
+        res[n].to_csv(out / f"{n}.tsv", sep="\t", index=False)
+    ingest.convert_patient(None, "DEMO002", out, out / "vol", images)
+    for ph in ("cmp", "np"):
+        a = sitk.ReadImage(str(out / "vol" / f"{ph}.nii.gz"))
+        assert a.GetPixelID() == sitk.sitkInt16  # integral HU stored as int16 again
+        np.testing.assert_array_equal(sitk.GetArrayFromImage(a), sitk.GetArrayFromImage(img))
+        assert np.allclose(a.GetOrigin(), img.GetOrigin()) and np.allclose(a.GetSpacing(), img.GetSpacing())
+    tab = pd.read_csv(out / "vol" / "cmp.slices.tsv", sep="\t", keep_default_na=False)
+    ref = pd.read_csv(tmp_path / "dicom_route" / "cmp.slices.tsv", sep="\t")
+    np.testing.assert_allclose(tab["position_mm"], ref["position_mm"])
+    # mixing: DICOM folder for three phases, a volume for one
+    mixed = ingest.index_patient(folder, "DEMO002", CFG, PHASES, images={"cmp": str(tmp_path / "cmp.nrrd")})
+    assert (status(mixed)["status"] == "ok").all() and status(mixed).loc["cmp", "series_uid"] == "file:cmp.nrrd"
+    assert not status(mixed).loc["np", "series_uid"].startswith("file:")

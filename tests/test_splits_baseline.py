@@ -63,9 +63,15 @@ def test_eligibility_lists_excluded_patients():
     c = cohort(5)
     ph = pd.DataFrame({"patient_id": ["P000", "P000", "P001"], "phase": ["up", "cmp", "up"],
                        "status": ["ok", "excluded", "ok"], "reason": ["", "missing", ""]})
+    ph = pd.concat([ph, pd.DataFrame({"patient_id": ["P002", "P002", "P003", "P003"], "phase": ["up", "cmp"] * 2,
+                                      "status": "ok", "reason": ""})])
     elig, excl = splits.eligible_patients(c, [ph], ["up", "cmp"])
-    assert "P000" not in set(elig.patient_id) and len(elig) == 4
-    assert excl.iloc[0]["patient_id"] == "P000" and "cmp" in excl.iloc[0]["reason"]
+    assert set(elig.patient_id) == {"P002", "P003"}  # P001 lacks cmp's row, P004 has no images at all
+    e = excl.set_index("patient_id")["reason"]
+    assert "cmp" in e["P000"] and e["P004"] == "not in splits: no images" and set(e.index) == {"P000", "P001", "P004"}
+    # mask-only cohorts require no phase: nobody is excluded for lacking images
+    elig, excl = splits.eligible_patients(c, [], [])
+    assert len(elig) == 5 and excl.empty
 
 
 # --- Cui et al. Table 2 and Li et al. Table 1 from their published summaries -----------------------

@@ -56,6 +56,9 @@ def test_demo_study_outputs(study):
         assert (study / f"results/figures/roi_montage/DEMO001.{ext}").stat().st_size > 1000
     man = pd.read_csv(study / "results/crops/manifest.tsv", sep="\t")
     assert len(man) == 6 * 5 * 5 and (man["status"] == "ok").all()
+    geo = pd.read_csv(study / "results/tables/tumour_geometry.csv")
+    cohort = pd.read_csv(study / "results/cohort/cohort.tsv", sep="\t")
+    assert len(geo) == 6 and (cohort["mask_side"] == cohort["side"]).all()  # mask-derived side = the demo's side
     split = pd.read_csv(study / "results/splits/cui.tsv", sep="\t")
     assert split.groupby("patient_id")["set"].nunique().max() == 1 and len(split) == 6
     base = pd.read_csv(study / "results/tables/baseline_low_vs_high.csv")
@@ -102,7 +105,11 @@ def test_editing_one_mask_reruns_only_that_patients_crops(study):
         mask.write_bytes(original)
     crop_jobs = {w for rule, w in jobs if rule == "crop_roi"}
     assert crop_jobs == {"roi=tumor, pid=DEMO003", "roi=cube, pid=DEMO003"}, jobs
-    assert {rule for rule, _ in jobs} == {"crop_roi", "crop_manifest", "exclusions", "all"}
+    # the mask also feeds the tumour geometry, hence the analysis cohort and the baseline tables (a changed
+    # tumour can change its side or size), but never the splits: they read the sheet without geometry
+    assert {w for rule, w in jobs if rule == "tumour_geometry"} == {"pid=DEMO003"}
+    assert {rule for rule, _ in jobs} == {"crop_roi", "crop_manifest", "exclusions", "tumour_geometry", "geometry_table",
+                                          "cohort_table", "baseline_grade", "baseline_split", "all"}
 
 
 def test_bad_config_key_is_named_before_any_job(study, tmp_path):

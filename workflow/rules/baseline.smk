@@ -3,7 +3,7 @@
 
 rule baseline_grade:
     input:
-        cohort=SHEET,
+        cohort=COHORT_TABLE,
         split=f"results/splits/{TT_SPLIT}.tsv",
         code=code("baseline"),
     output:
@@ -25,7 +25,7 @@ rule baseline_grade:
 
 rule baseline_split:
     input:
-        cohort=SHEET,
+        cohort=COHORT_TABLE,
         split="results/splits/{scheme}.tsv",
         code=code("baseline"),
     output:

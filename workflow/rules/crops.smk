@@ -15,8 +15,9 @@ rule crop_roi:
         window=roi_window,
         phases=",".join(PHASES),
         stack=",".join(config["stack"]["phases"]),
-        annotations=annotation_dir,
+        sources=lambda wc: as_json(crop_sources(wc)),
         mask_label=config["mask_label"],
+        rtstruct_roi=config.get("rtstruct_roi", "tumou?r|lesion|gtv|mass|rcc"),
     log:
         "results/logs/crop_roi/{roi}/{pid}.log",
     benchmark:
@@ -27,13 +28,14 @@ rule crop_roi:
     shell:
         "python -m ccgrade.crops --patient {wildcards.pid} --roi-name {wildcards.roi} --roi {params.roi:q}"
         " --window {params.window:q} --phases {params.phases} --stack {params.stack}"
-        " --volumes {input.volumes} --annotations {params.annotations:q} --mask-label {params.mask_label}"
+        " --volumes {input.volumes} --sources {params.sources:q} --mask-label {params.mask_label}"
+        " --rtstruct-roi {params.rtstruct_roi:q}"
         " --outdir results/crops/{wildcards.roi}/{wildcards.pid} > {log} 2>&1"
 
 
 rule crop_manifest:
     input:
-        manifests=expand("results/crops/{roi}/{pid}/manifest.tsv", roi=ROIS, pid=PATIENTS),
+        manifests=expand("results/crops/{roi}/{pid}/manifest.tsv", roi=ROIS, pid=IMAGED),
         code=code("collect"),
     output:
         report("results/crops/manifest.tsv", caption="../report/manifest.rst", category="Crops"),
@@ -45,9 +47,10 @@ rule crop_manifest:
 
 rule exclusions:
     input:
-        ingest=expand("results/ingest/{pid}/exclusions.tsv", pid=PATIENTS),
-        manifests=expand("results/crops/{roi}/{pid}/manifest.tsv", roi=ROIS, pid=PATIENTS),
+        ingest=expand("results/ingest/{pid}/exclusions.tsv", pid=IMAGED),
+        manifests=expand("results/crops/{roi}/{pid}/manifest.tsv", roi=ROIS, pid=IMAGED),
         splits=expand("results/splits/{scheme}.json", scheme=SCHEMES),
+        cohort=KITS_LEFT_OUT,
         code=code("collect"),
     output:
         csv=report("results/tables/exclusions.csv", caption="../report/exclusions.rst", category="Cohort"),
@@ -56,7 +59,7 @@ rule exclusions:
         "results/logs/exclusions.log",
     shell:
         "python -m ccgrade.collect exclusions --ingest {input.ingest} --manifests {input.manifests}"
-        " --splits {input.splits} --out results/tables/exclusions > {log} 2>&1"
+        " --splits {input.splits} --cohort {input.cohort} --out results/tables/exclusions > {log} 2>&1"
 
 
 rule roi_montage:

@@ -8,6 +8,7 @@ def phase_map_input(wildcards):
 rule index_series:
     input:
         dicom=dicom_dir,
+        images=lambda wc: list(phase_images(wc).values()),
         phase_map=phase_map_input,
         code=code("ingest"),
     output:
@@ -18,6 +19,7 @@ rule index_series:
     params:
         ingest=as_json(config["ingest"]),
         phases=",".join(PHASES),
+        sources=ingest_args,
     log:
         "results/logs/index_series/{pid}.log",
     benchmark:
@@ -26,18 +28,21 @@ rule index_series:
         mem_mb=500,
         runtime=5,
     shell:
-        "python -m ccgrade.ingest index --patient {wildcards.pid} --dicom-dir {input.dicom:q}"
+        "python -m ccgrade.ingest index --patient {wildcards.pid} {params.sources}"
         " --ingest {params.ingest:q} --phases {params.phases} --outdir results/ingest/{wildcards.pid} > {log} 2>&1"
 
 
 rule convert_volumes:
     input:
         dicom=dicom_dir,
+        images=lambda wc: list(phase_images(wc).values()),
         slices="results/ingest/{pid}/slices.tsv",
         phases="results/ingest/{pid}/phases.tsv",
         code=code("ingest"),
     output:
         directory("results/volumes/{pid}"),
+    params:
+        sources=ingest_args,
     log:
         "results/logs/convert_volumes/{pid}.log",
     benchmark:
@@ -46,14 +51,14 @@ rule convert_volumes:
         mem_mb=2000,
         runtime=10,
     shell:
-        "python -m ccgrade.ingest convert --patient {wildcards.pid} --dicom-dir {input.dicom:q}"
+        "python -m ccgrade.ingest convert --patient {wildcards.pid} {params.sources}"
         " --index-dir results/ingest/{wildcards.pid} --outdir {output} > {log} 2>&1"
 
 
 rule series_table:
     input:
-        series=expand("results/ingest/{pid}/series.tsv", pid=PATIENTS),
-        phases=expand("results/ingest/{pid}/phases.tsv", pid=PATIENTS),
+        series=expand("results/ingest/{pid}/series.tsv", pid=IMAGED),
+        phases=expand("results/ingest/{pid}/phases.tsv", pid=IMAGED),
         code=code("collect"),
     output:
         series=report("results/ingest/series.tsv", caption="../report/series.rst", category="Ingest"),

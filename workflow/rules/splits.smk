@@ -3,8 +3,8 @@
 
 rule split:
     input:
-        cohort=SHEET,
-        phases=expand("results/ingest/{pid}/phases.tsv", pid=PATIENTS),
+        cohort=COHORT_SHEET,
+        phases=expand("results/ingest/{pid}/phases.tsv", pid=IMAGED),
         code=code("splits"),
     output:
         json="results/splits/{scheme}.json",

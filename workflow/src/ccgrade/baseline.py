@@ -83,6 +83,10 @@ def continuous_row(name: str, label: str, a: np.ndarray, b: np.ndarray, opt: dic
     """One row for a continuous variable: summary per group, test, statistic, P."""
     a, b = np.asarray(a, float), np.asarray(b, float)
     a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    if len(a) < 2 or len(b) < 2:  # too few values in a group to test: describe only
+        d = lambda x: f"{x.mean():.2f} (n={len(x)})" if len(x) else "–"  # noqa: E731
+        return {"variable": label, "level": "", "group1": d(a), "group2": d(b), "summary": "mean", "test": "",
+                "statistic": np.nan, "p_value": np.nan, "normality_p": "", "variable_name": name}
     pa, pb = normality_p(a, opt["normality"]), normality_p(b, opt["normality"])
     normal = pa >= opt["alpha_normality"] and pb >= opt["alpha_normality"]
     if normal:

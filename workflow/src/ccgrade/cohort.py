@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -15,6 +16,14 @@ from .errors import CohortError, ConfigError
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
 PATIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _ROMAN = {"I": 1, "II": 2, "III": 3, "IV": 4}
+#: per-phase source columns of the cohort contract: ``{kind}_{phase}``
+SOURCE_KINDS = ("image", "mask", "labelme", "polygons", "rtstruct")
+ANNOTATION_KINDS = SOURCE_KINDS[1:]
+#: the conventional layout below ``annotation_dir/<phase>/`` (first existing name wins)
+LAYOUT = {"mask": ("mask.nii.gz", "mask.nii", "mask.nrrd", "mask.nhdr", "mask.mha"), "labelme": ("labelme",),
+          "polygons": ("polygons.json",), "rtstruct": ("rtstruct.dcm",)}
+SOURCE_COLUMN = re.compile(r"^(image|mask|labelme|polygons|rtstruct)_(up|cmp|np|ep)$")
+PATH_COLUMNS = ("dicom_dir", "annotation_dir")
 
 
 def load_yaml(path: str | Path) -> Any:
@@ -58,6 +67,15 @@ def validate_config(cfg: dict, schema_path: str | Path | None = None) -> dict:
         raise ConfigError(f"config key 'baseline.train_test_split': no split scheme named '{tt}'")
     if cfg["cohort"]["source"] == "sheet" and not cfg["cohort"].get("sheet"):
         raise ConfigError("config key 'cohort.sheet': required when cohort.source is 'sheet'")
+    if cfg["cohort"]["source"] == "kits" and not cfg["cohort"].get("kits"):
+        raise ConfigError("config key 'cohort.kits': required when cohort.source is 'kits' (give kits.root)")
+    if cfg["geometry"]["enabled"] and cfg["geometry"]["phase"] not in phases:
+        raise ConfigError(f"config key 'geometry.phase': {cfg['geometry']['phase']!r} is not in 'phases' ({phases})")
+    if cfg.get("rtstruct_roi"):
+        try:
+            re.compile(cfg["rtstruct_roi"])
+        except re.error as e:
+            raise ConfigError(f"config key 'rtstruct_roi': not a regular expression ({e})") from None
     return cfg
 
 
@@ -117,15 +135,88 @@ def validate_cohort(df: pd.DataFrame, cfg: dict, *, file: str = "<cohort sheet>"
             raise CohortError(str(e), file=file) from None
     high_from = cfg["cohort"]["high_grade_from"]
     df["grade_group"] = [grade_group(g, high_from) for g in df["grade"]]
-    if base is not None:
-        for col in ("dicom_dir", "annotation_dir"):
-            if col in df:
-                df[col] = [str(Path(v) if Path(v).is_absolute() else (base / v)) if isinstance(v, str) else v
-                           for v in df[col]]
+    path_cols = [c for c in df.columns if c in PATH_COLUMNS or SOURCE_COLUMN.match(c)]
+    for col in path_cols:
+        df[col] = [v.strip() if isinstance(v, str) and v.strip() else None for v in df[col]]
+        if base is not None:
+            df[col] = [str(Path(v) if Path(v).is_absolute() else (base / v)) if isinstance(v, str) else v
+                       for v in df[col]]
     if check_paths:
         for rec in df.to_dict("records"):
-            d = rec.get("dicom_dir")
-            if not isinstance(d, str) or not Path(d).is_dir():
-                raise CohortError(f"no images: dicom_dir {d!r} is not a folder", patient=rec["patient_id"],
-                                  file=file)
+            check_sources(rec, file)
     return df
+
+
+def check_sources(rec: dict, file: str) -> None:
+    """A patient needs an image (DICOM folder or volume) or at least a mask; every named path must exist."""
+    pid = rec["patient_id"]
+    d = rec.get("dicom_dir")
+    if isinstance(d, str) and not Path(d).is_dir():
+        raise CohortError(f"no images: dicom_dir {d!r} is not a folder", patient=pid, file=file)
+    for col, v in rec.items():
+        m = SOURCE_COLUMN.match(col)
+        if not m or not isinstance(v, str):
+            continue
+        p = Path(v)
+        if not p.exists():
+            raise CohortError(f"column {col}: {v!r} does not exist", patient=pid, file=file)
+        if m.group(1) == "image" and p.is_dir():
+            raise CohortError(f"column {col}: {v!r} is a folder; give DICOM as dicom_dir (phases are found by "
+                              "ingest) and use image_<phase> for NIfTI/NRRD volumes", patient=pid, file=file)
+        if m.group(1) == "labelme" and not p.is_dir():
+            raise CohortError(f"column {col}: {v!r} must be a folder of labelme JSON files", patient=pid, file=file)
+    a = rec.get("annotation_dir")
+    if isinstance(a, str) and not Path(a).is_dir():
+        raise CohortError(f"annotation_dir {a!r} is not a folder", patient=pid, file=file)
+    if not has_images(rec) and not any(isinstance(rec.get(f"mask_{ph}"), str) for ph in ("up", "cmp", "np", "ep")):
+        raise CohortError("no images: the patient has neither dicom_dir, an image_<phase> volume nor a mask_<phase>",
+                          patient=pid, file=file)
+
+
+def has_images(rec: dict) -> bool:
+    """Whether a cohort row names any image (a DICOM folder or a per-phase volume)."""
+    return isinstance(rec.get("dicom_dir"), str) or any(
+        isinstance(v, str) and k.startswith("image_") for k, v in rec.items())
+
+
+def patient_sources(rec: dict, phases: list[str], *, assume_layout: bool = False) -> dict[str, dict[str, str]]:
+    """Per phase, the annotation and image sources of one patient: explicit ``{kind}_{phase}`` columns win,
+    else the conventional ``annotation_dir/<phase>/`` layout (files that exist; all of them when
+    ``assume_layout``, for cohorts whose files a job writes later, like the demo)."""
+    out: dict[str, dict[str, str]] = {}
+    adir = rec.get("annotation_dir")
+    for ph in phases:
+        src = {}
+        for kind in SOURCE_KINDS:
+            v = rec.get(f"{kind}_{ph}")
+            if isinstance(v, str) and v:
+                src[kind] = v
+            elif kind in LAYOUT and isinstance(adir, str):
+                for name in LAYOUT[kind]:
+                    p = Path(adir) / ph / name
+                    if (assume_layout and name == LAYOUT[kind][0] and kind != "rtstruct") or p.exists():
+                        src[kind] = str(p)
+                        break
+        out[ph] = src
+    return out
+
+
+#: columns that the geometry stage adds to the analysis cohort (prefixed ``mask_``)
+GEOMETRY_TO_COHORT = {"volume_ml": "mask_volume_ml", "max_diameter_3d_mm": "mask_max_diameter_3d_mm",
+                      "max_axial_diameter_mm": "mask_max_axial_diameter_mm", "side": "mask_side"}
+
+
+def analysis_cohort(sheet: pd.DataFrame, geometry: pd.DataFrame | None) -> pd.DataFrame:
+    """The cohort table every later stage reads: the validated sheet without any file paths, plus the
+    mask geometry; ``side`` is filled from the mask where the sheet has none (``side_source`` says which)."""
+    keep = [c for c in sheet.columns if c not in PATH_COLUMNS and not SOURCE_COLUMN.match(c)]
+    out = sheet[keep].copy()
+    if geometry is not None and len(geometry):
+        g = geometry.astype({"patient_id": str}).set_index("patient_id")
+        for src, dst in GEOMETRY_TO_COHORT.items():
+            out[dst] = out["patient_id"].map(g[src])
+        side = out["side"].astype(object) if "side" in out else pd.Series(None, index=out.index, dtype=object)
+        have = side.notna() & (side.astype(str).str.strip() != "")
+        out["side_source"] = np.where(have, "sheet", np.where(out["mask_side"].notna(), "mask geometry", ""))
+        out["side"] = side.where(have, out["mask_side"].astype(object))
+    return out

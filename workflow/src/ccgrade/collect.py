@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -20,16 +21,15 @@ def concat_tsv(paths: list[str]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def exclusions(ingest: list[str], manifests: list[str], splits: list[str]) -> pd.DataFrame:
+def exclusions(ingest: list[str], manifests: list[str], splits: list[str], cohort: list[str] | None = None) -> pd.DataFrame:
     """Every exclusion of the run, one row each, naming patient, phase, ROI, file, stage and reason."""
-    rows = concat_tsv(ingest)
+    rows = concat_tsv(list(cohort or []) + list(ingest))
     man = concat_tsv(manifests)
     if len(man):
         man = man[man["status"] != "ok"]
         rows = pd.concat([rows, pd.DataFrame({"patient_id": man["patient_id"], "phase": man["phase"], "roi": man["roi"],
                                               "file": man["file"], "stage": "crops", "reason": man["reason"]})],
                          ignore_index=True)
-    import json
     for p in splits:
         doc = json.loads(Path(p).read_text())
         for e in doc.get("excluded", []):
@@ -52,13 +52,40 @@ def main(argv: list[str] | None = None) -> None:
     m = sub.add_parser("manifest")
     m.add_argument("--manifests", nargs="+", required=True)
     m.add_argument("--out", required=True)
+    c = sub.add_parser("cohort", help="the analysis cohort: sheet without paths + mask geometry")
+    c.add_argument("--sheet", required=True)
+    c.add_argument("--config", required=True, help="JSON: {cohort} section")
+    c.add_argument("--geometry", nargs="*", default=[])
+    c.add_argument("--out", required=True)
+    g = sub.add_parser("geometry", help="the tumour geometry table (CSV + Markdown)")
+    g.add_argument("--tables", nargs="+", required=True)
+    g.add_argument("--out", required=True, help="output stem")
     e = sub.add_parser("exclusions")
     e.add_argument("--ingest", nargs="*", default=[])
     e.add_argument("--manifests", nargs="*", default=[])
     e.add_argument("--splits", nargs="*", default=[])
+    e.add_argument("--cohort", nargs="*", default=[], help="cases left out of the cohort by an adapter (TSV)")
     e.add_argument("--out", required=True, help="output stem (CSV + Markdown)")
     a = ap.parse_args(argv)
-    if a.cmd == "series":
+    if a.cmd == "cohort":
+        from .cohort import analysis_cohort, validate_cohort
+
+        sep = "," if a.sheet.lower().endswith(".csv") else "\t"
+        sheet = validate_cohort(pd.read_csv(a.sheet, sep=sep, dtype={"patient_id": str}), json.loads(a.config),
+                                file=a.sheet, check_paths=False)
+        geo = pd.concat([pd.read_csv(p, sep="\t", dtype={"patient_id": str}) for p in a.geometry],
+                        ignore_index=True) if a.geometry else None
+        out = analysis_cohort(sheet, geo)
+        write_tsv(a.out, out)
+        print(f"{len(out)} patients: " + ", ".join(f"{k} {v}" for k, v in out["grade_group"].value_counts().items()))
+    elif a.cmd == "geometry":
+        from .geometry import geometry_table
+
+        t = concat_tsv(a.tables)
+        df, kw = geometry_table(t)
+        write_table(a.out, df, **kw)
+        print(f"{len(t)} patients")
+    elif a.cmd == "series":
         series = concat_tsv(a.series)
         write_tsv(a.out_series, series[[c for c in SERIES_COLUMNS if c in series]])
         write_tsv(a.out_phases, concat_tsv(a.phases))
@@ -68,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
         write_tsv(a.out, man)
         print(man.groupby(["roi", "status"]).size().to_string())
     else:
-        ex = exclusions(a.ingest, a.manifests, a.splits)
+        ex = exclusions(a.ingest, a.manifests, a.splits, a.cohort)
         write_table(a.out, ex, title=f"Exclusions ({len(ex)} rows)",
                     footnotes=["Each row is one patient x phase x ROI (or file) left out, with the reason; "
                                "nothing is dropped silently."])

@@ -20,13 +20,15 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from . import annotations as ann
+from . import rtstruct as rts
 from .errors import AnnotationError
 from .outputs import write_npz, write_tsv
 
 AIR_HU = -1024.0
 #: annotation format an ROI kind reads when its config names no ``source``
 DEFAULT_SOURCE = {"box": "labelme", "tumor": "mask", "centroid": "polygons", "cube": "mask"}
-MANIFEST_COLUMNS = ["patient_id", "roi", "phase", "status", "n_images", "shape", "window", "file", "reason", "notes"]
+MANIFEST_COLUMNS = ["patient_id", "roi", "phase", "status", "source", "n_images", "shape", "window", "file", "reason",
+                    "notes"]
 
 
 def apply_window(hu: np.ndarray, preset: dict, mask: np.ndarray | None = None) -> np.ndarray:
@@ -96,46 +98,71 @@ def _on_reference(img: sitk.Image, ref: sitk.Image) -> sitk.Image:
     return sitk.Resample(img, ref, sitk.Transform(), sitk.sitkLinear, AIR_HU, sitk.sitkFloat32)
 
 
-def roi_boxes(kind: str, roi: dict, *, ann_dir: Path, phase: str, slices: pd.DataFrame, img: sitk.Image,
-              mask_label: int, patient: str) -> tuple[dict[int, ann.Box], np.ndarray | None, list[str]]:
-    """The boxes (and mask, for tumour-only crops) an ROI setting needs on one phase."""
+def roi_sources(roi: dict) -> list[str]:
+    """The annotation formats an ROI setting accepts, in order of preference (config ``source``: one
+    format or a list, e.g. ``[mask, rtstruct]`` for cohorts that mix NIfTI masks and RTSTRUCTs)."""
+    src = roi.get("source") or DEFAULT_SOURCE[roi["kind"]]
+    return [src] if isinstance(src, str) else list(src)
+
+
+def pick_source(roi: dict, available: dict[str, str]) -> tuple[str, str | None]:
+    """The first accepted format this phase has (and its file), else the first accepted format and None."""
+    for fmt in roi_sources(roi):
+        if fmt in available:
+            return fmt, available[fmt]
+    return roi_sources(roi)[0], None
+
+
+def roi_boxes(kind: str, roi: dict, *, src: dict[str, str], phase: str, slices: pd.DataFrame, img: sitk.Image,
+              mask_label: int, patient: str, series_uid: str = "",
+              rtstruct_roi: str = rts.DEFAULT_ROI) -> tuple[dict[int, ann.Box], np.ndarray | None, list[str]]:
+    """The boxes (and mask, for tumour-only and cube crops) an ROI setting needs on one phase.
+
+    ``src`` maps annotation formats (labelme, mask, polygons, rtstruct) to this phase's files.
+    """
     shape = img.GetSize()[1], img.GetSize()[0]
     sp = img.GetSpacing()[:2]
-    source = roi.get("source") or DEFAULT_SOURCE[kind]
+    source, _ = pick_source(roi, src)
     notes: list[str] = []
-    mask = None
+    mask = polys = None
     if source == "labelme":
-        boxes, notes = ann.read_labelme_boxes(ann_dir / phase / "labelme", slices, shape, patient=patient, phase=phase)
+        boxes, notes = ann.read_labelme_boxes(src["labelme"], slices, shape, patient=patient, phase=phase)
     elif source == "polygons":
-        polys = ann.read_polygons(ann_dir / phase / "polygons.json", slices, patient=patient, phase=phase)
+        polys = ann.read_polygons(src["polygons"], slices, patient=patient, phase=phase)
         boxes = {}
         for k, v in polys.items():
             x1, y1 = v.min(axis=0)
             x2, y2 = v.max(axis=0)
             boxes[k] = (x1, y1, x2, y2)
+        if kind in ("tumor", "cube"):
+            mask = rts.polygons_to_mask(polys, (img.GetSize()[2], *shape))
     else:
-        mask = ann.read_mask(ann_dir / phase / "mask.nii.gz", img, mask_label, patient=patient, phase=phase)
+        if source == "rtstruct":
+            mask = rts.read_rtstruct(src["rtstruct"], img, slices, series_uid=series_uid, roi_pattern=rtstruct_roi,
+                                     patient=patient, phase=phase)
+        else:
+            mask = ann.read_mask(src["mask"], img, mask_label, patient=patient, phase=phase)
         boxes = ann.boxes_from_mask(mask, roi.get("min_pixels", 1))
     if kind == "centroid":
         half = roi["box_px"] / 2
-        cents = {k: ann.polygon_centroid(polys[k]) for k in boxes} if source == "polygons" else {
+        cents = {k: ann.polygon_centroid(polys[k]) for k in boxes} if polys is not None else {
             k: ((b[0] + b[2]) / 2, (b[1] + b[3]) / 2) for k, b in boxes.items()}
         boxes = {k: (cx - half, cy - half, cx + half, cy + half) for k, (cx, cy) in cents.items()}
     elif kind == "box" and roi.get("margin_mm", 0) > 0:
         boxes = {k: expand_box(b, roi["margin_mm"], sp) for k, b in boxes.items()}
     if kind in ("tumor", "cube") and mask is None:
-        raise AnnotationError(f"ROI kind {kind!r} needs a mask source, not {source!r}", patient=patient, phase=phase)
+        raise AnnotationError(f"ROI kind {kind!r} needs a mask, RTSTRUCT or polygon source, not {source!r}",
+                              patient=patient, phase=phase)
     return boxes, mask, notes
 
 
-def annotation_path(ann_dir: Path, phase: str, kind: str, roi: dict) -> Path:
-    source = roi.get("source") or DEFAULT_SOURCE[kind]
-    return ann_dir / phase / {"labelme": "labelme", "mask": "mask.nii.gz", "polygons": "polygons.json"}[source]
-
-
 def crop_patient(patient: str, roi_name: str, roi: dict, window: dict, phases: list[str], stack: list[str],
-                 volumes: Path, ann_dir: Path, mask_label: int, outdir: Path) -> pd.DataFrame:
-    """Write ``{phase}.npz`` for every phase and ``stack.npz``; return the manifest rows."""
+                 volumes: Path, sources: dict[str, dict[str, str]], mask_label: int, outdir: Path,
+                 rtstruct_roi: str = rts.DEFAULT_ROI) -> pd.DataFrame:
+    """Write ``{phase}.npz`` for every phase and ``stack.npz``; return the manifest rows.
+
+    ``sources`` maps each phase to its annotation files by format (see ``cohort.patient_sources``).
+    """
     status = pd.read_csv(volumes / "phases.tsv", sep="\t", keep_default_na=False).set_index("phase")
     kind, rows = roi["kind"], []
     imgs, slices = {}, {}
@@ -145,12 +172,14 @@ def crop_patient(patient: str, roi_name: str, roi: dict, window: dict, phases: l
         base = {"patient_id": patient, "roi": roi_name, "phase": target, "window": json.dumps(window, sort_keys=True),
                 "file": str(outdir / f"{target}.npz"), "notes": ""}
         bad = [p for p in chan_phases if p not in status.index or status.loc[p, "status"] != "ok"]
-        apath = annotation_path(ann_dir, ref_phase, kind, roi)
+        fmt, apath = pick_source(roi, sources.get(ref_phase, {}))
+        base["source"] = fmt if apath else ""
         reason = ""
         if bad:
             reason = "; ".join(f"phase {p} excluded at ingest: {status.loc[p, 'reason'] if p in status.index else 'absent'}" for p in bad)
-        elif not apath.exists():
-            reason = f"no annotation: {apath} does not exist"
+        elif not apath or not Path(apath).exists():
+            reason = (f"no {' or '.join(roi_sources(roi))} annotation for phase {ref_phase}" +
+                      (f": {Path(apath).name} does not exist" if apath else ""))
         if reason:
             write_npz(outdir / f"{target}.npz", images=np.zeros((0,), np.float16), slice_index=np.zeros(0, int),
                       boxes=np.zeros((0, 4)), status="excluded", reason=reason)
@@ -162,8 +191,9 @@ def crop_patient(patient: str, roi_name: str, roi: dict, window: dict, phases: l
                 slices[p] = pd.read_csv(volumes / f"{p}.slices.tsv", sep="\t", dtype={"sop_uid": str, "file": str})
         ref = imgs[ref_phase]
         chan_imgs = [_on_reference(imgs[p], ref) for p in chan_phases]
-        boxes, mask, notes = roi_boxes(kind, roi, ann_dir=ann_dir, phase=ref_phase, slices=slices[ref_phase], img=ref,
-                                       mask_label=mask_label, patient=patient)
+        boxes, mask, notes = roi_boxes(kind, roi, src=sources[ref_phase], phase=ref_phase, slices=slices[ref_phase],
+                                       img=ref, mask_label=mask_label, patient=patient,
+                                       series_uid=str(status.loc[ref_phase, "series_uid"]), rtstruct_roi=rtstruct_roi)
         sl = slices[ref_phase].set_index("k")
         if kind == "cube":
             images, bbox = crop_cube(chan_imgs, mask, roi.get("spacing_mm", 1.0), roi["size"], window)
@@ -189,13 +219,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--phases", required=True)
     ap.add_argument("--stack", required=True)
     ap.add_argument("--volumes", required=True)
-    ap.add_argument("--annotations", required=True)
+    ap.add_argument("--sources", required=True, help="JSON {phase: {format: path}} of the annotation files")
     ap.add_argument("--mask-label", type=int, default=1)
+    ap.add_argument("--rtstruct-roi", default=rts.DEFAULT_ROI)
     ap.add_argument("--outdir", required=True)
     a = ap.parse_args(argv)
     out = Path(a.outdir)
     man = crop_patient(a.patient, a.roi_name, json.loads(a.roi), json.loads(a.window), a.phases.split(","),
-                       a.stack.split(","), Path(a.volumes), Path(a.annotations), a.mask_label, out)
+                       a.stack.split(","), Path(a.volumes), json.loads(a.sources), a.mask_label, out, a.rtstruct_roi)
     write_tsv(out / "manifest.tsv", man)
     for r in man.itertuples():
         print(f"{a.patient} {a.roi_name} {r.phase}: {r.status} {r.n_images} {r.shape} {r.reason}")

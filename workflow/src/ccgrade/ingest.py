@@ -285,26 +285,82 @@ def choose_phases(series: pd.DataFrame, phases: list[str], patient: str) -> tupl
         rows.append({"patient_id": patient, "phase": ph, "status": "excluded", "series_uid": uid,
                      "n_slices": 0, "spacing": np.nan, "reason": reason})
         excl.append({"patient_id": patient, "phase": ph, "file": file, "stage": "ingest", "reason": reason})
-    return pd.DataFrame(rows), excl
+    return pd.DataFrame(rows, columns=["patient_id", "phase", "status", "series_uid", "n_slices", "spacing", "reason"]), excl
 
 
-def index_patient(folder: str | Path, patient: str, cfg_ingest: dict, phases: list[str],
-                  mapping: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
-    """Index one patient's DICOM folder: slice index, series table with phases, phase table, exclusions."""
-    slices, problems = index_folder(folder, patient)
+def image_file_phase(path: str | Path, patient: str, phase: str) -> dict:
+    """Phase-table row of a NIfTI/NRRD/MHA volume given as a phase's image (header only, no pixels)."""
+    rd = sitk.ImageFileReader()
+    rd.SetFileName(str(path))
+    name = Path(path).name
+    try:
+        rd.ReadImageInformation()
+    except RuntimeError as e:
+        reason = f"cannot read image {name} ({str(e).strip().splitlines()[-1][:200]})"
+        return {"patient_id": patient, "phase": phase, "status": "excluded", "series_uid": f"file:{name}",
+                "n_slices": 0, "spacing": np.nan, "reason": reason}
+    size, d = rd.GetSize(), np.array(rd.GetDirection())
+    reason = ""
+    if rd.GetDimension() != 3 or size[2] < 2:
+        reason = f"image {name} is not a 3D volume (size {list(size)})"
+    elif rd.GetNumberOfComponents() != 1:
+        reason = f"image {name} has {rd.GetNumberOfComponents()} components per voxel (expected a grey-value CT)"
+    elif abs(abs(d.reshape(3, 3)[2, 2]) - 1) > 1e-3:
+        reason = f"image {name}: non-axial orientation (third axis direction {np.round(d.reshape(3, 3)[:, 2], 3).tolist()})"
+    return {"patient_id": patient, "phase": phase, "status": "excluded" if reason else "ok",
+            "series_uid": f"file:{name}", "n_slices": int(size[2]) if len(size) > 2 else 0,
+            "spacing": float(rd.GetSpacing()[2]) if len(size) > 2 else np.nan, "reason": reason}
+
+
+def index_patient(folder: str | Path | None, patient: str, cfg_ingest: dict, phases: list[str],
+                  mapping: pd.DataFrame | None = None, images: dict[str, str] | None = None) -> dict[str, pd.DataFrame]:
+    """Index one patient: the DICOM folder's slice index and series table with phases, plus any per-phase
+    image volumes (which take precedence for their phase); a phase table and the exclusions."""
+    images = images or {}
+    if folder is not None:
+        slices, problems = index_folder(folder, patient)
+    else:
+        slices, problems = pd.DataFrame(columns=SLICE_COLUMNS), []
     if slices.empty:
         series = pd.DataFrame(columns=["patient_id", "series_uid", "status", "phase"])
-        problems.append({"patient_id": patient, "phase": "", "file": str(folder), "stage": "index",
-                         "reason": "no readable DICOM files in the patient's folder"})
+        if folder is not None:
+            problems.append({"patient_id": patient, "phase": "", "file": str(folder), "stage": "index",
+                             "reason": "no readable DICOM files in the patient's folder"})
     else:
         series = assign_phases(summarise_series(slices, cfg_ingest["spacing_tolerance"]), cfg_ingest, mapping)
-    phase_table, excl = choose_phases(series, phases, patient)
+    phase_table, excl = choose_phases(series, [p for p in phases if p not in images], patient)
+    file_rows = [image_file_phase(images[p], patient, p) for p in phases if p in images]
+    excl += [{"patient_id": patient, "phase": r["phase"], "file": Path(images[r["phase"]]).name, "stage": "ingest",
+              "reason": r["reason"]} for r in file_rows if r["status"] != "ok"]
+    phase_table = pd.concat([phase_table, pd.DataFrame(file_rows)], ignore_index=True) if file_rows else phase_table
+    phase_table = phase_table.set_index("phase").loc[list(phases)].reset_index()[
+        ["patient_id", "phase", "status", "series_uid", "n_slices", "spacing", "reason"]]
     excl = problems + excl
     if cfg_ingest.get("on_bad_series") == "error" and excl:
         e = excl[0]
         raise DicomError(e["reason"], patient=patient, phase=e["phase"] or None, file=e["file"] or None)
     return {"slices": slices, "series": series, "phases": phase_table,
             "exclusions": pd.DataFrame(excl, columns=["patient_id", "phase", "file", "stage", "reason"])}
+
+
+def read_image_file(path: str | Path, patient: str, phase: str) -> tuple[sitk.Image, pd.DataFrame]:
+    """A per-phase image volume as HU (int16 when integral) and its slice table (no DICOM UIDs)."""
+    try:
+        img = sitk.ReadImage(str(path), sitk.sitkFloat32)
+    except RuntimeError as e:
+        raise DicomError(f"cannot read image ({str(e).strip().splitlines()[-1][:200]})", patient=patient, phase=phase,
+                         file=str(path)) from None
+    arr = sitk.GetArrayFromImage(img)
+    if np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)) and arr.min() >= -32768 and arr.max() <= 32767:
+        out = sitk.Cast(img, sitk.sitkInt16)
+    else:
+        out = img
+    n = np.array(img.GetDirection()).reshape(3, 3)[:, 2]
+    pos = [float(np.dot(img.TransformIndexToPhysicalPoint((0, 0, k)), n)) for k in range(img.GetSize()[2])]
+    name = Path(path).name
+    table = pd.DataFrame({"k": range(img.GetSize()[2]), "file": [f"{name}#{k}" for k in range(img.GetSize()[2])],
+                          "sop_uid": "", "position_mm": pos})
+    return out, table
 
 
 def _native_pixels(path: Path, r) -> np.ndarray | None:
@@ -366,9 +422,10 @@ def read_volume(folder: str | Path, slices: pd.DataFrame, patient: str, phase: s
     return img, table
 
 
-def convert_patient(folder: str | Path, patient: str, index_dir: str | Path, outdir: str | Path) -> pd.DataFrame:
+def convert_patient(folder: str | Path | None, patient: str, index_dir: str | Path, outdir: str | Path,
+                    images: dict[str, str] | None = None) -> pd.DataFrame:
     """Write ``{phase}.nii.gz`` and ``{phase}.slices.tsv`` for every usable phase; return the phase table."""
-    index_dir, outdir = Path(index_dir), Path(outdir)
+    index_dir, outdir, images = Path(index_dir), Path(outdir), images or {}
     phases = pd.read_csv(index_dir / "phases.tsv", sep="\t", keep_default_na=False)
     slices = pd.read_csv(index_dir / "slices.tsv", sep="\t", keep_default_na=False, dtype={"iop": str})
     for col in ("pixel_offset", "pixel_bytes_needed"):  # empty for encapsulated (compressed) pixel data
@@ -377,7 +434,13 @@ def convert_patient(folder: str | Path, patient: str, index_dir: str | Path, out
     for r in phases.itertuples():
         if r.status != "ok":
             continue
-        img, table = read_volume(folder, slices[slices["series_uid"] == r.series_uid], patient, r.phase)
+        if str(r.series_uid).startswith("file:"):
+            if r.phase not in images:
+                raise DicomError("the phase table names an image file but none was given to convert", patient=patient,
+                                 phase=r.phase)
+            img, table = read_image_file(images[r.phase], patient, r.phase)
+        else:
+            img, table = read_volume(folder, slices[slices["series_uid"] == r.series_uid], patient, r.phase)
         with atomic_path(outdir / f"{r.phase}.nii.gz") as tmp:
             sitk.WriteImage(img, str(tmp), True, 1)
         write_tsv(outdir / f"{r.phase}.slices.tsv", table)
@@ -385,18 +448,28 @@ def convert_patient(folder: str | Path, patient: str, index_dir: str | Path, out
     return phases
 
 
+def _images_arg(items: list[str] | None) -> dict[str, str]:
+    out = {}
+    for it in items or []:
+        ph, _, path = it.partition("=")
+        out[ph] = path
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="DICOM ingest stages for one patient.")
     sub = ap.add_subparsers(dest="cmd", required=True)
     a1 = sub.add_parser("index", help="header index, phase assignment and geometry checks")
     a1.add_argument("--patient", required=True)
-    a1.add_argument("--dicom-dir", required=True)
+    a1.add_argument("--dicom-dir", default=None)
+    a1.add_argument("--images", nargs="*", default=[], help="phase=path of per-phase NIfTI/NRRD volumes")
     a1.add_argument("--ingest", required=True, help="JSON of the config's ingest section")
     a1.add_argument("--phases", required=True, help="comma-separated phase codes")
     a1.add_argument("--outdir", required=True)
     a2 = sub.add_parser("convert", help="HU volumes of the usable phases as NIfTI")
     a2.add_argument("--patient", required=True)
-    a2.add_argument("--dicom-dir", required=True)
+    a2.add_argument("--dicom-dir", default=None)
+    a2.add_argument("--images", nargs="*", default=[], help="phase=path of per-phase NIfTI/NRRD volumes")
     a2.add_argument("--index-dir", required=True)
     a2.add_argument("--outdir", required=True)
     a = ap.parse_args(argv)
@@ -405,7 +478,7 @@ def main(argv: list[str] | None = None) -> None:
         mapping = None
         if cfg.get("phase_map"):
             mapping = pd.read_csv(cfg["phase_map"], sep="\t", dtype=str)
-        res = index_patient(a.dicom_dir, a.patient, cfg, a.phases.split(","), mapping)
+        res = index_patient(a.dicom_dir or None, a.patient, cfg, a.phases.split(","), mapping, _images_arg(a.images))
         out = Path(a.outdir)
         res["slices"]["file"] = res["slices"]["file"].astype(str)
         for name in ("slices", "series", "phases", "exclusions"):
@@ -415,7 +488,7 @@ def main(argv: list[str] | None = None) -> None:
         for e in res["exclusions"].to_dict("records"):
             print(f"EXCLUDED patient {e['patient_id']}, phase {e['phase'] or '-'}, file {e['file']}: {e['reason']}")
     else:
-        ph = convert_patient(a.dicom_dir, a.patient, a.index_dir, a.outdir)
+        ph = convert_patient(a.dicom_dir or None, a.patient, a.index_dir, a.outdir, _images_arg(a.images))
         print(f"{a.patient}: wrote {(ph['status'] == 'ok').sum()} volumes")
 
 

@@ -72,8 +72,11 @@ def make_split(cohort: pd.DataFrame, scheme: dict, seed: int) -> list[dict[str, 
         folds = [{"train": sorted(p for j in range(k) if j != i for p in parts[f"f{j}"]), "test": parts[f"f{i}"]}
                  for i in range(k)]
     elif kind == "leave_one_centre_out":
-        if "centre" not in cohort or cohort["centre"].isna().any():
-            raise SplitError("leave-one-centre-out needs a 'centre' for every patient")
+        if "centre" not in cohort or cohort["centre"].isna().all():
+            return []  # written as "not applicable" (no centres recorded)
+        if cohort["centre"].isna().any():
+            missing = sorted(cohort.loc[cohort["centre"].isna(), "patient_id"])[:5]
+            raise SplitError(f"leave-one-centre-out needs a 'centre' for every patient (missing for {missing})")
         centres = sorted(cohort["centre"].astype(str).unique())
         folds = [{"train": sorted(cohort.loc[cohort["centre"].astype(str) != c, "patient_id"]),
                   "test": sorted(cohort.loc[cohort["centre"].astype(str) == c, "patient_id"]), "centre": c}
@@ -85,13 +88,29 @@ def make_split(cohort: pd.DataFrame, scheme: dict, seed: int) -> list[dict[str, 
 
 
 def eligible_patients(cohort: pd.DataFrame, phase_tables: list[pd.DataFrame], require: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Patients whose required phases all passed ingest, and the excluded ones with reasons."""
+    """Patients whose required phases all passed ingest, and the excluded ones with reasons.
+
+    A patient without any phase table (no images at all, e.g. a mask-only cohort) is excluded only when
+    phases are required.
+    """
     ph = pd.concat(phase_tables, ignore_index=True) if phase_tables else pd.DataFrame(columns=["patient_id", "phase", "status", "reason"])
-    bad = ph[(ph["phase"].isin(require)) & (ph["status"] != "ok")]
-    reasons = bad.groupby("patient_id")["phase"].agg(lambda s: ", ".join(s)).rename("phases")
-    excl = pd.DataFrame({"patient_id": reasons.index, "phase": reasons.values, "file": "",
-                         "stage": "splits", "reason": "not in splits: required phase(s) " + reasons.values + " excluded"})
-    return cohort[~cohort["patient_id"].isin(reasons.index)].reset_index(drop=True), excl
+    ph = ph.astype({"patient_id": str})
+    ok = set(zip(ph.loc[ph["status"] == "ok", "patient_id"], ph.loc[ph["status"] == "ok", "phase"]))
+    imaged = set(ph["patient_id"])
+    rows = []
+    for pid in cohort["patient_id"]:
+        if not require:
+            break
+        if pid not in imaged:
+            rows.append({"patient_id": pid, "phase": ", ".join(require), "reason": "not in splits: no images"})
+            continue
+        bad = [p for p in require if (pid, p) not in ok]
+        if bad:
+            rows.append({"patient_id": pid, "phase": ", ".join(bad),
+                         "reason": f"not in splits: required phase(s) {', '.join(bad)} excluded"})
+    excl = pd.DataFrame(rows, columns=["patient_id", "phase", "reason"]).assign(file="", stage="splits")
+    excl = excl[["patient_id", "phase", "file", "stage", "reason"]]
+    return cohort[~cohort["patient_id"].isin(excl["patient_id"])].reset_index(drop=True), excl
 
 
 def split_table(folds: list[dict], cohort: pd.DataFrame) -> pd.DataFrame:
@@ -122,7 +141,9 @@ def main(argv: list[str] | None = None) -> None:
     folds = make_split(elig, scheme, cfg["seed"])
     write_json(a.json, {"scheme": a.scheme, "kind": scheme["kind"], "seed": scheme.get("seed", cfg["seed"]),
                         "n_patients": len(elig), "excluded": excl.to_dict("records"), "folds": folds,
-                        "note": "" if folds else "not applicable: the cohort has a single centre"})
+                        "note": "" if folds else ("not applicable: the cohort has a single centre" if "centre" in elig
+                                                  and elig["centre"].notna().any() else
+                                                  "not applicable: no centre recorded")})
     write_tsv(a.tsv, split_table(folds, elig))
     for i, f in enumerate(folds):
         print(f"{a.scheme} fold {i}: " + ", ".join(f"{k}={len(v)}" for k, v in f.items() if k != "centre"))

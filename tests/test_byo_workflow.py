@@ -1,0 +1,188 @@
+"""Integration: bring-your-own cohorts through the whole DAG (marked slow; run by .ci/run).
+
+1. A hospital-style sheet (CSV) mixing every contract path: DICOM folder + conventional annotation folder,
+   NIfTI/NRRD volumes with NRRD masks, DICOM + RTSTRUCT + labelme + polygons given per phase, and a
+   patient whose corticomedullary mask is missing. Crops must be identical to those made from the
+   NIfTI masks, the missing pieces must be exclusion rows, and no file path reaches results/.
+2. The real KiTS23 adapter on a subset of real cases (masks only): the DAG skips images, measures the
+   masks and writes the baseline table with the subset's grade counts.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+import yaml
+
+from ccgrade import crops, demo, ingest, rtstruct
+from ccgrade import annotations as ann
+from conftest import PHASES, REPO, TINY_DEMO, shared_data, tiny_config
+from test_workflow import smk
+
+pytestmark = pytest.mark.slow
+
+
+def merged(base: dict, over: dict) -> dict:
+    """Snakemake's --configfile semantics: mappings merge, everything else is replaced."""
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+@pytest.fixture(scope="module")
+def hospital(tmp_path_factory):
+    wd = tmp_path_factory.mktemp("byo")
+    src = wd / "export"
+    d = dict(TINY_DEMO, n_patients=5)  # DEMO001-004 grade 3-4, DEMO005 grade 2
+    for i in range(5):
+        demo.generate_patient(i, d, src)
+    clinical = demo.draw_cohort(d, 3, src).drop(columns=["dicom_dir", "annotation_dir"])
+    # a hospital layout with identifying folder names (which must never reach results/)
+    h = wd / "Doe_Jane_hospital"
+    rows = []
+    for r in clinical.to_dict("records"):
+        pid = r["patient_id"]
+        pdir = h / f"{pid}_Doe_Jane"
+        shutil.copytree(src / "dicom" / pid, pdir / "dicom")
+        shutil.copytree(src / "annotations" / pid, pdir / "ann")
+        rows.append({**r, "dicom_dir": str(pdir / "dicom"), "annotation_dir": str(pdir / "ann")})
+    sheet = pd.DataFrame(rows)
+    # DEMO002: NIfTI/NRRD volumes per phase and NRRD masks, no DICOM, no labelme/polygons
+    p2 = h / "DEMO002_Doe_Jane"
+    res = ingest.index_patient(p2 / "dicom", "DEMO002", tiny_config()["ingest"], PHASES)
+    for n in ("slices", "phases"):
+        res[n].to_csv(p2 / f"{n}.tsv", sep="\t", index=False)
+    ingest.convert_patient(p2 / "dicom", "DEMO002", p2, p2 / "vol")
+    for ph in PHASES:
+        img = sitk.ReadImage(str(p2 / "vol" / f"{ph}.nii.gz"))
+        sitk.WriteImage(img, str(p2 / f"ct_{ph}.nrrd" if ph != "cmp" else p2 / f"ct_{ph}.nii.gz"))
+        shutil.copy(p2 / "ann" / ph / "mask.nii.gz", p2 / f"seg_{ph}.nii.gz")
+        m = sitk.ReadImage(str(p2 / f"seg_{ph}.nii.gz"))
+        sitk.WriteImage(m, str(p2 / f"seg_{ph}.nrrd"))
+        sheet.loc[1, f"image_{ph}"] = f"DEMO002_Doe_Jane/ct_{ph}" + (".nii.gz" if ph == "cmp" else ".nrrd")
+        sheet.loc[1, f"mask_{ph}"] = f"DEMO002_Doe_Jane/seg_{ph}.nrrd"
+    shutil.rmtree(p2 / "dicom")
+    shutil.rmtree(p2 / "ann")
+    sheet.loc[1, ["dicom_dir", "annotation_dir"]] = np.nan
+    # DEMO003: DICOM folder + per-phase RTSTRUCT, labelme folder and polygon JSON (no NIfTI masks)
+    p3 = h / "DEMO003_Doe_Jane"
+    res = ingest.index_patient(p3 / "dicom", "DEMO003", tiny_config()["ingest"], PHASES)
+    for n in ("slices", "phases"):
+        res[n].to_csv(p3 / f"{n}.tsv", sep="\t", index=False)
+    ingest.convert_patient(p3 / "dicom", "DEMO003", p3, p3 / "vol")
+    for ph in PHASES:
+        img = sitk.ReadImage(str(p3 / "vol" / f"{ph}.nii.gz"))
+        table = pd.read_csv(p3 / "vol" / f"{ph}.slices.tsv", sep="\t", dtype={"sop_uid": str})
+        uid = res["phases"].set_index("phase").loc[ph, "series_uid"]
+        first = res["slices"][res["slices"]["series_uid"] == uid].iloc[0]
+        mask = ann.read_mask(p3 / "ann" / ph / "mask.nii.gz", img, 1, patient="DEMO003", phase=ph)
+        rtstruct.write_rtstruct(p3 / f"rt_{ph}.dcm", mask, img, table, series_uid=uid, study_uid=first.study_uid,
+                                frame_uid=first.frame_uid, patient_id="DEMO003", roi_name="GTV tumour")
+        shutil.move(p3 / "ann" / ph / "labelme", p3 / f"boxes_{ph}")
+        shutil.move(p3 / "ann" / ph / "polygons.json", p3 / f"poly_{ph}.json")
+        sheet.loc[2, f"rtstruct_{ph}"] = str(p3 / f"rt_{ph}.dcm")
+        sheet.loc[2, f"labelme_{ph}"] = f"DEMO003_Doe_Jane/boxes_{ph}"
+        sheet.loc[2, f"polygons_{ph}"] = f"DEMO003_Doe_Jane/poly_{ph}.json"
+    shutil.move(p3 / "vol", wd / "ref_vol_DEMO003")
+    shutil.rmtree(p3 / "ann")
+    sheet.loc[2, "annotation_dir"] = np.nan
+    # DEMO004: the corticomedullary mask is missing
+    (h / "DEMO004_Doe_Jane" / "ann" / "cmp" / "mask.nii.gz").unlink()
+    sheet.to_csv(h / "cohort.csv", index=False)
+    cfg = tiny_config()
+    cfg["cohort"].update(source="sheet", sheet=str(h / "cohort.csv"))
+    cfg["rois"]["tumor"]["source"] = ["mask", "rtstruct"]
+    cfg["rois"]["cube"]["source"] = ["mask", "rtstruct"]
+    cfg["splits"]["schemes"]["dai"]["k"] = 2
+    run = wd / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    smk(run, "--cores", "2", "--resources", "gpu=1", "-q")
+    return {"run": run, "cfg": cfg, "wd": wd, "src": src}
+
+
+def test_mixed_sources_give_identical_crops(hospital):
+    run, src = hospital["run"], hospital["src"]
+    man = pd.read_csv(run / "results/crops/manifest.tsv", sep="\t", keep_default_na=False).set_index(["patient_id", "roi", "phase"])
+    assert man.loc[("DEMO003", "tumor", "cmp"), "source"] == "rtstruct"
+    assert man.loc[("DEMO002", "tumor", "cmp"), "source"] == "mask"
+    assert man.loc[("DEMO003", "box", "cmp"), "status"] == "ok" and man.loc[("DEMO003", "centroid", "np"), "status"] == "ok"
+    # DEMO002 has no labelme boxes (volumes have no per-slice files): box crops are exclusion rows
+    assert man.loc[("DEMO002", "box", "cmp"), "status"] == "excluded"
+    assert "no labelme annotation for phase cmp" in man.loc[("DEMO002", "box", "cmp"), "reason"]
+    assert man.loc[("DEMO004", "tumor", "cmp"), "status"] == "excluded"
+    assert man.loc[("DEMO004", "tumor", "np"), "status"] == "ok"
+    # tumour crops from RTSTRUCT (DEMO003) and from NRRD masks on NIfTI/NRRD volumes (DEMO002) equal
+    # the crops made from the original NIfTI masks on the DICOM route
+    cfg = hospital["cfg"]
+    for pid, vol in (("DEMO002", run / "results/volumes/DEMO002"), ("DEMO003", run / "results/volumes/DEMO003")):
+        sources = {ph: {"mask": str(src / "annotations" / pid / ph / "mask.nii.gz")} for ph in PHASES}
+        for roi_name in ("tumor", "cube"):
+            roi = dict(cfg["rois"][roi_name], source="mask")
+            ref = crops.crop_patient(pid, roi_name, roi, cfg["windows"][roi["window"]], PHASES, cfg["stack"]["phases"],
+                                     vol, sources, 1, hospital["wd"] / "ref" / pid / roi_name)
+            assert (ref["status"] == "ok").all()
+            for t in PHASES + ["stack"]:
+                a = np.load(run / f"results/crops/{roi_name}/{pid}/{t}.npz")["images"]
+                b = np.load(hospital["wd"] / "ref" / pid / roi_name / f"{t}.npz")["images"]
+                np.testing.assert_array_equal(a, b)
+    # the NIfTI/NRRD volumes of DEMO002 equal its DICOM series voxel for voxel (converted in the fixture)
+    v = sitk.GetArrayFromImage(sitk.ReadImage(str(run / "results/volumes/DEMO003/cmp.nii.gz")))
+    r = sitk.GetArrayFromImage(sitk.ReadImage(str(hospital["wd"] / "ref_vol_DEMO003/cmp.nii.gz")))
+    np.testing.assert_array_equal(v, r)
+
+
+def test_exclusions_geometry_and_no_paths_in_results(hospital):
+    run = hospital["run"]
+    ex = pd.read_csv(run / "results/tables/exclusions.csv", keep_default_na=False)
+    assert {("DEMO002", "box"), ("DEMO004", "tumor")} <= set(zip(ex["patient_id"], ex["roi"]))
+    geo = pd.read_csv(run / "results/tables/tumour_geometry.csv")
+    assert set(geo["patient_id"]) == {"DEMO001", "DEMO002", "DEMO005"}  # the patients with a cmp label mask
+    cohort = pd.read_csv(run / "results/cohort/cohort.tsv", sep="\t")
+    assert len(cohort) == 5 and not [c for c in cohort if c.startswith(("image_", "mask_cmp", "dicom", "rtstruct"))]
+    # the mask-derived side agrees with the demo's recorded side for the measured patients
+    m = cohort.dropna(subset=["mask_side"])
+    assert (m["mask_side"] == m["side"]).all() and len(m) == 3 and set(m["side"]) == {"left", "right"}
+    for f in (run / "results").rglob("*"):
+        if f.suffix in (".tsv", ".csv", ".md", ".json", ".log"):
+            assert "Doe_Jane" not in f.read_text(errors="replace"), f
+    assert (run / "results/tables/baseline_low_vs_high.md").exists()
+
+
+@pytest.mark.realdata
+def test_kits_subset_through_the_dag(tmp_path):
+    root = shared_data("kits23")
+    cases = json.loads((root / "kits23.json").read_text())
+    graded = [c for c in cases if c["tumor_histologic_subtype"] == "clear_cell_rcc" and c["tumor_isup_grade"]]
+    low = [c for c in graded if int(c["tumor_isup_grade"]) <= 2][:6]
+    high = [c for c in graded if int(c["tumor_isup_grade"]) >= 3][:4]
+    other = [c for c in cases if c["tumor_histologic_subtype"] != "clear_cell_rcc"][:2]
+    sub = tmp_path / "kits_subset"
+    (sub / "masks").mkdir(parents=True)
+    (sub / "kits23.json").write_text(json.dumps(low + high + other))
+    for c in low + high:
+        (sub / "masks" / f"{c['case_id']}.nii.gz").symlink_to(root / "masks" / f"{c['case_id']}.nii.gz")
+    cfg = merged(yaml.safe_load((REPO / "config.yaml").read_text()), yaml.safe_load((REPO / "config/kits23.yaml").read_text()))
+    cfg["cohort"]["kits"]["root"] = str(sub)
+    cfg["splits"]["schemes"]["dai"]["k"] = 2
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    smk(run, "--cores", "2", "-q")
+    assert not (run / "results/volumes").exists() and not (run / "results/crops").exists()  # no images: no ingest
+    base = pd.read_csv(run / "results/tables/baseline_low_vs_high.csv")
+    assert any(c.startswith("low (n=6)") for c in base.columns) and any(c.startswith("high (n=4)") for c in base.columns)
+    assert {"Radiographic tumour size (cm)", "Tumour side (mask)", "Pathologic T stage"} <= set(base["variable"])
+    geo = pd.read_csv(run / "results/tables/tumour_geometry.csv")
+    assert len(geo) == 10 and (geo["volume_ml"] > 0).all() and set(geo["side"]) <= {"left", "right", "bilateral"}
+    ex = pd.read_csv(run / "results/tables/exclusions.csv", keep_default_na=False)
+    assert set(ex.loc[ex["stage"] == "cohort", "patient_id"]) == {c["case_id"] for c in other}
+    split = json.loads((run / "results/splits/li.json").read_text())
+    assert split["n_patients"] == 10

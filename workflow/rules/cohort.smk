@@ -1,0 +1,84 @@
+# The analysis cohort: the sheet (or an adapter's table) without file paths (results/cohort/sheet.tsv,
+# read by the splits), plus tumour geometry measured on the masks (volume, diameters, ROI extents,
+# side): results/cohort/cohort.tsv, read by the baseline tables. A mask edit thus never reshuffles splits.
+
+
+rule kits_sheet:
+    input:
+        json=KITS_JSON if SOURCE == "kits" else [],
+        code=code("kits"),
+    output:
+        sheet="results/cohort/kits_sheet.tsv",
+        left_out="results/cohort/kits_left_out.tsv",
+    params:
+        root=config["cohort"].get("kits", {}).get("root", ""),
+        histology=config["cohort"].get("kits", {}).get("histology", "clear_cell_rcc"),
+    log:
+        "results/logs/kits_sheet.log",
+    shell:
+        "python -m ccgrade.kits --root {params.root:q} --histology {params.histology}"
+        " --sheet {output.sheet} --left-out {output.left_out} > {log} 2>&1"
+
+
+rule tumour_geometry:
+    input:
+        mask=geometry_mask,
+        code=code("geometry"),
+    output:
+        "results/geometry/{pid}.tsv",
+    params:
+        geometry=as_json({**config["geometry"], "tumour_label": config["mask_label"]}),
+        phase=GEOMETRY_PHASE,
+    log:
+        "results/logs/tumour_geometry/{pid}.log",
+    benchmark:
+        "results/benchmarks/tumour_geometry/{pid}.tsv"
+    resources:
+        mem_mb=3000,
+        runtime=5,
+    shell:
+        "python -m ccgrade.geometry --patient {wildcards.pid} --phase {params.phase} --mask {input.mask:q}"
+        " --params {params.geometry:q} --out {output} > {log} 2>&1"
+
+
+rule geometry_table:
+    input:
+        tables=expand("results/geometry/{pid}.tsv", pid=MEASURED),
+        code=code("collect"),
+    output:
+        csv=report("results/tables/tumour_geometry.csv", caption="../report/geometry.rst", category="Cohort"),
+        md="results/tables/tumour_geometry.md",
+    log:
+        "results/logs/geometry_table.log",
+    shell:
+        "python -m ccgrade.collect geometry --tables {input.tables} --out results/tables/tumour_geometry > {log} 2>&1"
+
+
+rule cohort_sheet:
+    input:
+        sheet=SHEET,
+        code=[code("cohort"), code("collect")],
+    output:
+        COHORT_SHEET,
+    params:
+        config=as_json({"cohort": config["cohort"]}),
+    log:
+        "results/logs/cohort_sheet.log",
+    shell:
+        "python -m ccgrade.collect cohort --sheet {input.sheet:q} --config {params.config:q} --out {output} > {log} 2>&1"
+
+
+rule cohort_table:
+    input:
+        sheet=COHORT_SHEET,
+        geometry=expand("results/geometry/{pid}.tsv", pid=MEASURED),
+        code=[code("cohort"), code("collect")],
+    output:
+        report(COHORT_TABLE, caption="../report/cohort.rst", category="Cohort"),
+    params:
+        config=as_json({"cohort": config["cohort"]}),
+    log:
+        "results/logs/cohort_table.log",
+    shell:
+        "python -m ccgrade.collect cohort --sheet {input.sheet:q} --config {params.config:q}"
+        " --geometry {input.geometry} --out {output} > {log} 2>&1"

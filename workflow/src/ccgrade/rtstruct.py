@@ -1,0 +1,194 @@
+"""DICOM RTSTRUCT contours to a tumour mask on the image grid (and, for tests and demos, back).
+
+Reading: the structure set must reference the image it is rasterised on (frame of reference, series and
+contour-image SOP instances), each CLOSED_PLANAR contour must lie on a slice plane, and the ROIs whose
+names match ``rtstruct_roi`` (case-insensitive regex) form the tumour. Contours on one slice combine
+by even-odd (XOR), which is how holes are drawn in RTSTRUCT. A pixel belongs to the mask when its
+centre lies inside the contour.
+Writing: per-slice outlines of a mask at the 0.5 iso-level through pixel centres (contourpy), so that
+reading them back reproduces the mask.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pydicom
+import SimpleITK as sitk
+from matplotlib.path import Path as MplPath
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.errors import InvalidDicomError
+from pydicom.sequence import Sequence
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from .errors import AnnotationError, GeometryError
+
+RTSTRUCT_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
+CT_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
+DEFAULT_ROI = r"tumou?r|lesion|gtv|mass|rcc|neoplasm"
+
+
+def rasterise_polygon(vertices: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Pixels (rows, cols) whose centres (x = col + 0.5, y = row + 0.5) lie inside a polygon in
+    labelme/MD.ai continuous pixel coordinates."""
+    h, w = shape
+    out = np.zeros(shape, bool)
+    v = np.asarray(vertices, float)
+    x0, y0 = np.floor(v.min(axis=0) - 1).astype(int)
+    x1, y1 = np.ceil(v.max(axis=0) + 1).astype(int)
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    if x1 <= x0 or y1 <= y0:
+        return out
+    yy, xx = np.mgrid[y0:y1, x0:x1]
+    inside = MplPath(v).contains_points(np.column_stack([xx.ravel() + 0.5, yy.ravel() + 0.5]), radius=0.0)
+    out[y0:y1, x0:x1] = inside.reshape(yy.shape)
+    return out
+
+
+def polygons_to_mask(polys: dict[int, list[np.ndarray] | np.ndarray], shape: tuple[int, int, int]) -> np.ndarray:
+    """A (z, y, x) mask from polygons per slice index; several polygons on one slice combine by XOR."""
+    mask = np.zeros(shape, bool)
+    for k, plist in polys.items():
+        if isinstance(plist, np.ndarray):
+            plist = [plist]
+        for v in plist:
+            mask[k] ^= rasterise_polygon(v, shape[1:])
+    return mask
+
+
+def mask_outlines(sl: np.ndarray) -> list[np.ndarray]:
+    """Closed outlines (pixel x, y in labelme coordinates) of a 2D mask at the 0.5 level through pixel centres."""
+    import contourpy
+
+    z = np.pad(sl.astype(float), 1)
+    gen = contourpy.contour_generator(z=z, line_type=contourpy.LineType.Separate)
+    out = []
+    for line in gen.lines(0.5):
+        line = np.asarray(line, float)
+        if len(line) >= 4:
+            # padded grid index -> pixel index (-1), then pixel centre -> continuous coordinate (+0.5)
+            out.append(line[:-1] - 0.5 if np.allclose(line[0], line[-1]) else line - 0.5)
+    return out
+
+
+def _roi_names(ds: Dataset) -> dict[int, str]:
+    return {int(r.ROINumber): str(getattr(r, "ROIName", "")) for r in getattr(ds, "StructureSetROISequence", [])}
+
+
+def read_rtstruct(path: str | Path, image: sitk.Image, slices: pd.DataFrame, *, series_uid: str = "",
+                  roi_pattern: str = DEFAULT_ROI, patient: str, phase: str) -> np.ndarray:
+    """Rasterise the tumour ROI(s) of an RTSTRUCT onto ``image`` (numpy z, y, x boolean mask).
+
+    ``slices`` is the image's slice table (``k``, ``sop_uid``); ``series_uid`` its SeriesInstanceUID.
+    """
+    path, file = Path(path), str(path)
+    try:
+        ds = pydicom.dcmread(path)
+    except (InvalidDicomError, OSError, EOFError, ValueError) as e:
+        raise AnnotationError(f"not a readable DICOM file ({type(e).__name__}: {e})", patient=patient, phase=phase,
+                              file=file) from None
+    if str(getattr(ds, "Modality", "")) != "RTSTRUCT" and str(getattr(ds, "SOPClassUID", "")) != RTSTRUCT_STORAGE:
+        raise AnnotationError(f"not an RTSTRUCT (Modality {getattr(ds, 'Modality', '')!r})", patient=patient,
+                              phase=phase, file=file)
+    sops = set(slices["sop_uid"].astype(str)) - {""}
+    ref_series = {str(s.SeriesInstanceUID) for fr in getattr(ds, "ReferencedFrameOfReferenceSequence", [])
+                  for st in getattr(fr, "RTReferencedStudySequence", [])
+                  for s in getattr(st, "RTReferencedSeriesSequence", []) if "SeriesInstanceUID" in s}
+    if series_uid and ref_series and series_uid not in ref_series:
+        raise AnnotationError(f"RTSTRUCT references series {sorted(ref_series)}, not the {phase} image series "
+                              f"{series_uid}", patient=patient, phase=phase, file=file)
+    names = _roi_names(ds)
+    rx = re.compile(roi_pattern, re.I)
+    chosen = {n for n, name in names.items() if rx.search(name)}
+    if not chosen:
+        raise AnnotationError(f"no ROI name matches {roi_pattern!r} (ROIs: {sorted(names.values())}); set "
+                              "config key rtstruct_roi", patient=patient, phase=phase, file=file)
+    size = image.GetSize()
+    mask = np.zeros((size[2], size[1], size[0]), bool)
+    n_contours = 0
+    for rc in getattr(ds, "ROIContourSequence", []):
+        if int(rc.ReferencedROINumber) not in chosen:
+            continue
+        for c in getattr(rc, "ContourSequence", []):
+            typ = str(getattr(c, "ContourGeometricType", "CLOSED_PLANAR"))
+            if typ != "CLOSED_PLANAR":
+                continue
+            refs = {str(r.ReferencedSOPInstanceUID) for r in getattr(c, "ContourImageSequence", [])}
+            if sops and refs and not refs & sops:
+                raise AnnotationError(f"contour references image {sorted(refs)[0]}, which is not a slice of the "
+                                      f"{phase} series", patient=patient, phase=phase, file=file)
+            pts = np.asarray(c.ContourData, float).reshape(-1, 3)
+            idx = np.array([image.TransformPhysicalPointToContinuousIndex(p.tolist()) for p in pts])
+            kz = np.round(idx[:, 2])
+            if np.ptp(idx[:, 2]) > 0.25 or abs(idx[0, 2] - kz[0]) > 0.25:
+                raise GeometryError(f"contour of ROI {names.get(int(rc.ReferencedROINumber))!r} is not on a slice "
+                                    f"plane of the image (slice index {idx[:, 2].min():.2f}-{idx[:, 2].max():.2f})",
+                                    patient=patient, phase=phase, file=file)
+            k = int(kz[0])
+            if not 0 <= k < size[2]:
+                raise GeometryError(f"contour at slice index {k} lies outside the image (0-{size[2] - 1})",
+                                    patient=patient, phase=phase, file=file)
+            mask[k] ^= rasterise_polygon(idx[:, :2] + 0.5, (size[1], size[0]))
+            n_contours += 1
+    if not mask.any():
+        raise AnnotationError(f"the ROI(s) {sorted(names[n] for n in chosen)} have no closed contour on the image "
+                              f"({n_contours} contours)", patient=patient, phase=phase, file=file)
+    return mask
+
+
+def write_rtstruct(path: str | Path, mask: np.ndarray, image: sitk.Image, slices: pd.DataFrame, *, series_uid: str,
+                   study_uid: str, frame_uid: str, patient_id: str, roi_name: str = "Tumor") -> None:
+    """Write the outlines of ``mask`` (on ``image``) as an RTSTRUCT referencing the image's slices."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = RTSTRUCT_STORAGE
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = RTSTRUCT_STORAGE, meta.MediaStorageSOPInstanceUID
+    ds.Modality, ds.PatientID, ds.StudyInstanceUID = "RTSTRUCT", patient_id, study_uid
+    ds.SeriesInstanceUID, ds.StructureSetLabel = generate_uid(), "ccgrade"
+    sop = slices.set_index("k")["sop_uid"].astype(str).to_dict()
+    rs = Dataset()
+    rs.SeriesInstanceUID = series_uid
+    rs.ContourImageSequence = Sequence([_ref(sop[k]) for k in sorted(sop)])
+    st = Dataset()
+    st.ReferencedSOPClassUID, st.ReferencedSOPInstanceUID = "1.2.840.10008.3.1.2.3.1", study_uid
+    st.RTReferencedSeriesSequence = Sequence([rs])
+    fr = Dataset()
+    fr.FrameOfReferenceUID = frame_uid
+    fr.RTReferencedStudySequence = Sequence([st])
+    ds.ReferencedFrameOfReferenceSequence = Sequence([fr])
+    roi = Dataset()
+    roi.ROINumber, roi.ReferencedFrameOfReferenceUID, roi.ROIName = 1, frame_uid, roi_name
+    roi.ROIGenerationAlgorithm = "MANUAL"
+    ds.StructureSetROISequence = Sequence([roi])
+    contours = []
+    for k in np.flatnonzero(mask.reshape(len(mask), -1).any(axis=1)):
+        for line in mask_outlines(mask[k]):
+            pts = [image.TransformContinuousIndexToPhysicalPoint((float(x) - 0.5, float(y) - 0.5, float(k)))
+                   for x, y in line]
+            c = Dataset()
+            c.ContourGeometricType = "CLOSED_PLANAR"
+            c.NumberOfContourPoints = len(pts)
+            c.ContourData = [round(float(v), 4) for p in pts for v in p]
+            c.ContourImageSequence = Sequence([_ref(sop[int(k)])])
+            contours.append(c)
+    rc = Dataset()
+    rc.ReferencedROINumber, rc.ROIDisplayColor = 1, [255, 0, 0]
+    rc.ContourSequence = Sequence(contours)
+    ds.ROIContourSequence = Sequence([rc])
+    obs = Dataset()
+    obs.ObservationNumber, obs.ReferencedROINumber, obs.RTROIInterpretedType, obs.ROIInterpreter = 1, 1, "GTV", ""
+    ds.RTROIObservationsSequence = Sequence([obs])
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(str(path), enforce_file_format=True)
+
+
+def _ref(sop_uid: str) -> Dataset:
+    r = Dataset()
+    r.ReferencedSOPClassUID, r.ReferencedSOPInstanceUID = CT_STORAGE, sop_uid
+    return r

@@ -10,7 +10,7 @@ from pydicom.data import get_testdata_file
 
 from ccgrade import ingest
 from ccgrade.errors import DicomError
-from conftest import PHASES, repo_config, shared_data
+from conftest import PHASES, SHARED_DATA, repo_config, shared_data
 
 CFG = repo_config()["ingest"]
 FOLDER = {"up": "S02", "cmp": "S03", "np": "S04", "ep": "S05"}
@@ -258,3 +258,25 @@ def test_volume_files_as_phase_images(demo_root, tmp_path):
     mixed = ingest.index_patient(folder, "DEMO002", CFG, PHASES, images={"cmp": str(tmp_path / "cmp.nrrd")})
     assert (status(mixed)["status"] == "ok").all() and status(mixed).loc["cmp", "series_uid"] == "file:cmp.nrrd"
     assert not status(mixed).loc["np", "series_uid"].startswith("file:")
+
+
+@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small.dcm", "MR_small_bigendian.dcm", "MR_small_implicit.dcm",
+                                  "MR_small_expb.dcm", "JPEG2000.dcm"])
+def test_raw_header_decoding_equals_pydicom_conversion(name):
+    """The index decodes raw element values itself (speed); it must equal pydicom's own conversion,
+    across explicit/implicit VR, big/little endian and compressed files."""
+    f = Path(get_testdata_file(name))
+    a, b = ingest.read_header(f, f.parent, "P"), ingest.read_header_pydicom(f, f.parent, "P")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert a[k] == b[k] or (a[k] != a[k] and b[k] != b[k]), (k, a[k], b[k])
+
+
+def test_raw_header_decoding_on_demo_and_real_series(demo_root):
+    files = ingest.find_dicom_files(demo_root / "dicom" / "DEMO001")[:8]
+    real = SHARED_DATA / "totalseg" / "dicom"
+    if real.is_dir():
+        files += ingest.find_dicom_files(real)[:4]
+    for f in files:
+        a, b = ingest.read_header(f, f.parent, "P"), ingest.read_header_pydicom(f, f.parent, "P")
+        assert {k: v for k, v in a.items() if v == v} == {k: v for k, v in b.items() if v == v}, f

@@ -64,12 +64,81 @@ def find_dicom_files(folder: str | Path) -> list[Path]:
     return out
 
 
+#: text encodings of SpecificCharacterSet values decoded without pydicom (others use pydicom's conversion)
+_CHARSETS = {"": "latin-1", "ISO_IR 6": "latin-1", "ISO_IR 100": "latin-1", "ISO_IR 192": "utf-8"}
+_NUMERIC = {"US": "H", "SS": "h", "UL": "I", "SL": "i"}
+
+
+class _Header:
+    """Reads the index's ~27 elements from a dataset's raw (unconverted) elements.
+
+    pydicom converts and validates every element on access, which costs about as much as the file read;
+    the index needs only strings and numbers, so raw values are decoded here (text in the declared
+    character set, DS/IS split on backslashes, binary integers in the file's byte order). Anything
+    unusual (sequences, other character sets, already-converted elements) goes through pydicom.
+    """
+
+    def __init__(self, ds: pydicom.Dataset):
+        self.ds = ds
+        cs = ds.get_item(0x00080005)
+        raw = b"" if cs is None else (cs.value if isinstance(cs.value, bytes) else str(cs.value).encode())
+        cs_val = (raw or b"").decode("ascii", "replace").strip(" \x00").split("\\")[0].strip()
+        self.encoding = _CHARSETS.get(cs_val)
+
+    def _raw(self, tag: int):
+        elem = self.ds.get_item(tag)
+        if elem is None:
+            return None, None
+        if not isinstance(elem, pydicom.dataelem.RawDataElement) or elem.value is None or not isinstance(elem.value, bytes):
+            return "converted", elem
+        return "raw", elem
+
+    def text(self, tag: int, default: str = "") -> str:
+        how, elem = self._raw(tag)
+        if how is None:
+            return default
+        if how == "converted" or self.encoding is None:
+            v = self.ds.get(tag)
+            v = getattr(v, "value", v)
+            return default if v is None else "\\".join(map(str, v)) if isinstance(v, (list, pydicom.multival.MultiValue)) else str(v)
+        return elem.value.decode(self.encoding, "replace").strip(" \x00")
+
+    def numbers(self, tag: int) -> list[float] | None:
+        how, elem = self._raw(tag)
+        if how is None:
+            return None
+        vr = elem.VR if how == "raw" else None
+        if how == "raw" and vr in _NUMERIC:
+            fmt = ("<" if elem.is_little_endian else ">") + _NUMERIC[vr]
+            n = len(elem.value) // np.dtype(fmt[1]).itemsize
+            import struct
+
+            return [float(v) for v in struct.unpack(f"{fmt[0]}{n}{fmt[1]}", elem.value[: n * np.dtype(fmt[1]).itemsize])]
+        if how == "raw" and (vr in ("DS", "IS") or (vr is None and elem.is_implicit_VR)):
+            txt = elem.value.decode("ascii", "replace").strip(" \x00")
+            try:
+                return [float(x) for x in txt.split("\\") if x.strip()] if txt else []
+            except ValueError:
+                pass
+        v = self.ds.get(tag)
+        v = getattr(v, "value", v)
+        if v is None or v == "":
+            return []
+        return [float(x) for x in (v if isinstance(v, (list, pydicom.multival.MultiValue)) else [v])]
+
+    def number(self, tag: int, default: float) -> float:
+        v = self.numbers(tag)
+        return float(v[0]) if v else default
+
+
 def read_header(path: Path, folder: Path, patient: str) -> dict:
     """One slice's index record from its header; pixel data is skipped (deferred) and size-checked."""
     ds = pydicom.dcmread(path, defer_size=256)
+    h = _Header(ds)
     size = path.stat().st_size
     need, offset, trunc = np.nan, np.nan, False
-    if PIXEL_DATA not in ds and str(ds.get("Modality", "")) in ("CT", "MR", "PT", "OT", ""):
+    modality = h.text(0x00080060)
+    if PIXEL_DATA not in ds and modality in ("CT", "MR", "PT", "OT", ""):
         raise ValueError(f"image without PixelData ({size} bytes; truncated?)")
     if PIXEL_DATA in ds:
         raw = ds.get_item(PIXEL_DATA, keep_deferred=True)
@@ -78,19 +147,60 @@ def read_header(path: Path, folder: Path, patient: str) -> dict:
         if length is not None and tell is not None and length != 0xFFFFFFFF:
             need, offset = int(tell + length), int(tell)
             trunc = size < need
-    ipp = [float(v) for v in ds.get("ImagePositionPatient", [np.nan] * 3)]
-    iop = [float(v) for v in ds.get("ImageOrientationPatient", [np.nan] * 6)]
-    ps = [float(v) for v in ds.get("PixelSpacing", [np.nan, np.nan])]
+    ipp = (h.numbers(0x00200032) or []) + [np.nan] * 3
+    iop = (h.numbers(0x00200037) or []) + [np.nan] * 6
+    ps = (h.numbers(0x00280030) or []) + [np.nan] * 2
     ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "")
+    series_number = h.number(0x00200011, np.nan)
+    instance = h.number(0x00200013, np.nan)
+    desc = h.text(0x0008103E)
+    series_uid = h.text(0x0020000E)
     return {
         "patient_id": patient, "file": str(path.relative_to(folder)),
         # anonymised exports may blank the series UID: fall back to folder + series number + description
+        "series_uid": series_uid or f"nouid:{path.parent.relative_to(folder)}:{_int_text(series_number)}:{desc}",
+        "sop_uid": h.text(0x00080018) or path.name,
+        "study_uid": h.text(0x0020000D), "frame_uid": h.text(0x00200052),
+        "modality": modality, "image_type": h.text(0x00080008),
+        "series_number": None if series_number != series_number else int(series_number),
+        "instance_number": None if instance != instance else int(instance),
+        "series_description": desc,
+        "contrast_agent": h.text(0x00180010),
+        "acq_s": _seconds(h.text(0x00080032) or h.text(0x00080031)),
+        "bolus_s": _seconds(h.text(0x00181042)),
+        "ipp_x": ipp[0], "ipp_y": ipp[1], "ipp_z": ipp[2], "iop": " ".join(f"{v:.6f}" for v in iop[:6]),
+        "row_spacing": ps[0], "col_spacing": ps[1],
+        "slice_thickness": h.number(0x00180050, np.nan) or np.nan,
+        "rows": int(h.number(0x00280010, 0)), "cols": int(h.number(0x00280011, 0)),
+        "slope": h.number(0x00281053, 1) or 1.0, "intercept": h.number(0x00281052, 0) or 0.0,
+        "photometric": h.text(0x00280004), "bits_stored": int(h.number(0x00280101, 0) or 0),
+        "pixel_representation": int(h.number(0x00280103, 0) or 0),
+        "bits_allocated": int(h.number(0x00280100, 0) or 0),
+        "samples_per_pixel": int(h.number(0x00280002, 1) or 1),
+        "transfer_syntax": str(ts), "file_bytes": size, "pixel_offset": offset, "pixel_bytes_needed": need,
+        "truncated": bool(trunc),
+    }
+
+
+def _int_text(v: float) -> str:
+    return "" if v != v else str(int(v))
+
+
+def read_header_pydicom(path: Path, folder: Path, patient: str) -> dict:
+    """Reference implementation of ``read_header`` through pydicom's own value conversion (tests compare)."""
+    ds = pydicom.dcmread(path, defer_size=256)
+    rec = read_header(path, folder, patient)
+    sn, inn = ds.get("SeriesNumber", None), ds.get("InstanceNumber", None)
+    ipp = [float(v) for v in ds.get("ImagePositionPatient", [np.nan] * 3)]
+    iop = [float(v) for v in ds.get("ImageOrientationPatient", [np.nan] * 6)]
+    ps = [float(v) for v in ds.get("PixelSpacing", [np.nan, np.nan])]
+    rec.update({
         "series_uid": str(ds.get("SeriesInstanceUID", "") or
-                          f"nouid:{path.parent.relative_to(folder)}:{ds.get('SeriesNumber', '')}:{ds.get('SeriesDescription', '')}"),
+                          f"nouid:{path.parent.relative_to(folder)}:{'' if sn is None else int(sn)}:{ds.get('SeriesDescription', '')}"),
         "sop_uid": str(ds.get("SOPInstanceUID", "") or path.name),
         "study_uid": str(ds.get("StudyInstanceUID", "")), "frame_uid": str(ds.get("FrameOfReferenceUID", "")),
         "modality": str(ds.get("Modality", "")), "image_type": "\\".join(map(str, ds.get("ImageType", []))),
-        "series_number": ds.get("SeriesNumber", None), "instance_number": ds.get("InstanceNumber", None),
+        "series_number": None if sn is None else int(sn), "instance_number": None if inn is None else int(inn),
         "series_description": str(ds.get("SeriesDescription", "")),
         "contrast_agent": str(ds.get("ContrastBolusAgent", "")),
         "acq_s": _seconds(ds.get("AcquisitionTime") or ds.get("SeriesTime")),
@@ -103,9 +213,8 @@ def read_header(path: Path, folder: Path, patient: str) -> dict:
         "photometric": str(ds.get("PhotometricInterpretation", "")), "bits_stored": int(ds.get("BitsStored", 0) or 0),
         "pixel_representation": int(ds.get("PixelRepresentation", 0) or 0),
         "bits_allocated": int(ds.get("BitsAllocated", 0) or 0), "samples_per_pixel": int(ds.get("SamplesPerPixel", 1) or 1),
-        "transfer_syntax": str(ts), "file_bytes": size, "pixel_offset": offset, "pixel_bytes_needed": need,
-        "truncated": bool(trunc),
-    }
+    })
+    return rec
 
 
 def index_folder(folder: str | Path, patient: str) -> tuple[pd.DataFrame, list[dict]]:
@@ -391,26 +500,37 @@ def read_volume(folder: str | Path, slices: pd.DataFrame, patient: str, phase: s
     sl = slices.assign(pos=slices[["ipp_x", "ipp_y", "ipp_z"]].to_numpy(float) @ n).sort_values("pos")
     sl = sl.reset_index(drop=True)
     first = sl.iloc[0]
-    arr = np.empty((len(sl), int(first["rows"]), int(first["cols"])), np.float32)
-    integral = True
+    shape = (len(sl), int(first["rows"]), int(first["cols"]))
+    raw: np.ndarray | None = None
     for k, r in enumerate(sl.itertuples()):
         try:
             px = _native_pixels(folder / r.file, r)
             if px is None:
                 px = pydicom.dcmread(folder / r.file).pixel_array
-            px = px.astype(np.float32)
         except Exception as e:  # noqa: BLE001 - any decoder failure is reported with its file
             raise DicomError(f"cannot decode pixel data ({type(e).__name__}: {e}); transfer syntax "
                              f"{r.transfer_syntax}", patient=patient, phase=phase, file=str(folder / r.file)) from e
-        if px.shape != arr.shape[1:]:
-            raise GeometryError(f"slice shape {px.shape} differs from series shape {arr.shape[1:]}",
+        if px.shape != shape[1:]:
+            raise GeometryError(f"slice shape {px.shape} differs from series shape {shape[1:]}",
                                 patient=patient, phase=phase, file=str(folder / r.file))
-        if r.photometric == "MONOCHROME1":
-            px = float(2 ** int(r.bits_stored) - 1) - px
-        arr[k] = px * r.slope + r.intercept
-        integral &= float(r.slope).is_integer() and float(r.intercept).is_integer()
+        if raw is None:
+            raw = np.empty(shape, px.dtype if px.dtype.kind in "iu" and px.dtype.itemsize <= 2 else np.float64)
+        raw[k] = px
+    slope, icpt = sl["slope"].to_numpy(float), sl["intercept"].to_numpy(float)
+    mono1 = (sl["photometric"] == "MONOCHROME1").to_numpy()
+    integral = bool(np.all(slope == np.round(slope)) and np.all(icpt == np.round(icpt)))
+    if integral and not mono1.any() and len(np.unique(slope)) == 1 and len(np.unique(icpt)) == 1:
+        # the common case, vectorised: one rescale for the whole series, in exact integer arithmetic
+        arr = raw.astype(np.int32) * int(slope[0]) + int(icpt[0])
+    else:
+        arr = raw.astype(np.float32)
+        for k in np.flatnonzero(mono1):
+            arr[k] = float(2 ** int(sl["bits_stored"].iloc[k]) - 1) - arr[k]
+        arr = arr * slope[:, None, None].astype(np.float32) + icpt[:, None, None].astype(np.float32)
     if integral and arr.min() >= -32768 and arr.max() <= 32767:
         arr = arr.astype(np.int16)
+    else:
+        arr = arr.astype(np.float32)
     img = sitk.GetImageFromArray(arr)
     iop = np.array([float(x) for x in first["iop"].split()])
     spacing_z = float(np.median(np.diff(sl["pos"]))) if len(sl) > 1 else float(first["slice_thickness"])

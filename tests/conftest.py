@@ -62,3 +62,16 @@ def shared_data(*parts: str) -> Path:
     if not p.exists():
         pytest.skip(f"real data not available: {p} (../shared/data is absent on this machine)")
     return p
+
+
+def ingest_to(folder: Path, pid: str, workdir: Path, volumes: str = "vol", images: dict | None = None) -> tuple[dict, Path]:
+    """Run the two ingest stages as the DAG does (index -> TSVs -> convert); return the index and the volume folder."""
+    from ccgrade import ingest
+
+    cfg = repo_config()
+    res = ingest.index_patient(folder, pid, cfg["ingest"], PHASES, images=images)
+    workdir.mkdir(parents=True, exist_ok=True)
+    for n in ("slices", "phases"):
+        res[n].to_csv(workdir / f"{n}.tsv", sep="\t", index=False)
+    ingest.convert_patient(folder, pid, workdir, workdir / volumes, images)
+    return res, workdir / volumes

@@ -12,10 +12,10 @@ import pytest
 import SimpleITK as sitk
 
 from ccgrade import annotations as ann
-from ccgrade import crops, ingest, rtstruct
+from ccgrade import crops, rtstruct
 from ccgrade.cohort import patient_sources
 from ccgrade.errors import AnnotationError, GeometryError
-from conftest import PHASES, repo_config
+from conftest import PHASES, ingest_to, repo_config
 
 CFG = repo_config()
 
@@ -24,11 +24,7 @@ CFG = repo_config()
 def vol(demo_root, tmp_path_factory):
     """DEMO001 ingested: slice index, volumes per phase, and the cmp mask."""
     out = tmp_path_factory.mktemp("vol")
-    res = ingest.index_patient(demo_root / "dicom" / "DEMO001", "DEMO001", CFG["ingest"], PHASES)
-    for n in ("slices", "phases"):
-        res[n].to_csv(out / f"{n}.tsv", sep="\t", index=False)
-    ingest.convert_patient(demo_root / "dicom" / "DEMO001", "DEMO001", out, out / "v")
-    v = out / "v"
+    res, v = ingest_to(demo_root / "dicom" / "DEMO001", "DEMO001", out, "v")
     info = {}
     for ph in PHASES:
         img = sitk.ReadImage(str(v / f"{ph}.nii.gz"))
@@ -209,3 +205,32 @@ def test_tumor_crop_from_polygons_source(vol, demo_root, tmp_path):
     assert (man["status"] == "ok").all()
     z = np.load(tmp_path / "tp" / "cmp.npz")
     assert z["images"].shape[1:] == (1, 16, 16) and (z["images"] == 0).any()
+
+
+def test_kits_like_orientation_is_reoriented_for_crops(vol, demo_root, tmp_path):
+    """KiTS stores volumes with the slice axis first (611 x 512 x 512): a volume and mask in such a
+    permuted, flipped orientation give the same crops as the axial original."""
+    from conftest import ingest_to
+
+    images, sources = {}, {}
+    for ph in PHASES:
+        img = sitk.ReadImage(str(vol["dir"] / f"{ph}.nii.gz"))
+        m = sitk.ReadImage(str(demo_root / "annotations/DEMO001" / ph / "mask.nii.gz"))
+        for name, im in (("ct", img), ("seg", m)):
+            odd = sitk.Flip(sitk.PermuteAxes(im, [2, 1, 0]), [False, True, False])
+            assert sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(odd.GetDirection()) != "LPS"
+            sitk.WriteImage(odd, str(tmp_path / f"{name}_{ph}.nii.gz"))
+        images[ph] = str(tmp_path / f"ct_{ph}.nii.gz")
+        sources[ph] = {"mask": str(tmp_path / f"seg_{ph}.nii.gz")}
+    res, v = ingest_to(None, "DEMO001", tmp_path / "ing", images=images)
+    assert (res["phases"]["status"] == "ok").all(), res["phases"]
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(v / "cmp.nii.gz"))),
+                                  sitk.GetArrayFromImage(sitk.ReadImage(str(vol["dir"] / "cmp.nii.gz"))))
+    base = patient_sources({"annotation_dir": str(demo_root / "annotations/DEMO001")}, PHASES)
+    for name, vdir, src in (("orig", vol["dir"], base), ("odd", v, sources)):
+        roi = {"kind": "tumor", "source": "mask", "size": 16, "window": "cui"}
+        man = crops.crop_patient("DEMO001", "tumor", roi, CFG["windows"]["cui"], PHASES, ["cmp", "np", "ep"], vdir, src,
+                                 1, tmp_path / name)
+        assert (man["status"] == "ok").all(), man
+    np.testing.assert_array_equal(np.load(tmp_path / "orig" / "stack.npz")["images"],
+                                  np.load(tmp_path / "odd" / "stack.npz")["images"])

@@ -20,9 +20,9 @@ import pytest
 import SimpleITK as sitk
 import yaml
 
-from ccgrade import crops, demo, ingest, rtstruct
+from ccgrade import crops, demo, rtstruct
 from ccgrade import annotations as ann
-from conftest import PHASES, REPO, TINY_DEMO, shared_data, tiny_config
+from conftest import PHASES, REPO, TINY_DEMO, ingest_to, shared_data, tiny_config
 from test_workflow import smk
 
 pytestmark = pytest.mark.slow
@@ -56,10 +56,7 @@ def hospital(tmp_path_factory):
     sheet = pd.DataFrame(rows)
     # DEMO002: NIfTI/NRRD volumes per phase and NRRD masks, no DICOM, no labelme/polygons
     p2 = h / "DEMO002_Doe_Jane"
-    res = ingest.index_patient(p2 / "dicom", "DEMO002", tiny_config()["ingest"], PHASES)
-    for n in ("slices", "phases"):
-        res[n].to_csv(p2 / f"{n}.tsv", sep="\t", index=False)
-    ingest.convert_patient(p2 / "dicom", "DEMO002", p2, p2 / "vol")
+    ingest_to(p2 / "dicom", "DEMO002", p2)
     for ph in PHASES:
         img = sitk.ReadImage(str(p2 / "vol" / f"{ph}.nii.gz"))
         sitk.WriteImage(img, str(p2 / f"ct_{ph}.nrrd" if ph != "cmp" else p2 / f"ct_{ph}.nii.gz"))
@@ -73,10 +70,7 @@ def hospital(tmp_path_factory):
     sheet.loc[1, ["dicom_dir", "annotation_dir"]] = np.nan
     # DEMO003: DICOM folder + per-phase RTSTRUCT, labelme folder and polygon JSON (no NIfTI masks)
     p3 = h / "DEMO003_Doe_Jane"
-    res = ingest.index_patient(p3 / "dicom", "DEMO003", tiny_config()["ingest"], PHASES)
-    for n in ("slices", "phases"):
-        res[n].to_csv(p3 / f"{n}.tsv", sep="\t", index=False)
-    ingest.convert_patient(p3 / "dicom", "DEMO003", p3, p3 / "vol")
+    res, _ = ingest_to(p3 / "dicom", "DEMO003", p3)
     for ph in PHASES:
         img = sitk.ReadImage(str(p3 / "vol" / f"{ph}.nii.gz"))
         table = pd.read_csv(p3 / "vol" / f"{ph}.slices.tsv", sep="\t", dtype={"sop_uid": str})

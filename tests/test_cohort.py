@@ -6,7 +6,7 @@ from ccgrade import demo
 from ccgrade.cohort import (analysis_cohort, has_images, load_cohort_sheet, parse_grade, patient_sources, validate_cohort,
                             validate_config)
 from ccgrade.errors import CohortError, ConfigError
-from conftest import REPO, TINY_DEMO, repo_config
+from conftest import REPO, repo_config
 
 
 def test_repository_config_is_valid():

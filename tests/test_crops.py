@@ -7,22 +7,17 @@ import pytest
 import SimpleITK as sitk
 
 from ccgrade import annotations as ann
-from ccgrade import crops, ingest
+from ccgrade import crops
 from ccgrade.cohort import patient_sources
 from ccgrade.errors import AnnotationError, GeometryError
-from conftest import PHASES, repo_config
+from conftest import PHASES, ingest_to, repo_config
 
 CFG = repo_config()
 
 
 @pytest.fixture(scope="module")
 def volumes(demo_root, tmp_path_factory):
-    out = tmp_path_factory.mktemp("vol")
-    res = ingest.index_patient(demo_root / "dicom" / "DEMO002", "DEMO002", CFG["ingest"], PHASES)
-    for n in ("slices", "phases"):
-        res[n].to_csv(out / f"{n}.tsv", sep="\t", index=False)
-    ingest.convert_patient(demo_root / "dicom" / "DEMO002", "DEMO002", out, out / "DEMO002")
-    return out / "DEMO002"
+    return ingest_to(demo_root / "dicom" / "DEMO002", "DEMO002", tmp_path_factory.mktemp("vol"), "DEMO002")[1]
 
 
 def test_window_numbers():

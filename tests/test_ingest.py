@@ -10,7 +10,7 @@ from pydicom.data import get_testdata_file
 
 from ccgrade import ingest
 from ccgrade.errors import DicomError
-from conftest import PHASES, SHARED_DATA, repo_config, shared_data
+from conftest import PHASES, SHARED_DATA, ingest_to, repo_config, shared_data
 
 CFG = repo_config()["ingest"]
 FOLDER = {"up": "S02", "cmp": "S03", "np": "S04", "ep": "S05"}
@@ -148,10 +148,7 @@ def test_empty_folder_is_recorded(tmp_path):
 
 def test_convert_matches_independent_pixel_read(demo_root, tmp_path):
     folder = demo_root / "dicom" / "DEMO002"
-    res = run_index(folder, "DEMO002")
-    for n in ("slices", "phases"):
-        res[n].to_csv(tmp_path / f"{n}.tsv", sep="\t", index=False)
-    ingest.convert_patient(folder, "DEMO002", tmp_path, tmp_path / "vol")
+    ingest_to(folder, "DEMO002", tmp_path)
     img = sitk.ReadImage(str(tmp_path / "vol" / "cmp.nii.gz"))
     arr = sitk.GetArrayFromImage(img)
     dss = sorted((pydicom.dcmread(f) for f in (folder / "S03").iterdir()), key=lambda d: float(d.ImagePositionPatient[2]))
@@ -222,10 +219,7 @@ def test_volume_files_as_phase_images(demo_root, tmp_path):
     """NIfTI and NRRD volumes given per phase replace the DICOM heuristics for their phase; the result is
     voxel-identical to the DICOM route; bad volumes become exclusion rows naming the file."""
     folder = demo_root / "dicom" / "DEMO002"
-    res = run_index(folder, "DEMO002")
-    for n in ("slices", "phases"):
-        res[n].to_csv(tmp_path / f"{n}.tsv", sep="\t", index=False)
-    ingest.convert_patient(folder, "DEMO002", tmp_path, tmp_path / "dicom_route")
+    ingest_to(folder, "DEMO002", tmp_path, "dicom_route")
     img = sitk.ReadImage(str(tmp_path / "dicom_route" / "cmp.nii.gz"))
     sitk.WriteImage(img, str(tmp_path / "cmp.nrrd"))
     sitk.WriteImage(sitk.Cast(img, sitk.sitkFloat32), str(tmp_path / "np.nii.gz"))  # float storage, integral values
@@ -234,18 +228,14 @@ def test_volume_files_as_phase_images(demo_root, tmp_path):
     (tmp_path / "junk.nii.gz").write_bytes(b"not an image")
     images = {"cmp": str(tmp_path / "cmp.nrrd"), "np": str(tmp_path / "np.nii.gz"), "up": str(tmp_path / "flat.nii.gz"),
               "ep": str(tmp_path / "junk.nii.gz")}
-    out = tmp_path / "files"
-    res = ingest.index_patient(None, "DEMO002", CFG, PHASES, images=images)
+    res, _ = ingest_to(None, "DEMO002", tmp_path / "files", images=images)
     st = status(res)
     assert st.loc["cmp", "status"] == "ok" and st.loc["cmp", "series_uid"] == "file:cmp.nrrd"
     assert st.loc["np", "n_slices"] == img.GetSize()[2] and st.loc["np", "spacing"] == pytest.approx(5.0)
     assert "not a 3D volume" in st.loc["up", "reason"] and "cannot read image junk.nii.gz" in st.loc["ep", "reason"]
     ex = res["exclusions"].set_index("phase")
     assert ex.loc["up", "file"] == "flat.nii.gz" and ex.loc["ep", "file"] == "junk.nii.gz"
-    out.mkdir()
-    for n in ("slices", "phases"):
-        res[n].to_csv(out / f"{n}.tsv", sep="\t", index=False)
-    ingest.convert_patient(None, "DEMO002", out, out / "vol", images)
+    out = tmp_path / "files"
     for ph in ("cmp", "np"):
         a = sitk.ReadImage(str(out / "vol" / f"{ph}.nii.gz"))
         assert a.GetPixelID() == sitk.sitkInt16  # integral HU stored as int16 again
@@ -280,3 +270,15 @@ def test_raw_header_decoding_on_demo_and_real_series(demo_root):
     for f in files:
         a, b = ingest.read_header(f, f.parent, "P"), ingest.read_header_pydicom(f, f.parent, "P")
         assert {k: v for k, v in a.items() if v == v} == {k: v for k, v in b.items() if v == v}, f
+
+
+def test_oblique_volume_file_is_excluded(tmp_path):
+    img = sitk.GetImageFromArray(np.zeros((6, 8, 8), np.int16))
+    c, s = np.cos(0.3), np.sin(0.3)
+    img.SetDirection((c, -s, 0, s, c, 0, 0, 0, 1))
+    sitk.WriteImage(img, str(tmp_path / "oblique.nii.gz"))
+    row = ingest.image_file_phase(tmp_path / "oblique.nii.gz", "P1", "cmp")
+    assert row["status"] == "excluded" and "oblique.nii.gz: oblique orientation" in row["reason"]
+    img.SetDirection((0, 0, 1, 0, 1, 0, -1, 0, 0))  # KiTS-like axis order: accepted, reoriented at convert
+    sitk.WriteImage(img, str(tmp_path / "kits.nii.gz"))
+    assert ingest.image_file_phase(tmp_path / "kits.nii.gz", "P1", "cmp")["status"] == "ok"

@@ -16,7 +16,7 @@ from scipy.spatial.distance import pdist
 
 from ccgrade import geometry, kits
 from ccgrade.cohort import validate_cohort
-from ccgrade.errors import AnnotationError, CohortError
+from ccgrade.errors import AnnotationError
 from conftest import repo_config, shared_data
 
 pytestmark = pytest.mark.realdata

@@ -14,8 +14,14 @@ os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.g
 
 from ccgrade import demo as ccdemo  # noqa: E402
 from ccgrade import kits as cckits  # noqa: E402
-from ccgrade.cohort import has_images, load_cohort_sheet, patient_sources, validate_config, validate_cohort  # noqa: E402
-from ccgrade.crops import pick_source  # noqa: E402
+from ccgrade.cohort import (  # noqa: E402
+    has_images,
+    load_cohort_sheet,
+    patient_sources,
+    pick_source,
+    validate_cohort,
+    validate_config,
+)
 
 validate_config(config)
 

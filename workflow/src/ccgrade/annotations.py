@@ -131,6 +131,13 @@ def read_mask(path: str | Path, reference: sitk.Image, label: int, *, patient: s
         raise AnnotationError(f"cannot read mask ({str(e).strip().splitlines()[-1]})", patient=patient, phase=phase,
                               file=str(path)) from None
     diff = same_geometry(reference, m)
+    if diff:  # the same grid stored in another axis order or direction (e.g. KiTS masks vs LPS volumes)?
+        code = sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(reference.GetDirection())
+        try:
+            if len(code) == 3 and not same_geometry(reference, sitk.DICOMOrient(m, code)):
+                m, diff = sitk.DICOMOrient(m, code), ""
+        except RuntimeError:
+            pass
     if diff:
         raise GeometryError(f"mask geometry differs from the image: {diff}", patient=patient, phase=phase,
                             file=str(path))

@@ -24,6 +24,8 @@ LAYOUT = {"mask": ("mask.nii.gz", "mask.nii", "mask.nrrd", "mask.nhdr", "mask.mh
           "polygons": ("polygons.json",), "rtstruct": ("rtstruct.dcm",)}
 SOURCE_COLUMN = re.compile(r"^(image|mask|labelme|polygons|rtstruct)_(up|cmp|np|ep)$")
 PATH_COLUMNS = ("dicom_dir", "annotation_dir")
+#: annotation format an ROI kind reads when its config names no ``source``
+DEFAULT_SOURCE = {"box": "labelme", "tumor": "mask", "centroid": "polygons", "cube": "mask"}
 
 
 def load_yaml(path: str | Path) -> Any:
@@ -220,3 +222,18 @@ def analysis_cohort(sheet: pd.DataFrame, geometry: pd.DataFrame | None) -> pd.Da
         out["side_source"] = np.where(have, "sheet", np.where(out["mask_side"].notna(), "mask geometry", ""))
         out["side"] = side.where(have, out["mask_side"].astype(object))
     return out
+
+
+def roi_sources(roi: dict) -> list[str]:
+    """The annotation formats an ROI setting accepts, in order of preference (config ``source``: one
+    format or a list, e.g. ``[mask, rtstruct]`` for cohorts that mix NIfTI masks and RTSTRUCTs)."""
+    src = roi.get("source") or DEFAULT_SOURCE[roi["kind"]]
+    return [src] if isinstance(src, str) else list(src)
+
+
+def pick_source(roi: dict, available: dict[str, str]) -> tuple[str, str | None]:
+    """The first accepted format this phase has (and its file), else the first accepted format and None."""
+    for fmt in roi_sources(roi):
+        if fmt in available:
+            return fmt, available[fmt]
+    return roi_sources(roi)[0], None

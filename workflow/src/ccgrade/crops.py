@@ -21,12 +21,11 @@ from scipy import ndimage
 
 from . import annotations as ann
 from . import rtstruct as rts
+from .cohort import pick_source, roi_sources
 from .errors import AnnotationError
 from .outputs import write_npz, write_tsv
 
 AIR_HU = -1024.0
-#: annotation format an ROI kind reads when its config names no ``source``
-DEFAULT_SOURCE = {"box": "labelme", "tumor": "mask", "centroid": "polygons", "cube": "mask"}
 MANIFEST_COLUMNS = ["patient_id", "roi", "phase", "status", "source", "n_images", "shape", "window", "file", "reason",
                     "notes"]
 
@@ -96,21 +95,6 @@ def _on_reference(img: sitk.Image, ref: sitk.Image) -> sitk.Image:
     if ann.same_geometry(ref, img) == "":
         return img
     return sitk.Resample(img, ref, sitk.Transform(), sitk.sitkLinear, AIR_HU, sitk.sitkFloat32)
-
-
-def roi_sources(roi: dict) -> list[str]:
-    """The annotation formats an ROI setting accepts, in order of preference (config ``source``: one
-    format or a list, e.g. ``[mask, rtstruct]`` for cohorts that mix NIfTI masks and RTSTRUCTs)."""
-    src = roi.get("source") or DEFAULT_SOURCE[roi["kind"]]
-    return [src] if isinstance(src, str) else list(src)
-
-
-def pick_source(roi: dict, available: dict[str, str]) -> tuple[str, str | None]:
-    """The first accepted format this phase has (and its file), else the first accepted format and None."""
-    for fmt in roi_sources(roi):
-        if fmt in available:
-            return fmt, available[fmt]
-    return roi_sources(roi)[0], None
 
 
 def roi_boxes(kind: str, roi: dict, *, src: dict[str, str], phase: str, slices: pd.DataFrame, img: sitk.Image,

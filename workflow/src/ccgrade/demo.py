@@ -16,12 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pydicom
-import SimpleITK as sitk
-from pydicom.dataset import FileDataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
-from scipy import ndimage
 
+# SimpleITK, pydicom and scipy are imported inside the functions that write images: the Snakefile
+# imports this module at parse time for draw_cohort(), and parse time must stay light.
 from .outputs import atomic_path, write_json, write_tsv
 
 PHASES = ("up", "cmp", "np", "ep")
@@ -147,6 +144,8 @@ def _ellipse(X, Y, cx, cy, ax, ay, rot=0.0):
 
 def phantom_volumes(params: dict, clinical: dict, grid: Grid, noise_hu: float) -> tuple[dict, np.ndarray]:
     """Build the four phase HU volumes (z, y, x) and the binary tumour mask of one patient."""
+    from scipy import ndimage
+
     z, y, x = grid.axes()
     Z, Y, X = z[:, None, None], y[None, :, None], x[None, None, :]
     tissue = np.zeros((grid.nz, grid.n, grid.n), np.uint8)  # air
@@ -235,6 +234,8 @@ def phantom_volumes(params: dict, clinical: dict, grid: Grid, noise_hu: float) -
 
 
 def _uid(*parts: object) -> str:
+    from pydicom.uid import generate_uid
+
     return generate_uid(entropy_srcs=[str(p) for p in parts])
 
 
@@ -248,6 +249,9 @@ def _tm(seconds: float) -> str:
 def write_ct_series(vol: np.ndarray, grid: Grid, folder: Path, *, seed: int, clinical: dict, params: dict,
                     phase: str, series_number: int, study_date: str) -> list[dict]:
     """Write one axial CT series (CT Image Storage, one file per slice); return per-slice records."""
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
+
     folder.mkdir(parents=True, exist_ok=True)
     pid, phi = clinical["patient_id"], params["phi"]
     study_uid, for_uid = _uid(seed, pid, "study"), _uid(seed, pid, "frame")
@@ -321,6 +325,8 @@ def _polygon_from_mask(sl: np.ndarray, n_rays: int = 36) -> list[list[float]]:
 def write_annotations(mask: np.ndarray, grid: Grid, slices: dict, outdir: Path, spacing_mm: float,
                       min_pixels: int = 10) -> None:
     """Write the tumour annotations of every phase in the three formats the studies used."""
+    import SimpleITK as sitk
+
     rng_margin = 1.5  # Cui: rectangle expanded 1-2 mm beyond the tumour's extent
     for phase, recs in slices.items():
         pdir = outdir / phase

@@ -131,9 +131,16 @@ class _Header:
         return float(v[0]) if v else default
 
 
+#: the elements the index reads (only these are kept when parsing a header)
+INDEX_TAGS = [0x00080005, 0x00080008, 0x00080018, 0x00080031, 0x00080032, 0x00080060, 0x0008103E, 0x00180010,
+              0x00180050, 0x00181042, 0x0020000D, 0x0020000E, 0x00200011, 0x00200013, 0x00200032, 0x00200037,
+              0x00200052, 0x00280002, 0x00280004, 0x00280010, 0x00280011, 0x00280030, 0x00280100, 0x00280101,
+              0x00280103, 0x00281052, 0x00281053, PIXEL_DATA]
+
+
 def read_header(path: Path, folder: Path, patient: str) -> dict:
     """One slice's index record from its header; pixel data is skipped (deferred) and size-checked."""
-    ds = pydicom.dcmread(path, defer_size=256)
+    ds = pydicom.dcmread(path, defer_size=256, specific_tags=INDEX_TAGS)
     h = _Header(ds)
     size = path.stat().st_size
     need, offset, trunc = np.nan, np.nan, False
@@ -414,8 +421,9 @@ def image_file_phase(path: str | Path, patient: str, phase: str) -> dict:
         reason = f"image {name} is not a 3D volume (size {list(size)})"
     elif rd.GetNumberOfComponents() != 1:
         reason = f"image {name} has {rd.GetNumberOfComponents()} components per voxel (expected a grey-value CT)"
-    elif abs(abs(d.reshape(3, 3)[2, 2]) - 1) > 1e-3:
-        reason = f"image {name}: non-axial orientation (third axis direction {np.round(d.reshape(3, 3)[:, 2], 3).tolist()})"
+    elif not np.allclose(np.sort(np.abs(d.reshape(3, 3)), axis=0)[-1], 1, atol=1e-3):
+        # any axis-aligned orientation is fine (convert reorients to axial LPS); oblique is not
+        reason = f"image {name}: oblique orientation (direction {np.round(d, 3).tolist()})"
     return {"patient_id": patient, "phase": phase, "status": "excluded" if reason else "ok",
             "series_uid": f"file:{name}", "n_slices": int(size[2]) if len(size) > 2 else 0,
             "spacing": float(rd.GetSpacing()[2]) if len(size) > 2 else np.nan, "reason": reason}
@@ -459,6 +467,8 @@ def read_image_file(path: str | Path, patient: str, phase: str) -> tuple[sitk.Im
     except RuntimeError as e:
         raise DicomError(f"cannot read image ({str(e).strip().splitlines()[-1][:200]})", patient=patient, phase=phase,
                          file=str(path)) from None
+    # axial slices in LPS order, whatever the file's axis order (KiTS stores the slice axis first)
+    img = sitk.DICOMOrient(img, "LPS")
     arr = sitk.GetArrayFromImage(img)
     if np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)) and arr.min() >= -32768 and arr.max() <= 32767:
         out = sitk.Cast(img, sitk.sitkInt16)

@@ -1,0 +1,68 @@
+"""The studies' networks: shapes, SE blocks, ImageNet loading from a local file only, freezing."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+
+from ccgrade import models
+
+
+@pytest.mark.parametrize("arch, shape", [("resnet18", (2, 1, 64, 64)), ("resnet34", (2, 3, 64, 64)),
+                                         ("resnet50", (2, 4, 64, 64)), ("se_resnet34", (2, 1, 64, 64)),
+                                         ("resnet3d18", (2, 1, 16, 16, 16))])
+def test_two_class_outputs(arch, shape):
+    torch.manual_seed(0)
+    net = models.build_model(arch, in_channels=shape[1]).eval()
+    with torch.no_grad():
+        out = net(torch.randn(*shape))
+        emb = models.embed(net, torch.randn(*shape))
+    assert out.shape == (2, 2)
+    assert emb.shape == (2, {"resnet50": 2048}.get(arch, 512))
+    assert isinstance(net.fc, torch.nn.Linear)  # embed() restores the head
+
+
+def test_se_resnet34_has_se_in_every_block_with_reduction_16():
+    net = models.build_model("se_resnet34")
+    blocks = [m for m in net.modules() if isinstance(m, models.SEBasicBlock)]
+    assert len(blocks) == 3 + 4 + 6 + 3
+    for b in blocks:
+        c = b.conv2.out_channels
+        assert b.se.fc1.out_channels == c // 16 and b.se.fc2.out_channels == c
+    # SE adds 2 * C^2 / 16 + C / 16 + C parameters per block on top of ResNet34
+    extra = sum(2 * b.conv2.out_channels ** 2 // 16 + b.conv2.out_channels // 16 + b.conv2.out_channels for b in blocks)
+    base = sum(p.numel() for p in models.build_model("resnet34").parameters())
+    assert sum(p.numel() for p in net.parameters()) == base + extra
+
+
+def test_imagenet_weights_from_local_file_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    with pytest.raises(FileNotFoundError, match=r"resnet34-.*\.pth.*nothing is downloaded"):
+        models.build_model("resnet34", pretrained="imagenet")
+    # a stand-in "ImageNet" file: a seeded torchvision ResNet34 saved where torchvision would cache it
+    torch.manual_seed(1)
+    ref = torchvision.models.resnet34(weights=None)
+    path = models.weights_path("resnet34")
+    path.parent.mkdir(parents=True)
+    torch.save(ref.state_dict(), path)
+    se = models.build_model("se_resnet34", in_channels=1, pretrained="imagenet")
+    assert torch.equal(se.layer3[2].conv1.weight, ref.layer3[2].conv1.weight)
+    assert torch.equal(se.layer1[0].bn2.running_var, ref.layer1[0].bn2.running_var)
+    # one input channel: the RGB filters averaged (and rescaled so that a grey image gives the same response)
+    torch.testing.assert_close(se.conv1.weight, ref.conv1.weight.mean(1, keepdim=True) * 3)
+    assert not any(k.startswith("fc.") or ".se." in k for k in se.loaded_keys)
+    r3 = models.build_model("resnet34", in_channels=3, pretrained="imagenet", weights_file=str(path))
+    assert torch.equal(r3.conv1.weight, ref.conv1.weight)
+
+
+def test_freeze_first_stages():
+    net = models.build_model("resnet50", freeze_stages=3)
+    st = models.stage_modules(net)
+    assert all(not p.requires_grad for m in st[:3] for p in m.parameters())
+    assert all(p.requires_grad for m in st[3:] for p in m.parameters()) and net.fc.weight.requires_grad
+
+
+def test_unknown_architecture():
+    with pytest.raises(ValueError, match="unknown architecture 'vgg16'"):
+        models.build_model("vgg16")

@@ -16,6 +16,7 @@ include: "workflow/rules/ingest.smk"
 include: "workflow/rules/crops.smk"
 include: "workflow/rules/splits.smk"
 include: "workflow/rules/baseline.smk"
+include: "workflow/rules/train.smk"
 
 
 rule all:

@@ -21,6 +21,14 @@ def repo_config() -> dict:
     return yaml.safe_load((REPO / "config.yaml").read_text())
 
 
+def merged(base: dict, over: dict) -> dict:
+    """Snakemake's --configfile semantics: mappings merge recursively, everything else is replaced."""
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
 def tiny_config() -> dict:
     """The demo config shrunk for tests: 6 patients, 96 px, 14 slices, 32-px crops."""
     cfg = copy.deepcopy(repo_config())
@@ -30,6 +38,7 @@ def tiny_config() -> dict:
     cfg["rois"]["centroid"]["box_px"] = 32
     cfg["splits"]["schemes"]["dai"]["k"] = 3
     cfg["figures"]["montage_patients"] = 1
+    cfg["training"]["presets"]["demo"].update(epochs=1, batch=8)
     return cfg
 
 

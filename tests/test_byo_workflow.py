@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import shutil
 
@@ -22,18 +21,10 @@ import yaml
 
 from ccgrade import crops, demo, rtstruct
 from ccgrade import annotations as ann
-from conftest import PHASES, REPO, TINY_DEMO, ingest_to, shared_data, tiny_config
+from conftest import PHASES, REPO, TINY_DEMO, ingest_to, merged, shared_data, tiny_config
 from test_workflow import smk
 
 pytestmark = pytest.mark.slow
-
-
-def merged(base: dict, over: dict) -> dict:
-    """Snakemake's --configfile semantics: mappings merge, everything else is replaced."""
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        out[k] = merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
 
 
 @pytest.fixture(scope="module")

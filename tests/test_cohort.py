@@ -6,7 +6,7 @@ from ccgrade import demo
 from ccgrade.cohort import (analysis_cohort, has_images, load_cohort_sheet, parse_grade, patient_sources, validate_cohort,
                             validate_config)
 from ccgrade.errors import CohortError, ConfigError
-from conftest import REPO, repo_config
+from conftest import REPO, merged, repo_config
 
 
 def test_repository_config_is_valid():
@@ -150,10 +150,22 @@ def test_analysis_cohort_drops_paths_and_fills_side(cfg):
 def test_kits_config_validates_and_loco_is_not_applicable():
     from ccgrade import splits
 
-    cfg = repo_config()
-    kits = yaml.safe_load((REPO / "config" / "kits23.yaml").read_text())
-    for k, v in kits.items():
-        cfg[k] = {**cfg[k], **v} if isinstance(v, dict) and isinstance(cfg.get(k), dict) else v
+    cfg = merged(repo_config(), yaml.safe_load((REPO / "config" / "kits23.yaml").read_text()))
     validate_config(cfg)
     c = pd.DataFrame({"patient_id": [f"P{i}" for i in range(6)], "grade_group": ["low", "high"] * 3})
     assert splits.make_split(c, {"kind": "leave_one_centre_out"}, 1) == []
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda t: t["studies"]["cui"].update(preset="paper"), r"training.studies.cui.preset': no preset named 'paper'"),
+    (lambda t: t["studies"]["cui"].update(roi="nope"), r"training.studies.cui.roi': no ROI setting named 'nope'"),
+    (lambda t: t["studies"]["cui"].update(scheme="dai"), r"training.studies.cui.scheme': needs a holdout split"),
+    (lambda t: t["studies"]["cui"]["models"].update(resnet3d18=["cmp"]), r"resnet3d18 goes with the 3D 'cube'"),
+    (lambda t: t["studies"]["cui"].update(overrides={"resnet50": {"lr": 0.1}}), r"the study has no resnet50 model"),
+    (lambda t: t["presets"]["demo"].update(lr=-1), r"training.presets.demo.lr"),
+])
+def test_training_config_errors_name_the_key(edit, message):
+    cfg = repo_config()
+    edit(cfg["training"])
+    with pytest.raises(ConfigError, match=message):
+        validate_config(cfg)

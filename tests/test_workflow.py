@@ -78,6 +78,38 @@ def test_demo_study_outputs(study):
                 assert not any(p in text for p in phi), f
 
 
+def test_training_matrix_tables(study):
+    for stem in ("cui_table3", "cui_table4"):
+        t = pd.read_csv(study / f"results/tables/{stem}.csv")
+        assert len(t) and (study / f"results/tables/{stem}.md").exists()
+    t3 = pd.read_csv(study / "results/tables/cui_table3.csv")
+    assert set(t3["phases"]) == {"up", "cmp", "np", "ep", "all"} and set(t3["arch"]) == {"resnet34"}
+    for ext in ("png", "pdf"):
+        assert (study / f"results/figures/cui_roc.{ext}").stat().st_size > 1000
+    import json
+
+    meta = json.loads((study / "results/models/cui/se_resnet34/np/s1/meta.json").read_text())
+    assert meta["hyperparameters"]["arch"] == "se_resnet34" and meta["device"] == "cpu"
+    assert not (study / "results/models/cui/se_resnet34/np/s1/last.pt").exists()  # finished: no resume state
+    # no patient of the split's test set was trained on
+    split = json.loads((study / "results/splits/cui.json").read_text())["folds"][0]
+    pred = pd.read_csv(study / "results/models/cui/resnet34/all/s1/predictions.tsv", sep="\t")
+    assert set(pred.loc[pred["set"] == "test", "patient_id"]) <= set(split["test"])
+    assert not set(split["test"]) & set(split["train"])
+
+
+def test_one_architectures_learning_rate_reruns_only_its_jobs(study, tmp_path):
+    cfg = tiny_config()
+    cfg["training"]["studies"]["cui"]["overrides"] = {"se_resnet34": {"lr": 0.0005}}
+    (study / "config.yaml").write_text(yaml.safe_dump(cfg))
+    try:
+        jobs = planned_jobs((lambda r: r.stdout + r.stderr)(smk(study, "-n", "--cores", "2")))
+    finally:
+        (study / "config.yaml").write_text(yaml.safe_dump(tiny_config()))
+    assert {w for rule, w in jobs if rule == "train_model"} == {"study=cui, arch=se_resnet34, phases=np, seed=1"}
+    assert {rule for rule, _ in jobs} == {"train_model", "cui_tables", "all"}
+
+
 def test_second_run_has_nothing_to_do(study):
     r = smk(study, "-n", "--cores", "2")
     assert "Nothing to be done" in r.stdout + r.stderr

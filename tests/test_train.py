@@ -1,0 +1,106 @@
+"""The trainer on synthetic crops: it learns, it is deterministic, it resumes exactly; Li's aggregation rule."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from ccgrade import train
+
+HP = {"arch": "resnet18", "optimizer": "sgd", "lr": 0.02, "momentum": 0.9, "batch": 8, "epochs": 3,
+      "augment": {"rotate_deg": 30, "hflip": True, "vflip": True, "copies": 1}, "class_weight": "balanced"}
+
+
+def synthetic(n_pat=12, per=4, size=32, seed=0) -> tuple[train.CropSet, dict]:
+    """High-grade patients' crops hold a brighter, larger blob (easy, so a few epochs learn it)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size] - size / 2
+    imgs, labels, pats = [], [], []
+    for p in range(n_pat):
+        high = p % 3 == 0
+        for _ in range(per):
+            r = (9 if high else 5) + rng.normal(0, 1)
+            img = (xx ** 2 + yy ** 2 < r ** 2) * (0.9 if high else 0.5) + rng.normal(0, 0.1, (size, size))
+            imgs.append(img[None].astype(np.float32))
+            labels.append(int(high))
+            pats.append(f"P{p:02d}")
+    data = train.CropSet(np.stack(imgs), np.array(labels), np.array(pats), np.tile(np.arange(per), n_pat),
+                         np.tile([0.0, 0, size, size], (n_pat * per, 1)))
+    ids = sorted(set(pats))
+    return data, {"train": ids[:8], "val": ids[8:], "test": ids[8:]}
+
+
+def test_trainer_learns_and_writes_its_records(tmp_path):
+    data, split = synthetic()
+    hp = dict(HP, optimizer="adam", lr=1e-3, epochs=5)
+    meta = train.train_model(data, split, hp, seed=1, outdir=tmp_path, progress=lambda s: None)
+    ep = pd.read_csv(tmp_path / "epochs.tsv", sep="\t")
+    assert len(ep) == 5 and ep["loss"].iloc[-2:].mean() < ep["loss"].iloc[0]
+    assert meta["best_val_auc"] == ep["val_auc"].max() and meta["label_meaning"] == {"0": "low", "1": "high"}
+    net = train.load_best(tmp_path, HP, 1)
+    test = data.subset(set(split["test"]))
+    prob = train.predict(net, test.images, "cpu")
+    pm = train.patient_mean(test.patients, prob)
+    y = pd.Series(test.labels).groupby(pd.Series(test.patients)).first()
+    assert pm.loc[y[y == 1].index].min() > pm.loc[y[y == 0].index].max()  # the easy task is separated
+
+
+def test_same_seed_same_model_and_resume_is_exact(tmp_path):
+    data, split = synthetic()
+    q = lambda s: None  # noqa: E731
+    train.train_model(data, split, HP, seed=7, outdir=tmp_path / "a", progress=q)
+    train.train_model(data, split, HP, seed=7, outdir=tmp_path / "b", progress=q)
+    train.train_model(data, split, HP, seed=7, outdir=tmp_path / "c", max_epochs=1, progress=q)  # "interrupted"
+    msgs = []
+    train.train_model(data, split, HP, seed=7, outdir=tmp_path / "c", progress=msgs.append)
+    assert msgs[0] == "resuming after epoch 0"
+    ref = pd.read_csv(tmp_path / "a" / "epochs.tsv", sep="\t")
+    for d in ("b", "c"):
+        other = pd.read_csv(tmp_path / d / "epochs.tsv", sep="\t")
+        np.testing.assert_array_equal(other[["loss", "val_auc"]].to_numpy(), ref[["loss", "val_auc"]].to_numpy())
+        a, b = torch.load(tmp_path / "a" / "best.pt"), torch.load(tmp_path / d / "best.pt")
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    train.train_model(data, split, HP, seed=8, outdir=tmp_path / "d", progress=q)
+    assert not np.array_equal(pd.read_csv(tmp_path / "d" / "epochs.tsv", sep="\t")["loss"], ref["loss"])
+
+
+def test_class_weights_and_augmentation():
+    w = train.class_weights(np.array([0] * 30 + [1] * 10), "balanced")
+    torch.testing.assert_close(w, torch.tensor([40 / 60, 40 / 20]))
+    torch.testing.assert_close(train.class_weights(np.array([0, 1]), [1.0, 2.5]), torch.tensor([1.0, 2.5]))
+    g = torch.Generator().manual_seed(0)
+    x = torch.zeros(64, 1, 9, 9)
+    x[:, :, 0, 0] = 1.0  # a corner marker
+    flipped = train.augment(x, {"hflip": True}, g)
+    moved = (flipped[:, 0, 0, 8] == 1).float().mean()
+    assert 0.3 < moved < 0.7 and torch.equal(flipped.sum((1, 2, 3)), x.sum((1, 2, 3)))
+    rot = train.augment(torch.ones(4, 1, 16, 16), {"rotate_set": [90]}, torch.Generator().manual_seed(1))
+    assert rot.shape == (4, 1, 16, 16)
+    cube = train.augment(torch.randn(3, 1, 8, 8, 8), {"rotate_deg": 30, "hflip": True}, g)
+    assert cube.shape == (3, 1, 8, 8, 8)
+
+
+@pytest.mark.parametrize("calls, want", [
+    ([1, 1, 1, 1, 0, 0], (1, "4 consecutive high-grade slices")),
+    ([0, 0, 0, 0, 1, 1, 1], (0, "4 consecutive low-grade slices")),
+    ([1, 0, 1, 0, 1, 0], (None, "no run of more than three slices: mean probability")),
+    ([0, 0, 0, 0, 1, 1, 1, 1], (1, "4 consecutive high-grade slices")),
+])
+def test_li_rule(calls, want):
+    n = len(calls)
+    boxes = np.tile([10.0, 10, 20, 20], (n, 1))
+    prob = np.where(np.array(calls) == 1, 0.7, 0.4)
+    call, basis = train.li_patient_call(np.arange(n), boxes, np.array(calls), prob)
+    assert basis == want[1]
+    assert call == (want[0] if want[0] is not None else int(prob.mean() >= 0.5))
+
+
+def test_li_rule_needs_adjacent_overlapping_slices():
+    calls = np.array([1, 1, 1, 1])
+    far = np.array([[0, 0, 10, 10], [0, 0, 10, 10], [30, 30, 40, 40], [30, 30, 40, 40]], float)  # IoU 0 in the middle
+    assert train.li_patient_call(np.arange(4), far, calls, np.full(4, 0.4))[0] == 0  # falls back to mean prob 0.4
+    gap = np.array([0, 1, 3, 4])  # slice 2 missing
+    assert train.li_patient_call(gap, np.tile([0, 0, 10, 10.0], (4, 1)), calls, np.full(4, 0.4))[0] == 0
+    assert train.box_iou(np.array([0, 0, 10, 10.0]), np.array([5, 0, 15, 10.0])) == pytest.approx(1 / 3)

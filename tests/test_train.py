@@ -39,6 +39,9 @@ def test_trainer_learns_and_writes_its_records(tmp_path):
     ep = pd.read_csv(tmp_path / "epochs.tsv", sep="\t")
     assert len(ep) == 5 and ep["loss"].iloc[-2:].mean() < ep["loss"].iloc[0]
     assert meta["best_val_auc"] == ep["val_auc"].max() and meta["label_meaning"] == {"0": "low", "1": "high"}
+    # the best epoch has the highest validation AUC and, among ties, the lowest validation loss
+    top = ep[ep["val_auc"] == ep["val_auc"].max()]
+    assert meta["best_epoch"] == int(top.loc[top["val_loss"].idxmin(), "epoch"])
     net = train.load_best(tmp_path, HP, 1)
     test = data.subset(set(split["test"]))
     prob = train.predict(net, test.images, "cpu")
@@ -59,7 +62,8 @@ def test_same_seed_same_model_and_resume_is_exact(tmp_path):
     ref = pd.read_csv(tmp_path / "a" / "epochs.tsv", sep="\t")
     for d in ("b", "c"):
         other = pd.read_csv(tmp_path / d / "epochs.tsv", sep="\t")
-        np.testing.assert_array_equal(other[["loss", "val_auc"]].to_numpy(), ref[["loss", "val_auc"]].to_numpy())
+        np.testing.assert_array_equal(other[["loss", "val_auc", "val_loss"]].to_numpy(),
+                                      ref[["loss", "val_auc", "val_loss"]].to_numpy())
         a, b = torch.load(tmp_path / "a" / "best.pt"), torch.load(tmp_path / d / "best.pt")
         assert all(torch.equal(a[k], b[k]) for k in a)
     train.train_model(data, split, HP, seed=8, outdir=tmp_path / "d", progress=q)

@@ -7,7 +7,8 @@ One job trains one (phase set x ROI x architecture x split/fold x seed) model:
   (Cui: 30 degrees + flips; Li: rotations of 30/60/90/180 degrees via ``rotate_set``);
 - class-weighted cross-entropy (``class_weight: balanced`` = n / (2 n_c), or explicit [w_low, w_high]);
 - SGD or Adam; AMP and channels-last on CUDA; CPU otherwise;
-- the best epoch by validation AUC (patient level, mean probability) is kept; the last state is saved
+- the best epoch by validation AUC (patient level, mean probability; ties, frequent on small validation
+  sets, go to the lower class-weighted validation loss) is kept; the last state is saved
   at most once a minute (``checkpoint_s``) and after the last epoch, so an interrupted job resumes from
   it, replays the epochs since, and ends with the same model;
 - a per-epoch log (loss, validation AUC) and metadata JSON (versions, hyperparameters, label meaning).
@@ -240,15 +241,17 @@ def train_model(data: CropSet, split: dict[str, list[str]], hp: dict, *, seed: i
         pm = patient_mean(val.patients, pv)
         yv = pd.Series(val.labels).groupby(pd.Series(val.patients)).first().loc[pm.index].to_numpy()
         auc = _auc(yv, pm.to_numpy())
-        rec = {"epoch": epoch, "loss": total / max(seen, 1), "val_auc": auc, "seconds": time.perf_counter() - t0,
-               "images_per_s": seen / max(time.perf_counter() - t0, 1e-9)}
+        # validation loss (image level, same class weights): breaks ties of the AUC, frequent on small sets
+        pc = np.clip(pv, 1e-7, 1 - 1e-7)
+        w = loss_fn.weight.detach().cpu().numpy()[val.labels]
+        vloss = float(-(w * np.where(val.labels == 1, np.log(pc), np.log(1 - pc))).sum() / w.sum())
+        rec = {"epoch": epoch, "loss": total / max(seen, 1), "val_auc": auc, "val_loss": vloss,
+               "seconds": time.perf_counter() - t0, "images_per_s": seen / max(time.perf_counter() - t0, 1e-9)}
         history.append(rec)
-        if auc == auc and auc > best["val_auc"]:
-            best = {"epoch": epoch, "val_auc": auc}
+        key = (auc if auc == auc else -1.0, -vloss)
+        if best["epoch"] < 0 or key > (best["val_auc"], -best.get("val_loss", np.inf)):
+            best = {"epoch": epoch, "val_auc": key[0], "val_loss": vloss}
             torch.save(net.state_dict(), outdir / "best.pt")
-        elif best["epoch"] < 0:
-            torch.save(net.state_dict(), outdir / "best.pt")
-            best = {"epoch": epoch, "val_auc": auc if auc == auc else -1.0}
         if time.perf_counter() - saved_at >= hp.get("checkpoint_s", 60) or epoch == epochs - 1:
             # the resume state, at most once a minute: a resumed job replays the epochs since (same result)
             torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
@@ -313,7 +316,8 @@ def not_trained(out: Path, hp: dict, reason: str) -> None:
     (out / "meta.json").write_text(json.dumps({"status": "not trained", "reason": reason, "hyperparameters": hp},
                                               indent=1))
     write_tsv(out / "predictions.tsv", pd.DataFrame(columns=PREDICTION_COLUMNS))
-    write_tsv(out / "epochs.tsv", pd.DataFrame(columns=["epoch", "loss", "val_auc", "seconds", "images_per_s"]))
+    write_tsv(out / "epochs.tsv", pd.DataFrame(columns=["epoch", "loss", "val_auc", "val_loss", "seconds",
+                                                         "images_per_s"]))
     torch.save({}, out / "best.pt")
     fig, ax = plt.subplots(figsize=(5, 2))
     ax.axis("off")

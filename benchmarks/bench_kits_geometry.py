@@ -18,7 +18,7 @@ import SimpleITK as sitk
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow" / "src"))
 
-from ccgrade import geometry  # noqa: E402
+from ccgrade import annotations, geometry  # noqa: E402
 
 
 def main() -> None:
@@ -48,7 +48,7 @@ def main() -> None:
     def ours() -> float:
         t = time.perf_counter()
         for f in files:
-            geometry.tumour_geometry(geometry.read_label_image(f, patient=f.name), 2, patient=f.name, file=str(f))
+            geometry.tumour_geometry(annotations.read_label_image(f, patient=f.name), 2, patient=f.name, file=str(f))
         return time.perf_counter() - t
 
     b = min(bare() for _ in range(3))

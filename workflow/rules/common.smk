@@ -113,10 +113,9 @@ def crop_sources(wildcards):
 
 def crop_annotations(wildcards):
     """The annotation files an ROI setting reads for one patient: inputs, so that editing one reruns its crops."""
-    out = []
+    out, sources = [], crop_sources(wildcards)
     for ph in dict.fromkeys(PHASES + config["stack"]["phases"][:1]):
-        p = crop_sources(wildcards).get(ph, {})
-        for path in p.values():
+        for path in sources.get(ph, {}).values():
             if IS_DEMO:
                 out.append(path)
             elif Path(path).is_dir():  # user labelme folders: every JSON is an input

@@ -123,21 +123,27 @@ def same_geometry(a: sitk.Image, b: sitk.Image, tol_mm: float = 1e-2) -> str:
     return ""
 
 
-def read_mask(path: str | Path, reference: sitk.Image, label: int, *, patient: str, phase: str) -> np.ndarray:
-    """Boolean tumour mask (z, y, x) of ``label`` from a label image that must share the image's geometry."""
+def read_label_image(path: str | Path, *, patient: str, phase: str = "") -> sitk.Image:
+    """Read a NIfTI/NRRD label image; a clear error names the patient, phase and file."""
     try:
-        m = sitk.ReadImage(str(path))
+        return sitk.ReadImage(str(path))
     except RuntimeError as e:
         raise AnnotationError(f"cannot read mask ({str(e).strip().splitlines()[-1]})", patient=patient, phase=phase,
                               file=str(path)) from None
+
+
+def read_mask(path: str | Path, reference: sitk.Image, label: int, *, patient: str, phase: str) -> np.ndarray:
+    """Boolean tumour mask (z, y, x) of ``label`` from a label image that must share the image's geometry."""
+    m = read_label_image(path, patient=patient, phase=phase)
     diff = same_geometry(reference, m)
     if diff:  # the same grid stored in another axis order or direction (e.g. KiTS masks vs LPS volumes)?
         code = sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(reference.GetDirection())
         try:
-            if len(code) == 3 and not same_geometry(reference, sitk.DICOMOrient(m, code)):
-                m, diff = sitk.DICOMOrient(m, code), ""
+            oriented = sitk.DICOMOrient(m, code) if len(code) == 3 else None
         except RuntimeError:
-            pass
+            oriented = None
+        if oriented is not None and not same_geometry(reference, oriented):
+            m, diff = oriented, ""
     if diff:
         raise GeometryError(f"mask geometry differs from the image: {diff}", patient=patient, phase=phase,
                             file=str(path))

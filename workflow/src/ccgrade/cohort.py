@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from . import PHASE_NAMES
 from .errors import CohortError, ConfigError
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
@@ -190,7 +191,7 @@ def check_sources(rec: dict, file: str) -> None:
     a = rec.get("annotation_dir")
     if isinstance(a, str) and not Path(a).is_dir():
         raise CohortError(f"annotation_dir {a!r} is not a folder", patient=pid, file=file)
-    if not has_images(rec) and not any(isinstance(rec.get(f"mask_{ph}"), str) for ph in ("up", "cmp", "np", "ep")):
+    if not has_images(rec) and not any(isinstance(rec.get(f"mask_{ph}"), str) for ph in PHASE_NAMES):
         raise CohortError("no images: the patient has neither dicom_dir, an image_<phase> volume nor a mask_<phase>",
                           patient=pid, file=file)
 

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from . import stats
-from .outputs import save_figure, write_table
+from .outputs import pyplot, save_figure, write_table
 
 PHASE_LABEL = {"up": "plain", "cmp": "corticomedullary", "np": "parenchymal", "ep": "excretory",
                "all": "four phases combined", "stack": "three phases as channels"}
@@ -126,10 +126,7 @@ def cui_tables(models: list[dict], out_dir: Path, fig_dir: Path, table3_arch: st
 
 
 def _figures(models: list[dict], preds: dict, fig_dir: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     from sklearn.metrics import confusion_matrix, roc_curve
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 4.2))

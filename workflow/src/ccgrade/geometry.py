@@ -32,6 +32,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
+from .annotations import read_label_image
 from .errors import AnnotationError
 from .outputs import write_tsv
 
@@ -160,14 +161,10 @@ def tumour_geometry(img: sitk.Image, tumour_label: int = 2, *, patient: str, pha
     for s in np.flatnonzero(counts):
         if best is None or counts[s] > counts[best]:
             best = s
-        sl = np.take(tumour, s, axis=zax)
-        rows = np.flatnonzero(sl.any(axis=1))
-        first = sl.argmax(axis=1)[rows]
-        last = sl.shape[1] - 1 - sl[:, ::-1].argmax(axis=1)[rows]
-        idx = np.zeros((2 * len(rows), 3))
+        ep = extreme_points(np.take(tumour, s, axis=zax)[None])  # (0, row, col) of the slice's line ends
+        idx = np.zeros((len(ep), 3))
         idx[:, zax] = s
-        idx[:, in_plane[0]] = np.concatenate([rows, rows])
-        idx[:, in_plane[1]] = np.concatenate([first, last])
+        idx[:, in_plane[0]], idx[:, in_plane[1]] = ep[:, 1], ep[:, 2]
         d_ax = max(d_ax, max_pairwise_distance(_to_physical(img, idx + off)))
     sl = np.take(tumour, best, axis=zax)
     r, c = np.nonzero(sl)
@@ -178,7 +175,8 @@ def tumour_geometry(img: sitk.Image, tumour_label: int = 2, *, patient: str, pha
     return {
         "patient_id": patient, "phase": phase, "mask_file": Path(file).name if file else "",
         "tumour_label": tumour_label, "n_voxels": n, "n_components": int(ncomp),
-        "volume_ml": n * float(sp.prod()) / 1000.0, "index_volume_ml": n_index * float(sp.prod()) / 1000.0, "max_diameter_3d_mm": d3, "max_axial_diameter_mm": d_ax,
+        "volume_ml": n * float(sp.prod()) / 1000.0, "index_volume_ml": n_index * float(sp.prod()) / 1000.0,
+        "max_diameter_3d_mm": d3, "max_axial_diameter_mm": d_ax,
         "extent_x_mm": extent["x"], "extent_y_mm": extent["y"], "extent_z_mm": extent["z"],
         "n_axial_slices": int(np.count_nonzero(counts)),
         "centroid_x_mm": float(cen[0]), "centroid_y_mm": float(cen[1]), "centroid_z_mm": float(cen[2]),
@@ -260,15 +258,6 @@ def geometry_table(t: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
         notes.append(f"Orientation check: in {higher:.0%} of the {len(two)} two-kidney cases the kidney called left "
                      "lies higher (cranial) than the right one, as the left kidney usually does.")
     return t, {"markdown": view, "title": f"Tumour geometry from the masks ({len(t)} patients)", "footnotes": notes}
-
-
-def read_label_image(path: str | Path, *, patient: str, phase: str = "") -> sitk.Image:
-    """Read a NIfTI/NRRD label mask; a clear error names the patient and file."""
-    try:
-        return sitk.ReadImage(str(path))
-    except RuntimeError as e:
-        raise AnnotationError(f"cannot read mask ({str(e).strip().splitlines()[-1]})", patient=patient, phase=phase,
-                              file=str(path)) from None
 
 
 def main(argv: list[str] | None = None) -> None:

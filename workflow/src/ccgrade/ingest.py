@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import re
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,8 @@ SLICE_COLUMNS = ["patient_id", "file", "series_uid", "sop_uid", "study_uid", "fr
                  "slice_thickness", "rows", "cols", "slope", "intercept", "photometric", "bits_stored",
                  "pixel_representation", "bits_allocated", "samples_per_pixel", "transfer_syntax", "file_bytes",
                  "pixel_offset", "pixel_bytes_needed", "truncated"]
+#: one row per patient x configured phase: usable or excluded, and why
+PHASE_COLUMNS = ["patient_id", "phase", "status", "series_uid", "n_slices", "spacing", "reason"]
 #: uncompressed little-endian transfer syntaxes whose pixel bytes convert reads directly at the indexed offset
 NATIVE_LE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
 
@@ -109,11 +112,10 @@ class _Header:
             return None
         vr = elem.VR if how == "raw" else None
         if how == "raw" and vr in _NUMERIC:
-            fmt = ("<" if elem.is_little_endian else ">") + _NUMERIC[vr]
-            n = len(elem.value) // np.dtype(fmt[1]).itemsize
-            import struct
-
-            return [float(v) for v in struct.unpack(f"{fmt[0]}{n}{fmt[1]}", elem.value[: n * np.dtype(fmt[1]).itemsize])]
+            size = struct.calcsize("<" + _NUMERIC[vr])
+            n = len(elem.value) // size
+            order = "<" if elem.is_little_endian else ">"
+            return [float(v) for v in struct.unpack(f"{order}{n}{_NUMERIC[vr]}", elem.value[: n * size])]
         if how == "raw" and (vr in ("DS", "IS") or (vr is None and elem.is_implicit_VR)):
             txt = elem.value.decode("ascii", "replace").strip(" \x00")
             try:
@@ -401,7 +403,7 @@ def choose_phases(series: pd.DataFrame, phases: list[str], patient: str) -> tupl
         rows.append({"patient_id": patient, "phase": ph, "status": "excluded", "series_uid": uid,
                      "n_slices": 0, "spacing": np.nan, "reason": reason})
         excl.append({"patient_id": patient, "phase": ph, "file": file, "stage": "ingest", "reason": reason})
-    return pd.DataFrame(rows, columns=["patient_id", "phase", "status", "series_uid", "n_slices", "spacing", "reason"]), excl
+    return pd.DataFrame(rows, columns=PHASE_COLUMNS), excl
 
 
 def image_file_phase(path: str | Path, patient: str, phase: str) -> dict:
@@ -450,8 +452,7 @@ def index_patient(folder: str | Path | None, patient: str, cfg_ingest: dict, pha
     excl += [{"patient_id": patient, "phase": r["phase"], "file": Path(images[r["phase"]]).name, "stage": "ingest",
               "reason": r["reason"]} for r in file_rows if r["status"] != "ok"]
     phase_table = pd.concat([phase_table, pd.DataFrame(file_rows)], ignore_index=True) if file_rows else phase_table
-    phase_table = phase_table.set_index("phase").loc[list(phases)].reset_index()[
-        ["patient_id", "phase", "status", "series_uid", "n_slices", "spacing", "reason"]]
+    phase_table = phase_table.set_index("phase").loc[list(phases)].reset_index()[PHASE_COLUMNS]
     excl = problems + excl
     if cfg_ingest.get("on_bad_series") == "error" and excl:
         e = excl[0]

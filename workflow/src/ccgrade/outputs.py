@@ -98,6 +98,16 @@ def write_table(stem: str | os.PathLike, df: pd.DataFrame, *, footnotes: list[st
     return csv, md
 
 
+def pyplot() -> Any:
+    """matplotlib.pyplot on the non-interactive Agg backend, imported on first use (keeps imports light)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def save_figure(fig: Any, stem: str | os.PathLike, dpi: int = 150) -> tuple[Path, Path]:
     """Save a matplotlib figure as ``stem.png`` and ``stem.pdf`` (deterministic metadata)."""
     stem = Path(stem)

@@ -97,9 +97,7 @@ def eligible_patients(cohort: pd.DataFrame, phase_tables: list[pd.DataFrame], re
     ok = set(zip(ph.loc[ph["status"] == "ok", "patient_id"], ph.loc[ph["status"] == "ok", "phase"]))
     imaged = set(ph["patient_id"])
     rows = []
-    for pid in cohort["patient_id"]:
-        if not require:
-            break
+    for pid in cohort["patient_id"] if require else []:
         if pid not in imaged:
             rows.append({"patient_id": pid, "phase": ", ".join(require), "reason": "not in splits: no images"})
             continue

@@ -115,13 +115,14 @@ def augment(x: torch.Tensor, cfg: dict, gen: torch.Generator) -> torch.Tensor:
 def predict(net: nn.Module, images: np.ndarray, device: str, batch: int = 64) -> np.ndarray:
     """P(high grade) per image."""
     net.eval()
+    cuda = device.startswith("cuda")
     out = []
     with torch.no_grad():
         for s in range(0, len(images), batch):
             x = torch.from_numpy(images[s:s + batch]).to(device)
-            if device.startswith("cuda") and x.dim() == 4:
+            if cuda and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast("cuda", enabled=device.startswith("cuda")):
+            with torch.autocast("cuda", enabled=cuda):
                 out.append(torch.softmax(net(x).float(), dim=1)[:, 1].cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0)
 
@@ -182,6 +183,7 @@ def train_model(data: CropSet, split: dict[str, list[str]], hp: dict, *, seed: i
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     dev = _device(device)
+    cuda = dev.startswith("cuda")  # AMP and channels-last on CUDA only
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
     train = data.subset(set(split["train"]))
@@ -190,7 +192,7 @@ def train_model(data: CropSet, split: dict[str, list[str]], hp: dict, *, seed: i
         raise ValueError("the training set holds a single grade group")
     net = models.build_model(hp["arch"], in_channels=data.images.shape[1], pretrained=hp.get("pretrained", "none"),
                              weights_file=hp.get("weights_file"), freeze_stages=hp.get("freeze_stages", 0)).to(dev)
-    if dev.startswith("cuda") and data.images.ndim == 4:
+    if cuda and data.images.ndim == 4:
         net = net.to(memory_format=torch.channels_last)
     params = [p for p in net.parameters() if p.requires_grad]
     if hp["optimizer"] == "sgd":
@@ -198,7 +200,7 @@ def train_model(data: CropSet, split: dict[str, list[str]], hp: dict, *, seed: i
     else:
         opt = torch.optim.Adam(params, lr=hp["lr"], weight_decay=hp.get("weight_decay", 0))
     loss_fn = nn.CrossEntropyLoss(weight=class_weights(train.labels, hp.get("class_weight", "balanced")).to(dev))
-    scaler = torch.amp.GradScaler("cuda", enabled=dev.startswith("cuda"))
+    scaler = torch.amp.GradScaler("cuda", enabled=cuda)
     gen = torch.Generator().manual_seed(seed)
     start, history, best = 0, [], {"epoch": -1, "val_auc": -1.0}
     last = outdir / "last.pt"
@@ -227,10 +229,10 @@ def train_model(data: CropSet, split: dict[str, list[str]], hp: dict, *, seed: i
             x = x_all[bi].to(dev, non_blocking=True)
             y = y_all[bi].to(dev)
             x = augment(x, hp.get("augment", {}), gen)
-            if dev.startswith("cuda") and x.dim() == 4:
+            if cuda and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
             opt.zero_grad(set_to_none=True)
-            with torch.autocast("cuda", enabled=dev.startswith("cuda")):
+            with torch.autocast("cuda", enabled=cuda):
                 loss = loss_fn(net(x), y)
             scaler.scale(loss).backward()
             scaler.step(opt)
@@ -305,12 +307,9 @@ PREDICTION_COLUMNS = ["patient_id", "set", "source", "slice_index", "x1", "y1", 
 
 def not_trained(out: Path, hp: dict, reason: str) -> None:
     """The outputs of a cell that cannot be trained (e.g. one grade group only), saying why."""
-    import matplotlib
+    from .outputs import pyplot, save_figure, write_tsv
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .outputs import save_figure, write_tsv
+    plt = pyplot()
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "meta.json").write_text(json.dumps({"status": "not trained", "reason": reason, "hyperparameters": hp},
@@ -328,12 +327,9 @@ def not_trained(out: Path, hp: dict, reason: str) -> None:
 
 def curve_figure(history: pd.DataFrame, stem: Path, title: str) -> None:
     """Training curve: loss and validation AUC per epoch (PNG + PDF)."""
-    import matplotlib
+    from .outputs import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .outputs import save_figure
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(5, 3.2))
     ax.plot(history["epoch"] + 1, history["loss"], "o-", color="tab:blue", label="training loss")

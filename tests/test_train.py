@@ -108,3 +108,42 @@ def test_li_rule_needs_adjacent_overlapping_slices():
     gap = np.array([0, 1, 3, 4])  # slice 2 missing
     assert train.li_patient_call(gap, np.tile([0, 0, 10, 10.0], (4, 1)), calls, np.full(4, 0.4))[0] == 0
     assert train.box_iou(np.array([0, 0, 10, 10.0]), np.array([5, 0, 15, 10.0])) == pytest.approx(1 / 3)
+
+
+def test_3d_rotation_turns_every_axial_plane_alike():
+    x = torch.arange(6 * 3 * 5 * 5, dtype=torch.float32).reshape(6, 1, 3, 5, 5)
+    gen = torch.Generator().manual_seed(4)
+    out = train.augment(x, {"rotate_set": [90]}, gen)  # 0 or +-90 degrees per sample, no flips
+    seen = set()
+    for i in range(6):
+        got = [k for k in (0, 1, -1) if torch.allclose(out[i], torch.rot90(x[i], k, dims=(-2, -1)), atol=1e-3)]
+        assert len(got) == 1, f"sample {i} is not a whole-cube quarter turn"
+        seen.add(got[0])
+    assert len(seen) > 1  # the angle differs between samples
+
+
+def test_without_a_validation_set_the_last_epoch_is_kept(tmp_path):
+    data, split = synthetic()
+    split = {"train": split["train"], "test": split["test"]}  # Li's 7:3 or a k-fold fold: no validation set
+    meta = train.train_model(data, split, dict(HP, epochs=2), seed=3, outdir=tmp_path, progress=lambda s: None)
+    assert meta["best_epoch"] == 1 and meta["best_val_auc"] is None and meta["selection"].startswith("last epoch")
+    ep = pd.read_csv(tmp_path / "epochs.tsv", sep="\t")
+    assert ep["val_auc"].isna().all()
+    # the weights after the second epoch, from the resume state of a run of the same seed stopped there
+    train.train_model(data, split, dict(HP, epochs=3), seed=3, outdir=tmp_path / "stopped", max_epochs=2,
+                      progress=lambda s: None)
+    last = torch.load(tmp_path / "stopped" / "last.pt", weights_only=False)["model"]
+    best = torch.load(tmp_path / "best.pt")
+    assert all(torch.equal(best[k], last[k]) for k in best)
+
+
+def test_an_unreadable_resume_state_starts_afresh(tmp_path):
+    data, split = synthetic()
+    (tmp_path / "last.pt").write_bytes(b"PK\x03\x04 cut short by a kill")
+    msgs = []
+    train.train_model(data, split, dict(HP, epochs=1), seed=7, outdir=tmp_path, progress=msgs.append)
+    assert msgs[0].startswith("resume state last.pt unreadable") and msgs[1].startswith("epoch 1/1")
+    train.train_model(data, split, dict(HP, epochs=1), seed=7, outdir=tmp_path / "ref", progress=lambda s: None)
+    a, b = torch.load(tmp_path / "best.pt"), torch.load(tmp_path / "ref" / "best.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not list(tmp_path.glob(".*.tmp*"))  # no temporary files left behind

@@ -8,8 +8,10 @@ One job trains one (phase set x ROI x architecture x split/fold x seed) model:
 - class-weighted cross-entropy (``class_weight: balanced`` = n / (2 n_c), or explicit [w_low, w_high]);
 - SGD or Adam; AMP and channels-last on CUDA; CPU otherwise;
 - the best epoch by validation AUC (patient level, mean probability; ties, frequent on small validation
-  sets, go to the lower class-weighted validation loss) is kept; the last state is saved
-  at most once a minute (``checkpoint_s``) and after the last epoch, so an interrupted job resumes from
+  sets, go to the lower class-weighted validation loss) is kept; a split without a validation set (Li's
+  7:3, k-fold) keeps the last epoch, since choosing on training or test patients would flatter the model;
+  the best weights are held in memory and written once at the end; the resume state (with them) is saved
+  at most once a minute (``checkpoint_s``) and when a run stops early, so an interrupted job resumes from
   it, replays the epochs since, and ends with the same model;
 - a per-epoch log (loss, validation AUC) and metadata JSON (versions, hyperparameters, label meaning).
 Deterministic on CPU for a fixed seed (same splits, same weights, same metrics on rerun).
@@ -89,9 +91,15 @@ def class_weights(labels: np.ndarray, spec) -> torch.Tensor:
 
 
 def augment(x: torch.Tensor, cfg: dict, gen: torch.Generator) -> torch.Tensor:
-    """Random rotation and flips of a 2D batch (N, C, H, W) on its device; 3D batches get flips only."""
+    """Random in-plane rotation and flips of a batch (N, C, H, W) or (N, C, D, H, W) on its device
+    (a 3D sample turns as a whole about its depth axis: every axial plane by the same angle)."""
     n = x.shape[0]
     dev = x.device
+    if x.dim() == 5 and (cfg.get("rotate_deg") or cfg.get("rotate_set")):
+        shape = x.shape
+        x = augment(x.reshape(n, -1, *shape[-2:]), {k: cfg.get(k) for k in ("rotate_deg", "rotate_set")}, gen)
+        x = x.reshape(shape)
+        cfg = {k: v for k, v in cfg.items() if k not in ("rotate_deg", "rotate_set")}
     if x.dim() == 4 and (cfg.get("rotate_deg") or cfg.get("rotate_set")):
         if cfg.get("rotate_set"):
             choices = torch.tensor([0.0] + [float(a) for a in cfg["rotate_set"]])
@@ -177,8 +185,8 @@ def _device(spec: str) -> str:
 
 def train_model(data: CropSet, split: dict[str, list[str]], hp: dict, *, seed: int, outdir: Path,
                 device: str = "auto", max_epochs: int | None = None, progress=print) -> dict:
-    """Train on ``split['train']``, select the epoch by validation AUC (``split['val']``, else the
-    training patients), and write ``last.pt`` (each epoch), ``best.pt``, ``epochs.tsv`` and ``meta.json``.
+    """Train on ``split['train']``, select the epoch by validation AUC (``split['val']``; without one,
+    the last epoch), and write ``last.pt`` (each epoch), ``best.pt``, ``epochs.tsv`` and ``meta.json``.
     ``max_epochs`` stops early (as an interruption would); calling again resumes from ``last.pt``."""
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -187,7 +195,8 @@ def train_model(data: CropSet, split: dict[str, list[str]], hp: dict, *, seed: i
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
     train = data.subset(set(split["train"]))
-    val = data.subset(set(split.get("val") or split["train"]))
+    has_val = bool(split.get("val"))  # without a validation set (Li 7:3, k-fold) the last epoch is kept
+    val = data.subset(set(split["val"])) if has_val else None
     if len(np.unique(train.labels)) < 2:
         raise ValueError("the training set holds a single grade group")
     net = models.build_model(hp["arch"], in_channels=data.images.shape[1], pretrained=hp.get("pretrained", "none"),
@@ -198,19 +207,20 @@ def train_model(data: CropSet, split: dict[str, list[str]], hp: dict, *, seed: i
     if hp["optimizer"] == "sgd":
         opt = torch.optim.SGD(params, lr=hp["lr"], momentum=hp.get("momentum", 0.9), weight_decay=hp.get("weight_decay", 0))
     else:
-        opt = torch.optim.Adam(params, lr=hp["lr"], weight_decay=hp.get("weight_decay", 0))
+        opt = torch.optim.Adam(params, lr=hp["lr"], weight_decay=hp.get("weight_decay", 0),
+                               betas=(hp.get("momentum", 0.9), 0.999))  # momentum: Adam's beta1 (Dai: 0.8)
     loss_fn = nn.CrossEntropyLoss(weight=class_weights(train.labels, hp.get("class_weight", "balanced")).to(dev))
     scaler = torch.amp.GradScaler("cuda", enabled=cuda)
     gen = torch.Generator().manual_seed(seed)
-    start, history, best = 0, [], {"epoch": -1, "val_auc": -1.0}
+    start, history, best, best_state = 0, [], {"epoch": -1, "val_auc": -1.0}, None
     last = outdir / "last.pt"
-    if last.exists():  # resume after an interruption
-        st = torch.load(last, map_location=dev, weights_only=False)
+    st = _read_state(last, dev, progress) if last.exists() else None
+    if st is not None:  # resume after an interruption
         net.load_state_dict(st["model"])
         opt.load_state_dict(st["optimizer"])
         gen.set_state(st["generator"])
         torch.set_rng_state(st["torch_rng"])
-        start, history, best = st["epoch"] + 1, st["history"], st["best"]
+        start, history, best, best_state = st["epoch"] + 1, st["history"], st["best"], st["best_model"]
         progress(f"resuming after epoch {st['epoch']}")
     x_all = torch.from_numpy(train.images)
     y_all = torch.from_numpy(train.labels)
@@ -239,36 +249,71 @@ def train_model(data: CropSet, split: dict[str, list[str]], hp: dict, *, seed: i
             scaler.update()
             total += float(loss.detach()) * len(bi)
             seen += len(bi)
-        pv = predict(net, val.images, dev)
-        pm = patient_mean(val.patients, pv)
-        yv = pd.Series(val.labels).groupby(pd.Series(val.patients)).first().loc[pm.index].to_numpy()
-        auc = _auc(yv, pm.to_numpy())
-        # validation loss (image level, same class weights): breaks ties of the AUC, frequent on small sets
-        pc = np.clip(pv, 1e-7, 1 - 1e-7)
-        w = loss_fn.weight.detach().cpu().numpy()[val.labels]
-        vloss = float(-(w * np.where(val.labels == 1, np.log(pc), np.log(1 - pc))).sum() / w.sum())
+        auc = vloss = float("nan")
+        if has_val:
+            pv = predict(net, val.images, dev)
+            pm = patient_mean(val.patients, pv)
+            yv = pd.Series(val.labels).groupby(pd.Series(val.patients)).first().loc[pm.index].to_numpy()
+            auc = _auc(yv, pm.to_numpy())
+            # validation loss (image level, same class weights): breaks ties of the AUC, frequent on small sets
+            pc = np.clip(pv, 1e-7, 1 - 1e-7)
+            w = loss_fn.weight.detach().cpu().numpy()[val.labels]
+            vloss = float(-(w * np.where(val.labels == 1, np.log(pc), np.log(1 - pc))).sum() / w.sum())
         rec = {"epoch": epoch, "loss": total / max(seen, 1), "val_auc": auc, "val_loss": vloss,
                "seconds": time.perf_counter() - t0, "images_per_s": seen / max(time.perf_counter() - t0, 1e-9)}
         history.append(rec)
-        key = (auc if auc == auc else -1.0, -vloss)
-        if best["epoch"] < 0 or key > (best["val_auc"], -best.get("val_loss", np.inf)):
-            best = {"epoch": epoch, "val_auc": key[0], "val_loss": vloss}
-            torch.save(net.state_dict(), outdir / "best.pt")
-        if time.perf_counter() - saved_at >= hp.get("checkpoint_s", 60) or epoch == epochs - 1:
+        if has_val:
+            key = (auc if auc == auc else -1.0, -vloss)
+            if best["epoch"] < 0 or key > (best["val_auc"], -best.get("val_loss", np.inf)):
+                best = {"epoch": epoch, "val_auc": key[0], "val_loss": vloss}
+                best_state = _snapshot(net)
+        elif epoch == epochs - 1:
+            best = {"epoch": epoch, "val_auc": float("nan"), "val_loss": float("nan")}
+            best_state = _snapshot(net)
+        stopping_early = epoch == epochs - 1 and epochs < hp["epochs"]
+        if time.perf_counter() - saved_at >= hp.get("checkpoint_s", 60) or stopping_early:
             # the resume state, at most once a minute: a resumed job replays the epochs since (same result)
-            torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
-                        "torch_rng": torch.get_rng_state(), "epoch": epoch, "history": history, "best": best}, last)
+            save_atomic({"model": net.state_dict(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
+                        "torch_rng": torch.get_rng_state(), "epoch": epoch, "history": history, "best": best,
+                        "best_model": best_state}, last)
             saved_at = time.perf_counter()
         progress(f"epoch {epoch + 1}/{hp['epochs']}: loss {rec['loss']:.4f}, val AUC {auc:.3f}, "
                  f"{rec['images_per_s']:.0f} images/s")
+    if best_state is not None:
+        save_atomic(best_state, outdir / "best.pt")
     pd.DataFrame(history).to_csv(outdir / "epochs.tsv", sep="\t", index=False)
     meta = {"hyperparameters": hp, "seed": seed, "device": dev, "best_epoch": best["epoch"],
-            "best_val_auc": best["val_auc"], "epochs_done": len(history), "label_meaning": {"0": "low", "1": "high"},
+            "selection": "best validation AUC (ties: lower validation loss)" if has_val else
+            "last epoch (the split has no validation set)",
+            "best_val_auc": best["val_auc"] if best["val_auc"] == best["val_auc"] else None, "epochs_done": len(history), "label_meaning": {"0": "low", "1": "high"},
             "input_shape": list(data.images.shape[1:]), "n_train_images": int(len(train.labels)),
             "n_train_patients": int(len(set(train.patients))),
             "versions": {"torch": torch.__version__, "numpy": np.__version__}}
     (outdir / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
     return meta
+
+
+def save_atomic(obj, path: Path) -> None:
+    """torch.save through a temporary file renamed into place: a kill mid-write leaves the old file."""
+    from .outputs import atomic_path
+
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def _read_state(path: Path, device: str, progress) -> dict | None:
+    """The resume state, or None (start afresh, saying why) when it cannot be read."""
+    try:
+        return torch.load(path, map_location=device, weights_only=False)
+    except Exception as e:  # e.g. a state from before atomic writes, cut short by a kill
+        progress(f"resume state {path.name} unreadable ({type(e).__name__}): starting afresh")
+        path.unlink(missing_ok=True)
+        return None
+
+
+def _snapshot(net: nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of the network's weights (kept in memory; written once, at the end)."""
+    return {k: v.detach().clone() for k, v in net.state_dict().items()}
 
 
 def load_best(outdir: Path, hp: dict, in_channels: int, device: str = "cpu") -> nn.Module:
@@ -287,9 +332,9 @@ def fingerprint(hp: dict, seed: int, files: list[str], split: dict) -> str:
 
 
 def prediction_table(net: nn.Module, data: CropSet, split: dict[str, list[str]], device: str) -> pd.DataFrame:
-    """Image-level P(high) for the validation and test patients (one row per image)."""
+    """Image-level P(high) for the training (unaugmented), validation and test patients (one row per image)."""
     rows = []
-    for set_name in ("val", "test"):
+    for set_name in ("train", "val", "test"):
         ids = set(split.get(set_name) or [])
         if not ids:
             continue

@@ -108,3 +108,18 @@ def test_class_metrics_match_sklearn():
     # one class's specificity is the other's sensitivity
     assert rows["low"]["specificity"] == pytest.approx(rows["high"]["sensitivity"])
     assert rows["low"]["auc"] == rows["high"]["auc"] == pytest.approx(roc_auc_score(y, p))
+
+
+def test_bootstrap_ci_equals_a_plain_loop_over_the_same_resamples():
+    from sklearn.metrics import roc_auc_score
+
+    y, a, _ = data(11, n=60)
+    a = np.round(a, 1)  # ties
+    n_boot, seed = 300, 5
+    rng = np.random.default_rng(seed)
+    pos, neg = a[y == 1], a[y == 0]
+    ip = rng.integers(0, len(pos), (n_boot, len(pos)))  # the function draws all positives, then all negatives
+    iq = rng.integers(0, len(neg), (n_boot, len(neg)))
+    ref = [roc_auc_score(np.r_[np.ones(len(pos)), np.zeros(len(neg))], np.r_[pos[i], neg[j]]) for i, j in zip(ip, iq)]
+    want = np.quantile(ref, [0.025, 0.975])
+    assert stats.bootstrap_auc_ci(y, a, n_boot=n_boot, seed=seed) == pytest.approx(tuple(want), abs=1e-12)

@@ -38,6 +38,15 @@ def planned_jobs(out: str) -> set[tuple[str, str]]:
     return jobs
 
 
+def planned_with(workdir, cfg) -> set[tuple[str, str]]:
+    """The jobs a dry run plans under an edited config (the study's own config is restored after)."""
+    (workdir / "config.yaml").write_text(yaml.safe_dump(cfg))
+    try:
+        return planned_jobs((lambda r: r.stdout + r.stderr)(smk(workdir, "-n", "--cores", "2")))
+    finally:
+        (workdir / "config.yaml").write_text(yaml.safe_dump(tiny_config()))
+
+
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     wd = tmp_path_factory.mktemp("study")
@@ -55,7 +64,7 @@ def test_demo_study_outputs(study):
     for ext in ("png", "pdf"):
         assert (study / f"results/figures/roi_montage/DEMO001.{ext}").stat().st_size > 1000
     man = pd.read_csv(study / "results/crops/manifest.tsv", sep="\t")
-    assert len(man) == 6 * 5 * 5 and (man["status"] == "ok").all()
+    assert len(man) == 6 * 5 * 6 and (man["status"] == "ok").all()  # patients x (4 phases + stack) x ROIs
     geo = pd.read_csv(study / "results/tables/tumour_geometry.csv")
     cohort = pd.read_csv(study / "results/cohort/cohort.tsv", sep="\t")
     assert len(geo) == 6 and (cohort["mask_side"] == cohort["side"]).all()  # mask-derived side = the demo's side
@@ -88,12 +97,12 @@ def test_training_matrix_tables(study):
         assert (study / f"results/figures/cui_roc.{ext}").stat().st_size > 1000
     import json
 
-    meta = json.loads((study / "results/models/cui/se_resnet34/np/s1/meta.json").read_text())
+    meta = json.loads((study / "results/models/cui/se_resnet34/np/base/fold0/seed1/meta.json").read_text())
     assert meta["hyperparameters"]["arch"] == "se_resnet34" and meta["device"] == "cpu"
-    assert not (study / "results/models/cui/se_resnet34/np/s1/last.pt").exists()  # finished: no resume state
+    assert not (study / "results/models/cui/se_resnet34/np/base/fold0/seed1/last.pt").exists()  # finished: no resume state
     # no patient of the split's test set was trained on
     split = json.loads((study / "results/splits/cui.json").read_text())["folds"][0]
-    pred = pd.read_csv(study / "results/models/cui/resnet34/all/s1/predictions.tsv", sep="\t")
+    pred = pd.read_csv(study / "results/models/cui/resnet34/all/base/fold0/seed1/predictions.tsv", sep="\t")
     assert set(pred.loc[pred["set"] == "test", "patient_id"]) <= set(split["test"])
     assert not set(split["test"]) & set(split["train"])
 
@@ -101,13 +110,44 @@ def test_training_matrix_tables(study):
 def test_one_architectures_learning_rate_reruns_only_its_jobs(study, tmp_path):
     cfg = tiny_config()
     cfg["training"]["studies"]["cui"]["overrides"] = {"se_resnet34": {"lr": 0.0005}}
-    (study / "config.yaml").write_text(yaml.safe_dump(cfg))
-    try:
-        jobs = planned_jobs((lambda r: r.stdout + r.stderr)(smk(study, "-n", "--cores", "2")))
-    finally:
-        (study / "config.yaml").write_text(yaml.safe_dump(tiny_config()))
-    assert {w for rule, w in jobs if rule == "train_model"} == {"study=cui, arch=se_resnet34, phases=np, seed=1"}
+    jobs = planned_with(study, cfg)
+    assert {w for rule, w in jobs if rule == "train_model"} == {
+        "study=cui, arch=se_resnet34, phases=np, variant=base, fold=0, seed=1"}
     assert {rule for rule, _ in jobs} == {"train_model", "cui_tables", "all"}
+
+
+def test_li_and_dai_tables_and_heatmaps(study):
+    import json
+
+    t2 = pd.read_csv(study / "results/tables/li_table2.csv")
+    assert set(t2["phases"]) == {"up", "cmp", "np"} and set(t2["set"]) == {"train", "test"}
+    t3 = pd.read_csv(study / "results/tables/li_table3.csv")
+    assert set(t3["phases"]) == {"up", "cmp", "np"}
+    split = json.loads((study / "results/splits/li.json").read_text())["folds"][0]
+    assert (t2.loc[t2["set"] == "test", "n"] == len(split["test"])).all()  # one cube per test patient
+    for stem in ("li_mcnemar", "dai_table5"):
+        assert (study / f"results/tables/{stem}.csv").exists() and (study / f"results/tables/{stem}.md").exists()
+    t5 = pd.read_csv(study / "results/tables/dai_table5.csv")
+    assert set(t5["variant"]) == {"b8", "b32"} and set(t5["batch"]) == {8, 32} and (t5["folds"] == 3).all()
+    # out of fold: every patient of the k-fold split is predicted once per variant, by the fold that held it out
+    for fold in range(3):
+        pred = pd.read_csv(study / f"results/models/dai/resnet50/cmp/b8/fold{fold}/seed1/predictions.tsv", sep="\t",
+                           dtype={"patient_id": str})
+        held = json.loads((study / "results/splits/dai.json").read_text())["folds"][fold]["test"]
+        assert set(pred.loc[pred["set"] == "test", "patient_id"]) <= set(held)
+        assert not set(pred.loc[pred["set"] == "train", "patient_id"]) & set(held)
+    for stem in ("li_roc", "li_confusion", "li_heatmaps", "dai_roc", "dai_confusion"):
+        for ext in ("png", "pdf"):
+            assert (study / f"results/figures/{stem}.{ext}").stat().st_size > 1000, stem
+
+
+def test_one_variants_batch_size_reruns_only_its_folds(study):
+    cfg = tiny_config()
+    cfg["training"]["studies"]["dai"]["variants"]["b8"] = {"batch": 4}
+    jobs = planned_with(study, cfg)
+    assert {w for rule, w in jobs if rule == "train_model"} == {
+        f"study=dai, arch=resnet50, phases=cmp, variant=b8, fold={f}, seed=1" for f in range(3)}
+    assert {rule for rule, _ in jobs} == {"train_model", "dai_tables", "all"}
 
 
 def test_second_run_has_nothing_to_do(study):

@@ -168,6 +168,4 @@ def all_targets():
         out += expand("results/figures/roi_montage/{pid}.png", pid=MONTAGE_PATIENTS)
     if MEASURED:
         out.append("results/tables/tumour_geometry.csv")
-    if IMAGED and "cui" in config.get("training", {}).get("studies", {}):
-        out += ["results/tables/cui_table3.csv", "results/tables/cui_table4.csv", "results/figures/cui_roc.png"]
-    return out
+    return out + study_targets()

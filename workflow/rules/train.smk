@@ -1,40 +1,56 @@
-# The model matrix: one cached job per (study, architecture, phase set, seed), each asking for gpu=1,
-# then the studies' performance tables and figures from the cells' test-set predictions.
+# The model matrix: one cached job per (study, architecture, phase set, variant, fold, seed), each asking
+# for gpu=1, then each study's performance tables and figures from its cells' predictions.
+
+from ccgrade import matrix as ccmatrix  # noqa: E402
 
 STUDIES = config.get("training", {}).get("studies", {}) if IMAGED else {}
-MODEL_DIR = "results/models/{study}/{arch}/{phases}/s{seed}"
+MODEL_DIR = ccmatrix.CELL_DIR
+PAPER_TABLES = {  # the studies whose paper tables are built, and their outputs
+    "cui": ["results/tables/cui_table3.csv", "results/tables/cui_table4.csv", "results/figures/cui_roc.png"],
+    "li": ["results/tables/li_table2.csv", "results/tables/li_table3.csv", "results/tables/li_mcnemar.csv",
+           "results/figures/li_roc.png", "results/figures/li_heatmaps.png"],
+    "dai": ["results/tables/dai_table5.csv", "results/figures/dai_roc.png"],
+}
 
 
 wildcard_constraints:
     study="|".join(STUDIES) or "none",
     arch="resnet18|resnet34|resnet50|se_resnet34|resnet3d18",
-    phases="up|cmp|np|ep|all|stack",
+    phases="[a-z0-9_]+",
+    variant="[a-z0-9_]+",
+    fold=r"\d+",
     seed=r"\d+",
 
 
-def model_cells(study):
-    st = STUDIES[study]
-    return [
-        {"study": study, "arch": arch, "phases": ph, "seed": seed}
-        for arch, sets in st["models"].items()
-        for ph in sets
-        for seed in st["seeds"]
-    ]
+def study_cells(study):
+    return ccmatrix.cells({**config, "training": {**config["training"], "studies": STUDIES}}, study)
+
+
+def cell_files(study, name):
+    return [f"{MODEL_DIR}/{name}".format(**c) for c in study_cells(study)]
+
+
+def cell_crops(study, arch, phases):
+    roi = ccmatrix.model_roi(STUDIES[study], arch)
+    return expand("results/crops/{roi}/{pid}/{t}.npz", roi=roi, pid=IMAGED, t=ccmatrix.crop_targets(phases, PHASES))
 
 
 def train_crops(wildcards):
-    st = STUDIES[wildcards.study]
-    targets = PHASES if wildcards.phases == "all" else [wildcards.phases]
-    return expand("results/crops/{roi}/{pid}/{t}.npz", roi=st["roi"], pid=IMAGED, t=targets)
+    return cell_crops(wildcards.study, wildcards.arch, wildcards.phases)
 
 
 def train_hp(wildcards):
-    """The cell's hyperparameters: its study's preset plus that architecture's overrides (only)."""
-    st = STUDIES[wildcards.study]
-    hp = dict(config["training"]["presets"][st["preset"]])
-    hp.update(st.get("overrides", {}).get(wildcards.arch, {}))
-    hp["arch"] = wildcards.arch
-    return as_json(hp)
+    """The cell's hyperparameters: preset, its architecture's overrides, its variant's (only)."""
+    return as_json(ccmatrix.hyper(config, wildcards.study, wildcards.arch, wildcards.variant))
+
+
+def study_models_json(study):
+    return as_json([{**c, "dir": ccmatrix.cell_dir(c), "hp": ccmatrix.hyper(config, study, c["arch"], c["variant"])}
+                    for c in study_cells(study)])
+
+
+def study_targets():
+    return [f for s in STUDIES if s in PAPER_TABLES for f in PAPER_TABLES[s]]
 
 
 rule train_model:
@@ -59,18 +75,18 @@ rule train_model:
         mem_mb=6000,
         runtime=240,
     log:
-        f"results/logs/train/{{study}}/{{arch}}/{{phases}}/s{{seed}}.log",
+        f"results/logs/train/{{study}}/{{arch}}/{{phases}}/{{variant}}/fold{{fold}}/seed{{seed}}.log",
     benchmark:
-        f"results/benchmarks/train/{{study}}/{{arch}}/{{phases}}/s{{seed}}.tsv"
+        f"results/benchmarks/train/{{study}}/{{arch}}/{{phases}}/{{variant}}/fold{{fold}}/seed{{seed}}.tsv"
     shell:
-        "python -m ccgrade.train --cohort {input.cohort} --split {input.split} --fold 0 --crops {input.crops}"
-        " --hp {params.hp:q} --seed {wildcards.seed} --device {params.device} --threads {threads}"
-        " --outdir {params.outdir} > {log} 2>&1"
+        "python -m ccgrade.train --cohort {input.cohort} --split {input.split} --fold {wildcards.fold}"
+        " --crops {input.crops} --hp {params.hp:q} --seed {wildcards.seed} --device {params.device}"
+        " --threads {threads} --outdir {params.outdir} > {log} 2>&1"
 
 
 rule cui_tables:
     input:
-        predictions=lambda wc: [f"{MODEL_DIR}/predictions.tsv".format(**c) for c in model_cells("cui")],
+        predictions=lambda wc: cell_files("cui", "predictions.tsv"),
         code=[code("evaluate"), code("stats")],
     output:
         t3=report("results/tables/cui_table3.csv", caption="../report/cui_tables.rst", category="Models",
@@ -83,11 +99,75 @@ rule cui_tables:
                    labels={"figure": "Cui Figures 2-4"}),
         confusion="results/figures/cui_confusion.png",
     params:
-        models=lambda wc: as_json(
-            [{**c, "predictions": f"{MODEL_DIR}/predictions.tsv".format(**c)} for c in model_cells("cui")]
-        ),
+        models=lambda wc: study_models_json("cui"),
     log:
         "results/logs/cui_tables.log",
     shell:
         "python -m ccgrade.evaluate --study cui --models {params.models:q} --tables results/tables"
+        " --figures results/figures > {log} 2>&1"
+
+
+rule li_tables:
+    input:
+        predictions=lambda wc: cell_files("li", "predictions.tsv"),
+        code=[code("evaluate"), code("stats")],
+    output:
+        t2=report("results/tables/li_table2.csv", caption="../report/li_tables.rst", category="Models",
+                  labels={"table": "Li Table 2"}),
+        t2md="results/tables/li_table2.md",
+        t3=report("results/tables/li_table3.csv", caption="../report/li_tables.rst", category="Models",
+                  labels={"table": "Li Table 3"}),
+        t3md="results/tables/li_table3.md",
+        mc=report("results/tables/li_mcnemar.csv", caption="../report/li_tables.rst", category="Models",
+                  labels={"table": "Li strong vs weak"}),
+        mcmd="results/tables/li_mcnemar.md",
+        roc=report("results/figures/li_roc.png", caption="../report/li_roc.rst", category="Models",
+                   labels={"figure": "Li Figures 4-5"}),
+        confusion="results/figures/li_confusion.png",
+    params:
+        models=lambda wc: study_models_json("li"),
+    log:
+        "results/logs/li_tables.log",
+    shell:
+        "python -m ccgrade.evaluate --study li --models {params.models:q} --tables results/tables"
+        " --figures results/figures > {log} 2>&1"
+
+
+rule li_heatmaps:
+    input:
+        weights=lambda wc: cell_files("li", "best.pt"),
+        predictions=lambda wc: cell_files("li", "predictions.tsv"),
+        crops=lambda wc: sorted({f for c in study_cells("li") for f in cell_crops("li", c["arch"], c["phases"])}),
+        code=[code("heatmaps"), code("models")],
+    output:
+        png=report("results/figures/li_heatmaps.png", caption="../report/li_heatmaps.rst", category="Models",
+                   labels={"figure": "Li Figure 6"}),
+        pdf="results/figures/li_heatmaps.pdf",
+    params:
+        models=lambda wc: study_models_json("li"),
+        n=config["figures"].get("heatmap_patients", 2),
+    log:
+        "results/logs/li_heatmaps.log",
+    shell:
+        "python -m ccgrade.heatmaps --models {params.models:q} --crops {input.crops} --patients {params.n}"
+        " --out results/figures/li_heatmaps > {log} 2>&1"
+
+
+rule dai_tables:
+    input:
+        predictions=lambda wc: cell_files("dai", "predictions.tsv"),
+        code=[code("evaluate"), code("stats")],
+    output:
+        t5=report("results/tables/dai_table5.csv", caption="../report/dai_tables.rst", category="Models",
+                  labels={"table": "Dai Table 5"}),
+        t5md="results/tables/dai_table5.md",
+        roc=report("results/figures/dai_roc.png", caption="../report/dai_tables.rst", category="Models",
+                   labels={"figure": "Dai Figures 9-10"}),
+        confusion="results/figures/dai_confusion.png",
+    params:
+        models=lambda wc: study_models_json("dai"),
+    log:
+        "results/logs/dai_tables.log",
+    shell:
+        "python -m ccgrade.evaluate --study dai --models {params.models:q} --tables results/tables"
         " --figures results/figures > {log} 2>&1"

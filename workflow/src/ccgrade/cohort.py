@@ -13,6 +13,7 @@ import yaml
 
 from . import PHASE_NAMES
 from .errors import CohortError, ConfigError
+from .matrix import check_training
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
 PATIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -26,7 +27,7 @@ LAYOUT = {"mask": ("mask.nii.gz", "mask.nii", "mask.nrrd", "mask.nhdr", "mask.mh
 SOURCE_COLUMN = re.compile(r"^(image|mask|labelme|polygons|rtstruct)_(up|cmp|np|ep)$")
 PATH_COLUMNS = ("dicom_dir", "annotation_dir")
 #: annotation format an ROI kind reads when its config names no ``source``
-DEFAULT_SOURCE = {"box": "labelme", "tumor": "mask", "centroid": "polygons", "cube": "mask"}
+DEFAULT_SOURCE = {"box": "labelme", "tumor": "mask", "centroid": "polygons", "cube": "mask", "slice": "mask"}
 
 
 def load_yaml(path: str | Path) -> Any:
@@ -74,26 +75,7 @@ def validate_config(cfg: dict, schema_path: str | Path | None = None) -> dict:
         raise ConfigError("config key 'cohort.kits': required when cohort.source is 'kits' (give kits.root)")
     if cfg["geometry"]["enabled"] and cfg["geometry"]["phase"] not in phases:
         raise ConfigError(f"config key 'geometry.phase': {cfg['geometry']['phase']!r} is not in 'phases' ({phases})")
-    tr = cfg.get("training", {})
-    for name, st in tr.get("studies", {}).items():
-        key = f"config key 'training.studies.{name}"
-        if st["preset"] not in tr["presets"]:
-            raise ConfigError(f"{key}.preset': no preset named {st['preset']!r} (defined: {', '.join(tr['presets'])})")
-        if st["roi"] not in cfg["rois"]:
-            raise ConfigError(f"{key}.roi': no ROI setting named {st['roi']!r}")
-        sch = cfg["splits"]["schemes"].get(st["scheme"])
-        if sch is None or sch["kind"] != "holdout" or "test" not in sch.get("fractions", {}):
-            raise ConfigError(f"{key}.scheme': needs a holdout split scheme with a test set")
-        for arch, sets in st["models"].items():
-            bad = [p for p in sets if p not in phases + ["all", "stack"]]
-            if bad:
-                raise ConfigError(f"{key}.models.{arch}': phase sets {bad} are not configured phases, all or stack")
-            if (arch == "resnet3d18") != (cfg["rois"][st["roi"]]["kind"] == "cube"):
-                raise ConfigError(f"{key}.models.{arch}': resnet3d18 goes with the 3D 'cube' ROI kind, 2D "
-                                  "architectures with the 2D kinds")
-        for arch, ov in st.get("overrides", {}).items():
-            if arch not in st["models"]:
-                raise ConfigError(f"{key}.overrides.{arch}': the study has no {arch} model")
+    check_training(cfg)
     if cfg.get("rtstruct_roi"):
         try:
             re.compile(cfg["rtstruct_roi"])

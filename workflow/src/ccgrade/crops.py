@@ -3,7 +3,8 @@
 ROI kinds (config ``rois``): ``box`` (annotated rectangle + margin in mm; Cui, and Sun's 5-mm
 expansion), ``tumor`` (mask only, background zeroed; Sun), ``centroid`` (fixed square in pixels around
 the polygon centroid; Dai), ``cube`` (tumour box resampled to isotropic spacing, then resized with cubic
-splines; Li). Every crop job also writes the multi-channel variant that stacks the configured phases as
+splines; Li), ``slice`` (the whole axial slice at every tumour slice, resized, e.g. z-scored per slice; Li's
+2D input; its stored boxes are the tumour's, which Li's patient rule links by IoU). Every crop job also writes the multi-channel variant that stacks the configured phases as
 channels on the reference phase's geometry (Sun). Images are float16, shape (n, C, S, S) or
 (1, C, S, S, S); values are windowed to [0, 1] or z-scored per crop.
 """
@@ -184,7 +185,12 @@ def crop_patient(patient: str, roi_name: str, roi: dict, window: dict, phases: l
             ks, bxs = np.array([-1]), bbox[None]
         else:
             vols = [sitk.GetArrayViewFromImage(i) for i in chan_imgs]
-            images, ks, bxs = crop_slices(vols, boxes, roi["size"], window, mask if kind == "tumor" else None)
+            sample = boxes
+            if kind == "slice":  # the whole slice is the image; the tumour's boxes are kept for Li's rule
+                h, w = vols[0].shape[1:]
+                sample = {k: (0.0, 0.0, float(w), float(h)) for k in boxes}
+            images, ks, _ = crop_slices(vols, sample, roi["size"], window, mask if kind == "tumor" else None)
+            bxs = np.array([boxes[k] for k in ks], float).reshape(-1, 4)
         sops = np.array([sl.loc[k, "sop_uid"] if k >= 0 else "" for k in ks], dtype=str)
         write_npz(outdir / f"{target}.npz", images=images.astype(np.float16), slice_index=ks, boxes=bxs, sop_uid=sops,
                   channels=np.array(chan_phases), spacing=np.array(ref.GetSpacing()), status="ok", reason="")

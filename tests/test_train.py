@@ -147,3 +147,20 @@ def test_an_unreadable_resume_state_starts_afresh(tmp_path):
     a, b = torch.load(tmp_path / "best.pt"), torch.load(tmp_path / "ref" / "best.pt")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not list(tmp_path.glob(".*.tmp*"))  # no temporary files left behind
+
+
+def test_batch_norm_statistics_are_the_epochs_batch_average():
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 1), torch.nn.BatchNorm2d(3)).train()
+    net[1].running_mean.fill_(5.0)  # stale statistics from before
+    train.fresh_batch_norm_statistics(net)
+    gen = torch.Generator().manual_seed(0)
+    batches = [torch.randn(4, 1, 5, 5, generator=gen) * (i + 1) + i for i in range(3)]
+    feats = []
+    with torch.no_grad():
+        for b in batches:
+            net(b)
+            feats.append(net[0](b))
+    means = torch.stack([f.mean(dim=(0, 2, 3)) for f in feats])
+    vars_ = torch.stack([f.transpose(0, 1).reshape(3, -1).var(dim=1, unbiased=True) for f in feats])
+    torch.testing.assert_close(net[1].running_mean, means.mean(0))
+    torch.testing.assert_close(net[1].running_var, vars_.mean(0))

@@ -6,6 +6,7 @@ One job trains one (phase set x ROI x architecture x split/fold x seed) model:
 - augmentation runs on the device, per batch: random rotation within +-``rotate_deg`` and flips
   (Cui: 30 degrees + flips; Li: rotations of 30/60/90/180 degrees via ``rotate_set``);
 - class-weighted cross-entropy (``class_weight: balanced`` = n / (2 n_c), or explicit [w_low, w_high]);
+- batch-norm running statistics are the average over each epoch's batches (``fresh_batch_norm_statistics``);
 - SGD or Adam; AMP and channels-last on CUDA; CPU otherwise;
 - the best epoch by validation AUC (patient level, mean probability; ties, frequent on small validation
   sets, go to the lower class-weighted validation loss) is kept; a split without a validation set (Li's
@@ -230,6 +231,7 @@ def train_model(data: CropSet, split: dict[str, list[str]], hp: dict, *, seed: i
     for epoch in range(start, epochs):
         t0 = time.perf_counter()
         net.train()
+        fresh_batch_norm_statistics(net)
         idx = torch.cat([torch.randperm(len(y_all), generator=gen) for _ in range(copies)])
         total, seen = 0.0, 0
         for s in range(0, len(idx), hp["batch"]):
@@ -309,6 +311,20 @@ def _read_state(path: Path, device: str, progress) -> dict | None:
         progress(f"resume state {path.name} unreadable ({type(e).__name__}): starting afresh")
         path.unlink(missing_ok=True)
         return None
+
+
+def fresh_batch_norm_statistics(net: nn.Module) -> None:
+    """Make every batch-norm layer's running statistics the plain average over the coming epoch's batches.
+
+    The default exponential average (momentum 0.1) needs many batches to forget its initial 0/1 values:
+    after a few epochs on a small cohort, evaluation-mode outputs were still dominated by them (a 3D
+    network called every patient high grade with P = 1.0). Averaging the current epoch's batches
+    (momentum None, reset each epoch) is as cheap and is settled after any number of batches.
+    """
+    for m in net.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None
 
 
 def _snapshot(net: nn.Module) -> dict[str, torch.Tensor]:

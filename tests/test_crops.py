@@ -49,7 +49,8 @@ def test_every_roi_of_a_demo_patient(demo_root, volumes, tmp_path):
             "tumor": {"kind": "tumor", "source": "mask", "size": 24, "window": "cui"},
             "box5mm": {"kind": "box", "source": "labelme", "margin_mm": 5.0, "size": 24, "window": "cui"},
             "centroid": {"kind": "centroid", "source": "polygons", "box_px": 20, "size": 24, "window": "dai"},
-            "cube": {"kind": "cube", "source": "mask", "spacing_mm": 1.0, "size": 16, "window": "zscore"}}
+            "cube": {"kind": "cube", "source": "mask", "spacing_mm": 1.0, "size": 16, "window": "zscore"},
+            "slice": {"kind": "slice", "source": "mask", "size": 24, "window": "zscore"}}
     mask = sitk.GetArrayFromImage(sitk.ReadImage(str(demo_root / "annotations/DEMO002/cmp/mask.nii.gz")))
     n_tumour_slices = int((mask.reshape(len(mask), -1).sum(1) >= 10).sum())
     res = {}
@@ -75,6 +76,18 @@ def test_every_roi_of_a_demo_patient(demo_root, volumes, tmp_path):
     np.testing.assert_allclose(c[:, 2] - c[:, 0], 20)
     cube = res["cube"]["cmp"]["images"].astype(np.float32)
     assert cube.shape == (1, 1, 16, 16, 16) and abs(cube.mean()) < 0.05 and abs(cube.std() - 1) < 0.05
+    # Li's 2D input: the whole slice (resized, z-scored per slice) at every tumour slice; the boxes stay the tumour's
+    sl = res["slice"]["cmp"]
+    assert sl["slice_index"].tolist() == t["slice_index"].tolist()
+    img = sl["images"].astype(np.float32)
+    assert img.shape == (len(t["slice_index"]), 1, 24, 24)
+    np.testing.assert_allclose(img.mean(axis=(1, 2, 3)), 0, atol=2e-3)
+    np.testing.assert_allclose(img.std(axis=(1, 2, 3)), 1, atol=2e-3)
+    np.testing.assert_allclose(sl["boxes"], t["boxes"])
+    hu = sitk.GetArrayFromImage(sitk.ReadImage(str(volumes / "cmp.nii.gz")))
+    k = int(sl["slice_index"][0])
+    whole = crops.apply_window(crops.sample_box(hu[k].astype(np.float32), (0, 0, 96, 96), 24), {"zscore": True})
+    np.testing.assert_allclose(img[0, 0], whole, atol=2e-2)  # float16 storage
     # plausibility: corticomedullary tumour enhancement exceeds the plain phase's
     assert res["tumor"]["cmp"]["images"].astype(float).sum() > res["tumor"]["up"]["images"].astype(float).sum()
 

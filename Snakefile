@@ -1,4 +1,4 @@
-# ccgrade: from raw DICOM to crops, splits and baseline tables (and, in later stages, models and statistics).
+# ccgrade: from raw DICOM through crops, splits and the model matrix to the papers' tables, statistics and figures.
 # Run: snakemake --cores 8 --resources gpu=1     (see README.md)
 
 from snakemake.utils import min_version
@@ -17,9 +17,15 @@ include: "workflow/rules/crops.smk"
 include: "workflow/rules/splits.smk"
 include: "workflow/rules/baseline.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/fusion.smk"
 
 
 rule all:
     input:
         all_targets(),
     default_target: True
+
+
+rule paper:  # every table and figure of the reproduced studies (the same as the default target)
+    input:
+        all_targets(),

@@ -141,6 +141,18 @@ def test_li_and_dai_tables_and_heatmaps(study):
             assert (study / f"results/figures/{stem}.{ext}").stat().st_size > 1000, stem
 
 
+def test_radiomics_and_fusion_outputs(study):
+    rad = pd.read_csv(study / "results/radiomics/features.tsv", sep="\t")
+    assert len(rad) == 6 and (rad["status"] == "ok").all() and (rad["mode"] == "full").all()
+    assert rad.filter(like="wavelet-").shape[1] > 100 and rad.filter(like="log-sigma").shape[1] > 50
+    deep = pd.read_csv(study / "results/fusion/deep_features.tsv", sep="\t")
+    assert len(deep) == 6 and deep.shape[1] == 1 + 2048  # ResNet50 embeddings, one row per patient
+    # six patients are too few to select features by cross-validation: the outputs say so
+    assert "not fitted" in (study / "results/tables/fusion_models.md").read_text()
+    for ext in ("png", "pdf"):
+        assert (study / f"results/figures/fusion_calibration_dca.{ext}").exists()
+
+
 def test_one_variants_batch_size_reruns_only_its_folds(study):
     cfg = tiny_config()
     cfg["training"]["studies"]["dai"]["variants"]["b8"] = {"batch": 4}

@@ -78,7 +78,8 @@ def crop_targets(phases: str, all_phases: list[str]) -> list[str]:
 
 
 def check_training(cfg: dict) -> None:
-    """Cross-checks of ``training`` the schema cannot express; errors name the key."""
+    """Cross-checks of ``training`` (and ``radiomics``/``fusion``, see ``check_fusion``) the schema cannot
+    express; errors name the key."""
     tr = cfg.get("training", {})
     phases = list(cfg["phases"])
     for name, st in tr.get("studies", {}).items():
@@ -107,3 +108,37 @@ def check_training(cfg: dict) -> None:
         for arch in st.get("overrides", {}):
             if arch not in st["models"]:
                 raise ConfigError(f"{key}.overrides.{arch}': the study has no {arch} model")
+    check_fusion(cfg)
+
+
+def check_fusion(cfg: dict) -> None:
+    """Cross-checks of ``radiomics`` and ``fusion``; errors name the key."""
+    rad, fus = cfg.get("radiomics", {}), cfg.get("fusion", {})
+    if rad.get("enabled"):
+        if rad["phase"] not in cfg["phases"]:
+            raise ConfigError(f"config key 'radiomics.phase': {rad['phase']!r} is not in 'phases' ({cfg['phases']})")
+        roi = cfg["rois"].get(rad["roi"])
+        if roi is None:
+            raise ConfigError(f"config key 'radiomics.roi': no ROI setting named {rad['roi']!r}")
+        src = roi.get("source", "mask" if roi["kind"] in ("tumor", "cube", "slice") else "")
+        if not set([src] if isinstance(src, str) else src) & {"mask", "rtstruct", "polygons"}:
+            raise ConfigError(f"config key 'radiomics.roi': {rad['roi']!r} reads {src or 'boxes'}; radiomics needs "
+                              "a tumour outline (mask, rtstruct or polygons)")
+    if fus.get("enabled"):
+        sch = cfg["splits"]["schemes"].get(fus["scheme"])
+        if sch is None or sch["kind"] != "holdout" or "test" not in sch.get("fractions", {}):
+            raise ConfigError("config key 'fusion.scheme': needs a holdout split scheme with a test set")
+        deep = fus.get("deep")
+        if deep:
+            st = cfg.get("training", {}).get("studies", {}).get(deep["study"])
+            if st is None or deep["arch"] not in st["models"] or \
+                    deep["phases"] not in dict((a, s) for a, _, s in study_models(st))[deep["arch"]]:
+                raise ConfigError("config key 'fusion.deep': no such cell in training.studies "
+                                  f"({deep['study']}/{deep['arch']}/{deep['phases']})")
+            if st["scheme"] != fus["scheme"]:
+                raise ConfigError(f"config key 'fusion.deep': the cell trains on split {st['scheme']!r} but the "
+                                      f"fusion uses {fus['scheme']!r}: its embeddings would have seen test patients")
+        known = {v["name"] for v in cfg["baseline"]["variables"]}
+        bad = [c for c in fus.get("clinical", []) if c not in known]
+        if bad:
+            raise ConfigError(f"config key 'fusion.clinical': {bad} are not baseline.variables (which give their type)")

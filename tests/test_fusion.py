@@ -1,0 +1,119 @@
+"""Radiomics/deep/clinical fusion: no test patient reaches the fitted selection; calibration and
+decision-curve numbers against hand computations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from ccgrade import fusion
+
+
+def cohort(n=120, seed=0):
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.35).astype(int)
+    feats = {f"f{j:02d}": rng.normal(size=n) for j in range(30)}
+    feats["f00"] = feats["f00"] + 1.5 * y           # informative
+    feats["f01"] = feats["f01"] - 1.0 * y           # informative
+    feats["f02"] = feats["f00"] * 2 + 0.01 * rng.normal(size=n)  # a near copy of f00 (correlation filter)
+    feats["f03"] = np.full(n, 3.0)                  # constant (variance filter)
+    df = pd.DataFrame({"patient_id": [f"P{i:03d}" for i in range(n)], **feats,
+                       "age": rng.normal(60, 10, n) + 4 * y, "sex": rng.choice(["F", "M"], n)})
+    df.loc[5, "f05"] = np.nan                       # a missing value (training median)
+    return df, y
+
+
+def test_selection_filters():
+    df, _ = cohort()
+    kept = fusion.select_columns(df[[f"f{j:02d}" for j in range(6)]].fillna(0), max_corr=0.9)
+    assert "f03" not in kept and "f00" in kept and "f02" not in kept and "f01" in kept
+
+
+def test_fusion_learns_and_sees_no_test_patient():
+    df, y = cohort()
+    tr, te = np.arange(0, 90), np.arange(90, 120)
+    cols = [f"f{j:02d}" for j in range(30)]
+    clinical = [{"name": "age", "type": "continuous"}, {"name": "sex", "type": "categorical"}]
+    pred, fit = fusion.fit_fusion(df.iloc[tr], df.iloc[te], y[tr], blocks={"radiomics": cols}, clinical=clinical,
+                                  seed=1)
+    bm = fit["blocks"]["radiomics"]
+    assert {"f00", "f01"} <= set(bm.selected) and "f03" not in bm.kept
+    t = pred[(pred["set"] == "test") & (pred["model"] == "combined")]
+    assert roc_auc_score(y[te], t["prob_high"]) > 0.75
+    assert set(pred["model"]) == {"radiomics", "clinical", "combined"}
+    # wild changes to every test patient's features leave the fit and the training predictions unchanged
+    wild = df.copy()
+    rng = np.random.default_rng(9)
+    wild.loc[wild.index[te], cols + ["age"]] = rng.normal(0, 100, (len(te), len(cols) + 1))
+    wild.loc[wild.index[te], "sex"] = "X"
+    pred2, fit2 = fusion.fit_fusion(wild.iloc[tr], wild.iloc[te], y[tr], blocks={"radiomics": cols},
+                                    clinical=clinical, seed=1)
+    bm2 = fit2["blocks"]["radiomics"]
+    assert bm2.kept == bm.kept and bm2.selected == bm.selected
+    np.testing.assert_array_equal(bm2.model.coef_, bm.model.coef_)
+    np.testing.assert_array_equal(fit2["combined"].model.coef_, fit["combined"].model.coef_)
+    a, b = pred[pred["set"] == "train"], pred2[pred2["set"] == "train"]
+    np.testing.assert_array_equal(a["prob_high"].to_numpy(), b["prob_high"].to_numpy())
+
+
+def test_decision_curve_and_calibration_by_hand():
+    y = np.array([1, 0, 1, 0, 0, 1, 0, 0])
+    p = np.array([0.9, 0.8, 0.6, 0.4, 0.3, 0.2, 0.1, 0.05])
+    t = np.array([0.25, 0.5])
+    # t = 0.25: treat p >= .25 -> patients 0-4: TP 2, FP 3; NB = 2/8 - 3/8 * (1/3)
+    # t = 0.5: treat 0-2: TP 2, FP 1; NB = 2/8 - 1/8 * 1
+    np.testing.assert_allclose(fusion.net_benefit(y, p, t), [2 / 8 - 3 / 8 / 3, 2 / 8 - 1 / 8])
+    np.testing.assert_allclose(fusion.treat_all(y, t), [3 / 8 - 5 / 8 / 3, 3 / 8 - 5 / 8])
+    assert fusion.brier(y, p) == pytest.approx(np.mean((p - y) ** 2))
+    # Hosmer-Lemeshow with 2 groups of 4 (by risk): low-risk {.05,.1,.2,.3} has 1 event, high {.4,.6,.8,.9} 2
+    e1, e2 = 0.65, 2.7
+    want = (1 - e1) ** 2 / (4 * (e1 / 4) * (1 - e1 / 4)) + (2 - e2) ** 2 / (4 * (e2 / 4) * (1 - e2 / 4))
+    hl = fusion.hosmer_lemeshow(y, p, groups=2)
+    assert hl["hl_chi2"] == pytest.approx(want) and hl["hl_df"] == 1
+    cal = fusion.calibration_curve(y, p, bins=2)
+    assert cal["observed"].tolist() == [0.25, 0.5] and cal["mean_predicted"].tolist() == pytest.approx([e1 / 4, e2 / 4])
+
+
+def test_the_command_line_stage_end_to_end(tmp_path):
+    """The DAG's fusion job on files: cohort, split, radiomics and deep tables -> tables and figures."""
+    import json
+
+    df, y = cohort(n=80, seed=4)
+    ids = df["patient_id"].tolist()
+    sheet = df[["patient_id", "age", "sex"]].assign(grade_group=np.where(y == 1, "high", "low"))
+    sheet.to_csv(tmp_path / "cohort.tsv", sep="\t", index=False)
+    split = {"folds": [{"train": ids[:50], "val": ids[50:56], "test": ids[56:]}]}
+    (tmp_path / "split.json").write_text(json.dumps(split))
+    rad = df[["patient_id"] + [f"f{j:02d}" for j in range(20)]].assign(phase="cmp", mode="full", status="ok",
+                                                                      reason="", pyradiomics_version="v3.0.1")
+    rad.loc[3, "status"], rad.loc[3, "reason"] = "excluded", "the tumour mask is empty"
+    rad.to_csv(tmp_path / "rad.tsv", sep="\t", index=False)
+    deep = df[["patient_id"] + [f"f{j:02d}" for j in range(20, 30)]]
+    deep.to_csv(tmp_path / "deep.tsv", sep="\t", index=False)
+    prm = {"clinical": [{"name": "age", "type": "continuous"}, {"name": "sex", "type": "categorical"}], "seed": 3,
+           "cv": 4, "thresholds": [0.05, 0.95, 0.05]}
+    fusion.main(["fit", "--cohort", str(tmp_path / "cohort.tsv"), "--split", str(tmp_path / "split.json"),
+                 "--radiomics", str(tmp_path / "rad.tsv"), "--deep", str(tmp_path / "deep.tsv"), "--params",
+                 json.dumps(prm), "--outdir", str(tmp_path / "out"), "--tables", str(tmp_path / "t"),
+                 "--figures", str(tmp_path / "f")])
+    t = pd.read_csv(tmp_path / "t/fusion_models.csv")
+    assert set(t["model"]) == {"radiomics", "deep", "clinical", "combined"}
+    pred = pd.read_csv(tmp_path / "out/predictions.tsv", sep="\t")
+    assert ids[3] not in set(pred["patient_id"])  # the excluded patient is left out, and listed
+    assert pd.read_csv(tmp_path / "out/left_out.tsv", sep="\t")["patient_id"].tolist() == [ids[3]]
+    assert set(pred.loc[pred["set"] == "train", "patient_id"]) == set(ids[:56]) - {ids[3]}  # val joins training
+    test = pred[(pred["set"] == "test") & (pred["model"] == "combined")]
+    row = t[(t["model"] == "combined") & (t["set"] == "test")].iloc[0]
+    assert row["auc"] == pytest.approx(roc_auc_score(test["label"], test["prob_high"]))
+    assert row["brier"] == pytest.approx(np.mean((test["prob_high"] - test["label"]) ** 2))
+    for stem in ("fusion_roc", "fusion_calibration_dca"):
+        assert (tmp_path / f"f/{stem}.png").stat().st_size > 1000 and (tmp_path / f"f/{stem}.pdf").exists()
+    # too few patients: the outputs say why instead of crashing
+    split["folds"][0]["train"] = ids[:6]
+    (tmp_path / "split.json").write_text(json.dumps(split))
+    fusion.main(["fit", "--cohort", str(tmp_path / "cohort.tsv"), "--split", str(tmp_path / "split.json"),
+                 "--radiomics", str(tmp_path / "rad.tsv"), "--params", json.dumps(prm), "--outdir",
+                 str(tmp_path / "out2"), "--tables", str(tmp_path / "t2"), "--figures", str(tmp_path / "f2")])
+    assert "not fitted" in (tmp_path / "t2/fusion_models.md").read_text()

@@ -1,0 +1,488 @@
+"""Radiomics, deep-feature and clinical models and their fusion (Sun et al.), fitted on training patients only.
+
+Per feature block (radiomics, deep): median imputation, a near-zero-variance filter, a correlation
+filter (of each pair with |r| above ``max_corr`` the later column in a fixed order goes), standardisation
+and an L1 (LASSO) logistic regression whose penalty is chosen by stratified cross-validation on the
+training patients (AUC). Its linear predictor is the block's score (the "radiomics score", "deep
+score"). The clinical model is a logistic regression on the configured variables (categorical ones
+one-hot). The combined model is a logistic regression on the block scores and the clinical variables;
+the training scores it is fitted on are out-of-fold (each training patient scored by a block model that
+did not see it), so the fusion weights are not fitted to in-sample scores. Every step's statistics
+(medians, kept columns, means, SDs, penalties) come from the training patients: test patients never
+influence what is selected or how it is scaled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+from sklearn.model_selection import StratifiedKFold
+
+
+@dataclass
+class BlockModel:
+    """A fitted feature block: the selection and the LASSO model (all from the training patients)."""
+    columns: list[str]
+    medians: pd.Series
+    kept: list[str]
+    mean: np.ndarray
+    sd: np.ndarray
+    model: LogisticRegression
+    selected: list[str] = field(default_factory=list)
+
+    def transform(self, X: pd.DataFrame) -> np.ndarray:
+        Z = X[self.columns].astype(float).fillna(self.medians)[self.kept].to_numpy()
+        return (Z - self.mean) / self.sd
+
+    def score(self, X: pd.DataFrame) -> np.ndarray:
+        """The block's score: the LASSO model's linear predictor."""
+        return self.model.decision_function(self.transform(X))
+
+
+def _folds(y: np.ndarray, k: int, seed: int) -> StratifiedKFold:
+    k = int(max(2, min(k, np.bincount(y, minlength=2).min())))
+    return StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+
+
+def select_columns(X: pd.DataFrame, min_var: float = 1e-8, max_corr: float = 0.9) -> list[str]:
+    """Columns left after the variance filter and the greedy correlation filter (in column order)."""
+    v = X.var(axis=0, ddof=1)
+    cols = [c for c in X.columns if v[c] > min_var]
+    if not cols:
+        return []
+    r = np.abs(np.corrcoef(X[cols].to_numpy(float), rowvar=False))
+    r = np.atleast_2d(np.nan_to_num(r))
+    keep: list[int] = []
+    for j in range(len(cols)):
+        if all(r[j, i] <= max_corr for i in keep):
+            keep.append(j)
+    return [cols[j] for j in keep]
+
+
+def fit_block(X: pd.DataFrame, y: np.ndarray, *, seed: int, cv: int = 5, min_var: float = 1e-8,
+              max_corr: float = 0.9, n_cs: int = 20) -> BlockModel:
+    """Fit one block's selection and LASSO logistic model on training patients."""
+    cols = list(X.columns)
+    med = X.astype(float).median(axis=0)
+    Xf = X.astype(float).fillna(med)
+    kept = select_columns(Xf, min_var, max_corr)
+    if not kept:
+        raise ValueError("no feature varies across the training patients")
+    Z = Xf[kept].to_numpy()
+    mean, sd = Z.mean(axis=0), Z.std(axis=0, ddof=0)
+    sd[sd == 0] = 1.0
+    Z = (Z - mean) / sd
+    lasso = LogisticRegressionCV(Cs=n_cs, cv=_folds(y, cv, seed), l1_ratios=(1,), solver="liblinear",
+                                 scoring="roc_auc", class_weight="balanced", random_state=seed, max_iter=5000,
+                                 use_legacy_attributes=False)
+    lasso.fit(Z, y)
+    coef = lasso.coef_[0]
+    if not np.any(coef):  # the CV chose a penalty that drops everything: keep the weakest penalty that does not
+        for c in sorted(lasso.Cs_):
+            m = LogisticRegression(C=c, l1_ratio=1, solver="liblinear", class_weight="balanced",
+                                   random_state=seed, max_iter=5000).fit(Z, y)
+            if np.any(m.coef_[0]):
+                lasso, coef = m, m.coef_[0]
+                break
+    return BlockModel(cols, med, kept, mean, sd, lasso, [k for k, c in zip(kept, coef) if c != 0])
+
+
+def oof_scores(X: pd.DataFrame, y: np.ndarray, *, seed: int, cv: int = 5, **kw) -> np.ndarray:
+    """Out-of-fold block scores for the training patients (each fold's block model fitted without it)."""
+    out = np.zeros(len(y))
+    for tr, te in _folds(y, cv, seed).split(np.zeros(len(y)), y):
+        out[te] = fit_block(X.iloc[tr], y[tr], seed=seed, cv=cv, **kw).score(X.iloc[te])
+    return out
+
+
+def clinical_matrix(df: pd.DataFrame, variables: list[dict], reference: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Numeric design columns: continuous as is (missing -> training median), categorical one-hot
+    (levels and medians from ``reference``, the training patients; the first level is the baseline)."""
+    ref = df if reference is None else reference
+    cols = {}
+    for v in variables:
+        name = v["name"]
+        if v["type"] == "continuous":
+            x = pd.to_numeric(df[name], errors="coerce")
+            cols[name] = x.fillna(pd.to_numeric(ref[name], errors="coerce").median())
+        else:
+            levels = sorted(ref[name].dropna().astype(str).unique())
+            for lev in levels[1:]:
+                cols[f"{name}={lev}"] = (df[name].astype(str) == lev).astype(float)
+    return pd.DataFrame(cols, index=df.index)
+
+
+class Standardised:
+    """A logistic regression on standardised columns (means and SDs of the training patients), lightly
+    L2-penalised (C = 1) so that small cohorts and separable data still give finite coefficients."""
+
+    def __init__(self, seed: int, c: float = 1.0):
+        self.seed, self.c = seed, c
+
+    def fit(self, X: pd.DataFrame, y: np.ndarray) -> "Standardised":
+        self.columns = list(X.columns)
+        self.mean = X.mean(axis=0).to_numpy()
+        self.sd = X.std(axis=0, ddof=0).replace(0, 1).to_numpy()
+        # unweighted: its probabilities are risks (calibration, decision curves); class weights would shift them
+        self.model = LogisticRegression(C=self.c, max_iter=5000, random_state=self.seed)
+        self.model.fit(self._z(X), y)
+        return self
+
+    def _z(self, X: pd.DataFrame) -> np.ndarray:
+        return (X[self.columns].to_numpy(float) - self.mean) / self.sd
+
+    def prob(self, X: pd.DataFrame) -> np.ndarray:
+        return self.model.predict_proba(self._z(X))[:, 1]
+
+    def coefficients(self) -> pd.DataFrame:
+        return pd.DataFrame({"term": ["intercept"] + self.columns,
+                             "coef_per_sd": [float(self.model.intercept_[0])] + [float(c) for c in self.model.coef_[0]],
+                             "train_mean": [np.nan] + list(self.mean), "train_sd": [np.nan] + list(self.sd)})
+
+
+def fit_fusion(train: pd.DataFrame, test: pd.DataFrame, y_train: np.ndarray, *, blocks: dict[str, list[str]],
+               clinical: list[dict], seed: int, cv: int = 5, min_var: float = 1e-8, max_corr: float = 0.9
+               ) -> tuple[pd.DataFrame, dict]:
+    """Every model's P(high) for the training and test patients, and the fitted parts.
+
+    ``blocks`` maps a block name (radiomics, deep) to its feature columns in ``train``/``test``.
+    Models: one per block (its LASSO score through a one-variable logistic calibration), the clinical
+    model, and the combined model (block scores + clinical variables).
+    """
+    kw = {"cv": cv, "min_var": min_var, "max_corr": max_corr}
+    preds = {"train": {}, "test": {}}
+    fitted: dict = {"blocks": {}}
+    score_cols_tr, score_cols_te = {}, {}
+    for name, cols in blocks.items():
+        bm = fit_block(train[cols], y_train, seed=seed, **kw)
+        fitted["blocks"][name] = bm
+        s_tr_oof = oof_scores(train[cols], y_train, seed=seed, **kw)
+        s_te = bm.score(test[cols])
+        score_cols_tr[f"{name}_score"], score_cols_te[f"{name}_score"] = s_tr_oof, s_te
+        cal = Standardised(seed).fit(pd.DataFrame({f"{name}_score": s_tr_oof}), y_train)
+        preds["train"][name] = cal.prob(pd.DataFrame({f"{name}_score": bm.score(train[cols])}))
+        preds["test"][name] = cal.prob(pd.DataFrame({f"{name}_score": s_te}))
+    parts_tr, parts_te = [pd.DataFrame(score_cols_tr, index=train.index)], [pd.DataFrame(score_cols_te, index=test.index)]
+    if clinical:
+        c_tr = clinical_matrix(train, clinical)
+        c_te = clinical_matrix(test, clinical, reference=train)
+        clin = Standardised(seed).fit(c_tr, y_train)
+        fitted["clinical"] = clin
+        preds["train"]["clinical"], preds["test"]["clinical"] = clin.prob(c_tr), clin.prob(c_te)
+        parts_tr.append(c_tr)
+        parts_te.append(c_te)
+    if len(blocks) + bool(clinical) > 1:
+        X_tr, X_te = pd.concat(parts_tr, axis=1), pd.concat(parts_te, axis=1)
+        comb = Standardised(seed).fit(X_tr, y_train)
+        fitted["combined"] = comb
+        # in-sample training probabilities use the in-sample block scores (as the block rows do)
+        X_tr_in = X_tr.copy()
+        for name, cols in blocks.items():
+            X_tr_in[f"{name}_score"] = fitted["blocks"][name].score(train[cols])
+        preds["train"]["combined"], preds["test"]["combined"] = comb.prob(X_tr_in), comb.prob(X_te)
+    rows = []
+    for set_name, df in (("train", train), ("test", test)):
+        for model, p in preds[set_name].items():
+            rows.append(pd.DataFrame({"patient_id": df["patient_id"].to_numpy(), "set": set_name, "model": model,
+                                      "prob_high": p}))
+    return pd.concat(rows, ignore_index=True), fitted
+
+
+# ------------------------------------------------------------------------------ calibration and decisions
+
+def brier(y: np.ndarray, p: np.ndarray) -> float:
+    return float(np.mean((np.asarray(p, float) - np.asarray(y, float)) ** 2))
+
+
+def hosmer_lemeshow(y: np.ndarray, p: np.ndarray, groups: int = 10) -> dict:
+    """Hosmer-Lemeshow goodness of fit: patients in ``groups`` groups of equal size by predicted risk;
+    chi-square with groups - 2 degrees of freedom."""
+    from scipy import stats
+
+    y, p = np.asarray(y, float), np.asarray(p, float)
+    order = np.argsort(p, kind="stable")
+    g = min(groups, len(y))
+    chi2 = 0.0
+    for idx in np.array_split(order, g):
+        n, obs, exp = len(idx), y[idx].sum(), p[idx].sum()
+        pm = exp / n
+        if 0 < pm < 1:
+            chi2 += (obs - exp) ** 2 / (n * pm * (1 - pm))
+    df = max(g - 2, 1)
+    return {"hl_chi2": float(chi2), "hl_df": df, "hl_p": float(stats.chi2.sf(chi2, df))}
+
+
+def calibration_curve(y: np.ndarray, p: np.ndarray, bins: int = 5) -> pd.DataFrame:
+    """Observed fraction of high grade against mean predicted risk, in quantile bins."""
+    y, p = np.asarray(y, float), np.asarray(p, float)
+    order = np.argsort(p, kind="stable")
+    rows = [{"bin": i, "n": len(idx), "mean_predicted": float(p[idx].mean()), "observed": float(y[idx].mean())}
+            for i, idx in enumerate(np.array_split(order, min(bins, len(y)))) if len(idx)]
+    return pd.DataFrame(rows)
+
+
+def net_benefit(y: np.ndarray, p: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """Decision-curve net benefit (Vickers & Elkin 2006): TP/n - FP/n * t / (1 - t), treating p >= t."""
+    y, p = np.asarray(y, int), np.asarray(p, float)
+    n = len(y)
+    out = []
+    for t in thresholds:
+        treat = p >= t
+        tp, fp = int((treat & (y == 1)).sum()), int((treat & (y == 0)).sum())
+        out.append(tp / n - fp / n * t / (1 - t))
+    return np.array(out)
+
+
+def treat_all(y: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    prev = float(np.mean(y))
+    return prev - (1 - prev) * thresholds / (1 - thresholds)
+
+
+# ------------------------------------------------------------------------------------------ the pipeline
+
+def deep_feature_table(cell_dir: str, hp: dict, crop_files: list[str]) -> pd.DataFrame:
+    """Penultimate-layer embeddings of a trained cell, averaged over each patient's images (one row each)."""
+    import torch
+
+    from . import models, train
+
+    rows, net = [], None
+    for f in sorted(crop_files):
+        z = np.load(f)
+        if str(z["status"]) != "ok" or z["images"].shape[0] == 0:
+            continue
+        x = torch.from_numpy(z["images"].astype(np.float32))
+        if net is None:
+            net = train.load_best(cell_dir, hp, in_channels=x.shape[1]).eval()
+        with torch.no_grad():
+            e = torch.cat([models.embed(net, x[s:s + 64]) for s in range(0, len(x), 64)]).mean(dim=0).numpy()
+        rows.append({"patient_id": Path(f).parent.name, **{f"deep_{i:04d}": float(v) for i, v in enumerate(e)}})
+    return pd.DataFrame(rows)
+
+
+def _load_split(path: str, fold: int = 0) -> tuple[list[str], list[str]]:
+    import json
+
+    f = json.loads(Path(path).read_text())["folds"][fold]
+    return sorted(f["train"] + f.get("val", [])), sorted(f["test"])  # validation patients join training
+
+
+def run_fusion(cohort: pd.DataFrame, split: tuple[list[str], list[str]], *, radiomics: pd.DataFrame | None,
+               deep: pd.DataFrame | None, clinical: list[dict], seed: int, cv: int = 5, max_corr: float = 0.9,
+               min_var: float = 1e-8) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
+    """Join the blocks per patient, fit on the split's training patients, predict both sets.
+
+    Returns (predictions, fitted parts, the patients left out with the reason)."""
+    from .radiomics import feature_columns
+
+    missing = [v["name"] for v in clinical if v["name"] not in cohort]
+    if missing:
+        raise ValueError(f"clinical variables {missing} are not columns of the cohort")
+    df = cohort[["patient_id", "grade_group"] + [v["name"] for v in clinical]].copy()
+    blocks: dict[str, list[str]] = {}
+    left = []
+    for name, table in (("radiomics", radiomics), ("deep", deep)):
+        if table is None:
+            continue
+        t = table
+        if "status" in t:
+            bad = t[t["status"] != "ok"]
+            left += [{"patient_id": p, "reason": f"{name}: {r}"} for p, r in zip(bad["patient_id"], bad["reason"])]
+            t = t[t["status"] == "ok"]
+        cols = feature_columns(t) if name == "radiomics" else [c for c in t.columns if c != "patient_id"]
+        blocks[name] = [f"{name}:{c}" for c in cols]
+        df = df.merge(t[["patient_id"] + cols].rename(columns={c: f"{name}:{c}" for c in cols}), on="patient_id",
+                      how="left")
+        missing = df.loc[df[blocks[name]].isna().all(axis=1), "patient_id"]
+        left += [{"patient_id": p, "reason": f"no {name} features"} for p in missing if p not in {r["patient_id"] for r in left}]
+    drop = {r["patient_id"] for r in left}
+    df = df[~df["patient_id"].isin(drop)]
+    train_ids, test_ids = split
+    tr = df[df["patient_id"].isin(train_ids)].reset_index(drop=True)
+    te = df[df["patient_id"].isin(test_ids)].reset_index(drop=True)
+    y_tr = (tr["grade_group"] == "high").astype(int).to_numpy()
+    _check_trainable(y_tr, cv)
+    pred, fitted = fit_fusion(tr, te, y_tr, blocks=blocks, clinical=clinical, seed=seed, cv=cv, min_var=min_var,
+                              max_corr=max_corr)
+    labels = dict(zip(df["patient_id"], (df["grade_group"] == "high").astype(int)))
+    pred.insert(2, "label", pred["patient_id"].map(labels))
+    return pred, fitted, pd.DataFrame(left, columns=["patient_id", "reason"])
+
+
+MODEL_ORDER = ["radiomics", "deep", "clinical", "combined"]
+
+
+def model_table(pred: pd.DataFrame) -> pd.DataFrame:
+    """Per model and set: AUC (DeLong and bootstrap CIs), accuracy, sensitivity, specificity, Brier,
+    Hosmer-Lemeshow; on the test set, DeLong P of the combined model against each other model."""
+    from . import stats
+    from .evaluate import binary_summary
+
+    rows = []
+    models_ = [m for m in MODEL_ORDER if m in set(pred["model"])]
+    for set_name in ("train", "test"):
+        s = pred[pred["set"] == set_name]
+        comb = s[s["model"] == "combined"].set_index("patient_id")
+        for m in models_:
+            t = s[s["model"] == m].set_index("patient_id")
+            y, p = t["label"].to_numpy(int), t["prob_high"].to_numpy(float)
+            row = {"model": m, "set": set_name, **binary_summary(y, p), "brier": brier(y, p),
+                   **hosmer_lemeshow(y, p), "delong_p_vs_combined": np.nan}
+            if m != "combined" and len(comb) and len(np.unique(y)) == 2:
+                c = comb.loc[t.index, "prob_high"].to_numpy(float)
+                row["delong_p_vs_combined"] = stats.delong_test(y, c, p)["p_value"]
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def write_outputs(pred: pd.DataFrame, fitted: dict, left: pd.DataFrame, tables: Path, figures: Path,
+                  thresholds: np.ndarray) -> pd.DataFrame:
+    """Fusion tables (models, coefficients, selected features) and figures (ROC, calibration, DCA)."""
+    from .evaluate import _ci_text, _fmt, roc_figure
+    from .outputs import pyplot, save_figure, write_table
+
+    t = model_table(pred)
+    view = pd.DataFrame({"Model": t["model"], "Set": t["set"], "n": t["n"], "AUC (95% CI)": [_ci_text(r) for _, r in t.iterrows()],
+                         **{c.capitalize(): t[c].map(_fmt) for c in ("accuracy", "sensitivity", "specificity", "brier")},
+                         "Hosmer-Lemeshow P": t["hl_p"].map(_fmt), "DeLong P vs combined": t["delong_p_vs_combined"].map(_fmt)})
+    notes = ["Fitted on the training patients only (validation patients join them); threshold 0.5. AUC 95% CI by "
+             "DeLong (bootstrap CI in the CSV). Block models: LASSO logistic regression on the block's filtered, "
+             "standardised features; combined: logistic regression on the out-of-fold block scores and the clinical "
+             "variables."]
+    if len(left):
+        notes.append(f"{len(left)} patients left out (see fusion_left_out.tsv in results/fusion).")
+    write_table(tables / "fusion_models", t, title="Radiomics, deep and clinical models and their fusion (Sun et al.)",
+                markdown=view, footnotes=notes)
+    coef = []
+    if "combined" in fitted:
+        coef.append(fitted["combined"].coefficients().assign(model="combined"))
+    if "clinical" in fitted:
+        coef.append(fitted["clinical"].coefficients().assign(model="clinical"))
+    for name, bm in fitted["blocks"].items():
+        c = bm.model.coef_[0]
+        coef.append(pd.DataFrame({"term": ["intercept"] + [k for k, v in zip(bm.kept, c) if v != 0],
+                                  "coef_per_sd": [float(bm.model.intercept_[0])] + [float(v) for v in c if v != 0]})
+                    .assign(model=f"{name} score"))
+    ct = pd.concat(coef, ignore_index=True) if coef else pd.DataFrame(columns=["model", "term", "coef_per_sd"])
+    ct["odds_ratio_per_sd"] = np.exp(ct["coef_per_sd"])
+    ct = ct[["model", "term", "coef_per_sd", "odds_ratio_per_sd"] + [c for c in ("train_mean", "train_sd") if c in ct]]
+    write_table(tables / "fusion_coefficients", ct, title="Model coefficients (per training SD; nomogram points "
+                "are proportional to coefficient x standardised value)",
+                footnotes=["Block scores are LASSO linear predictors; their terms are the selected features."])
+    sets = ("train", "test")
+    roc_figure([(f"ROC, {s}ing set", [(m, *(lambda d: (d["label"].to_numpy(int), d["prob_high"].to_numpy(float)))(
+        pred[(pred["set"] == s) & (pred["model"] == m)])) for m in MODEL_ORDER if m in set(pred["model"])])
+        for s in sets], figures / "fusion_roc")
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.2))
+    test = pred[pred["set"] == "test"]
+    for m in MODEL_ORDER:
+        d = test[test["model"] == m]
+        if d.empty:
+            continue
+        cal = calibration_curve(d["label"].to_numpy(), d["prob_high"].to_numpy())
+        axes[0].plot(cal["mean_predicted"], cal["observed"], "o-", label=m)
+        axes[1].plot(thresholds, net_benefit(d["label"].to_numpy(), d["prob_high"].to_numpy(), thresholds), label=m)
+    axes[0].plot([0, 1], [0, 1], ":", color="grey")
+    axes[0].set_xlabel("predicted risk of high grade")
+    axes[0].set_ylabel("observed fraction high grade")
+    axes[0].set_title("Calibration, test set (quantile bins)", fontsize=9)
+    y = test.drop_duplicates("patient_id")["label"].to_numpy()
+    if len(y):
+        axes[1].plot(thresholds, treat_all(y, thresholds), "--", color="grey", label="treat all")
+    axes[1].axhline(0, color="black", lw=0.8, label="treat none")
+    top = max(0.05, float(np.mean(y)) if len(y) else 0.05)
+    axes[1].set_ylim(-0.05, top * 1.2)
+    axes[1].set_xlabel("threshold probability")
+    axes[1].set_ylabel("net benefit")
+    axes[1].set_title("Decision curves, test set", fontsize=9)
+    for ax in axes:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    save_figure(fig, figures / "fusion_calibration_dca")
+    plt.close(fig)
+    return t
+
+
+def not_fitted(reason: str, outdir: Path, tables: Path, figures: Path) -> None:
+    """The fusion outputs when the models cannot be fitted (e.g. a tiny cohort), each saying why."""
+    from .outputs import pyplot, save_figure, write_table, write_tsv
+
+    write_tsv(outdir / "predictions.tsv", pd.DataFrame(columns=["patient_id", "set", "label", "model", "prob_high"]))
+    note = [f"not fitted: {reason}"]
+    write_table(tables / "fusion_models", pd.DataFrame(columns=["model", "set", "n", "auc"]), footnotes=note,
+                title="Radiomics, deep and clinical models and their fusion (Sun et al.)")
+    write_table(tables / "fusion_coefficients", pd.DataFrame(columns=["model", "term", "coef_per_sd"]), footnotes=note,
+                title="Model coefficients")
+    plt = pyplot()
+    for stem in ("fusion_roc", "fusion_calibration_dca"):
+        fig, ax = plt.subplots(figsize=(5, 2))
+        ax.axis("off")
+        ax.text(0.5, 0.5, note[0], ha="center", va="center", wrap=True)
+        save_figure(fig, figures / stem)
+        plt.close(fig)
+
+
+def _check_trainable(y: np.ndarray, cv: int) -> None:
+    counts = np.bincount(y, minlength=2)
+    if counts.min() < max(2, min(cv, 3)) * 2:
+        raise ValueError(f"the training set holds {counts[0]} low- and {counts[1]} high-grade patients: too few "
+                         f"to select features by {cv}-fold cross-validation")
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+    import json
+
+    from .outputs import write_tsv
+
+    ap = argparse.ArgumentParser(description="Deep features, and the radiomics/deep/clinical fusion models.")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    d = sub.add_parser("deep", help="per-patient embeddings of a trained cell")
+    d.add_argument("--cell", required=True)
+    d.add_argument("--hp", required=True)
+    d.add_argument("--crops", nargs="+", required=True)
+    d.add_argument("--out", required=True)
+    f = sub.add_parser("fit", help="fit and evaluate the fusion models")
+    f.add_argument("--cohort", required=True)
+    f.add_argument("--split", required=True)
+    f.add_argument("--radiomics")
+    f.add_argument("--deep")
+    f.add_argument("--params", required=True, help="JSON: clinical [{name, type}], seed, cv, max_corr, thresholds")
+    f.add_argument("--outdir", required=True)
+    f.add_argument("--tables", required=True)
+    f.add_argument("--figures", required=True)
+    a = ap.parse_args(argv)
+    if a.cmd == "deep":
+        t = deep_feature_table(a.cell, json.loads(a.hp), a.crops)
+        write_tsv(a.out, t)
+        print(f"{len(t)} patients, {t.shape[1] - 1} deep features")
+        return
+    prm = json.loads(a.params)
+    cohort = pd.read_csv(a.cohort, sep="\t", dtype={"patient_id": str})
+    rad = pd.read_csv(a.radiomics, sep="\t", dtype={"patient_id": str}) if a.radiomics else None
+    deep = pd.read_csv(a.deep, sep="\t", dtype={"patient_id": str}) if a.deep else None
+    out = Path(a.outdir)
+    try:
+        pred, fitted, left = run_fusion(cohort, _load_split(a.split), radiomics=rad, deep=deep,
+                                        clinical=prm["clinical"], seed=prm["seed"], cv=prm.get("cv", 5),
+                                        max_corr=prm.get("max_corr", 0.9))
+    except ValueError as e:  # too few patients of a grade to select and cross-validate: say so, do not crash
+        not_fitted(str(e), out, Path(a.tables), Path(a.figures))
+        print(f"not fitted: {e}")
+        return
+    write_tsv(out / "predictions.tsv", pred)
+    write_tsv(out / "left_out.tsv", left)
+    sel = [{"block": n, "feature": f, "selected": f in bm.selected} for n, bm in fitted["blocks"].items() for f in bm.kept]
+    write_tsv(out / "selected_features.tsv", pd.DataFrame(sel, columns=["block", "feature", "selected"]))
+    lo, hi, step = prm.get("thresholds", [0.01, 0.99, 0.01])
+    t = write_outputs(pred, fitted, left, Path(a.tables), Path(a.figures), np.arange(lo, hi + 1e-9, step))
+    print(t[["model", "set", "n", "auc", "auc_ci_low", "auc_ci_high"]].to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()

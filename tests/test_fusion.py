@@ -117,3 +117,18 @@ def test_the_command_line_stage_end_to_end(tmp_path):
                  "--radiomics", str(tmp_path / "rad.tsv"), "--params", json.dumps(prm), "--outdir",
                  str(tmp_path / "out2"), "--tables", str(tmp_path / "t2"), "--figures", str(tmp_path / "f2")])
     assert "not fitted" in (tmp_path / "t2/fusion_models.md").read_text()
+
+
+def test_an_untrained_deep_cell_gives_an_empty_block(tmp_path):
+    import json
+
+    (tmp_path / "meta.json").write_text(json.dumps({"status": "not trained", "reason": "one grade group"}))
+    t = fusion.deep_feature_table(str(tmp_path), {"arch": "resnet50"}, [])
+    assert list(t.columns) == ["patient_id"] and t.empty
+    df, y = cohort(n=60, seed=2)
+    c = df[["patient_id", "age", "sex"]].assign(grade_group=np.where(y == 1, "high", "low"))
+    rad = df[["patient_id", "f00", "f01", "f04"]].assign(status="ok", reason="")
+    ids = df["patient_id"].tolist()
+    pred, fitted, left = fusion.run_fusion(c, (ids[:40], ids[40:]), radiomics=rad, deep=t,
+                                           clinical=[{"name": "age", "type": "continuous"}], seed=1)
+    assert set(pred["model"]) == {"radiomics", "clinical", "combined"} and left.empty

@@ -85,3 +85,10 @@ def test_shape_features_of_real_kits_masks(params):
         voxel_ml = abs(np.linalg.det(nii.affine[:3, :3]))
         assert row["original_shape_VoxelVolume"].iloc[0] == pytest.approx(tum.sum() * voxel_ml, rel=1e-9)
         assert row["original_shape_MeshVolume"].iloc[0] == pytest.approx(tum.sum() * voxel_ml, rel=0.05)
+
+
+def test_a_missing_annotation_is_an_exclusion_row(volumes, params):
+    row = radiomics.patient_features("DEMO001", "cmp", params, volumes=volumes,
+                                     roi={"kind": "tumor", "source": ["mask", "rtstruct"]}, sources={})
+    assert row["status"].iloc[0] == "excluded"
+    assert row["reason"].iloc[0] == "patient DEMO001: no mask or rtstruct annotation for phase cmp"

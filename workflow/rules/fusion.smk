@@ -7,6 +7,10 @@ from types import SimpleNamespace
 RAD = config.get("radiomics", {})
 FUSION = config.get("fusion", {})
 RAD_PHASE = RAD.get("phase", "cmp")
+# the pyradiomics settings: a path relative to the working directory, else to the repository (its default)
+RAD_PARAMS = RAD.get("params", "config/radiomics.yaml")
+if not Path(RAD_PARAMS).is_absolute() and not Path(RAD_PARAMS).exists():
+    RAD_PARAMS = str(REPO / RAD_PARAMS)
 # patients with images: full features on the phase's volume; mask-only patients: shape features
 RAD_PATIENTS = [p for p in PATIENTS if p in IMAGED or "mask" in SOURCES[p].get(RAD_PHASE, {})] if RAD.get("enabled") else []
 DEEP = FUSION.get("deep") or None
@@ -36,7 +40,7 @@ def rad_args(wildcards):
 rule radiomics_patient:
     input:
         unpack(rad_inputs),
-        params=RAD.get("params", "config/radiomics.yaml"),
+        params=RAD_PARAMS,
         code=code("radiomics"),
     output:
         "results/radiomics/patients/{pid}.tsv",

@@ -250,7 +250,12 @@ def deep_feature_table(cell_dir: str, hp: dict, crop_files: list[str]) -> pd.Dat
 
     from . import models, train
 
+    import json
+
     rows, net = [], None
+    meta = json.loads((Path(cell_dir) / "meta.json").read_text())
+    if meta.get("status") == "not trained":  # e.g. one grade group in a tiny training set: no deep block
+        return pd.DataFrame(columns=["patient_id"])
     for f in sorted(crop_files):
         z = np.load(f)
         if str(z["status"]) != "ok" or z["images"].shape[0] == 0:
@@ -294,6 +299,8 @@ def run_fusion(cohort: pd.DataFrame, split: tuple[list[str], list[str]], *, radi
             left += [{"patient_id": p, "reason": f"{name}: {r}"} for p, r in zip(bad["patient_id"], bad["reason"])]
             t = t[t["status"] == "ok"]
         cols = feature_columns(t) if name == "radiomics" else [c for c in t.columns if c != "patient_id"]
+        if not cols:  # an empty block (e.g. its network could not be trained) is left out of the fusion
+            continue
         blocks[name] = [f"{name}:{c}" for c in cols]
         df = df.merge(t[["patient_id"] + cols].rename(columns={c: f"{name}:{c}" for c in cols}), on="patient_id",
                       how="left")

@@ -88,10 +88,17 @@ def patient_features(patient: str, phase: str, params: Path, *, mask_file: str |
             status = pd.read_csv(volumes / "phases.tsv", sep="\t", keep_default_na=False).set_index("phase")
             if phase not in status.index or status.loc[phase, "status"] != "ok":
                 raise AnnotationError(f"phase {phase} is not usable (see the ingest exclusions)", patient=patient)
+            from .cohort import pick_source, roi_sources
+
+            roi = roi or {"kind": "tumor"}
+            _, apath = pick_source(roi, sources or {})
+            if not apath or not Path(apath).exists():
+                raise AnnotationError(f"no {' or '.join(roi_sources(roi))} annotation for phase {phase}",
+                                      patient=patient)
             image = sitk.ReadImage(str(volumes / f"{phase}.nii.gz"), sitk.sitkFloat32)
             slices = pd.read_csv(volumes / f"{phase}.slices.tsv", sep="\t", dtype={"sop_uid": str, "file": str})
             kw = {"rtstruct_roi": rtstruct_roi} if rtstruct_roi else {}
-            _, arr, _ = crops.roi_boxes("tumor", roi or {"kind": "tumor"}, src=sources or {}, phase=phase,
+            _, arr, _ = crops.roi_boxes("tumor", roi, src=sources or {}, phase=phase,
                                         slices=slices, img=image, mask_label=mask_label, patient=patient,
                                         series_uid=str(status.loc[phase, "series_uid"]), **kw)
             mask = sitk.GetImageFromArray(arr.astype(np.uint8))

@@ -167,7 +167,7 @@ def test_second_run_has_nothing_to_do(study):
     assert "Nothing to be done" in r.stdout + r.stderr
 
 
-def test_editing_one_mask_reruns_only_that_patients_crops(study):
+def test_editing_one_mask_reruns_only_what_reads_it(study):
     """Editing (not just touching: Snakemake 9 compares checksums) one annotation reruns only what depends on it."""
     import numpy as np
     import SimpleITK as sitk
@@ -188,12 +188,18 @@ def test_editing_one_mask_reruns_only_that_patients_crops(study):
     finally:
         mask.write_bytes(original)
     crop_jobs = {w for rule, w in jobs if rule == "crop_roi"}
-    assert crop_jobs == {"roi=tumor, pid=DEMO003", "roi=cube, pid=DEMO003"}, jobs
+    assert crop_jobs == {"roi=tumor, pid=DEMO003", "roi=cube, pid=DEMO003", "roi=slice, pid=DEMO003"}, jobs
     # the mask also feeds the tumour geometry, hence the analysis cohort and the baseline tables (a changed
     # tumour can change its side or size), but never the splits: they read the sheet without geometry
     assert {w for rule, w in jobs if rule == "tumour_geometry"} == {"pid=DEMO003"}
+    # ... and that patient's radiomics, the fusion, and the models trained on mask-based crops (Li's cube
+    # and slice networks) with their tables; the box, centroid and box5mm models (Cui, Dai, Sun) stay
+    assert {w for rule, w in jobs if rule == "radiomics_patient"} == {"pid=DEMO003"}
+    trained = {w for rule, w in jobs if rule == "train_model"}
+    assert len(trained) == 6 and all(w.startswith("study=li,") for w in trained), trained
     assert {rule for rule, _ in jobs} == {"crop_roi", "crop_manifest", "exclusions", "tumour_geometry", "geometry_table",
-                                          "cohort_table", "baseline_grade", "baseline_split", "all"}
+                                          "cohort_table", "baseline_grade", "baseline_split", "radiomics_patient",
+                                          "radiomics_table", "fusion", "train_model", "li_tables", "li_heatmaps", "all"}
 
 
 def test_bad_config_key_is_named_before_any_job(study, tmp_path):

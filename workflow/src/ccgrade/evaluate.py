@@ -277,15 +277,10 @@ def li_tables(models: list[dict], out_dir: Path, fig_dir: Path, strong: str = "r
             if test.empty:
                 continue
             best = test.sort_values("auc", ascending=False)["phases"].iloc[0]
-            yb, pb, idb = _levels(preds[strong, best, sd])["patient"]
             for i in test.index:
                 ph = t2.loc[i, "phases"]
-                y, p, ids = _levels(preds[strong, ph, sd])["patient"]
-                common = np.intersect1d(ids, idb)
-                ia = pd.Series(np.arange(len(ids)), index=ids).loc[common].to_numpy()
-                ib = pd.Series(np.arange(len(idb)), index=idb).loc[common].to_numpy()
-                if ph != best and len(np.unique(y[ia])) == 2:
-                    t2.loc[i, "delong_p_vs_best"] = stats.delong_test(y[ia], p[ia], pb[ib])["p_value"]
+                if ph != best:  # DeLong on the patients both models saw (the shared comparison of Cui Table 4)
+                    t2.loc[i, "delong_p_vs_best"] = compare(preds[strong, ph, sd], preds[strong, best, sd])["patient"]["p_value"]
                 t2.loc[i, "best_phase"] = best
     v2 = pd.DataFrame({"Phase": t2["phases"].str.upper(), "Seed": t2["seed"], "Set": t2["set"], "n": t2["n"],
                        "AUC (95% CI)": [_ci_text(r) for _, r in t2.iterrows()],

@@ -69,6 +69,38 @@ def test_bad_masks_are_named_and_recorded(demo_root, volumes, params, tmp_path):
     assert table["patient_id"].tolist() == ["DEMO001", "DEMO002"] and table["status"].tolist() == ["excluded", "ok"]
 
 
+def test_shape_fast_path_equals_a_plain_pyradiomics_extraction():
+    """Shape features from the mask alone skip pyradiomics' whole-volume work but not its resampling grid:
+    on an anisotropic, flipped, off-origin mask they equal a plain extraction with the repository's
+    settings (1 mm B-spline resampling, padding) to the last bit."""
+    import logging
+    from pathlib import Path
+
+    from radiomics import featureextractor
+
+    from conftest import REPO
+
+    zz, yy, xx = np.mgrid[:40, :50, :60]
+    arr = ((((zz - 20) / 9) ** 2 + ((yy - 23) / 8) ** 2 + ((xx - 31) / 13) ** 2) < 1).astype(np.uint8)
+    arr[18:22, 10:14, 20:26] = 1  # a knob: not a plain ellipsoid
+    mask = sitk.GetImageFromArray(arr)
+    mask.SetSpacing((0.81054, 0.81054, 0.5))
+    mask.SetOrigin((-102.3, 17.7, -500.25))
+    mask.SetDirection((-1, 0, 0, 0, -1, 0, 0, 0, 1))
+    params = Path(REPO / "config/radiomics.yaml")
+    fast = radiomics.extract(mask, params, patient="P1")
+    logging.getLogger("radiomics").setLevel(logging.ERROR)
+    ext = featureextractor.RadiomicsFeatureExtractor(str(params))
+    ext.disableAllFeatures()
+    ext.enableFeatureClassByName("shape")
+    ext.disableAllImageTypes()
+    ext.enableImageTypeByName("Original")
+    plain = {k: float(v) for k, v in ext.execute(sitk.Cast(mask, sitk.sitkFloat32), mask, label=1).items()
+             if not k.startswith("diagnostics_")}
+    assert ext.settings["resampledPixelSpacing"] == [1, 1, 1] and len(plain) == 14
+    assert fast == plain
+
+
 @pytest.mark.realdata
 def test_shape_features_of_real_kits_masks(params):
     """Real KiTS23 masks (label 2 = tumour): pyradiomics' voxel volume and extent against nibabel + numpy."""

@@ -11,6 +11,8 @@ REPO = Path(workflow.basedir)
 sys.path.insert(0, str(REPO / "workflow" / "src"))
 # jobs call `python -m ccgrade...`: make that the interpreter running Snakemake (e.g. .venv/bin/python)
 os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+# ... and make them import this checkout's package, not whichever copy the environment was installed from
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "workflow" / "src"), os.environ.get("PYTHONPATH")]))
 
 from ccgrade import demo as ccdemo  # noqa: E402
 from ccgrade import kits as cckits  # noqa: E402

@@ -93,7 +93,7 @@ def test_the_command_line_stage_end_to_end(tmp_path):
     deep = df[["patient_id"] + [f"f{j:02d}" for j in range(20, 30)]]
     deep.to_csv(tmp_path / "deep.tsv", sep="\t", index=False)
     prm = {"clinical": [{"name": "age", "type": "continuous"}, {"name": "sex", "type": "categorical"}], "seed": 3,
-           "cv": 4, "thresholds": [0.05, 0.95, 0.05]}
+           "cv": 4, "thresholds": [0.05, 0.95, 0.05], "nested_cv": 3}
     fusion.main(["fit", "--cohort", str(tmp_path / "cohort.tsv"), "--split", str(tmp_path / "split.json"),
                  "--radiomics", str(tmp_path / "rad.tsv"), "--deep", str(tmp_path / "deep.tsv"), "--params",
                  json.dumps(prm), "--outdir", str(tmp_path / "out"), "--tables", str(tmp_path / "t"),
@@ -110,6 +110,12 @@ def test_the_command_line_stage_end_to_end(tmp_path):
     assert row["brier"] == pytest.approx(np.mean((test["prob_high"] - test["label"]) ** 2))
     for stem in ("fusion_roc", "fusion_calibration_dca"):
         assert (tmp_path / f"f/{stem}.png").stat().st_size > 1000 and (tmp_path / f"f/{stem}.pdf").exists()
+    # nested CV over all patients: radiomics + clinical only (the deep block comes from a fixed split)
+    nested = pd.read_csv(tmp_path / "out/nested_predictions.tsv", sep="\t")
+    assert set(nested["model"]) == {"radiomics", "clinical", "combined"} and set(nested["fold"]) == {0, 1, 2}
+    assert len(nested) == 3 * (len(ids) - 1)
+    md = (tmp_path / "t/fusion_nested_cv.md").read_text()
+    assert "deep block" in md and "Outer folds' AUC" in md
     # too few patients: the outputs say why instead of crashing
     split["folds"][0]["train"] = ids[:6]
     (tmp_path / "split.json").write_text(json.dumps(split))
@@ -132,3 +138,35 @@ def test_an_untrained_deep_cell_gives_an_empty_block(tmp_path):
     pred, fitted, left = fusion.run_fusion(c, (ids[:40], ids[40:]), radiomics=rad, deep=t,
                                            clinical=[{"name": "age", "type": "continuous"}], seed=1)
     assert set(pred["model"]) == {"radiomics", "clinical", "combined"} and left.empty
+
+
+def test_nested_cv_refits_everything_without_the_held_out_fold():
+    """Each outer fold's predictions are exactly those of the whole pipeline fitted on the other folds
+    (which take no label of the held-out patients); each patient is predicted once per model; the pooled
+    table's AUC is scikit-learn's on the pooled predictions, the fold mean and SD numpy's."""
+    from sklearn.model_selection import StratifiedKFold
+
+    df, y = cohort(n=100, seed=5)
+    df = df.assign(grade_group=np.where(y == 1, "high", "low"))
+    blocks = {"radiomics": [f"f{j:02d}" for j in range(12)]}
+    clinical = [{"name": "age", "type": "continuous"}, {"name": "sex", "type": "categorical"}]
+    pred = fusion.nested_cv(df, blocks, clinical=clinical, seed=7, outer=4, cv=3)
+    assert set(pred["set"]) == {fusion.NESTED_SET} and set(pred["fold"]) == {0, 1, 2, 3}
+    for _, g in pred.groupby("model"):
+        assert sorted(g["patient_id"]) == sorted(df["patient_id"])  # everyone once
+    folds = list(StratifiedKFold(n_splits=4, shuffle=True, random_state=7).split(np.zeros(len(y)), y))
+    tr, te = folds[2]
+    direct, _ = fusion.fit_fusion(df.iloc[tr], df.iloc[te], y[tr], blocks=blocks, clinical=clinical, seed=7, cv=3)
+    direct = direct[direct["set"] == "test"].set_index(["model", "patient_id"])["prob_high"]
+    mine = pred[pred["fold"] == 2].set_index(["model", "patient_id"])["prob_high"]
+    pd.testing.assert_series_equal(mine.sort_index(), direct.sort_index())
+    assert (pred.set_index("patient_id")["label"].groupby(level=0).first()
+            == pd.Series(y, index=df["patient_id"]).sort_index()).all()
+    t = fusion.nested_table(pred).set_index("model")
+    comb = pred[pred["model"] == "combined"]
+    assert t.loc["combined", "auc"] == pytest.approx(roc_auc_score(comb["label"], comb["prob_high"]))
+    assert t.loc["combined", "auc"] > 0.75  # the signal of f00/f01 and age survives honest validation
+    aucs = [roc_auc_score(d["label"], d["prob_high"]) for _, d in comb.groupby("fold")]
+    assert t.loc["combined", "fold_auc_mean"] == pytest.approx(np.mean(aucs))
+    assert t.loc["combined", "fold_auc_sd"] == pytest.approx(np.std(aucs, ddof=1))
+    assert (t["outer_folds"] == 4).all()

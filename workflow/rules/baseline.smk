@@ -10,7 +10,7 @@ rule baseline_grade:
         csv=report(
             "results/tables/baseline_low_vs_high.csv",
             caption="../report/baseline_grade.rst",
-            category="Tables",
+            category="Cui et al.",
             labels={"table": "Cui Table 2"},
         ),
         md="results/tables/baseline_low_vs_high.md",
@@ -32,7 +32,7 @@ rule baseline_split:
         csv=report(
             "results/tables/baseline_train_vs_test_{scheme}.csv",
             caption="../report/baseline_split.rst",
-            category="Tables",
+            category="Li et al.",
             labels={"table": "Li Table 1", "split": "{scheme}"},
         ),
         md="results/tables/baseline_train_vs_test_{scheme}.md",

@@ -73,7 +73,7 @@ rule roi_montage:
         png=report(
             "results/figures/roi_montage/{pid}.png",
             caption="../report/roi_montage.rst",
-            category="Figures",
+            category="Cui et al.",
             labels={"figure": "Cui Figure 1", "patient": "{pid}"},
         ),
         pdf="results/figures/roi_montage/{pid}.pdf",

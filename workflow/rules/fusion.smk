@@ -91,11 +91,21 @@ rule deep_features:
         " --out {output} > {log} 2>&1"
 
 
+NESTED_CV = int(FUSION.get("nested_cv", 0))
+# nested cross-validation of the whole pipeline (radiomics + clinical): its outputs only when asked for
+NESTED_OUTPUTS = {
+    "nested": "results/fusion/nested_predictions.tsv",
+    "nested_table": report("results/tables/fusion_nested_cv.csv", caption="../report/fusion_nested.rst",
+                           category="Sun et al.", labels={"table": "Sun: nested cross-validation"}),
+    "nested_md": "results/tables/fusion_nested_cv.md",
+} if NESTED_CV else {}
+
+
 def fusion_params(wildcards):
     types = {v["name"]: v["type"] for v in config["baseline"]["variables"]}
     return as_json({"clinical": [{"name": n, "type": types.get(n, "continuous")} for n in FUSION.get("clinical", [])],
                     "seed": config["seed"], "cv": FUSION.get("cv", 5), "max_corr": FUSION.get("max_corr", 0.9),
-                    "thresholds": FUSION.get("thresholds", [0.01, 0.99, 0.01])})
+                    "thresholds": FUSION.get("thresholds", [0.01, 0.99, 0.01]), "nested_cv": NESTED_CV})
 
 
 rule fusion:
@@ -107,13 +117,16 @@ rule fusion:
         code=[code("fusion"), code("stats"), code("evaluate")],
     output:
         predictions="results/fusion/predictions.tsv",
-        table=report("results/tables/fusion_models.csv", caption="../report/fusion.rst", category="Fusion",
+        table=report("results/tables/fusion_models.csv", caption="../report/fusion.rst", category="Sun et al.",
                      labels={"table": "Sun: fused models"}),
         md="results/tables/fusion_models.md",
-        coef="results/tables/fusion_coefficients.csv",
-        roc="results/figures/fusion_roc.png",
-        dca=report("results/figures/fusion_calibration_dca.png", caption="../report/fusion.rst", category="Fusion",
+        coef=report("results/tables/fusion_coefficients.csv", caption="../report/fusion_coefficients.rst",
+                    category="Sun et al.", labels={"table": "Sun: coefficients (nomogram)"}),
+        roc=report("results/figures/fusion_roc.png", caption="../report/fusion.rst", category="Sun et al.",
+                   labels={"figure": "Sun: ROC curves (training, test)"}),
+        dca=report("results/figures/fusion_calibration_dca.png", caption="../report/fusion.rst", category="Sun et al.",
                    labels={"figure": "Sun: calibration and decision curves"}),
+        **NESTED_OUTPUTS,
     params:
         prm=fusion_params,
         rad=lambda wc, input: f"--radiomics {input.radiomics}" if input.radiomics else "",
@@ -128,4 +141,4 @@ rule fusion:
 def fusion_targets():
     if not FUSION.get("enabled") or not (RAD_PATIENTS or DEEP_CELL):
         return []
-    return ["results/tables/fusion_models.csv", "results/figures/fusion_calibration_dca.png"]
+    return ["results/tables/fusion_models.csv", "results/figures/fusion_calibration_dca.png", *NESTED_OUTPUTS.values()]

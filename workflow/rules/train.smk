@@ -89,15 +89,16 @@ rule cui_tables:
         predictions=lambda wc: cell_files("cui", "predictions.tsv"),
         code=[code("evaluate"), code("stats")],
     output:
-        t3=report("results/tables/cui_table3.csv", caption="../report/cui_tables.rst", category="Models",
+        t3=report("results/tables/cui_table3.csv", caption="../report/cui_tables.rst", category="Cui et al.",
                   labels={"table": "Cui Table 3"}),
         t3md="results/tables/cui_table3.md",
-        t4=report("results/tables/cui_table4.csv", caption="../report/cui_tables.rst", category="Models",
+        t4=report("results/tables/cui_table4.csv", caption="../report/cui_tables.rst", category="Cui et al.",
                   labels={"table": "Cui Table 4"}),
         t4md="results/tables/cui_table4.md",
-        roc=report("results/figures/cui_roc.png", caption="../report/cui_roc.rst", category="Models",
+        roc=report("results/figures/cui_roc.png", caption="../report/cui_roc.rst", category="Cui et al.",
                    labels={"figure": "Cui Figures 2-4"}),
-        confusion="results/figures/cui_confusion.png",
+        confusion=report("results/figures/cui_confusion.png", caption="../report/cui_roc.rst", category="Cui et al.",
+                         labels={"figure": "Cui Figures 2-4 (confusion matrices)"}),
     params:
         models=lambda wc: study_models_json("cui"),
     log:
@@ -112,18 +113,19 @@ rule li_tables:
         predictions=lambda wc: cell_files("li", "predictions.tsv"),
         code=[code("evaluate"), code("stats")],
     output:
-        t2=report("results/tables/li_table2.csv", caption="../report/li_tables.rst", category="Models",
+        t2=report("results/tables/li_table2.csv", caption="../report/li_tables.rst", category="Li et al.",
                   labels={"table": "Li Table 2"}),
         t2md="results/tables/li_table2.md",
-        t3=report("results/tables/li_table3.csv", caption="../report/li_tables.rst", category="Models",
+        t3=report("results/tables/li_table3.csv", caption="../report/li_tables.rst", category="Li et al.",
                   labels={"table": "Li Table 3"}),
         t3md="results/tables/li_table3.md",
-        mc=report("results/tables/li_mcnemar.csv", caption="../report/li_tables.rst", category="Models",
+        mc=report("results/tables/li_mcnemar.csv", caption="../report/li_tables.rst", category="Li et al.",
                   labels={"table": "Li strong vs weak"}),
         mcmd="results/tables/li_mcnemar.md",
-        roc=report("results/figures/li_roc.png", caption="../report/li_roc.rst", category="Models",
+        roc=report("results/figures/li_roc.png", caption="../report/li_roc.rst", category="Li et al.",
                    labels={"figure": "Li Figures 4-5"}),
-        confusion="results/figures/li_confusion.png",
+        confusion=report("results/figures/li_confusion.png", caption="../report/li_roc.rst", category="Li et al.",
+                         labels={"figure": "Li Figures A1-A2"}),
     params:
         models=lambda wc: study_models_json("li"),
     log:
@@ -140,7 +142,7 @@ rule li_heatmaps:
         crops=lambda wc: sorted({f for c in study_cells("li") for f in cell_crops("li", c["arch"], c["phases"])}),
         code=[code("heatmaps"), code("models")],
     output:
-        png=report("results/figures/li_heatmaps.png", caption="../report/li_heatmaps.rst", category="Models",
+        png=report("results/figures/li_heatmaps.png", caption="../report/li_heatmaps.rst", category="Li et al.",
                    labels={"figure": "Li Figure 6"}),
         pdf="results/figures/li_heatmaps.pdf",
     params:
@@ -158,12 +160,13 @@ rule dai_tables:
         predictions=lambda wc: cell_files("dai", "predictions.tsv"),
         code=[code("evaluate"), code("stats")],
     output:
-        t5=report("results/tables/dai_table5.csv", caption="../report/dai_tables.rst", category="Models",
+        t5=report("results/tables/dai_table5.csv", caption="../report/dai_tables.rst", category="Dai",
                   labels={"table": "Dai Table 5"}),
         t5md="results/tables/dai_table5.md",
-        roc=report("results/figures/dai_roc.png", caption="../report/dai_tables.rst", category="Models",
+        roc=report("results/figures/dai_roc.png", caption="../report/dai_tables.rst", category="Dai",
                    labels={"figure": "Dai Figures 9-10"}),
-        confusion="results/figures/dai_confusion.png",
+        confusion=report("results/figures/dai_confusion.png", caption="../report/dai_tables.rst", category="Dai",
+                         labels={"figure": "Dai Figure 10 (confusion matrices)"}),
     params:
         models=lambda wc: study_models_json("dai"),
     log:

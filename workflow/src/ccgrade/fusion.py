@@ -276,12 +276,10 @@ def _load_split(path: str, fold: int = 0) -> tuple[list[str], list[str]]:
     return sorted(f["train"] + f.get("val", [])), sorted(f["test"])  # validation patients join training
 
 
-def run_fusion(cohort: pd.DataFrame, split: tuple[list[str], list[str]], *, radiomics: pd.DataFrame | None,
-               deep: pd.DataFrame | None, clinical: list[dict], seed: int, cv: int = 5, max_corr: float = 0.9,
-               min_var: float = 1e-8) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
-    """Join the blocks per patient, fit on the split's training patients, predict both sets.
-
-    Returns (predictions, fitted parts, the patients left out with the reason)."""
+def join_blocks(cohort: pd.DataFrame, *, radiomics: pd.DataFrame | None, deep: pd.DataFrame | None,
+                clinical: list[dict]) -> tuple[pd.DataFrame, dict[str, list[str]], pd.DataFrame]:
+    """One row per patient with every block's features (columns ``block:feature``) and the clinical
+    variables; returns (table, the blocks' columns, the patients left out with the reason)."""
     from .radiomics import feature_columns
 
     missing = [v["name"] for v in clinical if v["name"] not in cohort]
@@ -307,7 +305,17 @@ def run_fusion(cohort: pd.DataFrame, split: tuple[list[str], list[str]], *, radi
         missing = df.loc[df[blocks[name]].isna().all(axis=1), "patient_id"]
         left += [{"patient_id": p, "reason": f"no {name} features"} for p in missing if p not in {r["patient_id"] for r in left}]
     drop = {r["patient_id"] for r in left}
-    df = df[~df["patient_id"].isin(drop)]
+    df = df[~df["patient_id"].isin(drop)].reset_index(drop=True)
+    return df, blocks, pd.DataFrame(left, columns=["patient_id", "reason"])
+
+
+def run_fusion(cohort: pd.DataFrame, split: tuple[list[str], list[str]], *, radiomics: pd.DataFrame | None,
+               deep: pd.DataFrame | None, clinical: list[dict], seed: int, cv: int = 5, max_corr: float = 0.9,
+               min_var: float = 1e-8) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
+    """Join the blocks per patient, fit on the split's training patients, predict both sets.
+
+    Returns (predictions, fitted parts, the patients left out with the reason)."""
+    df, blocks, left = join_blocks(cohort, radiomics=radiomics, deep=deep, clinical=clinical)
     train_ids, test_ids = split
     tr = df[df["patient_id"].isin(train_ids)].reset_index(drop=True)
     te = df[df["patient_id"].isin(test_ids)].reset_index(drop=True)
@@ -317,7 +325,48 @@ def run_fusion(cohort: pd.DataFrame, split: tuple[list[str], list[str]], *, radi
                               max_corr=max_corr)
     labels = dict(zip(df["patient_id"], (df["grade_group"] == "high").astype(int)))
     pred.insert(2, "label", pred["patient_id"].map(labels))
-    return pred, fitted, pd.DataFrame(left, columns=["patient_id", "reason"])
+    return pred, fitted, left
+
+
+NESTED_SET = "nested CV"
+
+
+def nested_cv(df: pd.DataFrame, blocks: dict[str, list[str]], *, clinical: list[dict], seed: int, outer: int,
+              cv: int = 5, max_corr: float = 0.9, min_var: float = 1e-8) -> pd.DataFrame:
+    """Nested cross-validation of the whole fusion pipeline, for cohorts too small for one holdout.
+
+    Outer: ``outer`` stratified folds of all patients (seeded). In each, every step (imputation, filters,
+    standardisation, the LASSO penalty by the inner ``cv``-fold CV, the out-of-fold block scores, the
+    clinical and combined models) is fitted on the other folds alone and predicts the held-out fold. Each
+    patient is predicted once, by a pipeline that never saw their label. Returns the pooled
+    out-of-fold predictions with their outer fold.
+    """
+    y = (df["grade_group"] == "high").astype(int).to_numpy()
+    _check_trainable(y, cv)
+    k = int(min(outer, np.bincount(y, minlength=2).min()))
+    rows = []
+    for fold, (tr, te) in enumerate(StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+                                    .split(np.zeros(len(y)), y)):
+        _check_trainable(y[tr], cv)
+        pred, _ = fit_fusion(df.iloc[tr], df.iloc[te], y[tr], blocks=blocks, clinical=clinical, seed=seed, cv=cv,
+                             min_var=min_var, max_corr=max_corr)
+        pred = pred[pred["set"] == "test"].assign(set=NESTED_SET, fold=fold)
+        pred.insert(2, "label", y[te][pd.Index(df["patient_id"].iloc[te]).get_indexer(pred["patient_id"])])
+        rows.append(pred)
+    return pd.concat(rows, ignore_index=True)
+
+
+def nested_table(pred: pd.DataFrame) -> pd.DataFrame:
+    """Per model: the pooled out-of-fold summary (model_table) and the outer folds' AUC mean and SD."""
+    from sklearn.metrics import roc_auc_score
+
+    t = model_table(pred)
+    per_fold = {m: [roc_auc_score(d["label"], d["prob_high"]) for _, d in g.groupby("fold") if d["label"].nunique() == 2]
+                for m, g in pred.groupby("model")}
+    t["outer_folds"] = int(pred["fold"].nunique())
+    t["fold_auc_mean"] = t["model"].map(lambda m: float(np.mean(per_fold[m])))
+    t["fold_auc_sd"] = t["model"].map(lambda m: float(np.std(per_fold[m], ddof=1)) if len(per_fold[m]) > 1 else np.nan)
+    return t
 
 
 MODEL_ORDER = ["radiomics", "deep", "clinical", "combined"]
@@ -331,7 +380,7 @@ def model_table(pred: pd.DataFrame) -> pd.DataFrame:
 
     rows = []
     models_ = [m for m in MODEL_ORDER if m in set(pred["model"])]
-    for set_name in ("train", "test"):
+    for set_name in dict.fromkeys(pred["set"]):
         s = pred[pred["set"] == set_name]
         comb = s[s["model"] == "combined"].set_index("patient_id")
         for m in models_:
@@ -346,16 +395,45 @@ def model_table(pred: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def write_outputs(pred: pd.DataFrame, fitted: dict, left: pd.DataFrame, tables: Path, figures: Path,
-                  thresholds: np.ndarray) -> pd.DataFrame:
-    """Fusion tables (models, coefficients, selected features) and figures (ROC, calibration, DCA)."""
-    from .evaluate import _ci_text, _fmt, roc_figure
-    from .outputs import pyplot, save_figure, write_table
+def _table_view(t: pd.DataFrame) -> pd.DataFrame:
+    """The Markdown view of a model table: AUC with its DeLong CI and the rounded summaries."""
+    from .evaluate import _ci_text, _fmt
 
-    t = model_table(pred)
     view = pd.DataFrame({"Model": t["model"], "Set": t["set"], "n": t["n"], "AUC (95% CI)": [_ci_text(r) for _, r in t.iterrows()],
                          **{c.capitalize(): t[c].map(_fmt) for c in ("accuracy", "sensitivity", "specificity", "brier")},
                          "Hosmer-Lemeshow P": t["hl_p"].map(_fmt), "DeLong P vs combined": t["delong_p_vs_combined"].map(_fmt)})
+    if "fold_auc_mean" in t:
+        view.insert(4, "Outer folds' AUC (mean ± SD)",
+                    [f"{_fmt(m)} ± {_fmt(sd)}" for m, sd in zip(t["fold_auc_mean"], t["fold_auc_sd"])])
+    return view
+
+
+NESTED_TITLE = "Nested cross-validation of the fusion pipeline (pooled out-of-fold predictions)"
+
+
+def write_nested(pred: pd.DataFrame, tables: Path, *, outer: int, cv: int, dropped: list[str]) -> pd.DataFrame:
+    """The nested cross-validation table (CSV + Markdown)."""
+    from .outputs import write_table
+
+    t = nested_table(pred)
+    notes = [f"Every patient predicted once, by the whole pipeline refitted on the other {outer - 1} of {outer} "
+             f"stratified outer folds (inner {cv}-fold CV for the LASSO penalty and the out-of-fold block scores); "
+             "AUC 95% CI by DeLong on the pooled out-of-fold predictions (bootstrap CI in the CSV); threshold 0.5."]
+    if dropped:
+        notes.append(f"Left out of the nested CV: the {', '.join(dropped)} block (its network was trained on a fixed "
+                     "split, so its embeddings of that split's training patients carry their labels).")
+    write_table(tables / "fusion_nested_cv", t, title=NESTED_TITLE, markdown=_table_view(t), footnotes=notes)
+    return t
+
+
+def write_outputs(pred: pd.DataFrame, fitted: dict, left: pd.DataFrame, tables: Path, figures: Path,
+                  thresholds: np.ndarray) -> pd.DataFrame:
+    """Fusion tables (models, coefficients, selected features) and figures (ROC, calibration, DCA)."""
+    from .evaluate import roc_figure
+    from .outputs import pyplot, save_figure, write_table
+
+    t = model_table(pred)
+    view = _table_view(t)
     notes = ["Fitted on the training patients only (validation patients join them); threshold 0.5. AUC 95% CI by "
              "DeLong (bootstrap CI in the CSV). Block models: LASSO logistic regression on the block's filtered, "
              "standardised features; combined: logistic regression on the out-of-fold block scores and the clinical "
@@ -377,7 +455,9 @@ def write_outputs(pred: pd.DataFrame, fitted: dict, left: pd.DataFrame, tables: 
     ct = pd.concat(coef, ignore_index=True) if coef else pd.DataFrame(columns=["model", "term", "coef_per_sd"])
     ct["odds_ratio_per_sd"] = np.exp(ct["coef_per_sd"])
     ct = ct[["model", "term", "coef_per_sd", "odds_ratio_per_sd"] + [c for c in ("train_mean", "train_sd") if c in ct]]
-    write_table(tables / "fusion_coefficients", ct, title="Model coefficients (per training SD; nomogram points "
+    view = ct.assign(**{c: ct[c].map(lambda v: "" if v != v else f"{v:.3f}") for c in ("coef_per_sd", "odds_ratio_per_sd")},
+                     **{c: ct[c].map(lambda v: "" if v != v else f"{v:.4g}") for c in ("train_mean", "train_sd") if c in ct})
+    write_table(tables / "fusion_coefficients", ct, markdown=view, title="Model coefficients (per training SD; nomogram points "
                 "are proportional to coefficient x standardised value)",
                 footnotes=["Block scores are LASSO linear predictors; their terms are the selected features."])
     sets = ("train", "test")
@@ -481,6 +561,9 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as e:  # too few patients of a grade to select and cross-validate: say so, do not crash
         not_fitted(str(e), out, Path(a.tables), Path(a.figures))
         print(f"not fitted: {e}")
+        if int(prm.get("nested_cv", 0)):
+            _run_nested(cohort, rad, prm, int(prm["nested_cv"]), out, Path(a.tables),
+                        dropped=["deep"] if deep is not None else [])
         return
     write_tsv(out / "predictions.tsv", pred)
     write_tsv(out / "left_out.tsv", left)
@@ -489,6 +572,30 @@ def main(argv: list[str] | None = None) -> None:
     lo, hi, step = prm.get("thresholds", [0.01, 0.99, 0.01])
     t = write_outputs(pred, fitted, left, Path(a.tables), Path(a.figures), np.arange(lo, hi + 1e-9, step))
     print(t[["model", "set", "n", "auc", "auc_ci_low", "auc_ci_high"]].to_string(index=False))
+    outer = int(prm.get("nested_cv", 0))
+    if outer:
+        _run_nested(cohort, rad, prm, outer, out, Path(a.tables), dropped=["deep"] if deep is not None else [])
+
+
+def _run_nested(cohort: pd.DataFrame, rad: pd.DataFrame | None, prm: dict, outer: int, out: Path, tables: Path,
+                dropped: list[str]) -> None:
+    from .outputs import write_table, write_tsv
+
+    cv = prm.get("cv", 5)
+    df, blocks, _ = join_blocks(cohort, radiomics=rad, deep=None, clinical=prm["clinical"])
+    try:
+        pred = nested_cv(df, blocks, clinical=prm["clinical"], seed=prm["seed"], outer=outer, cv=cv,
+                         max_corr=prm.get("max_corr", 0.9))
+    except ValueError as e:
+        write_tsv(out / "nested_predictions.tsv", pd.DataFrame(columns=["patient_id", "set", "label", "model",
+                                                                        "prob_high", "fold"]))
+        write_table(tables / "fusion_nested_cv", pd.DataFrame(columns=["model", "set", "n", "auc"]),
+                    title=NESTED_TITLE, footnotes=[f"not fitted: {e}"])
+        print(f"nested CV not fitted: {e}")
+        return
+    write_tsv(out / "nested_predictions.tsv", pred)
+    t = write_nested(pred, tables, outer=int(pred["fold"].nunique()), cv=cv, dropped=dropped)
+    print(t[["model", "set", "n", "auc", "auc_ci_low", "auc_ci_high", "fold_auc_mean"]].to_string(index=False))
 
 
 if __name__ == "__main__":

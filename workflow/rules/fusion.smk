@@ -93,10 +93,11 @@ rule deep_features:
 
 NESTED_CV = int(FUSION.get("nested_cv", 0))
 # nested cross-validation of the whole pipeline (radiomics + clinical): its outputs only when asked for
+NESTED_CAPTION = str(REPO / "workflow/report/fusion_nested.rst")  # outside a rule: not relative to this file
 NESTED_OUTPUTS = {
     "nested": "results/fusion/nested_predictions.tsv",
-    "nested_table": report("results/tables/fusion_nested_cv.csv", caption="../report/fusion_nested.rst",
-                           category="Sun et al.", labels={"table": "Sun: nested cross-validation"}),
+    "nested_table": report("results/tables/fusion_nested_cv.csv", caption=NESTED_CAPTION, category="Sun et al.",
+                           labels={"table": "Sun: nested cross-validation"}),
     "nested_md": "results/tables/fusion_nested_cv.md",
 } if NESTED_CV else {}
 

@@ -30,15 +30,20 @@ install() {
     || cannot "apt-get install slurm-wlm munge failed"
 }
 
+MARK="# written by ccgrade workflow/scripts/slurm-single-node.sh"
+
 write_conf() {
   local cpus mem
+  if [[ -f "$CONF_DIR/slurm.conf" ]] && ! grep -qF "$MARK" "$CONF_DIR/slurm.conf"; then
+    cannot "$CONF_DIR/slurm.conf exists and was not written by this script (a real cluster's node?): not replacing it"
+  fi
   cpus="$(nproc)"
   mem="$(awk '/MemTotal/ {print int($2 / 1024 * 0.9)}' /proc/meminfo)"
   mkdir -p "$STATE"/{ctld,d,log} "$CONF_DIR"
   # a fake GPU: any character device will do for GRES bookkeeping (jobs see CUDA_VISIBLE_DEVICES)
   [[ -c "$STATE/fakegpu0" ]] || mknod "$STATE/fakegpu0" c 1 3
   cat > "$CONF_DIR/slurm.conf" <<CONF
-# written by ccgrade workflow/scripts/slurm-single-node.sh: a single-node test cluster
+$MARK: a single-node test cluster
 ClusterName=ccgrade-test
 SlurmctldHost=$NODE
 AuthType=auth/munge
@@ -69,6 +74,7 @@ PartitionName=cpu Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
 PartitionName=gpu Nodes=$NODE MaxTime=INFINITE State=UP
 CONF
   cat > "$CONF_DIR/gres.conf" <<CONF
+$MARK
 NodeName=$NODE Name=gpu Type=fake File=$STATE/fakegpu0
 CONF
 }
@@ -118,6 +124,11 @@ down() {
       kill -9 "$pid" 2>/dev/null || true
       rm -f "$f"
     fi
+  done
+  # with a slurm.conf but no controller, every scontrol call (the Snakemake SLURM plugin makes one at
+  # import, to read MinJobAge) waits ~30 s: remove the configuration this script wrote
+  for f in slurm.conf gres.conf; do
+    if [[ -f "$CONF_DIR/$f" ]] && grep -qF "$MARK" "$CONF_DIR/$f"; then rm -f "$CONF_DIR/$f"; fi
   done
   echo "[slurm] down" >&2
 }

@@ -85,8 +85,8 @@ def main() -> None:
         total = re.search(r"^total\s+(\d+)", out, re.M)
         print(f"snakemake -n: {total.group(1) if total else '?'} jobs in {best:.1f} s (best of {a.rounds}), "
               f"peak RSS {rss} MB (targets: < 30 s, < 1 GB at 1,000 patients)")
-        stats = re.findall(r"^(\w+)\s+(\d+)$", out, re.M)
-        print("  jobs per rule: " + ", ".join(f"{k} {v}" for k, v in stats if k != "total"))
+        stats = dict(re.findall(r"^(\w+)\s+(\d+)$", out, re.M))  # (a dry run prints the table twice)
+        print("  jobs per rule: " + ", ".join(f"{k} {v}" for k, v in stats.items() if k != "total"))
     if a.demo_dir:
         s, r, out = timed(smk + ["-d", str(a.demo_dir), "--cores", "8", "--resources", "gpu=1"], a.demo_dir)
         ok = "Nothing to be done" in out

@@ -15,8 +15,24 @@ from conftest import REPO, tiny_config
 pytestmark = pytest.mark.slow
 
 
+def copy_of_repository(dst):
+    """The workflow's own files (Snakefile, config, workflow/ with the ccgrade package): a code-change test
+    edits the copy, never this checkout (jobs import the package of the Snakefile's checkout)."""
+    import shutil
+
+    dst.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(REPO / "Snakefile", dst / "Snakefile")
+    shutil.copy2(REPO / "config.yaml", dst / "config.yaml")
+    for d in ("workflow", "config"):
+        shutil.copytree(REPO / d, dst / d, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    return dst
+
+
+SNAKEFILE = {"path": REPO / "Snakefile"}
+
+
 def smk(workdir, *args, check=True):
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), *args]
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE["path"]), "-d", str(workdir), *args]
     r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
     if check and r.returncode:
         raise AssertionError(f"snakemake failed ({r.returncode}):\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}")
@@ -49,6 +65,7 @@ def planned_with(workdir, cfg) -> set[tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
+    SNAKEFILE["path"] = copy_of_repository(tmp_path_factory.mktemp("repo")) / "Snakefile"
     wd = tmp_path_factory.mktemp("study")
     (wd / "config.yaml").write_text(yaml.safe_dump(tiny_config()))
     t = time.time()
@@ -177,6 +194,46 @@ def test_one_variants_batch_size_reruns_only_its_folds(study):
     assert {w for rule, w in jobs if rule == "train_model"} == {
         f"study=dai, arch=resnet50, phases=cmp, variant=b8, fold={f}, seed=1" for f in range(3)}
     assert {rule for rule, _ in jobs} == {"train_model", "dai_tables", "all"}
+
+
+def test_a_new_patient_reruns_only_its_own_jobs_and_the_cohort_level_ones(study):
+    """Adding a patient (demo: n_patients 6 -> 7; existing patients are drawn unchanged) runs that patient's
+    jobs and everything that gathers all patients, and never an existing patient's ingest, crops,
+    geometry or radiomics."""
+    cfg = tiny_config()
+    cfg["demo"]["n_patients"] = 7
+    jobs = planned_with(study, cfg)
+    per_patient = {"demo_patient", "index_series", "convert_volumes", "crop_roi", "tumour_geometry", "radiomics_patient"}
+    assert {w for rule, w in jobs if rule in per_patient} == {
+        "pid=DEMO007", *(f"roi={r}, pid=DEMO007" for r in tiny_config()["rois"])}
+    # the cohort-level stages: the new patient changes the splits, so every model and table after them
+    assert {"demo_cohort", "cohort_sheet", "split", "baseline_grade", "crop_manifest", "radiomics_table",
+            "train_model", "cui_tables", "fusion"} <= {rule for rule, _ in jobs}
+    assert "roi_montage" not in {rule for rule, _ in jobs}  # the montage shows the first patient only
+
+
+def test_a_changed_window_preset_reruns_only_the_crops_that_use_it(study):
+    cfg = tiny_config()
+    cfg["windows"]["dai"]["level"] = 50  # only the centroid ROI (Dai) uses the dai window
+    jobs = planned_with(study, cfg)
+    assert {w for rule, w in jobs if rule == "crop_roi"} == {f"roi=centroid, pid=DEMO00{i}" for i in range(1, 7)}
+    trained = {w for rule, w in jobs if rule == "train_model"}
+    assert trained == {f"study=dai, arch=resnet50, phases=cmp, variant={v}, fold={f}, seed=1"
+                       for v in ("b8", "b32") for f in range(3)}
+    assert {rule for rule, _ in jobs} == {"crop_roi", "crop_manifest", "exclusions", "train_model", "dai_tables", "all"}
+
+
+def test_a_code_change_to_one_stage_reruns_that_stage_and_its_dependants_only(study):
+    module = SNAKEFILE["path"].parent / "workflow/src/ccgrade/baseline.py"
+    original = module.read_text()
+    module.write_text(original + "\n# an edit\n")
+    try:
+        jobs = planned_jobs((lambda r: r.stdout + r.stderr)(smk(study, "-n", "--cores", "2")))
+    finally:
+        module.write_text(original)
+    assert jobs == {("baseline_grade", ""), ("baseline_split", "scheme=li"), ("all", "")}, jobs
+    r = smk(study, "-n", "--cores", "2")  # restored content: nothing to do (Snakemake 9 compares checksums)
+    assert "Nothing to be done" in r.stdout + r.stderr
 
 
 def test_second_run_has_nothing_to_do(study):

@@ -246,6 +246,27 @@ def _normal(iop: str) -> np.ndarray:
     return np.cross(v[:3], v[3:])
 
 
+def codec_problem(transfer_syntax: str) -> str:
+    """Why pixels of this transfer syntax cannot be decoded here ('' when they can): the codec and the
+    package that would decode it (pydicom's pixel-data plugins: pylibjpeg-*, pyjpegls, Pillow)."""
+    if not transfer_syntax or transfer_syntax in NATIVE_LE or transfer_syntax == "1.2.840.10008.1.2.2":
+        return ""
+    from pydicom.pixels import get_decoder
+    from pydicom.uid import UID
+
+    uid = UID(transfer_syntax)
+    name = uid.name if uid.name != str(uid) else "an unknown transfer syntax"
+    try:
+        dec = get_decoder(uid)
+    except NotImplementedError:
+        return f"compressed pixel data in {name} ({uid}): pydicom has no decoder for this transfer syntax"
+    if not dec.is_available:
+        missing = "; ".join(f"{k}: {', '.join(v)}" for k, v in dec.missing_dependencies.items()) if isinstance(
+            dec.missing_dependencies, dict) else "; ".join(dec.missing_dependencies)
+        return f"compressed pixel data in {name} ({uid}) and no decoder installed ({missing})"
+    return ""
+
+
 def series_geometry(sl: pd.DataFrame, tolerance: float = 0.01) -> dict:
     """Check one series' geometry; return spacing/extent facts and ``problem`` (empty when usable)."""
     facts = {"n_slices": len(sl), "problem": "", "problem_file": min(sl["file"])}
@@ -271,9 +292,26 @@ def series_geometry(sl: pd.DataFrame, tolerance: float = 0.01) -> dict:
     if abs(abs(n[2]) - 1) > 1e-3:
         facts["problem"] = f"non-axial orientation (slice normal {np.round(n, 3).tolist()})"
         return facts
-    order = np.argsort(sl[["ipp_x", "ipp_y", "ipp_z"]].to_numpy(float) @ n, kind="stable")
-    pos = (sl[["ipp_x", "ipp_y", "ipp_z"]].to_numpy(float) @ n)[order]
+    codec = codec_problem(str(sl["transfer_syntax"].iloc[0]))
+    if codec:
+        facts["problem"] = codec
+        return facts
+    ipp = sl[["ipp_x", "ipp_y", "ipp_z"]].to_numpy(float)
+    order = np.argsort(ipp @ n, kind="stable")
+    pos = (ipp @ n)[order]
     files = sl["file"].to_numpy()[order]
+    # slices must stack along their normal: in-plane drift of the positions is a tilted gantry (or a
+    # sheared reconstruction), which a volume with one direction matrix would silently misplace
+    drift = ipp[order] - ipp[order][:1] - np.outer(pos - pos[0], n)
+    shift = float(np.abs(drift).max()) if len(drift) else 0.0
+    if shift > max(0.05, 0.1 * float(sl["row_spacing"].iloc[0])):
+        k = int(np.argmax(np.abs(drift).max(axis=1)))
+        facts["problem_file"] = files[k]
+        tilt = np.degrees(np.arctan2(np.linalg.norm(drift[-1]), pos[-1] - pos[0])) if pos[-1] > pos[0] else float("nan")
+        facts["problem"] = (f"sheared slice positions (gantry tilt of about {tilt:.1f} degrees): slices drift "
+                            f"{shift:.2f} mm in-plane; resample to an orthogonal grid (e.g. dcm2niix's tilt "
+                            "correction) before use")
+        return facts
     d = np.diff(pos)
     if (d < 1e-3).any():
         k = int(np.argmax(d < 1e-3))
@@ -527,17 +565,15 @@ def read_volume(folder: str | Path, slices: pd.DataFrame, patient: str, phase: s
         if raw is None:
             raw = np.empty(shape, px.dtype if px.dtype.kind in "iu" and px.dtype.itemsize <= 2 else np.float64)
         raw[k] = px
+    # HU = slope x stored value + intercept (the modality LUT). MONOCHROME1 is not inverted: it says how to
+    # display values after the VOI transform (PS3.3 C.7.6.3.1.2), not what they measure.
     slope, icpt = sl["slope"].to_numpy(float), sl["intercept"].to_numpy(float)
-    mono1 = (sl["photometric"] == "MONOCHROME1").to_numpy()
     integral = bool(np.all(slope == np.round(slope)) and np.all(icpt == np.round(icpt)))
-    if integral and not mono1.any() and len(np.unique(slope)) == 1 and len(np.unique(icpt)) == 1:
+    if integral and len(np.unique(slope)) == 1 and len(np.unique(icpt)) == 1:
         # the common case, vectorised: one rescale for the whole series, in exact integer arithmetic
         arr = raw.astype(np.int32) * int(slope[0]) + int(icpt[0])
     else:
-        arr = raw.astype(np.float32)
-        for k in np.flatnonzero(mono1):
-            arr[k] = float(2 ** int(sl["bits_stored"].iloc[k]) - 1) - arr[k]
-        arr = arr * slope[:, None, None].astype(np.float32) + icpt[:, None, None].astype(np.float32)
+        arr = raw.astype(np.float64) * slope[:, None, None] + icpt[:, None, None]
     if integral and arr.min() >= -32768 and arr.max() <= 32767:
         arr = arr.astype(np.int16)
     else:

@@ -21,6 +21,7 @@ include: "workflow/rules/splits.smk"
 include: "workflow/rules/baseline.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/fusion.smk"
+include: "workflow/rules/provenance.smk"
 
 
 rule all:

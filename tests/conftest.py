@@ -43,6 +43,20 @@ def tiny_config() -> dict:
     return cfg
 
 
+def reduced_config() -> dict:
+    """The tiny demo cut to what exercises every kind of job once: ingest, one ROI's crops, splits,
+    baseline tables, the geometry and montage, and one (GPU) training cell with its paper tables."""
+    cfg = tiny_config()
+    cfg["rois"] = {"box": cfg["rois"]["box"]}
+    cfg["figures"]["montage_roi"] = "box"
+    cfg["radiomics"]["enabled"] = False
+    cfg["fusion"]["enabled"] = False
+    cui = cfg["training"]["studies"]["cui"]
+    cui["models"] = {"resnet34": ["cmp"]}
+    cfg["training"]["studies"] = {"cui": cui}
+    return cfg
+
+
 @pytest.fixture
 def cfg() -> dict:
     return tiny_config()

@@ -21,24 +21,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, tiny_config
+from conftest import REPO, reduced_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 SCRIPT = REPO / "workflow/scripts/slurm-single-node.sh"
-
-
-def reduced_config() -> dict:
-    """The tiny demo, cut to what exercises every kind of job once: ingest, one ROI's crops, splits,
-    baseline tables, the geometry and montage, and one GPU training cell with its paper tables."""
-    cfg = tiny_config()
-    cfg["rois"] = {"box": cfg["rois"]["box"]}
-    cfg["figures"]["montage_roi"] = "box"
-    cfg["radiomics"]["enabled"] = False
-    cfg["fusion"]["enabled"] = False
-    cui = cfg["training"]["studies"]["cui"]
-    cui["models"] = {"resnet34": ["cmp"]}
-    cfg["training"]["studies"] = {"cui": cui}
-    return cfg
 
 
 @pytest.fixture(scope="module")

@@ -187,6 +187,33 @@ def test_html_report_gathers_every_paper_item(study):
     assert r.returncode == 0
 
 
+def test_no_dicom_phi_anywhere_in_results(study):
+    """The demo writes synthetic PHI into every DICOM header (name, MRN, birth date, accession number,
+    institution); none of it may reach any file under results/ - tables, logs, model metadata and
+    weights, crops, figures, the HTML report - in any form we can search: UTF-8 and UTF-16 bytes."""
+    import pydicom
+
+    phi, births = set(), set()
+    for pdir in sorted((study / "resources/demo_cohort/dicom").iterdir()):
+        ds = pydicom.dcmread(next(next(pdir.iterdir()).iterdir()), stop_before_pixels=True)
+        phi |= {str(ds.PatientName), str(ds.PatientName).split("^")[0], ds.PatientID, ds.AccessionNumber,
+                ds.InstitutionName}
+        births.add(ds.PatientBirthDate)
+    assert len(phi) >= 6 * 4 and all(len(v) >= 6 for v in phi) and len(births) >= 3
+    needles = [v.encode(enc) for v in phi for enc in ("utf-8", "utf-16-le")]
+    # a birth date is eight digits: searched as a whole token in text (not inside a float's digits)
+    date = re.compile(r"(?<![\d.])(" + "|".join(sorted(births)) + r")(?!\d)")
+    files = [p for p in (study / "results").rglob("*") if p.is_file()]
+    assert (study / "results/report.html") in files and len(files) > 300
+    for f in files:
+        data = f.read_bytes()
+        hit = [n for n in needles if n in data]
+        assert not hit, f"{f.relative_to(study)} holds DICOM PHI {hit[:3]}"
+        if f.suffix in (".tsv", ".csv", ".md", ".json", ".log", ".html", ".txt"):
+            m = date.search(data.decode("utf-8", "replace"))
+            assert not m, f"{f.relative_to(study)} holds a DICOM birth date ({m.group(0)})"
+
+
 def test_one_variants_batch_size_reruns_only_its_folds(study):
     cfg = tiny_config()
     cfg["training"]["studies"]["dai"]["variants"]["b8"] = {"batch": 4}

@@ -170,4 +170,4 @@ def all_targets():
         out += expand("results/figures/roi_montage/{pid}.png", pid=MONTAGE_PATIENTS)
     if MEASURED:
         out.append("results/tables/tumour_geometry.csv")
-    return out + study_targets() + fusion_targets()
+    return out + study_targets() + fusion_targets() + ["results/provenance.json"]

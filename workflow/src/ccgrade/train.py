@@ -283,7 +283,9 @@ def train_model(data: CropSet, split: dict[str, list[str]], hp: dict, *, seed: i
                  f"{rec['images_per_s']:.0f} images/s")
     if best_state is not None:
         save_atomic(best_state, outdir / "best.pt")
-    pd.DataFrame(history).to_csv(outdir / "epochs.tsv", sep="\t", index=False)
+    from .outputs import write_text, write_tsv
+
+    write_tsv(outdir / "epochs.tsv", pd.DataFrame(history))
     meta = {"hyperparameters": hp, "seed": seed, "device": dev, "best_epoch": best["epoch"],
             "selection": "best validation AUC (ties: lower validation loss)" if has_val else
             "last epoch (the split has no validation set)",
@@ -291,7 +293,7 @@ def train_model(data: CropSet, split: dict[str, list[str]], hp: dict, *, seed: i
             "input_shape": list(data.images.shape[1:]), "n_train_images": int(len(train.labels)),
             "n_train_patients": int(len(set(train.patients))),
             "versions": {"torch": torch.__version__, "numpy": np.__version__}}
-    (outdir / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
+    write_text(outdir / "meta.json", json.dumps(meta, indent=1, default=str))
     return meta
 
 
@@ -368,17 +370,17 @@ PREDICTION_COLUMNS = ["patient_id", "set", "source", "slice_index", "x1", "y1", 
 
 def not_trained(out: Path, hp: dict, reason: str) -> None:
     """The outputs of a cell that cannot be trained (e.g. one grade group only), saying why."""
-    from .outputs import pyplot, save_figure, write_tsv
+    from .outputs import pyplot, save_figure, write_text, write_tsv
 
     plt = pyplot()
 
     out.mkdir(parents=True, exist_ok=True)
-    (out / "meta.json").write_text(json.dumps({"status": "not trained", "reason": reason, "hyperparameters": hp},
-                                              indent=1))
+    write_text(out / "meta.json", json.dumps({"status": "not trained", "reason": reason, "hyperparameters": hp},
+                                             indent=1))
     write_tsv(out / "predictions.tsv", pd.DataFrame(columns=PREDICTION_COLUMNS))
     write_tsv(out / "epochs.tsv", pd.DataFrame(columns=["epoch", "loss", "val_auc", "val_loss", "seconds",
                                                          "images_per_s"]))
-    torch.save({}, out / "best.pt")
+    save_atomic({}, out / "best.pt")
     fig, ax = plt.subplots(figsize=(5, 2))
     ax.axis("off")
     ax.text(0.5, 0.5, f"not trained: {reason}", ha="center", va="center", wrap=True)
@@ -409,7 +411,7 @@ def curve_figure(history: pd.DataFrame, stem: Path, title: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
-    from .outputs import write_tsv
+    from .outputs import write_text, write_tsv
 
     ap = argparse.ArgumentParser(description="Train one cell of the model matrix and predict its test patients.")
     ap.add_argument("--cohort", required=True, help="analysis cohort sheet (patient_id, grade_group)")
@@ -449,7 +451,7 @@ def main(argv: list[str] | None = None) -> None:
     if (out / "last.pt").exists() and (not stamp.exists() or stamp.read_text() != fp):
         (out / "last.pt").unlink()  # a state from another recipe, seed, data or split: start afresh
     out.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(fp)
+    write_text(stamp, fp)
     meta = train_model(data, split, hp, seed=a.seed, outdir=out, device=a.device)
     dev = _device(a.device)
     net = load_best(out, hp, data.images.shape[1], dev)

@@ -1,0 +1,75 @@
+"""Interruptions: a training job killed mid-epoch (SIGKILL, as a scheduler or an out-of-memory killer does)
+resumes from its last checkpoint and ends with exactly the records and weights of an uninterrupted run
+(CPU, same seed)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from ccgrade import train
+
+TESTS = Path(__file__).resolve().parent
+HP = {"arch": "resnet18", "optimizer": "sgd", "lr": 0.02, "momentum": 0.9, "batch": 8, "epochs": 6,
+      "augment": {"rotate_deg": 30, "hflip": True, "vflip": True, "copies": 1}, "class_weight": "balanced",
+      "checkpoint_s": 0}  # a resume state after every epoch (the default is at most once a minute)
+
+SCRIPT = textwrap.dedent("""
+    import sys, torch
+    sys.path.insert(0, {tests!r})
+    torch.set_num_threads(1)
+    from test_train import synthetic
+    from ccgrade import train
+    data, split = synthetic(per=8)
+    train.train_model(data, split, {hp!r}, seed=5, outdir={out!r}, progress=lambda m: print(m, flush=True))
+    print("finished", flush=True)
+""")
+
+
+def run_to_the_end(out: Path) -> None:
+    from test_train import synthetic
+
+    torch.set_num_threads(1)
+    data, split = synthetic(per=8)
+    train.train_model(data, split, HP, seed=5, outdir=out, progress=lambda m: None)
+
+
+@pytest.mark.slow
+def test_a_job_killed_mid_epoch_resumes_to_the_same_result(tmp_path):
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-c", SCRIPT.format(tests=str(TESTS), hp=HP, out=str(killed))],
+                            stdout=subprocess.PIPE, text=True, start_new_session=True)
+    seen = []
+    for line in proc.stdout:
+        seen.append(line.strip())
+        if line.startswith("epoch 2/"):  # the epoch-2 state is on disk (saved before this line): kill in epoch 3
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, seen
+    assert not any(s.startswith("finished") for s in seen)
+    assert (killed / "last.pt").exists() and not (killed / "best.pt").exists() and not (killed / "epochs.tsv").exists()
+    # rerun: resumes after the saved epoch and finishes
+    msgs = []
+    from test_train import synthetic
+
+    torch.set_num_threads(1)
+    data, split = synthetic(per=8)
+    train.train_model(data, split, HP, seed=5, outdir=killed, progress=msgs.append)
+    assert msgs[0] == "resuming after epoch 1", msgs[:2]
+    ref = tmp_path / "uninterrupted"
+    run_to_the_end(ref)
+    a, b = (pd.read_csv(d / "epochs.tsv", sep="\t") for d in (ref, killed))
+    cols = ["epoch", "loss", "val_auc", "val_loss"]
+    np.testing.assert_array_equal(a[cols].to_numpy(), b[cols].to_numpy())
+    wa, wb = torch.load(ref / "best.pt"), torch.load(killed / "best.pt")
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)

@@ -1,0 +1,81 @@
+"""What produced a study's results: package versions, the configuration's hash, the code's git commit,
+the machine and the accelerator. Written beside the results (``results/provenance.json``) so that a
+table can be traced to the exact recipe; it holds no patient data and no path outside the repository."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+PACKAGES = ["snakemake", "snakemake-executor-plugin-slurm", "torch", "torchvision", "numpy", "scipy", "pandas",
+            "scikit-learn", "statsmodels", "pydicom", "pylibjpeg", "pylibjpeg-openjpeg", "pylibjpeg-libjpeg",
+            "pylibjpeg-rle", "pyjpegls", "SimpleITK", "nibabel", "pyradiomics", "matplotlib", "ccgrade"]
+
+
+def config_hash(config: dict) -> str:
+    """SHA-256 of the configuration as canonical JSON (sorted keys): equal configs, equal hashes."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
+
+
+def git_commit(repo: str | Path) -> dict:
+    """The checkout's commit and whether tracked files differ from it ('unknown' outside a git checkout)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=20,
+                              check=True).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": "unknown", "dirty": None}
+    return {"commit": commit, "dirty": dirty}
+
+
+def versions() -> dict[str, str]:
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def record(config: dict, repo: str | Path, commit: dict | None = None) -> dict:
+    import torch
+
+    cuda = torch.cuda.is_available()
+    return {
+        "config_sha256": config_hash(config),
+        "seed": config.get("seed"),
+        "cohort_source": config.get("cohort", {}).get("source"),
+        "git": commit if commit is not None else git_commit(repo),
+        "python": platform.python_version(),
+        "packages": versions(),
+        "platform": {"system": platform.system(), "machine": platform.machine(), "release": platform.release()},
+        "accelerator": {"cuda": cuda, "device": torch.cuda.get_device_name(0) if cuda else None,
+                        "torch_cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if cuda else None},
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    from .outputs import write_json
+
+    ap = argparse.ArgumentParser(description="Write the provenance record of a study run.")
+    ap.add_argument("--config", required=True, help="JSON: the study configuration")
+    ap.add_argument("--git", required=True, help="JSON: {commit, dirty} of the workflow's checkout")
+    ap.add_argument("--repo", required=True)
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args(argv)
+    rec = record(json.loads(a.config), a.repo, json.loads(a.git))
+    write_json(a.out, rec)
+    print(json.dumps({k: rec[k] for k in ("config_sha256", "git")}))
+
+
+if __name__ == "__main__":
+    main()

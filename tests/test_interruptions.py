@@ -73,3 +73,54 @@ def test_a_job_killed_mid_epoch_resumes_to_the_same_result(tmp_path):
     np.testing.assert_array_equal(a[cols].to_numpy(), b[cols].to_numpy())
     wa, wb = torch.load(ref / "best.pt"), torch.load(killed / "best.pt")
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+@pytest.mark.slow
+def test_outputs_of_a_killed_snakemake_job_are_never_taken_as_results(tmp_path):
+    """Snakemake killed (SIGKILL, with its job) while a job writes its outputs: a plain rerun refuses the
+    incomplete outputs, naming them (after --unlock when the kill left the folder locked); with
+    --rerun-incomplete (set in workflow/profiles/) it reruns the job, and the outputs equal those of an
+    uninterrupted run."""
+    import time
+
+    import yaml
+
+    from conftest import REPO, tiny_config
+
+    def smk(wd, *args):
+        return subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(wd),
+                               "--cores", "1", *args], capture_output=True, text=True)
+
+    target = "resources/demo_cohort/annotations/DEMO001/cmp/mask.nii.gz"
+    for d in ("killed", "clean"):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "config.yaml").write_text(yaml.safe_dump(tiny_config()))
+    proc = subprocess.Popen([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d",
+                             str(tmp_path / "killed"), "--cores", "1", target],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    partial = tmp_path / "killed/resources/demo_cohort/dicom/DEMO001"  # the job's first output, written first
+    t = time.time()
+    while not (partial.exists() and any(partial.rglob("*/*"))) and proc.poll() is None and time.time() - t < 120:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the job ended before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert not (tmp_path / "killed" / target).exists()  # killed half-way: some outputs written, others not
+    def unlocked(*args):  # the killed Snakemake may leave its lock: remove it as the message says, once
+        r = smk(tmp_path / "killed", *args)
+        if r.returncode and "--unlock" in r.stderr:
+            assert smk(tmp_path / "killed", "--unlock").returncode == 0
+            r = smk(tmp_path / "killed", *args)
+        return r
+
+    r = unlocked(target)
+    text = r.stdout + r.stderr
+    assert "incomplete" in text.lower() and "DEMO001" in text, text[-3000:]
+    if r.returncode:  # refused, naming the incomplete files: rerun them, as the profiles do
+        r = unlocked("--rerun-incomplete", target)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert smk(tmp_path / "clean", target).returncode == 0
+    for rel in (target, "resources/demo_cohort/annotations/DEMO001/ep/polygons.json"):
+        assert (tmp_path / "killed" / rel).read_bytes() == (tmp_path / "clean" / rel).read_bytes(), rel
+    dicoms = sorted(p.relative_to(tmp_path / "clean") for p in (tmp_path / "clean/resources/demo_cohort/dicom/DEMO001").rglob("*/*"))
+    assert dicoms and all((tmp_path / "killed" / p).read_bytes() == (tmp_path / "clean" / p).read_bytes() for p in dicoms)

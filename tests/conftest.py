@@ -99,3 +99,25 @@ def ingest_to(folder: Path, pid: str, workdir: Path, volumes: str = "vol", image
         res[n].to_csv(workdir / f"{n}.tsv", sep="\t", index=False)
     ingest.convert_patient(folder, pid, workdir, workdir / volumes, images)
     return res, workdir / volumes
+
+
+def run_reduced_study(workdir: Path, *extra: str) -> None:
+    """The reduced study (``reduced_config``) in ``workdir`` on this machine, 2 cores, one GPU slot."""
+    import os
+    import subprocess
+    import sys
+
+    workdir.mkdir(parents=True)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(reduced_config()))
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores", "2",
+           "--resources", "gpu=1", "-q", *extra]
+    r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+
+
+@pytest.fixture(scope="session")
+def reduced_local_run(tmp_path_factory) -> Path:
+    """One completed local run of the reduced study, shared by the determinism and SLURM tests."""
+    wd = tmp_path_factory.mktemp("reduced") / "local"
+    run_reduced_study(wd)
+    return wd

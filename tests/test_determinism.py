@@ -6,26 +6,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
-import sys
 from importlib import metadata
 
 import pytest
 import yaml
 
-from conftest import REPO, reduced_config
+from conftest import REPO, run_reduced_study
 
 pytestmark = pytest.mark.slow
-
-
-def run(workdir):
-    workdir.mkdir()
-    (workdir / "config.yaml").write_text(yaml.safe_dump(reduced_config()))
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores", "2",
-           "--resources", "gpu=1", "-q"]
-    r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
 
 
 def outputs(root):
@@ -40,10 +29,10 @@ def outputs(root):
     return out
 
 
-def test_two_runs_are_byte_identical_and_say_what_made_them(tmp_path):
-    run(tmp_path / "a")
-    run(tmp_path / "b")
-    a, b = outputs(tmp_path / "a"), outputs(tmp_path / "b")
+def test_two_runs_are_byte_identical_and_say_what_made_them(reduced_local_run, tmp_path):
+    first = reduced_local_run
+    run_reduced_study(tmp_path / "b")
+    a, b = outputs(first), outputs(tmp_path / "b")
     assert a.keys() == b.keys() and len(a) > 40
     assert any(k.endswith("predictions.tsv") for k in a) and any(k.endswith(".png") for k in a)
     differ = [k for k in a if a[k] != b[k]]
@@ -52,11 +41,11 @@ def test_two_runs_are_byte_identical_and_say_what_made_them(tmp_path):
     import pandas as pd
 
     cell = "results/models/cui/resnet34/cmp/base/fold0/seed1"
-    ea, eb = (pd.read_csv(d / cell / "epochs.tsv", sep="\t") for d in (tmp_path / "a", tmp_path / "b"))
+    ea, eb = (pd.read_csv(d / cell / "epochs.tsv", sep="\t") for d in (first, tmp_path / "b"))
     pd.testing.assert_frame_equal(ea.drop(columns=["seconds", "images_per_s"]), eb.drop(columns=["seconds", "images_per_s"]))
     # provenance: the config's hash, the commit of this checkout, the installed versions
-    prov = json.loads((tmp_path / "a/results/provenance.json").read_text())
-    cfg = yaml.safe_load((tmp_path / "a/config.yaml").read_text())
+    prov = json.loads((first / "results/provenance.json").read_text())
+    cfg = yaml.safe_load((first / "config.yaml").read_text())
     want = hashlib.sha256(json.dumps(cfg, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
     assert prov["config_sha256"] == want and prov["seed"] == cfg["seed"]
     head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True)

@@ -55,13 +55,10 @@ TABLES = ["results/tables/baseline_low_vs_high.csv", "results/tables/baseline_tr
           "results/models/cui/resnet34/cmp/base/fold0/seed1/predictions.tsv"]
 
 
-def test_reduced_study_on_slurm_equals_the_local_run(cluster, tmp_path):
-    cfg = yaml.safe_dump(reduced_config())
-    local, on_slurm = tmp_path / "local", tmp_path / "slurm"
-    for d in (local, on_slurm):
-        d.mkdir()
-        (d / "config.yaml").write_text(cfg)
-    _, t_local = smk(local, "--cores", "2", "--resources", "gpu=1", "-q")
+def test_reduced_study_on_slurm_equals_the_local_run(cluster, reduced_local_run, tmp_path):
+    local, on_slurm = reduced_local_run, tmp_path / "slurm"
+    on_slurm.mkdir()
+    (on_slurm / "config.yaml").write_text(yaml.safe_dump(reduced_config()))
     # the repository's profile with the edits its header asks of a user, for this test cluster: no sacct
     # (squeue status), no account, and a node of 2 CPUs and ~20 GB (the profile asks 8 CPUs, 32 GB per GPU job)
     profile = yaml.safe_load((REPO / "workflow/profiles/slurm/config.yaml").read_text())
@@ -74,7 +71,7 @@ def test_reduced_study_on_slurm_equals_the_local_run(cluster, tmp_path):
     (tmp_path / "profile/config.yaml").write_text(yaml.safe_dump(profile))
     r, t_slurm = smk(on_slurm, "--workflow-profile", str(tmp_path / "profile"), "--verbose")
     log = r.stdout + r.stderr
-    print(f"reduced study: local {t_local:.0f} s, SLURM {t_slurm:.0f} s")
+    print(f"reduced study on SLURM: {t_slurm:.0f} s")
     # every job went through sbatch; the training cell asked SLURM for a GPU on the gpu partition
     calls = [line for line in log.splitlines() if "sbatch" in line and "--parsable" in line]
     train_calls = [c for c in calls if "--comment rule_train_model" in c.replace("'", "")]

@@ -37,11 +37,12 @@ def write_cohort(root: Path, n: int, slices: int, cfg: dict) -> int:
                  for s in sorted((root / "template/dicom/DEMO001").iterdir())}
     px = np.zeros((8, 8), np.uint16).tobytes()
     count = 0
+    root_uid = "1.2.826.0.1.3680043.10.999"  # short UIDs (<= 64 characters) unique per patient, series, slice
     for i in range(n):
         pid = f"P{i:05d}"
-        study = pydicom.uid.generate_uid()
-        for series, dss in templates.items():
-            uid = pydicom.uid.generate_uid()
+        study = f"{root_uid}.{i + 1}"
+        for s_idx, (series, dss) in enumerate(templates.items()):
+            uid = f"{study}.{s_idx + 1}"
             out = root / "dicom" / pid / series
             out.mkdir(parents=True)
             for k, ds in enumerate(dss):

@@ -45,8 +45,9 @@ def main() -> None:
     serial = time.perf_counter() - t
     targets = [f"results/radiomics/patients/{p}.tsv" for p in pids]
     t = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "snakemake", "--cores", str(a.cores), "--forcerun", "radiomics_patient",
-                    "--quiet", "all", *targets], cwd=REPO, check=True)
+    # targets first: --forcerun and --quiet take lists and would swallow them
+    subprocess.run([sys.executable, "-m", "snakemake", *targets, "--cores", str(a.cores), "--forcerun",
+                    "radiomics_patient", "--quiet", "all"], cwd=REPO, check=True)
     dag = time.perf_counter() - t
     print(f"pyradiomics {radiomics.version()}, {n_feat} features per patient, {len(pids)} demo patients "
           f"(params {rad['params']}: {json.dumps(yaml.safe_load((REPO / rad['params']).read_text())['imageType'])})")

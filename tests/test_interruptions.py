@@ -92,9 +92,11 @@ def test_outputs_of_a_killed_snakemake_job_are_never_taken_as_results(tmp_path):
                                "--cores", "1", *args], capture_output=True, text=True)
 
     target = "resources/demo_cohort/annotations/DEMO001/cmp/mask.nii.gz"
+    cfg = tiny_config()
+    cfg["demo"]["n_slices"] = 40  # a longer write (4 x 40 files) to interrupt
     for d in ("killed", "clean"):
         (tmp_path / d).mkdir()
-        (tmp_path / d / "config.yaml").write_text(yaml.safe_dump(tiny_config()))
+        (tmp_path / d / "config.yaml").write_text(yaml.safe_dump(cfg))
     proc = subprocess.Popen([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d",
                              str(tmp_path / "killed"), "--cores", "1", target],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)

@@ -17,6 +17,7 @@ set -euo pipefail
 STATE="${CCGRADE_SLURM_STATE:-/tmp/ccgrade-slurm}"
 CONF_DIR=/etc/slurm
 NODE="$(hostname -s)"
+MUNGE_PID=/run/munge/ccgrade-munged.pid   # only a munged this script started (a system one is left alone)
 
 cannot() { echo "slurm-single-node: cannot run here: $*" >&2; exit 3; }
 
@@ -93,10 +94,11 @@ up() {
     chown munge:munge /etc/munge/munge.key 2>/dev/null || true
     chmod 400 /etc/munge/munge.key
     mkdir -p /run/munge && chown munge:munge /run/munge 2>/dev/null || true
+    # the PID file in munge's own run folder: munged (run as the munge user) can write it there
     if id munge >/dev/null 2>&1; then
-      su -s /bin/sh munge -c "munged --pid-file=$STATE/munged.pid" 2>/dev/null || munged --force --pid-file="$STATE/munged.pid"
+      su -s /bin/sh munge -c "munged --pid-file=$MUNGE_PID" 2>/dev/null || munged --force --pid-file="$MUNGE_PID"
     else
-      munged --force --pid-file="$STATE/munged.pid"
+      munged --force --pid-file="$MUNGE_PID"
     fi
     munge -n </dev/null >/dev/null 2>&1 || cannot "munged did not start"
   fi
@@ -114,8 +116,7 @@ up() {
 }
 
 down() {
-  for d in slurmd slurmctld munged; do
-    local f="$STATE/$d.pid"
+  for f in "$STATE/slurmd.pid" "$STATE/slurmctld.pid" "$MUNGE_PID"; do
     if [[ -f "$f" ]]; then
       local pid
       pid="$(cat "$f")"

@@ -20,11 +20,12 @@ pytestmark = pytest.mark.slow
 def outputs(root):
     """Every table, split, cohort, manifest, prediction and figure of a run, by relative path."""
     keep = (".csv", ".md", ".tsv", ".json", ".png", ".pdf")
-    skip = ("results/logs/", "results/benchmarks/", "results/provenance.json", "meta.json", "epochs.tsv")
+    timing_dirs = ("results/logs/", "results/benchmarks/")  # wall-clock records: they differ by design
+    timing_files = ("results/provenance.json", "meta.json", "epochs.tsv")  # (epochs.tsv is compared below)
     out = {}
     for path in sorted((root / "results").rglob("*")):
         rel = str(path.relative_to(root))
-        if path.is_file() and rel.endswith(keep) and not rel.startswith(skip[:2]) and not rel.endswith(skip[2:]):
+        if path.is_file() and rel.endswith(keep) and not rel.startswith(timing_dirs) and not rel.endswith(timing_files):
             out[rel] = path.read_bytes()
     return out
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 from pathlib import Path
 from typing import Any
@@ -112,12 +113,12 @@ def load_cohort_sheet(path: str | Path, cfg: dict, schema_path: str | Path | Non
     sep = "," if path.suffix.lower() == ".csv" else "\t"
     raw = path.read_bytes()
     try:
-        raw.decode("utf-8")
+        text = raw.decode("utf-8").removeprefix("\ufeff")  # a byte-order mark (spreadsheet programs) is dropped
     except UnicodeDecodeError as e:  # e.g. a sheet saved by a spreadsheet program as Latin-1 / Windows-1252
         line = raw[: e.start].count(b"\n") + 1
         raise CohortError(f"not UTF-8 text: line {line} has the byte(s) {raw[e.start:e.end]!r} "
                           f"({e.reason}); save the sheet as UTF-8", file=str(path)) from None
-    df = pd.read_csv(path, sep=sep, dtype={"patient_id": str}, keep_default_na=True, encoding="utf-8-sig")
+    df = pd.read_csv(io.StringIO(text), sep=sep, dtype={"patient_id": str}, keep_default_na=True)
     return validate_cohort(df, cfg, file=str(path), base=path.parent, schema_path=schema_path)
 
 

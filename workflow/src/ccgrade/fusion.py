@@ -429,7 +429,7 @@ def write_nested(pred: pd.DataFrame, tables: Path, *, outer: int, cv: int, dropp
 def write_outputs(pred: pd.DataFrame, fitted: dict, left: pd.DataFrame, tables: Path, figures: Path,
                   thresholds: np.ndarray) -> pd.DataFrame:
     """Fusion tables (models, coefficients, selected features) and figures (ROC, calibration, DCA)."""
-    from .evaluate import roc_figure
+    from .evaluate import _fmt, roc_figure
     from .outputs import pyplot, save_figure, write_table
 
     t = model_table(pred)
@@ -455,7 +455,7 @@ def write_outputs(pred: pd.DataFrame, fitted: dict, left: pd.DataFrame, tables: 
     ct = pd.concat(coef, ignore_index=True) if coef else pd.DataFrame(columns=["model", "term", "coef_per_sd"])
     ct["odds_ratio_per_sd"] = np.exp(ct["coef_per_sd"])
     ct = ct[["model", "term", "coef_per_sd", "odds_ratio_per_sd"] + [c for c in ("train_mean", "train_sd") if c in ct]]
-    view = ct.assign(**{c: ct[c].map(lambda v: "" if v != v else f"{v:.3f}") for c in ("coef_per_sd", "odds_ratio_per_sd")},
+    view = ct.assign(**{c: ct[c].map(_fmt) for c in ("coef_per_sd", "odds_ratio_per_sd")},
                      **{c: ct[c].map(lambda v: "" if v != v else f"{v:.4g}") for c in ("train_mean", "train_sd") if c in ct})
     write_table(tables / "fusion_coefficients", ct, markdown=view, title="Model coefficients (per training SD; nomogram points "
                 "are proportional to coefficient x standardised value)",
@@ -561,19 +561,17 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as e:  # too few patients of a grade to select and cross-validate: say so, do not crash
         not_fitted(str(e), out, Path(a.tables), Path(a.figures))
         print(f"not fitted: {e}")
-        if int(prm.get("nested_cv", 0)):
-            _run_nested(cohort, rad, prm, int(prm["nested_cv"]), out, Path(a.tables),
-                        dropped=["deep"] if deep is not None else [])
-        return
-    write_tsv(out / "predictions.tsv", pred)
-    write_tsv(out / "left_out.tsv", left)
-    sel = [{"block": n, "feature": f, "selected": f in bm.selected} for n, bm in fitted["blocks"].items() for f in bm.kept]
-    write_tsv(out / "selected_features.tsv", pd.DataFrame(sel, columns=["block", "feature", "selected"]))
-    lo, hi, step = prm.get("thresholds", [0.01, 0.99, 0.01])
-    t = write_outputs(pred, fitted, left, Path(a.tables), Path(a.figures), np.arange(lo, hi + 1e-9, step))
-    print(t[["model", "set", "n", "auc", "auc_ci_low", "auc_ci_high"]].to_string(index=False))
+    else:
+        write_tsv(out / "predictions.tsv", pred)
+        write_tsv(out / "left_out.tsv", left)
+        sel = [{"block": n, "feature": f, "selected": f in bm.selected} for n, bm in fitted["blocks"].items()
+               for f in bm.kept]
+        write_tsv(out / "selected_features.tsv", pd.DataFrame(sel, columns=["block", "feature", "selected"]))
+        lo, hi, step = prm.get("thresholds", [0.01, 0.99, 0.01])
+        t = write_outputs(pred, fitted, left, Path(a.tables), Path(a.figures), np.arange(lo, hi + 1e-9, step))
+        print(t[["model", "set", "n", "auc", "auc_ci_low", "auc_ci_high"]].to_string(index=False))
     outer = int(prm.get("nested_cv", 0))
-    if outer:
+    if outer:  # the nested CV runs over all patients: it does not need the holdout fit to have worked
         _run_nested(cohort, rad, prm, outer, out, Path(a.tables), dropped=["deep"] if deep is not None else [])
 
 

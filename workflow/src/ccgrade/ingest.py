@@ -260,10 +260,9 @@ def codec_problem(transfer_syntax: str) -> str:
         dec = get_decoder(uid)
     except NotImplementedError:
         return f"compressed pixel data in {name} ({uid}): pydicom has no decoder for this transfer syntax"
-    if not dec.is_available:
-        missing = "; ".join(f"{k}: {', '.join(v)}" for k, v in dec.missing_dependencies.items()) if isinstance(
-            dec.missing_dependencies, dict) else "; ".join(dec.missing_dependencies)
-        return f"compressed pixel data in {name} ({uid}) and no decoder installed ({missing})"
+    if not dec.is_available:  # missing_dependencies: one line per plugin, naming the packages it needs
+        return (f"compressed pixel data in {name} ({uid}) and no decoder installed "
+                f"({'; '.join(dec.missing_dependencies)})")
     return ""
 
 
@@ -297,8 +296,9 @@ def series_geometry(sl: pd.DataFrame, tolerance: float = 0.01) -> dict:
         facts["problem"] = codec
         return facts
     ipp = sl[["ipp_x", "ipp_y", "ipp_z"]].to_numpy(float)
-    order = np.argsort(ipp @ n, kind="stable")
-    pos = (ipp @ n)[order]
+    along = ipp @ n
+    order = np.argsort(along, kind="stable")
+    pos = along[order]
     files = sl["file"].to_numpy()[order]
     # slices must stack along their normal: in-plane drift of the positions is a tilted gantry (or a
     # sheared reconstruction), which a volume with one direction matrix would silently misplace

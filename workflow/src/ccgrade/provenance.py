@@ -46,7 +46,8 @@ def versions() -> dict[str, str]:
     return out
 
 
-def record(config: dict, repo: str | Path, commit: dict | None = None) -> dict:
+def record(config: dict, commit: dict) -> dict:
+    """The provenance record of a run with ``config`` from the checkout at ``commit`` (see ``git_commit``)."""
     import torch
 
     cuda = torch.cuda.is_available()
@@ -54,7 +55,7 @@ def record(config: dict, repo: str | Path, commit: dict | None = None) -> dict:
         "config_sha256": config_hash(config),
         "seed": config.get("seed"),
         "cohort_source": config.get("cohort", {}).get("source"),
-        "git": commit if commit is not None else git_commit(repo),
+        "git": commit,
         "python": platform.python_version(),
         "packages": versions(),
         "platform": {"system": platform.system(), "machine": platform.machine(), "release": platform.release()},
@@ -69,10 +70,9 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Write the provenance record of a study run.")
     ap.add_argument("--config", required=True, help="JSON: the study configuration")
     ap.add_argument("--git", required=True, help="JSON: {commit, dirty} of the workflow's checkout")
-    ap.add_argument("--repo", required=True)
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
-    rec = record(json.loads(a.config), a.repo, json.loads(a.git))
+    rec = record(json.loads(a.config), json.loads(a.git))
     write_json(a.out, rec)
     print(json.dumps({k: rec[k] for k in ("config_sha256", "git")}))
 

@@ -89,6 +89,7 @@ def test_non_unit_rescale_slope_and_per_slice_rescale(patient_copy, reference, t
         icpt = -1024 if k % 2 else -2048
         stored = ((hu - icpt) * 2).astype(np.uint16)
         ds.PixelRepresentation, ds.RescaleSlope, ds.RescaleIntercept = 0, "0.5", str(icpt)
+        ds.BitsStored, ds.HighBit = 16, 15  # the doubled values need all 16 bits
         ds.PixelData = stored.tobytes()
         ds.save_as(f)
     table, hu = convert(patient_copy, tmp_path)
@@ -122,6 +123,82 @@ def test_latin1_series_description_is_decoded_by_its_character_set(patient_copy)
     ser = res["series"]
     assert "Nieren arteriell Phase Größe" in set(ser["series_description"])
     assert status(res).loc["cmp", "status"] == "ok"
+
+
+def test_a_localizer_inside_an_axial_series_is_dropped_and_the_series_kept(patient_copy, reference, tmp_path):
+    """A scout stored with the axial slices (same SeriesInstanceUID): the localizer goes, the volume stays."""
+    src = files(patient_copy / "S03")[0]
+    ds = pydicom.dcmread(src)
+    ds.SOPInstanceUID, ds.InstanceNumber = generate_uid(), 999
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "LOCALIZER"]
+    ds.ImageOrientationPatient = [1, 0, 0, 0, 0, -1]  # a coronal topogram
+    ds.save_as(patient_copy / "S03" / "IM9999")
+    res = index(patient_copy)
+    assert status(res).loc["cmp", "status"] == "ok" and status(res).loc["cmp", "n_slices"] == len(files(patient_copy / "S03")) - 1
+    ser = res["series"].set_index("phase").loc["cmp"]
+    assert "dropped 1 localizer image(s) from the series: S03/IM9999" in ser["notes"]
+    dropped = res["slices"].set_index("file").loc["S03/IM9999", "dropped"]
+    assert dropped == "localizer image"
+    _, hu = convert(patient_copy, tmp_path)
+    np.testing.assert_array_equal(hu["cmp"], reference["cmp"])
+
+
+def test_several_reconstructions_of_a_phase_are_chosen_by_the_stated_preference(patient_copy, reference, tmp_path):
+    """The same parenchymal phase as 5 mm soft tissue (B30f), 5 mm bone (B70f BONE) and 2.5 mm soft tissue,
+    plus a dose report and an exam summary: the 5 mm soft-tissue series is used, the others are recorded
+    as alternatives with the reason, and the screen captures are ignored like localizers."""
+    for f in files(patient_copy / "S04"):
+        ds = pydicom.dcmread(f)
+        ds.ConvolutionKernel = "B30f"
+        ds.save_as(f)
+    for folder, kernel, desc, thick in (("S14", "B70f", "Nephro 5mm BONE", 5.0), ("S24", "B30f", "Nephro 2.5mm", 2.5)):
+        (patient_copy / folder).mkdir()
+        uid = generate_uid()
+        for f in files(patient_copy / "S04"):
+            ds = pydicom.dcmread(f)
+            ds.SeriesInstanceUID, ds.SOPInstanceUID = uid, generate_uid()
+            ds.ConvolutionKernel, ds.SeriesDescription, ds.SliceThickness = kernel, desc, thick
+            ds.save_as(patient_copy / folder / f.name)
+    for name, desc, image_type in (("dose", "Dose Report", ["DERIVED", "SECONDARY", "OTHER"]),
+                                   ("summary", "Exam Summary", ["DERIVED", "SECONDARY", "SCREEN SAVE"])):
+        ds = pydicom.dcmread(files(patient_copy / "S04")[0])
+        ds.SeriesInstanceUID, ds.SOPInstanceUID, ds.SeriesDescription, ds.ImageType = generate_uid(), generate_uid(), desc, image_type
+        (patient_copy / name).mkdir()
+        ds.save_as(patient_copy / name / "IM0001")
+    res = index(patient_copy)
+    st, ser = status(res), res["series"].set_index("series_description")
+    assert st.loc["np", "status"] == "ok" and st.loc["np", "series_uid"] == ser.loc[
+        pydicom.dcmread(files(patient_copy / "S04")[0]).SeriesDescription, "series_uid"]
+    assert (st["status"] == "ok").all()
+    assert ser.loc["Nephro 5mm BONE", "choice"] == "alternative" and "avoided: bone" in ser.loc["Nephro 5mm BONE", "choice_reason"]
+    assert ser.loc["Nephro 2.5mm", "choice"] == "alternative" and "2.5 mm" in ser.loc["Nephro 2.5mm", "choice_reason"]
+    for desc in ("Dose Report", "Exam Summary"):
+        assert ser.loc[desc, "status"] == "ignored" and "derived images" in ser.loc[desc, "reason"]
+    assert res["exclusions"].empty
+    _, hu = convert(patient_copy, tmp_path)
+    np.testing.assert_array_equal(hu["np"], reference["np"])
+    # two reconstructions the preference cannot tell apart stay ambiguous, naming both and the way out
+    for f in files(patient_copy / "S24"):
+        ds = pydicom.dcmread(f)
+        ds.SliceThickness = 5.0
+        ds.save_as(f)
+    for f in files(patient_copy / "S14"):
+        f.unlink()
+    reason = status(index(patient_copy)).loc["np", "reason"]
+    assert reason.startswith("ambiguous: 2 series") and "cannot tell them apart" in reason and "ingest.phase_map" in reason
+
+
+def test_mapping_the_wanted_series_resolves_an_ambiguous_phase(patient_copy):
+    (patient_copy / "S33").mkdir()
+    uid = generate_uid()
+    for f in files(patient_copy / "S03"):
+        ds = pydicom.dcmread(f)
+        ds.SeriesInstanceUID, ds.SOPInstanceUID, ds.SeriesNumber = uid, generate_uid(), 33
+        ds.save_as(patient_copy / "S33" / f.name)
+    assert status(index(patient_copy)).loc["cmp", "reason"].startswith("ambiguous")
+    mapping = pd.DataFrame({"patient_id": ["DEMO001"], "series_instance_uid": [uid], "phase": ["cmp"]})
+    res = ingest.index_patient(patient_copy, "DEMO001", CFG, PHASES, mapping)
+    assert status(res).loc["cmp", "status"] == "ok" and status(res).loc["cmp", "series_uid"] == uid
 
 
 # ------------------------------------------------------------------------------------- exclusion rows
@@ -197,6 +274,62 @@ def test_truncated_file_is_an_exclusion_or_an_error_naming_it(patient_copy):
     assert f"truncated file S04/{f.name}" in status(res).loc["np", "reason"]
     with pytest.raises(DicomError, match=rf"patient DEMO001.*phase np.*{f.name}"):
         index(patient_copy, cfg={**CFG, "on_bad_series": "error"})
+
+
+@pytest.mark.parametrize("end", ["first", "last"])
+def test_an_unreadable_first_or_last_slice_excludes_the_series(patient_copy, end):
+    """No gap betrays a missing end slice: the unreadable file itself must exclude its series."""
+    fs = sorted(files(patient_copy / "S04"), key=lambda f: float(pydicom.dcmread(f).ImagePositionPatient[2]))
+    f = fs[0] if end == "first" else fs[-1]
+    f.write_bytes(f.read_bytes()[:200])  # cut inside the header
+    res = index(patient_copy)
+    st = status(res)
+    assert st.loc["np", "status"] == "excluded" and f"unreadable file(s) S04/{f.name}" in st.loc["np", "reason"]
+    assert exclusion(res, "np")["file"] == f"S04/{f.name}"
+    assert (st.drop("np")["status"] == "ok").all()
+
+
+def test_gantry_tilt_in_the_header_with_unsheared_positions_is_excluded(patient_copy):
+    for f in files(patient_copy / "S05"):
+        ds = pydicom.dcmread(f)
+        ds.GantryDetectorTilt = 12.5
+        ds.save_as(f)
+    res = index(patient_copy)
+    st = status(res)
+    assert st.loc["ep", "status"] == "excluded" and "GantryDetectorTilt is 12.5 degrees" in st.loc["ep", "reason"]
+    assert exclusion(res, "ep")["file"].startswith("S05/")
+
+
+def test_a_mixed_shape_series_names_the_odd_file(patient_copy):
+    f = files(patient_copy / "S02")[5]
+    ds = pydicom.dcmread(f)
+    arr = ds.pixel_array[:-8]
+    ds.Rows, ds.PixelData = arr.shape[0], arr.tobytes()
+    ds.save_as(f)
+    res = index(patient_copy)
+    reason = status(res).loc["up", "reason"]
+    assert "mixed series: 2 different rows values" in reason and f"S02/{f.name}" in reason
+    assert exclusion(res, "up")["file"] == f"S02/{f.name}"
+
+
+def test_a_private_element_with_a_huge_length_is_named(patient_copy):
+    import struct
+
+    f = files(patient_copy / "S02")[3]
+    ds = pydicom.dcmread(f)
+    ds.add_new(0x00090010, "LO", "ACME 1.0")
+    ds.add_new(0x00091001, "OB", b"12345678")
+    ds.save_as(f)
+    data = bytearray(f.read_bytes())
+    at = data.find(b"\x09\x00\x01\x10OB")
+    data[at + 8:at + 12] = struct.pack("<I", 0x7FFFFFF0)  # a length far past the end of the file
+    f.write_bytes(bytes(data))
+    res = index(patient_copy)
+    ex = res["exclusions"]
+    row = ex[ex["file"] == f"S02/{f.name}"].iloc[0]
+    assert "private element (0009,1001) declares 2,147,483,632 bytes" in row["reason"]
+    assert "PixelData" in row["reason"] and row["patient_id"] == "DEMO001"
+    assert status(res).loc["up", "status"] == "excluded"  # and its series is not silently shortened
 
 
 # ------------------------------------------------------------------------------------- sheet errors

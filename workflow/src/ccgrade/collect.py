@@ -11,7 +11,8 @@ import pandas as pd
 from .outputs import write_table, write_tsv
 
 SERIES_COLUMNS = ["patient_id", "series_number", "series_description", "n_files", "phase", "method", "status",
-                  "reason", "evidence", "spacing", "contrast_agent", "transfer_syntax", "series_uid"]
+                  "reason", "choice", "choice_reason", "notes", "evidence", "spacing", "slice_thickness", "kernel",
+                  "contrast_agent", "transfer_syntax", "series_uid"]
 
 
 def concat_tsv(paths: list[str]) -> pd.DataFrame:

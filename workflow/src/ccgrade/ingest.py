@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import re
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -21,21 +20,22 @@ import pandas as pd
 import pydicom
 import SimpleITK as sitk
 from pydicom.errors import InvalidDicomError
+from pydicom.pixels import get_decoder, pixel_array
 
 from .errors import DicomError, GeometryError
 from .outputs import atomic_path, write_tsv
 
 PIXEL_DATA = 0x7FE00010
-SLICE_COLUMNS = ["patient_id", "file", "series_uid", "sop_uid", "study_uid", "frame_uid", "modality",
+SLICE_COLUMNS = ["patient_id", "file", "series_uid", "sop_uid", "sop_class", "study_uid", "frame_uid", "modality",
                  "image_type", "series_number", "instance_number", "series_description", "contrast_agent",
                  "acq_s", "bolus_s", "ipp_x", "ipp_y", "ipp_z", "iop", "row_spacing", "col_spacing",
-                 "slice_thickness", "rows", "cols", "slope", "intercept", "photometric", "bits_stored",
+                 "slice_thickness", "gantry_tilt", "kernel", "rows", "cols", "slope", "intercept", "photometric", "bits_stored",
                  "pixel_representation", "bits_allocated", "samples_per_pixel", "transfer_syntax", "file_bytes",
                  "pixel_offset", "pixel_bytes_needed", "truncated"]
 #: one row per patient x configured phase: usable or excluded, and why
 PHASE_COLUMNS = ["patient_id", "phase", "status", "series_uid", "n_slices", "spacing", "reason"]
-#: uncompressed little-endian transfer syntaxes whose pixel bytes convert reads directly at the indexed offset
-NATIVE_LE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
+#: uncompressed transfer syntaxes (implicit and explicit VR little endian, explicit VR big endian)
+NATIVE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"}
 
 
 def _seconds(tm: object) -> float:
@@ -67,88 +67,94 @@ def find_dicom_files(folder: str | Path) -> list[Path]:
     return out
 
 
-#: text encodings of SpecificCharacterSet values decoded without pydicom (others use pydicom's conversion)
-_CHARSETS = {"": "latin-1", "ISO_IR 6": "latin-1", "ISO_IR 100": "latin-1", "ISO_IR 192": "utf-8"}
-_NUMERIC = {"US": "H", "SS": "h", "UL": "I", "SL": "i"}
+#: the elements the index reads (only these are parsed from a header); converted by pydicom itself
+INDEX_TAGS = [0x00080005, 0x00080008, 0x00080016, 0x00080018, 0x00080031, 0x00080032, 0x00080060, 0x0008103E,
+              0x00180010, 0x00180050, 0x00181042, 0x00181120, 0x00181210, 0x0020000D, 0x0020000E, 0x00200011,
+              0x00200013, 0x00200032, 0x00200037, 0x00200052, 0x00280002, 0x00280004, 0x00280010, 0x00280011,
+              0x00280030, 0x00280100, 0x00280101, 0x00280103, 0x00281052, 0x00281053, PIXEL_DATA]
 
 
-class _Header:
-    """Reads the index's ~27 elements from a dataset's raw (unconverted) elements.
+def header_values(ds: pydicom.Dataset, tags: list[int]) -> dict[int, object]:
+    """The values of ``tags`` converted by pydicom's own value conversion (``pydicom.values.convert_value``):
+    the VR from the file, or the data dictionary's for implicit-VR files; text in the declared character
+    set. Empty values are left out. (The Dataset's per-access machinery is skipped: it costs as much as
+    reading the file.)"""
+    from pydicom.charset import convert_encodings
+    from pydicom.dataelem import RawDataElement
+    from pydicom.datadict import dictionary_VR
+    from pydicom.values import convert_value
 
-    pydicom converts and validates every element on access, which costs about as much as the file read;
-    the index needs only strings and numbers, so raw values are decoded here (text in the declared
-    character set, DS/IS split on backslashes, binary integers in the file's byte order). Anything
-    unusual (sequences, other character sets, already-converted elements) goes through pydicom.
-    """
-
-    def __init__(self, ds: pydicom.Dataset):
-        self.ds = ds
-        cs = ds.get_item(0x00080005)
-        raw = b"" if cs is None else (cs.value if isinstance(cs.value, bytes) else str(cs.value).encode())
-        cs_val = (raw or b"").decode("ascii", "replace").strip(" \x00").split("\\")[0].strip()
-        self.encoding = _CHARSETS.get(cs_val)
-
-    def _raw(self, tag: int):
-        elem = self.ds.get_item(tag)
-        if elem is None:
-            return None, None
-        if not isinstance(elem, pydicom.dataelem.RawDataElement) or elem.value is None or not isinstance(elem.value, bytes):
-            return "converted", elem
-        return "raw", elem
-
-    def text(self, tag: int, default: str = "") -> str:
-        how, elem = self._raw(tag)
-        if how is None:
-            return default
-        if how == "converted" or self.encoding is None:
-            v = self.ds.get(tag)
-            v = getattr(v, "value", v)
-            return default if v is None else "\\".join(map(str, v)) if isinstance(v, (list, pydicom.multival.MultiValue)) else str(v)
-        return elem.value.decode(self.encoding, "replace").strip(" \x00")
-
-    def numbers(self, tag: int) -> list[float] | None:
-        how, elem = self._raw(tag)
-        if how is None:
+    def convert(tag: int, encodings):
+        raw = ds.get_item(tag)
+        if raw is None:
             return None
-        vr = elem.VR if how == "raw" else None
-        if how == "raw" and vr in _NUMERIC:
-            size = struct.calcsize("<" + _NUMERIC[vr])
-            n = len(elem.value) // size
-            order = "<" if elem.is_little_endian else ">"
-            return [float(v) for v in struct.unpack(f"{order}{n}{_NUMERIC[vr]}", elem.value[: n * size])]
-        if how == "raw" and (vr in ("DS", "IS") or (vr is None and elem.is_implicit_VR)):
-            txt = elem.value.decode("ascii", "replace").strip(" \x00")
-            try:
-                return [float(x) for x in txt.split("\\") if x.strip()] if txt else []
-            except ValueError:
-                pass
-        v = self.ds.get(tag)
-        v = getattr(v, "value", v)
-        if v is None or v == "":
-            return []
-        return [float(x) for x in (v if isinstance(v, (list, pydicom.multival.MultiValue)) else [v])]
+        if isinstance(raw, RawDataElement):
+            return convert_value(raw.VR or dictionary_VR(tag), raw, encodings)
+        return raw.value
 
-    def number(self, tag: int, default: float) -> float:
-        v = self.numbers(tag)
-        return float(v[0]) if v else default
+    cs = convert(0x00080005, None)
+    encodings = convert_encodings(cs if cs else None)
+    out = {}
+    for tag in tags:
+        if tag == PIXEL_DATA:
+            continue
+        v = convert(tag, encodings)
+        if v is not None and v != "" and not (isinstance(v, (list, pydicom.multival.MultiValue)) and not len(v)):
+            out[tag] = v
+    return out
 
 
-#: the elements the index reads (only these are kept when parsing a header)
-INDEX_TAGS = [0x00080005, 0x00080008, 0x00080018, 0x00080031, 0x00080032, 0x00080060, 0x0008103E, 0x00180010,
-              0x00180050, 0x00181042, 0x0020000D, 0x0020000E, 0x00200011, 0x00200013, 0x00200032, 0x00200037,
-              0x00200052, 0x00280002, 0x00280004, 0x00280010, 0x00280011, 0x00280030, 0x00280100, 0x00280101,
-              0x00280103, 0x00281052, 0x00281053, PIXEL_DATA]
+def _text(vals: dict, tag: int) -> str:
+    v = vals.get(tag)
+    if v is None:
+        return ""
+    if isinstance(v, (list, pydicom.multival.MultiValue)):
+        return "\\".join(str(x) for x in v)
+    return str(v).strip()
+
+
+def _numbers(vals: dict, tag: int) -> list[float]:
+    v = vals.get(tag)
+    if v is None:
+        return []
+    return [float(x) for x in (v if isinstance(v, (list, pydicom.multival.MultiValue)) else [v])]
+
+
+def _number(vals: dict, tag: int, default: float) -> float:
+    v = _numbers(vals, tag)
+    return float(v[0]) if v else default
+
+
+def oversized_element(path: Path) -> str:
+    """The element whose declared length runs past the end of the file (which hides everything after it,
+    PixelData included), described for a reason; '' when there is none."""
+    size = path.stat().st_size
+    try:
+        ds = pydicom.dcmread(path, defer_size=256, force=True)
+    except Exception:  # noqa: BLE001 - only a diagnosis: the caller reports the missing PixelData anyway
+        return ""
+    for tag in ds.keys():
+        raw = ds.get_item(tag, keep_deferred=True)
+        length, tell = getattr(raw, "length", None), getattr(raw, "value_tell", None)
+        if length is not None and tell is not None and length != 0xFFFFFFFF and tell + length > size:
+            kind = "private element" if tag.is_private else "element"
+            return (f"{kind} ({tag.group:04X},{tag.element:04X}) declares {length:,} bytes but the file ends "
+                    f"{size - tell:,} bytes after its start: the header is corrupt there and nothing after it "
+                    "(PixelData included) can be read")
+    return ""
 
 
 def read_header(path: Path, folder: Path, patient: str) -> dict:
-    """One slice's index record from its header; pixel data is skipped (deferred) and size-checked."""
+    """One slice's index record from its header, values converted by pydicom (pixel data is deferred: never
+    loaded, only size-checked)."""
     ds = pydicom.dcmread(path, defer_size=256, specific_tags=INDEX_TAGS)
-    h = _Header(ds)
+    v = header_values(ds, INDEX_TAGS)
     size = path.stat().st_size
     need, offset, trunc = np.nan, np.nan, False
-    modality = h.text(0x00080060)
+    modality = _text(v, 0x00080060)
     if PIXEL_DATA not in ds and modality in ("CT", "MR", "PT", "OT", ""):
-        raise ValueError(f"image without PixelData ({size} bytes; truncated?)")
+        why = oversized_element(path)
+        raise ValueError(why or f"image without PixelData ({size} bytes; truncated?)")
     if PIXEL_DATA in ds:
         raw = ds.get_item(PIXEL_DATA, keep_deferred=True)
         length = getattr(raw, "length", None)
@@ -156,36 +162,37 @@ def read_header(path: Path, folder: Path, patient: str) -> dict:
         if length is not None and tell is not None and length != 0xFFFFFFFF:
             need, offset = int(tell + length), int(tell)
             trunc = size < need
-    ipp = (h.numbers(0x00200032) or []) + [np.nan] * 3
-    iop = (h.numbers(0x00200037) or []) + [np.nan] * 6
-    ps = (h.numbers(0x00280030) or []) + [np.nan] * 2
+    ipp = _numbers(v, 0x00200032) + [np.nan] * 3
+    iop = _numbers(v, 0x00200037) + [np.nan] * 6
+    ps = _numbers(v, 0x00280030) + [np.nan] * 2
     ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "")
-    series_number = h.number(0x00200011, np.nan)
-    instance = h.number(0x00200013, np.nan)
-    desc = h.text(0x0008103E)
-    series_uid = h.text(0x0020000E)
+    series_number = _number(v, 0x00200011, np.nan)
+    instance = _number(v, 0x00200013, np.nan)
+    desc = _text(v, 0x0008103E)
+    series_uid = _text(v, 0x0020000E)
     return {
         "patient_id": patient, "file": str(path.relative_to(folder)),
         # anonymised exports may blank the series UID: fall back to folder + series number + description
         "series_uid": series_uid or f"nouid:{path.parent.relative_to(folder)}:{_int_text(series_number)}:{desc}",
-        "sop_uid": h.text(0x00080018) or path.name,
-        "study_uid": h.text(0x0020000D), "frame_uid": h.text(0x00200052),
-        "modality": modality, "image_type": h.text(0x00080008),
+        "sop_uid": _text(v, 0x00080018) or path.name, "sop_class": _text(v, 0x00080016),
+        "study_uid": _text(v, 0x0020000D), "frame_uid": _text(v, 0x00200052),
+        "modality": modality, "image_type": _text(v, 0x00080008),
         "series_number": None if series_number != series_number else int(series_number),
         "instance_number": None if instance != instance else int(instance),
         "series_description": desc,
-        "contrast_agent": h.text(0x00180010),
-        "acq_s": _seconds(h.text(0x00080032) or h.text(0x00080031)),
-        "bolus_s": _seconds(h.text(0x00181042)),
+        "contrast_agent": _text(v, 0x00180010),
+        "acq_s": _seconds(_text(v, 0x00080032) or _text(v, 0x00080031)),
+        "bolus_s": _seconds(_text(v, 0x00181042)),
         "ipp_x": ipp[0], "ipp_y": ipp[1], "ipp_z": ipp[2], "iop": " ".join(f"{v:.6f}" for v in iop[:6]),
         "row_spacing": ps[0], "col_spacing": ps[1],
-        "slice_thickness": h.number(0x00180050, np.nan) or np.nan,
-        "rows": int(h.number(0x00280010, 0)), "cols": int(h.number(0x00280011, 0)),
-        "slope": h.number(0x00281053, 1) or 1.0, "intercept": h.number(0x00281052, 0) or 0.0,
-        "photometric": h.text(0x00280004), "bits_stored": int(h.number(0x00280101, 0) or 0),
-        "pixel_representation": int(h.number(0x00280103, 0) or 0),
-        "bits_allocated": int(h.number(0x00280100, 0) or 0),
-        "samples_per_pixel": int(h.number(0x00280002, 1) or 1),
+        "slice_thickness": _number(v, 0x00180050, np.nan) or np.nan,
+        "gantry_tilt": _number(v, 0x00181120, 0.0), "kernel": _text(v, 0x00181210),
+        "rows": int(_number(v, 0x00280010, 0)), "cols": int(_number(v, 0x00280011, 0)),
+        "slope": _number(v, 0x00281053, 1) or 1.0, "intercept": _number(v, 0x00281052, 0) or 0.0,
+        "photometric": _text(v, 0x00280004), "bits_stored": int(_number(v, 0x00280101, 0)),
+        "pixel_representation": int(_number(v, 0x00280103, 0)),
+        "bits_allocated": int(_number(v, 0x00280100, 0)),
+        "samples_per_pixel": int(_number(v, 0x00280002, 1) or 1),
         "transfer_syntax": str(ts), "file_bytes": size, "pixel_offset": offset, "pixel_bytes_needed": need,
         "truncated": bool(trunc),
     }
@@ -195,39 +202,19 @@ def _int_text(v: float) -> str:
     return "" if v != v else str(int(v))
 
 
-def read_header_pydicom(path: Path, folder: Path, patient: str) -> dict:
-    """Reference implementation of ``read_header`` through pydicom's own value conversion (tests compare)."""
-    ds = pydicom.dcmread(path, defer_size=256)
-    rec = read_header(path, folder, patient)
-    sn, inn = ds.get("SeriesNumber", None), ds.get("InstanceNumber", None)
-    ipp = [float(v) for v in ds.get("ImagePositionPatient", [np.nan] * 3)]
-    iop = [float(v) for v in ds.get("ImageOrientationPatient", [np.nan] * 6)]
-    ps = [float(v) for v in ds.get("PixelSpacing", [np.nan, np.nan])]
-    rec.update({
-        "series_uid": str(ds.get("SeriesInstanceUID", "") or
-                          f"nouid:{path.parent.relative_to(folder)}:{'' if sn is None else int(sn)}:{ds.get('SeriesDescription', '')}"),
-        "sop_uid": str(ds.get("SOPInstanceUID", "") or path.name),
-        "study_uid": str(ds.get("StudyInstanceUID", "")), "frame_uid": str(ds.get("FrameOfReferenceUID", "")),
-        "modality": str(ds.get("Modality", "")), "image_type": "\\".join(map(str, ds.get("ImageType", []))),
-        "series_number": None if sn is None else int(sn), "instance_number": None if inn is None else int(inn),
-        "series_description": str(ds.get("SeriesDescription", "")),
-        "contrast_agent": str(ds.get("ContrastBolusAgent", "")),
-        "acq_s": _seconds(ds.get("AcquisitionTime") or ds.get("SeriesTime")),
-        "bolus_s": _seconds(ds.get("ContrastBolusStartTime")),
-        "ipp_x": ipp[0], "ipp_y": ipp[1], "ipp_z": ipp[2], "iop": " ".join(f"{v:.6f}" for v in iop),
-        "row_spacing": ps[0], "col_spacing": ps[1],
-        "slice_thickness": float(ds.get("SliceThickness", np.nan) or np.nan),
-        "rows": int(ds.get("Rows", 0)), "cols": int(ds.get("Columns", 0)),
-        "slope": float(ds.get("RescaleSlope", 1) or 1), "intercept": float(ds.get("RescaleIntercept", 0) or 0),
-        "photometric": str(ds.get("PhotometricInterpretation", "")), "bits_stored": int(ds.get("BitsStored", 0) or 0),
-        "pixel_representation": int(ds.get("PixelRepresentation", 0) or 0),
-        "bits_allocated": int(ds.get("BitsAllocated", 0) or 0), "samples_per_pixel": int(ds.get("SamplesPerPixel", 1) or 1),
-    })
-    return rec
+def _salvage_series_uid(path: Path) -> str:
+    """The SeriesInstanceUID of a file whose header cannot be read whole, when the part before the damage
+    holds it ('' otherwise): used to tell which series an unreadable file would have belonged to."""
+    try:
+        ds = pydicom.dcmread(path, force=True, stop_before_pixels=True, specific_tags=[0x0020000E])
+        return _text(header_values(ds, [0x0020000E]), 0x0020000E)
+    except Exception:  # noqa: BLE001 - a best effort; the file is reported as unreadable either way
+        return ""
 
 
 def index_folder(folder: str | Path, patient: str) -> tuple[pd.DataFrame, list[dict]]:
-    """Header index of every DICOM file under ``folder``; unreadable files are returned as problems."""
+    """Header index of every DICOM file under ``folder``; unreadable files are returned as problems
+    (with the series UID when the readable part of the header gives it)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DicomError(f"DICOM folder {str(folder)!r} does not exist", patient=patient)
@@ -235,10 +222,13 @@ def index_folder(folder: str | Path, patient: str) -> tuple[pd.DataFrame, list[d
     for p in find_dicom_files(folder):
         try:
             recs.append(read_header(p, folder, patient))
-        except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError) as e:
+        except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             problems.append({"patient_id": patient, "phase": "", "file": str(p.relative_to(folder)),
-                             "stage": "index", "reason": f"unreadable DICOM header ({type(e).__name__}: {e})"})
-    return pd.DataFrame(recs, columns=SLICE_COLUMNS), problems
+                             "stage": "index", "reason": f"unreadable DICOM header ({type(e).__name__}: {e})",
+                             "series_uid": _salvage_series_uid(p)})
+    df = pd.DataFrame(recs, columns=SLICE_COLUMNS)
+    df["dropped"] = ""
+    return df, problems
 
 
 def _normal(iop: str) -> np.ndarray:
@@ -249,9 +239,8 @@ def _normal(iop: str) -> np.ndarray:
 def codec_problem(transfer_syntax: str) -> str:
     """Why pixels of this transfer syntax cannot be decoded here ('' when they can): the codec and the
     package that would decode it (pydicom's pixel-data plugins: pylibjpeg-*, pyjpegls, Pillow)."""
-    if not transfer_syntax or transfer_syntax in NATIVE_LE or transfer_syntax == "1.2.840.10008.1.2.2":
+    if not transfer_syntax or transfer_syntax in NATIVE:
         return ""
-    from pydicom.pixels import get_decoder
     from pydicom.uid import UID
 
     uid = UID(transfer_syntax)
@@ -264,6 +253,17 @@ def codec_problem(transfer_syntax: str) -> str:
         return (f"compressed pixel data in {name} ({uid}) and no decoder installed "
                 f"({'; '.join(dec.missing_dependencies)})")
     return ""
+
+
+def _odd_values(sl: pd.DataFrame, col: str) -> tuple[str, str]:
+    """For a column that is not constant within a series: a description of its values (the majority first,
+    the odd files named) and the first odd file."""
+    vals = sl[col].astype(str)
+    counts = vals.value_counts()
+    major = counts.index[0]
+    odd = sl.loc[vals != major, "file"].sort_values()
+    named = ", ".join(odd.iloc[:3]) + (f" and {len(odd) - 3} more" if len(odd) > 3 else "")
+    return f"{major} in {int(counts.iloc[0])} files, other values in {named}", str(odd.iloc[0])
 
 
 def series_geometry(sl: pd.DataFrame, tolerance: float = 0.01) -> dict:
@@ -279,7 +279,8 @@ def series_geometry(sl: pd.DataFrame, tolerance: float = 0.01) -> dict:
     for col, what in (("iop", "orientation"), ("rows", "rows"), ("cols", "columns"), ("row_spacing", "pixel spacing"),
                       ("col_spacing", "pixel spacing"), ("frame_uid", "frame of reference")):
         if sl[col].nunique(dropna=False) > 1:
-            facts["problem"] = f"mixed series: {sl[col].nunique(dropna=False)} different {what} values in one series"
+            desc, facts["problem_file"] = _odd_values(sl, col)
+            facts["problem"] = f"mixed series: {sl[col].nunique(dropna=False)} different {what} values ({desc})"
             return facts
     if len(sl) < 2:
         facts["problem"] = "single-slice series (not a volume)"
@@ -311,6 +312,13 @@ def series_geometry(sl: pd.DataFrame, tolerance: float = 0.01) -> dict:
         facts["problem"] = (f"sheared slice positions (gantry tilt of about {tilt:.1f} degrees): slices drift "
                             f"{shift:.2f} mm in-plane; resample to an orthogonal grid (e.g. dcm2niix's tilt "
                             "correction) before use")
+        return facts
+    tilt = pd.to_numeric(sl["gantry_tilt"], errors="coerce").fillna(0.0).abs()
+    if (tilt > 0.01).any():
+        facts["problem_file"] = str(sl.loc[tilt.idxmax(), "file"])
+        facts["problem"] = (f"GantryDetectorTilt is {float(tilt.max()):.1f} degrees but the slice positions are not "
+                            "sheared: the header contradicts itself, so the volume's geometry cannot be trusted; "
+                            "resample to an orthogonal grid (e.g. dcm2niix's tilt correction) or correct the header")
         return facts
     d = np.diff(pos)
     if (d < 1e-3).any():
@@ -350,7 +358,11 @@ def phase_from_description(desc: str, keywords: dict[str, list[str]]) -> tuple[s
 
 
 def assign_phases(series: pd.DataFrame, cfg_ingest: dict, mapping: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Give every candidate series a phase by mapping file, description, contrast agent or bolus timing."""
+    """Give every candidate series a phase by mapping file, description, contrast agent or bolus timing.
+
+    A phase given to a series by the phase map is that series' alone: other series that the heuristics
+    would give the same phase are set aside (method ``superseded``), so mapping the wanted series suffices.
+    """
     series = series.copy()
     series["phase"], series["method"], series["evidence"] = "", "", ""
     mapped = {}
@@ -385,6 +397,13 @@ def assign_phases(series: pd.DataFrame, cfg_ingest: dict, mapping: pd.DataFrame 
         else:
             method = "unassigned"
         series.loc[i, ["phase", "method", "evidence"]] = [ph or "", method, "; ".join(x for x in [why] + ev if x)]
+    # a mapped phase belongs to the mapped series only
+    by_map = series[series["method"] == "mapping"]
+    for ph, uids in by_map.groupby("phase")["series_number"]:
+        other = (series["phase"] == ph) & (series["method"] != "mapping")
+        nums = ", ".join(f"#{_int_text(float(n)) if n == n else '?'}" for n in uids)
+        series.loc[other, "evidence"] = series.loc[other, "evidence"] + f"; phase {ph} given to series {nums} by the phase map"
+        series.loc[other, ["phase", "method"]] = ["", "superseded"]
     # fallback: enhanced series still without a phase, ordered by acquisition time, fill the free phases
     free = [p for p in ("cmp", "np", "ep") if p in cfg_ingest["bolus_delay_s"] and p not in set(series["phase"])]
     todo = series[(series["method"] == "unassigned") & (series["contrast_agent"] != "")].sort_values("acq_s")
@@ -395,44 +414,140 @@ def assign_phases(series: pd.DataFrame, cfg_ingest: dict, mapping: pd.DataFrame 
     return series
 
 
-def summarise_series(slices: pd.DataFrame, tolerance: float) -> pd.DataFrame:
-    """One row per series: description, counts, geometry facts, and whether it is a candidate volume."""
+#: SOP classes of screen captures (dose reports, exam summaries): never a CT volume
+SECONDARY_CAPTURE = ("1.2.840.10008.5.1.4.1.1.7",)
+#: series descriptions of derived, non-volume images
+NON_VOLUME = re.compile(r"\b(dose|exam summary|patient protocol|screen ?save|report)\b", re.I)
+
+
+def image_role(image_type: str, sop_class: str, description: str) -> str:
+    """What a slice is: ``image`` (part of a volume), ``localizer`` (scout/topogram) or ``derived`` (a dose
+    report, exam summary or other screen capture)."""
+    it = image_type.upper()
+    if "LOCALIZER" in it:
+        return "localizer"
+    if sop_class.startswith(SECONDARY_CAPTURE) or "SCREEN SAVE" in it or "DOSE" in it.split("\\") \
+            or NON_VOLUME.search(description):
+        return "derived"
+    return "image"
+
+
+def _unreadable_in(sl: pd.DataFrame, uid: str, unreadable: list[dict]) -> list[dict]:
+    """The unreadable files that belong to this series: by their series UID when it could be read, else
+    by sharing a folder with the series' files (they might be its first or last slices)."""
+    folders = {str(Path(f).parent) for f in sl["file"]}
+    return [u for u in unreadable if u.get("series_uid") == uid or
+            (not u.get("series_uid") and str(Path(u["file"]).parent) in folders)]
+
+
+def summarise_series(slices: pd.DataFrame, tolerance: float, unreadable: list[dict] | None = None) -> pd.DataFrame:
+    """One row per series: description, counts, geometry facts, and whether it is a candidate volume.
+
+    Localizer and derived images inside a series are dropped from it (``slices['dropped']`` says why, the
+    series' ``notes`` name them) and the rest is checked as a volume; a series that holds nothing else is
+    ignored. An unreadable file that belongs to a series makes it bad: its slice would be missing.
+    """
     rows = []
+    if "dropped" not in slices:
+        slices["dropped"] = ""
     for uid, sl in slices.groupby("series_uid", sort=False):
         first = sl.sort_values("ipp_z").iloc[0]
         row = {k: first[k] for k in ("patient_id", "series_uid", "series_number", "series_description",
-                                     "modality", "contrast_agent", "acq_s", "bolus_s", "transfer_syntax")}
-        row["n_files"] = len(sl)
+                                     "modality", "contrast_agent", "acq_s", "bolus_s", "transfer_syntax", "kernel")}
+        roles = pd.Series([image_role(str(t), str(c), str(d)) for t, c, d in
+                           zip(sl["image_type"], sl["sop_class"], sl["series_description"])], index=sl.index)
+        for role in ("localizer", "derived"):
+            slices.loc[roles[roles == role].index, "dropped"] = f"{role} image"
+        used = sl[roles == "image"]
+        row["n_files"] = len(used)
+        row["slice_thickness"] = float(pd.to_numeric(used["slice_thickness"], errors="coerce").median()) if len(used) else np.nan
+        notes = []
+        if len(used) < len(sl) and len(used):
+            gone = sl.loc[roles != "image"].sort_values("file")
+            notes.append(f"dropped {len(gone)} {'/'.join(sorted(set(roles[roles != 'image'])))} image(s) from the "
+                         f"series: {', '.join(gone['file'].iloc[:3])}" + (" ..." if len(gone) > 3 else ""))
         status, reason = "candidate", ""
         if first["modality"] != "CT":
             status, reason = "ignored", f"modality {first['modality']!r} is not CT"
-        elif "LOCALIZER" in sl["image_type"].str.upper().str.cat(sep="\\"):
-            status, reason = "ignored", "localizer/scout images"
-        geo = series_geometry(sl, tolerance) if status == "candidate" else {"problem": ""}
-        if geo.get("problem"):
+        elif not len(used):
+            status, reason = "ignored", ("localizer/scout images" if (roles == "localizer").any()
+                                         else "derived images (dose report, screen capture or summary), not a volume")
+        bad_files = _unreadable_in(sl, str(uid), unreadable or []) if status == "candidate" else []
+        geo = series_geometry(used, tolerance) if status == "candidate" else {"problem": ""}
+        if bad_files:
+            named = ", ".join(u["file"] for u in bad_files[:3]) + (" ..." if len(bad_files) > 3 else "")
+            status, reason = "bad", (f"unreadable file(s) {named} in this series or its folder: a slice would be "
+                                     "missing from the volume; repair or remove the file(s)")
+            geo["problem_file"] = bad_files[0]["file"]
+        elif geo.get("problem"):
             status, reason = "bad", geo["problem"]
-        row.update(status=status, reason=reason, first_file=min(sl["file"]),
+        row.update(status=status, reason=reason, first_file=min(sl["file"]), notes="; ".join(notes),
                    problem_file=geo.get("problem_file", ""), spacing=geo.get("spacing", np.nan),
                    z_min=geo.get("z_min", np.nan), z_max=geo.get("z_max", np.nan))
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def choose_phases(series: pd.DataFrame, phases: list[str], patient: str) -> tuple[pd.DataFrame, list[dict]]:
-    """One row per configured phase (ok or excluded, with the reason) and the exclusion records."""
+def _avoided_kernel(kernel: str, description: str, avoid: list[str]) -> str:
+    """The first avoided kernel word found in a series' ConvolutionKernel or description ('' if none)."""
+    for word in avoid:
+        w = word.lower()
+        if w in kernel.lower() or _tokens(w) in _tokens(description):
+            return word
+    return ""
+
+
+def choose_reconstruction(good: pd.DataFrame, pref: dict) -> tuple[int | None, dict[int, str]]:
+    """Of several series of one phase, the one the preference picks (index into ``good``, None when it
+    cannot decide) and a reason per series: avoided kernels lose first, then the slice thickness furthest
+    from ``thickness_mm``."""
+    avoid = list(pref.get("avoid_kernels") or [])
+    target = pref.get("thickness_mm")
+    keys, facts = {}, {}
+    for i, s in good.iterrows():
+        thick = s["slice_thickness"] if np.isfinite(s["slice_thickness"]) else s["spacing"]
+        bad = _avoided_kernel(str(s["kernel"]), str(s["series_description"]), avoid)
+        dist = abs(float(thick) - float(target)) if target is not None and np.isfinite(thick) else 0.0
+        keys[i] = (bool(bad), round(dist, 3))
+        facts[i] = (f"{thick:.1f} mm" if np.isfinite(thick) else "thickness unknown") + \
+                   (f", kernel {s['kernel']!r}" if s["kernel"] else "") + (f" (avoided: {bad})" if bad else "")
+    best = min(keys.values())
+    winners = [i for i, k in keys.items() if k == best]
+    if len(winners) != 1:
+        return None, facts
+    return winners[0], facts
+
+
+def choose_phases(series: pd.DataFrame, phases: list[str], patient: str,
+                  pref: dict | None = None) -> tuple[pd.DataFrame, list[dict], pd.DataFrame]:
+    """One row per configured phase (ok or excluded, with the reason), the exclusion records, and the series
+    table with ``choice`` (chosen / alternative) and its reason where a phase had several reconstructions."""
     rows, excl = [], []
+    series = series.copy()
+    series["choice"], series["choice_reason"] = "", ""
     for ph in phases:
         cand = series[series["phase"] == ph] if len(series) else series
         good, bad = cand[cand["status"] == "candidate"], cand[cand["status"] == "bad"]
-        if len(good) == 1:
-            s = good.iloc[0]
+        pick = good.index[0] if len(good) == 1 else None
+        if len(good) > 1:
+            pick, facts = choose_reconstruction(good, pref or {})
+            if pick is not None:
+                pref_txt = ", ".join(f"{k} {v}" for k, v in (pref or {}).items())
+                series.loc[pick, ["choice", "choice_reason"]] = ["chosen", f"{facts[pick]}; by ingest.reconstruction ({pref_txt})"]
+                for i in good.index.drop(pick):
+                    series.loc[i, ["choice", "choice_reason"]] = [
+                        "alternative", f"{facts[i]}; series #{_int_text(float(series.loc[pick, 'series_number']))} "
+                                       f"{series.loc[pick, 'series_description']!r} preferred ({facts[pick]})"]
+        if pick is not None:
+            s = series.loc[pick]
             rows.append({"patient_id": patient, "phase": ph, "status": "ok", "series_uid": s["series_uid"],
                          "n_slices": int(s["n_files"]), "spacing": s["spacing"], "reason": ""})
             continue
         if len(good) > 1:
-            reason = (f"ambiguous: {len(good)} series look like this phase ("
-                      + ", ".join(f"#{s.series_number} {s.series_description!r}" for s in good.itertuples())
-                      + "); resolve with ingest.phase_map")
+            reason = (f"ambiguous: {len(good)} series look like this phase and ingest.reconstruction cannot tell them "
+                      "apart (" + ", ".join(f"#{s.series_number} {s.series_description!r}: {facts[s.Index]}"
+                                            for s in good.itertuples())
+                      + "); map the wanted series in ingest.phase_map")
             uid, file = ";".join(good["series_uid"]), ";".join(good["first_file"])
         elif len(bad):
             reason, uid, file = "; ".join(bad["reason"]), ";".join(bad["series_uid"]), ";".join(bad["problem_file"])
@@ -441,7 +556,7 @@ def choose_phases(series: pd.DataFrame, phases: list[str], patient: str) -> tupl
         rows.append({"patient_id": patient, "phase": ph, "status": "excluded", "series_uid": uid,
                      "n_slices": 0, "spacing": np.nan, "reason": reason})
         excl.append({"patient_id": patient, "phase": ph, "file": file, "stage": "ingest", "reason": reason})
-    return pd.DataFrame(rows, columns=PHASE_COLUMNS), excl
+    return pd.DataFrame(rows, columns=PHASE_COLUMNS), excl, series
 
 
 def image_file_phase(path: str | Path, patient: str, phase: str) -> dict:
@@ -477,15 +592,17 @@ def index_patient(folder: str | Path | None, patient: str, cfg_ingest: dict, pha
     if folder is not None:
         slices, problems = index_folder(folder, patient)
     else:
-        slices, problems = pd.DataFrame(columns=SLICE_COLUMNS), []
+        slices, problems = pd.DataFrame(columns=SLICE_COLUMNS + ["dropped"]), []
     if slices.empty:
         series = pd.DataFrame(columns=["patient_id", "series_uid", "status", "phase"])
         if folder is not None:
             problems.append({"patient_id": patient, "phase": "", "file": str(folder), "stage": "index",
                              "reason": "no readable DICOM files in the patient's folder"})
     else:
-        series = assign_phases(summarise_series(slices, cfg_ingest["spacing_tolerance"]), cfg_ingest, mapping)
-    phase_table, excl = choose_phases(series, [p for p in phases if p not in images], patient)
+        series = assign_phases(summarise_series(slices, cfg_ingest["spacing_tolerance"], problems), cfg_ingest, mapping)
+    phase_table, excl, series = choose_phases(series, [p for p in phases if p not in images], patient,
+                                              cfg_ingest.get("reconstruction"))
+    problems = [{k: v for k, v in p.items() if k != "series_uid"} for p in problems]
     file_rows = [image_file_phase(images[p], patient, p) for p in phases if p in images]
     excl += [{"patient_id": patient, "phase": r["phase"], "file": Path(images[r["phase"]]).name, "stage": "ingest",
               "reason": r["reason"]} for r in file_rows if r["status"] != "ok"]
@@ -521,41 +638,49 @@ def read_image_file(path: str | Path, patient: str, phase: str) -> tuple[sitk.Im
     return out, table
 
 
-def _native_pixels(path: Path, r) -> np.ndarray | None:
-    """Pixels of an uncompressed little-endian single-frame slice read at the indexed offset (None: use pydicom)."""
-    n = int(r.rows) * int(r.cols)
-    if (r.transfer_syntax not in NATIVE_LE or int(r.samples_per_pixel) != 1 or int(r.bits_allocated) not in (8, 16, 32)
-            or not np.isfinite(r.pixel_offset)
-            or int(r.pixel_bytes_needed) - int(r.pixel_offset) != n * int(r.bits_allocated) // 8):
-        return None
-    dtype = np.dtype(f"<{'i' if int(r.pixel_representation) else 'u'}{int(r.bits_allocated) // 8}")
-    with open(path, "rb") as fh:
-        fh.seek(int(r.pixel_offset))
-        buf = fh.read(n * dtype.itemsize)
-    if len(buf) != n * dtype.itemsize:
-        raise DicomError(f"pixel data ends after {len(buf)} of {n * dtype.itemsize} bytes", file=str(path))
-    px = np.frombuffer(buf, dtype).reshape(int(r.rows), int(r.cols))
-    stored = int(r.bits_stored)
-    if int(r.pixel_representation) and 0 < stored < 8 * dtype.itemsize:  # sign-extend from BitsStored, as pydicom
-        shift = 8 * dtype.itemsize - stored
-        px = (px << shift) >> shift
-    return px
+#: the slice-index columns that describe a slice's pixel data (what ``read_pixels`` needs)
+PIXEL_COLUMNS = ["file", "transfer_syntax", "pixel_offset", "pixel_bytes_needed", "rows", "cols", "bits_allocated",
+                 "bits_stored", "pixel_representation", "photometric", "samples_per_pixel"]
+
+
+def read_pixels(path: Path, r) -> np.ndarray:
+    """One slice's stored values, decoded by pydicom. Uncompressed single-frame data: the bytes at the
+    indexed offset through pydicom's native decoder with the indexed pixel description (masking to
+    BitsStored, sign extension and byte order are pydicom's), so the header is not parsed a second time;
+    anything else (compressed, several frames) through ``pydicom.pixels.pixel_array`` on the file."""
+    ts = str(r.transfer_syntax)
+    if ts in NATIVE and np.isfinite(r.pixel_offset) and int(r.samples_per_pixel) == 1:
+        n = int(r.pixel_bytes_needed) - int(r.pixel_offset)
+        frame = int(r.rows) * int(r.cols) * int(r.bits_allocated) // 8
+        if frame and n in (frame, frame + 1):  # one frame (plus the even-length pad byte)
+            with open(path, "rb") as fh:
+                fh.seek(int(r.pixel_offset))
+                buf = fh.read(n)
+            if len(buf) != n:
+                raise DicomError(f"pixel data ends after {len(buf)} of {n} bytes", file=str(path))
+            arr, _ = get_decoder(ts).as_array(
+                buf, rows=int(r.rows), columns=int(r.cols), bits_allocated=int(r.bits_allocated),
+                bits_stored=int(r.bits_stored), pixel_representation=int(r.pixel_representation),
+                photometric_interpretation=str(r.photometric) or "MONOCHROME2", samples_per_pixel=1,
+                number_of_frames=1, pixel_keyword="PixelData")
+            return arr
+    return pixel_array(str(path))
 
 
 def read_volume(folder: str | Path, slices: pd.DataFrame, patient: str, phase: str) -> tuple[sitk.Image, pd.DataFrame]:
     """Read one series' pixels into a HU SimpleITK image (sorted along the normal, rescale applied)."""
     folder = Path(folder)
     n = _normal(slices["iop"].iloc[0])
-    sl = slices.assign(pos=slices[["ipp_x", "ipp_y", "ipp_z"]].to_numpy(float) @ n).sort_values("pos")
+    cols = list(dict.fromkeys(PIXEL_COLUMNS + ["sop_uid", "iop", "ipp_x", "ipp_y", "ipp_z", "row_spacing", "col_spacing",
+                                               "slice_thickness", "slope", "intercept"]))
+    sl = slices[cols].assign(pos=slices[["ipp_x", "ipp_y", "ipp_z"]].to_numpy(float) @ n).sort_values("pos")
     sl = sl.reset_index(drop=True)
     first = sl.iloc[0]
     shape = (len(sl), int(first["rows"]), int(first["cols"]))
     raw: np.ndarray | None = None
-    for k, r in enumerate(sl.itertuples()):
+    for k, r in enumerate(sl[PIXEL_COLUMNS].itertuples()):
         try:
-            px = _native_pixels(folder / r.file, r)
-            if px is None:
-                px = pydicom.dcmread(folder / r.file).pixel_array
+            px = read_pixels(folder / r.file, r)
         except Exception as e:  # noqa: BLE001 - any decoder failure is reported with its file
             raise DicomError(f"cannot decode pixel data ({type(e).__name__}: {e}); transfer syntax "
                              f"{r.transfer_syntax}", patient=patient, phase=phase, file=str(folder / r.file)) from e
@@ -569,15 +694,21 @@ def read_volume(folder: str | Path, slices: pd.DataFrame, patient: str, phase: s
     # display values after the VOI transform (PS3.3 C.7.6.3.1.2), not what they measure.
     slope, icpt = sl["slope"].to_numpy(float), sl["intercept"].to_numpy(float)
     integral = bool(np.all(slope == np.round(slope)) and np.all(icpt == np.round(icpt)))
-    if integral and len(np.unique(slope)) == 1 and len(np.unique(icpt)) == 1:
-        # the common case, vectorised: one rescale for the whole series, in exact integer arithmetic
-        arr = raw.astype(np.int32) * int(slope[0]) + int(icpt[0])
+    uniform = integral and len(np.unique(slope)) == 1 and len(np.unique(icpt)) == 1
+    lo, hi = int(raw.min()), int(raw.max())
+    if uniform and slope[0] == 1 and -32768 <= lo + icpt[0] and hi + icpt[0] <= 32767 and -32768 <= lo and hi <= 32767:
+        # the usual CT case (slope 1, e.g. intercept -1024): exact, in place, in int16
+        arr = raw.astype(np.int16)
+        arr += np.int16(icpt[0])
     else:
-        arr = raw.astype(np.float64) * slope[:, None, None] + icpt[:, None, None]
-    if integral and arr.min() >= -32768 and arr.max() <= 32767:
-        arr = arr.astype(np.int16)
-    else:
-        arr = arr.astype(np.float32)
+        if uniform:  # one rescale for the whole series, in exact integer arithmetic
+            arr = raw.astype(np.int32) * int(slope[0]) + int(icpt[0])
+        else:
+            arr = raw.astype(np.float64) * slope[:, None, None] + icpt[:, None, None]
+        if integral and arr.min() >= -32768 and arr.max() <= 32767:
+            arr = arr.astype(np.int16)
+        else:
+            arr = arr.astype(np.float32)
     img = sitk.GetImageFromArray(arr)
     iop = np.array([float(x) for x in first["iop"].split()])
     spacing_z = float(np.median(np.diff(sl["pos"]))) if len(sl) > 1 else float(first["slice_thickness"])
@@ -594,7 +725,8 @@ def convert_patient(folder: str | Path | None, patient: str, index_dir: str | Pa
     """Write ``{phase}.nii.gz`` and ``{phase}.slices.tsv`` for every usable phase; return the phase table."""
     index_dir, outdir, images = Path(index_dir), Path(outdir), images or {}
     phases = pd.read_csv(index_dir / "phases.tsv", sep="\t", keep_default_na=False)
-    slices = pd.read_csv(index_dir / "slices.tsv", sep="\t", keep_default_na=False, dtype={"iop": str})
+    slices = pd.read_csv(index_dir / "slices.tsv", sep="\t", keep_default_na=False,
+                         dtype={"iop": str, "file": str, "sop_uid": str, "series_uid": str, "patient_id": str})
     for col in ("pixel_offset", "pixel_bytes_needed"):  # empty for encapsulated (compressed) pixel data
         slices[col] = pd.to_numeric(slices[col], errors="coerce")
     outdir.mkdir(parents=True, exist_ok=True)
@@ -607,7 +739,8 @@ def convert_patient(folder: str | Path | None, patient: str, index_dir: str | Pa
                                  phase=r.phase)
             img, table = read_image_file(images[r.phase], patient, r.phase)
         else:
-            img, table = read_volume(folder, slices[slices["series_uid"] == r.series_uid], patient, r.phase)
+            used = (slices["series_uid"] == r.series_uid) & (slices["dropped"] == "")
+            img, table = read_volume(folder, slices[used], patient, r.phase)
         with atomic_path(outdir / f"{r.phase}.nii.gz") as tmp:
             sitk.WriteImage(img, str(tmp), True, 1)
         write_tsv(outdir / f"{r.phase}.slices.tsv", table)

@@ -140,7 +140,7 @@ def test_analysis_cohort_drops_paths_and_fills_side(cfg):
         {"patient_id": "P2", "grade": 4, "mask_cmp": "/secret/Doe_Jane/m.nii.gz"}]), cfg, check_paths=False)
     geo = pd.DataFrame({"patient_id": ["P1", "P2"], "volume_ml": [10.0, 20.0], "max_diameter_3d_mm": [30.0, 40.0],
                         "max_axial_diameter_mm": [28.0, 35.0], "side": ["right", "right"]})
-    out = analysis_cohort(sheet, geo)
+    out = analysis_cohort(sheet, geo, ["side"])
     assert "dicom_dir" not in out and "mask_cmp" not in out
     assert not out.astype(str).apply(lambda c: c.str.contains("secret")).any().any()
     assert out["side"].tolist() == ["left", "right"] and out["side_source"].tolist() == ["sheet", "mask geometry"]
@@ -176,3 +176,60 @@ def test_training_config_errors_name_the_key(edit, message):
     edit(cfg["training"])
     with pytest.raises(ConfigError, match=message):
         validate_config(cfg)
+
+
+def test_columns_nobody_named_never_reach_the_analysis_cohort(cfg):
+    sheet = validate_cohort(pd.DataFrame([
+        {"patient_id": "P1", "grade": 2, "dicom_dir": "/x", "age": 61, "referring_doctor": "Dr Who", "mrn": "12345"}]),
+        cfg, check_paths=False)
+    out = analysis_cohort(sheet, None, ["age", "sex"])
+    assert list(out.columns) == ["patient_id", "grade", "grade_group", "age"]
+
+
+@pytest.mark.parametrize("column, message, fix", [
+    ("mask_pv", r"column mask_pv: 'pv' is not a phase code", "rename the column to mask_np"),
+    ("rtstruct_art", r"'art' is not a phase code", "rename the column to rtstruct_cmp"),
+    ("msk_cmp", r"column 'msk_cmp' looks like a misspelt 'mask_cmp'", "rename the column to mask_cmp"),
+    ("dicom_folder", r"column 'dicom_folder' looks like a misspelt 'dicom_dir'", "rename the column to dicom_dir"),
+])
+def test_misspelt_source_columns_are_errors_with_the_fix(tmp_path, cfg, column, message, fix):
+    (tmp_path / "a").mkdir()
+    p = _sheet(tmp_path, [{"patient_id": "P1", "grade": 2, "dicom_dir": "a", column: "x"}])
+    with pytest.raises(CohortError, match=message) as e:
+        load_cohort_sheet(p, cfg)
+    assert fix in str(e.value)
+
+
+def test_unknown_columns_warn_and_grades_as_text_or_numbers_read_alike(tmp_path, cfg):
+    from ccgrade.cohort import cohort_problems, read_sheet
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "s.tsv").write_text("patient_id\tgrade\tdicom_dir\tward\n007\t2.0\ta\t3B\nNA\t3\ta\t4\n")
+    (tmp_path / "s.csv").write_text('patient_id,grade,dicom_dir\n007,"2.0",a\nNA,"3.0",a\n')
+    a, b = load_cohort_sheet(tmp_path / "s.tsv", cfg), load_cohort_sheet(tmp_path / "s.csv", cfg)
+    assert a["patient_id"].tolist() == b["patient_id"].tolist() == ["007", "NA"]
+    assert a["grade"].tolist() == b["grade"].tolist() == [2, 3]
+    _, probs = cohort_problems(read_sheet(tmp_path / "s.tsv"), cfg, file="s.tsv", base=tmp_path)
+    assert [p.level for p in probs] == ["warning"] and "column 'ward' is not part of the cohort contract" in probs[0].message
+
+
+@pytest.mark.parametrize("body, message", [(b"", "the cohort sheet is empty"),
+                                            (b"patient_id\tgrade\tdicom_dir\n", "the cohort sheet has a header .* but no patient rows")])
+def test_empty_or_header_only_sheet_is_an_error_naming_the_file(tmp_path, cfg, body, message):
+    (tmp_path / "cohort.tsv").write_bytes(body)
+    with pytest.raises(CohortError, match=rf"file .*cohort\.tsv: {message}"):
+        load_cohort_sheet(tmp_path / "cohort.tsv", cfg)
+
+
+def test_every_sheet_error_is_listed_at_once(tmp_path, cfg):
+    (tmp_path / "a").mkdir()
+    p = _sheet(tmp_path, [{"patient_id": "P1", "grade": 7, "dicom_dir": "a"},
+                          {"patient_id": "P 2", "grade": 2, "dicom_dir": "a"},
+                          {"patient_id": "P3", "grade": 2, "dicom_dir": "nowhere"},
+                          {"patient_id": "P4", "grade": 2, "dicom_dir": "a", "age": 300}])
+    with pytest.raises(CohortError) as e:
+        load_cohort_sheet(p, cfg)
+    text = str(e.value)
+    assert "4 problem(s)" in text
+    for want in ("patient P1", "unknown grade value 7", "patient ID 'P 2'", "patient P3", "nowhere' is not a folder", "P4", "age"):
+        assert want in text, want

@@ -1,4 +1,5 @@
-"""Property-based tests (hypothesis) of the geometry and crop functions against brute-force computations."""
+"""Property-based tests (hypothesis) of the geometry and crop functions against brute-force computations, and of
+patient IDs kept as written through every table the front half of the DAG writes and reads."""
 
 from __future__ import annotations
 
@@ -94,3 +95,56 @@ def test_an_unresized_box_crop_is_the_pixel_block(x1, y1, w, h):
     grown = crops.expand_box(box, 5.0, (0.8, 1.25))
     assert np.allclose([box[0] - grown[0], grown[2] - box[2]], 5 / 0.8)
     assert np.allclose([box[1] - grown[1], grown[3] - box[3]], 5 / 1.25)
+
+
+#: valid patient IDs (the contract's pattern), biased towards what spreadsheets and pandas love to convert
+PATIENT_IDS = st.one_of(
+    st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,8}\Z"),
+    st.sampled_from(["007", "1e3", "12.50", "NA", "None", "null", "nan", "NaN", "inf", "True", "0", "00", "1.0", "-1"]).filter(
+        lambda s: s[0].isalnum()),
+    st.from_regex(r"\A[0-9]{1,4}(\.[0-9]{1,3}|e[0-9])?\Z"),
+)
+
+
+@settings(max_examples=30, deadline=None, derandomize=True)
+@given(st.lists(PATIENT_IDS, min_size=4, max_size=8, unique=True))
+def test_patient_ids_survive_every_table_read_of_the_front_half(tmp_path_factory, ids):
+    """The stages' own command lines (analysis cohort, split, baseline), fed the tables the DAG writes,
+    keep ``007`` as ``007`` and ``NA`` as a patient, not a missing value, in every table they write."""
+    import json
+
+    import pandas as pd
+
+    from ccgrade import baseline, collect, splits
+    from ccgrade.outputs import write_tsv
+    from conftest import repo_config
+
+    cfg = repo_config()
+    d = tmp_path_factory.mktemp("ids")
+    sheet = pd.DataFrame({"patient_id": ids, "grade": [1 + i % 4 for i in range(len(ids))],
+                          "age": [50 + i for i in range(len(ids))], "sex": ["M", "F"] * (len(ids) // 2) + ["M"] * (len(ids) % 2)})
+    write_tsv(d / "cohort.tsv", sheet)
+    conf = json.dumps({"cohort": cfg["cohort"], "columns": ["age", "sex"]})
+    collect.main(["cohort", "--sheet", str(d / "cohort.tsv"), "--config", conf, "--out", str(d / "sheet.tsv")])
+    phase_files = []
+    for i, pid in enumerate(ids):
+        write_tsv(d / f"phases{i}.tsv", pd.DataFrame({"patient_id": [pid], "phase": ["up"], "status": ["ok"],
+                                                      "series_uid": ["1.2"], "n_slices": [3], "spacing": [5.0],
+                                                      "reason": [""]}))
+        phase_files.append(str(d / f"phases{i}.tsv"))
+    sconf = json.dumps({"seed": 1, "cohort": cfg["cohort"], "splits": {
+        "require_phases": ["up"], "schemes": {"s": {"kind": "holdout", "fractions": {"train": 1, "test": 1}}}}})
+    splits.main(["--cohort", str(d / "sheet.tsv"), "--config", sconf, "--scheme", "s", "--phase-tables", *phase_files,
+                 "--json", str(d / "s.json"), "--tsv", str(d / "s.tsv")])
+    doc = json.loads((d / "s.json").read_text())
+    assert doc["excluded"] == [] and sorted(p for f in doc["folds"] for v in f.values() for p in v) == sorted(ids)
+    for f in ("sheet.tsv", "s.tsv"):
+        assert sorted(pd.read_csv(d / f, sep="\t", dtype=str, keep_default_na=False)["patient_id"]) == sorted(ids), f
+    bconf = json.dumps({"seed": 1, "cohort": cfg["cohort"], "baseline": {**cfg["baseline"], "variables": [
+        {"name": "age", "type": "continuous"}]}})
+    baseline.main(["--cohort", str(d / "sheet.tsv"), "--split", str(d / "s.tsv"), "--config", bconf, "--by", "split",
+                   "--out", str(d / "base")])
+    base = pd.read_csv(d / "base.csv")
+    assert any(c.startswith("train (n=") for c in base.columns)
+    n = sum(int(c.split("n=")[1].rstrip(")")) for c in base.columns if "(n=" in c)
+    assert n == len(ids)  # every patient reached the table

@@ -61,7 +61,7 @@ rule cohort_sheet:
     output:
         COHORT_SHEET,
     params:
-        config=as_json({"cohort": config["cohort"]}),
+        config=as_json({"cohort": config["cohort"], "columns": COHORT_COLUMNS}),
     log:
         "results/logs/cohort_sheet.log",
     shell:
@@ -76,7 +76,7 @@ rule cohort_table:
     output:
         report(COHORT_TABLE, caption="../report/cohort.rst", category="Cohort"),
     params:
-        config=as_json({"cohort": config["cohort"]}),
+        config=as_json({"cohort": config["cohort"], "columns": COHORT_COLUMNS}),
     log:
         "results/logs/cohort_table.log",
     shell:

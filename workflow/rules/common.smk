@@ -21,6 +21,7 @@ from ccgrade.cohort import (  # noqa: E402
     load_cohort_sheet,
     patient_sources,
     pick_source,
+    used_columns,
     validate_cohort,
     validate_config,
 )
@@ -64,6 +65,7 @@ ROIS = list(config["rois"])
 SCHEMES = list(config["splits"]["schemes"])
 TT_SPLIT = config["baseline"]["train_test_split"]
 MONTAGE_PATIENTS = IMAGED[: config["figures"]["montage_patients"]]
+COHORT_COLUMNS = used_columns(config)  # the sheet columns that reach results/cohort/ (besides ID, grade, centre)
 COHORT_SHEET = "results/cohort/sheet.tsv"
 COHORT_TABLE = "results/cohort/cohort.tsv"
 

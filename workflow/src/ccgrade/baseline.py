@@ -19,7 +19,7 @@ from scipy import stats
 from statsmodels.stats.diagnostic import lilliefors
 
 from .cohort import validate_cohort
-from .outputs import write_table
+from .outputs import read_table, write_table
 
 TEST_NAMES = {
     "student": "Student's t-test", "welch": "Welch's t-test", "mwu": "Mann-Whitney U test",
@@ -176,9 +176,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", required=True, help="output stem")
     a = ap.parse_args(argv)
     cfg = json.loads(a.config)
-    cohort = validate_cohort(pd.read_csv(a.cohort, sep="\t", dtype={"patient_id": str}), cfg, file=a.cohort,
+    cohort = validate_cohort(read_table(a.cohort), cfg, file=a.cohort,
                              check_paths=False)
-    split = pd.read_csv(a.split, sep="\t", dtype={"patient_id": str})
+    split = read_table(a.split)
     split = split[split["fold"] == 0][["patient_id", "set"]]
     df = cohort.merge(split, on="patient_id", how="inner")
     opt, variables = cfg["baseline"], list(cfg["baseline"]["variables"])

@@ -13,8 +13,9 @@ import pandas as pd
 import yaml
 
 from . import PHASE_NAMES
-from .errors import CohortError, ConfigError
+from .errors import CohortError, ConfigError, Problem, problem, raise_errors
 from .matrix import check_training
+from .outputs import NA_MARKERS
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
 PATIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -86,14 +87,15 @@ def validate_config(cfg: dict, schema_path: str | Path | None = None) -> dict:
 
 
 def parse_grade(value: Any, patient: str, file: str | None = None) -> int:
-    """Parse a WHO/ISUP or Fuhrman grade written as 1-4, '3', 'G3', 'grade 3' or 'III' into an int."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    """Parse a WHO/ISUP or Fuhrman grade written as 1-4, '3', '3.0', 'G3', 'grade 3' or 'III' into an int."""
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
         if value == value and float(value).is_integer() and 1 <= int(value) <= 4:
             return int(value)
     elif isinstance(value, str):
         s = re.sub(r"^(who/isup|isup|fuhrman|grade|g)\s*", "", value.strip(), flags=re.I).strip()
-        if s.isdigit() and 1 <= int(s) <= 4:
-            return int(s)
+        m = re.fullmatch(r"(\d+)(\.0*)?", s)  # '2' and '2.0' (a spreadsheet's numbers as text) alike
+        if m and 1 <= int(m.group(1)) <= 4:
+            return int(m.group(1))
         if s.upper() in _ROMAN:
             return _ROMAN[s.upper()]
     raise CohortError(f"unknown grade value {value!r} (expected 1-4, 'G1'-'G4' or I-IV)",
@@ -105,8 +107,9 @@ def grade_group(grade: int, high_from: int) -> str:
     return "high" if grade >= high_from else "low"
 
 
-def load_cohort_sheet(path: str | Path, cfg: dict, schema_path: str | Path | None = None) -> pd.DataFrame:
-    """Read and validate a cohort sheet (TSV or CSV); resolve paths relative to the sheet's folder."""
+def read_sheet(path: str | Path) -> pd.DataFrame:
+    """Read a cohort sheet (TSV, or CSV by suffix) as written: patient IDs are strings (``007``, ``NA``), the
+    text must be UTF-8 (a byte-order mark is dropped); an empty or header-only sheet is an error."""
     path = Path(path)
     if not path.exists():
         raise CohortError("cohort sheet not found", file=str(path))
@@ -118,36 +121,128 @@ def load_cohort_sheet(path: str | Path, cfg: dict, schema_path: str | Path | Non
         line = raw[: e.start].count(b"\n") + 1
         raise CohortError(f"not UTF-8 text: line {line} has the byte(s) {raw[e.start:e.end]!r} "
                           f"({e.reason}); save the sheet as UTF-8", file=str(path)) from None
-    df = pd.read_csv(io.StringIO(text), sep=sep, dtype={"patient_id": str}, keep_default_na=True)
-    return validate_cohort(df, cfg, file=str(path), base=path.parent, schema_path=schema_path)
+    if not text.strip():
+        raise CohortError("the cohort sheet is empty: it needs a header line (patient_id, grade, ...) and one row "
+                          "per patient", file=str(path))
+    try:
+        header = pd.read_csv(io.StringIO(text), sep=sep, nrows=0).columns
+    except pd.errors.ParserError as e:
+        raise CohortError(f"not a {'comma' if sep == ',' else 'tab'}-separated table ({e})", file=str(path)) from None
+    ids = [c for c in header if str(c).strip() == "patient_id"]
+    df = pd.read_csv(io.StringIO(text), sep=sep, dtype={c: str for c in ids}, keep_default_na=False,
+                     na_values={c: NA_MARKERS for c in header if c not in ids})
+    if df.empty:
+        raise CohortError(f"the cohort sheet has a header ({', '.join(map(str, header))}) but no patient rows",
+                          file=str(path))
+    return df
+
+
+def load_cohort_sheet(path: str | Path, cfg: dict, schema_path: str | Path | None = None) -> pd.DataFrame:
+    """Read and validate a cohort sheet (TSV or CSV); resolve paths relative to the sheet's folder. Every
+    problem of the sheet is raised at once (one CohortError listing them)."""
+    path = Path(path)
+    return validate_cohort(read_sheet(path), cfg, file=str(path), base=path.parent, schema_path=schema_path)
 
 
 def validate_cohort(df: pd.DataFrame, cfg: dict, *, file: str = "<cohort sheet>", base: Path | None = None,
                     schema_path: str | Path | None = None, check_paths: bool = True) -> pd.DataFrame:
-    """Schema-validate a cohort table, parse grades, and check IDs and image folders."""
+    """Schema-validate a cohort table, parse grades, and check IDs and image folders; raise every error at once."""
+    out, problems = cohort_problems(df, cfg, file=file, base=base, schema_path=schema_path, check_paths=check_paths)
+    raise_errors(problems, CohortError, f"cohort sheet {file}")
+    return out
+
+
+#: phase words people write in column names, and the phase code they mean
+PHASE_ALIASES = {"plain": "up", "nc": "up", "pre": "up", "native": "up", "unenhanced": "up", "art": "cmp",
+                 "arterial": "cmp", "ap": "cmp", "cm": "cmp", "cortical": "cmp", "pv": "np", "pvp": "np", "venous": "np",
+                 "portal": "np", "nephro": "np", "nephrographic": "np", "parenchymal": "np", "del": "ep",
+                 "delayed": "ep", "exc": "ep", "excretory": "ep", "uro": "ep"}
+
+
+def used_columns(cfg: dict) -> list[str]:
+    """Sheet columns the study reads besides the contract's own: the variables of the baseline tables and the
+    fusion, and the split schemes' stratification columns."""
+    names = [v["name"] for v in cfg.get("baseline", {}).get("variables", [])]
+    names += list(cfg.get("fusion", {}).get("clinical", []) or [])
+    names += [c for sch in cfg.get("splits", {}).get("schemes", {}).values() for c in sch.get("stratify", [])]
+    return list(dict.fromkeys(names))
+
+
+def column_problems(columns: list[str], cfg: dict, file: str) -> list[Problem]:
+    """Misspelt source columns (an error: the files they name would be ignored) and columns the study does not
+    use (a warning: they are left out of results/)."""
+    import difflib
+
+    contract = ["patient_id", "grade", "centre", "dicom_dir", "annotation_dir"] + [
+        f"{k}_{ph}" for k in SOURCE_KINDS for ph in PHASE_NAMES]
+    known = set(contract) | set(used_columns(cfg)) | {"grade_group"}
+    out = []
+    for col in columns:
+        if col in known or SOURCE_COLUMN.match(col):
+            continue
+        m = re.fullmatch(r"(image|mask|labelme|polygons|rtstruct)_(.+)", col)
+        close = difflib.get_close_matches(col, contract, n=1, cutoff=0.75)
+        if m:
+            ph = PHASE_ALIASES.get(m.group(2).lower())
+            want = f"{m.group(1)}_{ph}" if ph else f"{m.group(1)}_<phase>"
+            out.append(problem("error", f"column {col}: {m.group(2)!r} is not a phase code (up plain, cmp "
+                                        "corticomedullary, np parenchymal, ep excretory); its files would be ignored",
+                               f"rename the column to {want}", file=file))
+        elif close:
+            out.append(problem("error", f"column {col!r} looks like a misspelt {close[0]!r}; its values would be "
+                                        "ignored", f"rename the column to {close[0]}", file=file))
+        else:
+            out.append(problem("warning", f"column {col!r} is not part of the cohort contract and not named in "
+                                          "baseline.variables or fusion.clinical: it is ignored and never written to "
+                                          "results/", f"name it in baseline.variables to use it, or leave it",
+                               file=file))
+    return out
+
+
+def cohort_problems(df: pd.DataFrame, cfg: dict, *, file: str = "<cohort sheet>", base: Path | None = None,
+                    schema_path: str | Path | None = None,
+                    check_paths: bool = True) -> tuple[pd.DataFrame, list[Problem]]:
+    """Every problem of a cohort table at once (IDs, grades, values, columns, paths) and the table with
+    parsed grades, grade groups and resolved paths."""
     schema = load_yaml(schema_path or SCHEMA_DIR / "cohort.schema.yaml")
     df = df.copy()
     df.columns = [str(c).strip() for c in df.columns]
+    if "center" in df.columns and "centre" not in df.columns:  # American spelling of the site column
+        df = df.rename(columns={"center": "centre"})
     missing = [c for c in schema.get("required", []) if c not in df.columns]
     if missing:
-        raise CohortError(f"cohort sheet lacks required column(s) {missing}", file=file)
-    df["patient_id"] = df["patient_id"].astype(str).str.strip()
+        return df, [problem("error", f"cohort sheet lacks required column(s) {missing}",
+                            "add them: patient_id (your pseudonymous ID) and grade (1-4)", file=file)]
+    probs = column_problems(list(df.columns), cfg, file)
+    df["patient_id"] = [str(v).strip() if v == v and v is not None else "" for v in df["patient_id"]]
     dup = df["patient_id"][df["patient_id"].duplicated()].unique().tolist()
     if dup:
-        raise CohortError(f"duplicate patient IDs {dup}: each patient must appear once", file=file)
+        probs.append(problem("error", f"duplicate patient IDs {dup}: each patient must appear once",
+                             "merge or rename the duplicated rows", file=file))
     for pid in df["patient_id"]:
         if not PATIENT_ID.match(pid):
-            raise CohortError("patient ID must be letters, digits, '_', '-' or '.' (it becomes a path)",
-                              patient=pid, file=file)
-    df["grade"] = [parse_grade(v, p, file) for v, p in zip(df["grade"], df["patient_id"])]
+            probs.append(problem("error", f"patient ID {pid!r} must be letters, digits, '_', '-' or '.' and start with "
+                                          "a letter or digit (it becomes a folder name)",
+                                 "rename it in the sheet (e.g. replace '/' or spaces with '_')", patient=pid or None,
+                                 file=file))
+    grades = []
+    for v, pid in zip(df["grade"], df["patient_id"]):
+        try:
+            grades.append(parse_grade(v, pid, file))
+        except CohortError as e:
+            probs.append(Problem("error", str(e), "write the grade as 1-4, G1-G4 or I-IV"))
+            grades.append(np.nan)
+    df["grade"] = grades
     for rec in df.to_dict("records"):
         clean = {k: v for k, v in rec.items() if not (isinstance(v, float) and v != v)}
+        if clean.get("grade") is None:
+            continue
         try:
             validate_against(clean, schema, f"cohort row of patient {rec['patient_id']}", CohortError)
         except CohortError as e:
-            raise CohortError(str(e), file=file) from None
+            probs.append(problem("error", str(e).replace("\n", " "), "correct the value", file=file))
     high_from = cfg["cohort"]["high_grade_from"]
-    df["grade_group"] = [grade_group(g, high_from) for g in df["grade"]]
+    df["grade_group"] = [grade_group(g, high_from) if g == g else "" for g in df["grade"]]
     path_cols = [c for c in df.columns if c in PATH_COLUMNS or SOURCE_COLUMN.match(c)]
     for col in path_cols:
         df[col] = [v.strip() if isinstance(v, str) and v.strip() else None for v in df[col]]
@@ -156,34 +251,47 @@ def validate_cohort(df: pd.DataFrame, cfg: dict, *, file: str = "<cohort sheet>"
                        for v in df[col]]
     if check_paths:
         for rec in df.to_dict("records"):
-            check_sources(rec, file)
-    return df
+            probs += source_problems(rec, file)
+    if not any(p.level == "error" for p in probs):
+        df["grade"] = df["grade"].astype(int)
+    return df, probs
 
 
 def check_sources(rec: dict, file: str) -> None:
     """A patient needs an image (DICOM folder or volume) or at least a mask; every named path must exist."""
-    pid = rec["patient_id"]
+    raise_errors(source_problems(rec, file), CohortError, f"patient {rec['patient_id']}")
+
+
+def source_problems(rec: dict, file: str) -> list[Problem]:
+    """What is wrong with one patient's paths: folders and files that do not exist or are of the wrong kind,
+    and a patient with neither images nor a mask."""
+    pid, out = rec["patient_id"], []
+
+    def err(msg: str, fix: str) -> None:
+        out.append(problem("error", msg, fix, patient=pid, file=file))
+
     d = rec.get("dicom_dir")
     if isinstance(d, str) and not Path(d).is_dir():
-        raise CohortError(f"no images: dicom_dir {d!r} is not a folder", patient=pid, file=file)
+        err(f"no images: dicom_dir {d!r} is not a folder", "correct the path (absolute, or relative to the sheet)")
     for col, v in rec.items():
         m = SOURCE_COLUMN.match(col)
         if not m or not isinstance(v, str):
             continue
         p = Path(v)
         if not p.exists():
-            raise CohortError(f"column {col}: {v!r} does not exist", patient=pid, file=file)
-        if m.group(1) == "image" and p.is_dir():
-            raise CohortError(f"column {col}: {v!r} is a folder; give DICOM as dicom_dir (phases are found by "
-                              "ingest) and use image_<phase> for NIfTI/NRRD volumes", patient=pid, file=file)
-        if m.group(1) == "labelme" and not p.is_dir():
-            raise CohortError(f"column {col}: {v!r} must be a folder of labelme JSON files", patient=pid, file=file)
+            err(f"column {col}: {v!r} does not exist", "correct the path (absolute, or relative to the sheet)")
+        elif m.group(1) == "image" and p.is_dir():
+            err(f"column {col}: {v!r} is a folder; give DICOM as dicom_dir (phases are found by "
+                "ingest) and use image_<phase> for NIfTI/NRRD volumes", "move the folder to the dicom_dir column")
+        elif m.group(1) == "labelme" and not p.is_dir():
+            err(f"column {col}: {v!r} must be a folder of labelme JSON files", "give the folder that holds the JSONs")
     a = rec.get("annotation_dir")
     if isinstance(a, str) and not Path(a).is_dir():
-        raise CohortError(f"annotation_dir {a!r} is not a folder", patient=pid, file=file)
+        err(f"annotation_dir {a!r} is not a folder", "correct the path, or name the files in per-phase columns")
     if not has_images(rec) and not any(isinstance(rec.get(f"mask_{ph}"), str) for ph in PHASE_NAMES):
-        raise CohortError("no images: the patient has neither dicom_dir, an image_<phase> volume nor a mask_<phase>",
-                          patient=pid, file=file)
+        err("no images: the patient has neither dicom_dir, an image_<phase> volume nor a mask_<phase>",
+            "add the patient's DICOM folder (dicom_dir) or remove the row")
+    return out
 
 
 def has_images(rec: dict) -> bool:
@@ -219,10 +327,16 @@ GEOMETRY_TO_COHORT = {"volume_ml": "mask_volume_ml", "max_diameter_3d_mm": "mask
                       "max_axial_diameter_mm": "mask_max_axial_diameter_mm", "side": "mask_side"}
 
 
-def analysis_cohort(sheet: pd.DataFrame, geometry: pd.DataFrame | None) -> pd.DataFrame:
-    """The cohort table every later stage reads: the validated sheet without any file paths, plus the
-    mask geometry; ``side`` is filled from the mask where the sheet has none (``side_source`` says which)."""
-    keep = [c for c in sheet.columns if c not in PATH_COLUMNS and not SOURCE_COLUMN.match(c)]
+#: the sheet columns every analysis cohort keeps
+COHORT_COLUMNS = ["patient_id", "grade", "grade_group", "centre"]
+
+
+def analysis_cohort(sheet: pd.DataFrame, geometry: pd.DataFrame | None, columns: list[str] | None = None) -> pd.DataFrame:
+    """The cohort table every later stage reads: the validated sheet's ID, grade, centre and the ``columns``
+    the study uses (never a file path, never a column nobody named), plus the mask geometry; ``side`` is
+    filled from the mask where the sheet has none (``side_source`` says which)."""
+    want = COHORT_COLUMNS + list(columns or [])
+    keep = [c for c in dict.fromkeys(want) if c in sheet.columns and c not in PATH_COLUMNS and not SOURCE_COLUMN.match(c)]
     out = sheet[keep].copy()
     if geometry is not None and len(geometry):
         g = geometry.astype({"patient_id": str}).set_index("patient_id")

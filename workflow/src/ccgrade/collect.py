@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .outputs import write_table, write_tsv
+from .outputs import read_table, write_table, write_tsv
 
 SERIES_COLUMNS = ["patient_id", "series_number", "series_description", "n_files", "phase", "method", "status",
                   "reason", "choice", "choice_reason", "notes", "evidence", "spacing", "slice_thickness", "kernel",
@@ -72,11 +72,11 @@ def main(argv: list[str] | None = None) -> None:
         from .cohort import analysis_cohort, validate_cohort
 
         sep = "," if a.sheet.lower().endswith(".csv") else "\t"
-        sheet = validate_cohort(pd.read_csv(a.sheet, sep=sep, dtype={"patient_id": str}), json.loads(a.config),
+        sheet = validate_cohort(read_table(a.sheet, sep=sep), json.loads(a.config),
                                 file=a.sheet, check_paths=False)
-        geo = pd.concat([pd.read_csv(p, sep="\t", dtype={"patient_id": str}) for p in a.geometry],
+        geo = pd.concat([read_table(p) for p in a.geometry],
                         ignore_index=True) if a.geometry else None
-        out = analysis_cohort(sheet, geo)
+        out = analysis_cohort(sheet, geo, json.loads(a.config).get("columns"))
         write_tsv(a.out, out)
         print(f"{len(out)} patients: " + ", ".join(f"{k} {v}" for k, v in out["grade_group"].value_counts().items()))
     elif a.cmd == "geometry":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 
 class CcgradeError(Exception):
     """Base error: a message prefixed with the patient, phase and file it concerns."""
@@ -35,3 +37,31 @@ class AnnotationError(CcgradeError):
 
 class SplitError(CcgradeError):
     """A patient-level split is impossible or leaks patients between sets."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding of a check: ``level`` is ``error`` (nothing runs until it is fixed), ``warning`` (the study
+    runs; look at it) or ``skipped`` (a part of the study the cohort cannot feed, left out); ``message`` names
+    the key, patient, phase and file; ``fix`` says what to do."""
+
+    level: str
+    message: str
+    fix: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.level.upper()}: {self.message}" + (f"\n    fix: {self.fix}" if self.fix else "")
+
+
+def problem(level: str, message: str, fix: str = "", *, patient: str | None = None, phase: str | None = None,
+            file: str | None = None) -> Problem:
+    """A Problem whose message is prefixed with the patient, phase and file, as the package's errors are."""
+    return Problem(level, str(CcgradeError(message, patient=patient, phase=phase, file=file)), fix)
+
+
+def raise_errors(problems: list[Problem], exc: type[CcgradeError], title: str) -> None:
+    """Raise ``exc`` listing every error among ``problems`` (one per line, with its fix); nothing if none."""
+    errors = [p for p in problems if p.level == "error"]
+    if errors:
+        body = "\n".join(f"  - {p.message}" + (f" (fix: {p.fix})" if p.fix else "") for p in errors)
+        raise exc(f"{title}: {len(errors)} problem(s)\n{body}")

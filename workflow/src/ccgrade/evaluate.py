@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from . import stats
-from .outputs import pyplot, save_figure, write_table
+from .outputs import pyplot, read_table, save_figure, write_table
 
 PHASE_LABEL = {"up": "plain", "cmp": "corticomedullary", "np": "parenchymal", "ep": "excretory",
                "all": "four phases combined", "stack": "three phases as channels"}
@@ -94,7 +94,7 @@ def compare(pred_a: pd.DataFrame, pred_b: pd.DataFrame) -> dict[str, dict]:
 def read_predictions(m: dict) -> pd.DataFrame:
     """A cell's prediction table (``predictions`` path, or ``dir``/predictions.tsv)."""
     path = m.get("predictions") or f"{m['dir']}/predictions.tsv"
-    return pd.read_csv(path, sep="\t", dtype={"patient_id": str, "source": str})
+    return read_table(path, dtype={"source": str})
 
 
 def _fmt(v: float) -> str:

@@ -525,7 +525,7 @@ def main(argv: list[str] | None = None) -> None:
     import argparse
     import json
 
-    from .outputs import write_tsv
+    from .outputs import read_table, write_tsv
 
     ap = argparse.ArgumentParser(description="Deep features, and the radiomics/deep/clinical fusion models.")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -550,9 +550,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{len(t)} patients, {t.shape[1] - 1} deep features")
         return
     prm = json.loads(a.params)
-    cohort = pd.read_csv(a.cohort, sep="\t", dtype={"patient_id": str})
-    rad = pd.read_csv(a.radiomics, sep="\t", dtype={"patient_id": str}) if a.radiomics else None
-    deep = pd.read_csv(a.deep, sep="\t", dtype={"patient_id": str}) if a.deep else None
+    cohort = read_table(a.cohort)
+    rad = read_table(a.radiomics) if a.radiomics else None
+    deep = read_table(a.deep) if a.deep else None
     out = Path(a.outdir)
     try:
         pred, fitted, left = run_fusion(cohort, _load_split(a.split), radiomics=rad, deep=deep,

@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 from torch.nn import functional as F
 
-from .outputs import pyplot, save_figure
+from .outputs import pyplot, read_table, save_figure
 
 
 def grad_cam(net: torch.nn.Module, x: torch.Tensor, target: int = 1) -> np.ndarray:
@@ -71,7 +71,7 @@ def heatmap_figure(cells: list[dict], crops: list[str], per_grade: int, stem: Pa
 
     plt = pyplot()
     by_key = {(Path(f).parent.parent.name, Path(f).parent.name, Path(f).stem): Path(f) for f in crops}
-    preds = {i: pd.read_csv(Path(c["dir"]) / "predictions.tsv", sep="\t", dtype={"patient_id": str})
+    preds = {i: read_table(Path(c["dir"]) / "predictions.tsv")
              for i, c in enumerate(cells)}
     first = next((p for p in preds.values() if not p.empty), pd.DataFrame(columns=["set", "patient_id", "label"]))
     patients = pick_patients(first, per_grade)

@@ -777,7 +777,7 @@ def main(argv: list[str] | None = None) -> None:
         cfg = json.loads(a.ingest)
         mapping = None
         if cfg.get("phase_map"):
-            mapping = pd.read_csv(cfg["phase_map"], sep="\t", dtype=str)
+            mapping = pd.read_csv(cfg["phase_map"], sep="\t", dtype=str, keep_default_na=False)
         res = index_patient(a.dicom_dir or None, a.patient, cfg, a.phases.split(","), mapping, _images_arg(a.images))
         out = Path(a.outdir)
         res["slices"]["file"] = res["slices"]["file"].astype(str)

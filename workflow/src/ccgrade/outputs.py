@@ -60,6 +60,26 @@ def write_tsv(path: str | os.PathLike, df: pd.DataFrame) -> None:
         df.to_csv(tmp, sep="\t", index=False, lineterminator="\n")
 
 
+#: pandas' default missing-value markers, applied to every column except the identifiers
+NA_MARKERS = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A",
+              "NA", "NULL", "NaN", "None", "n/a", "nan", "null"]
+#: columns that hold identifiers: read as written (``007``, ``1e3``, ``NA`` and ``None`` are patient IDs, not numbers
+#: or missing values)
+ID_COLUMNS = ("patient_id", "series_uid", "sop_uid", "file")
+
+
+def read_table(path: str | os.PathLike, sep: str | None = None, **kwargs: Any) -> pd.DataFrame:
+    """Read a TSV (or, by suffix or ``sep``, CSV) table with the identifier columns as the exact strings
+    written; other columns are parsed as pandas does (numbers, missing-value markers)."""
+    path = Path(path)
+    sep = sep or ("," if path.suffix.lower() == ".csv" else "\t")
+    header = pd.read_csv(path, sep=sep, nrows=0, **{k: v for k, v in kwargs.items() if k == "encoding"}).columns
+    ids = [c for c in header if str(c).strip() in ID_COLUMNS]
+    markers = NA_MARKERS if kwargs.pop("keep_default_na", True) else []  # False: no value is missing, as pandas
+    return pd.read_csv(path, sep=sep, dtype={**{c: str for c in ids}, **kwargs.pop("dtype", {})},
+                       keep_default_na=False, na_values={c: markers for c in header if c not in ids}, **kwargs)
+
+
 def write_npz(path: str | os.PathLike, **arrays: Any) -> None:
     """Write an uncompressed .npz atomically."""
     with atomic_path(path, suffix=".npz") as tmp:

@@ -155,7 +155,7 @@ def feature_columns(t: pd.DataFrame) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from .outputs import write_tsv
+    from .outputs import read_table, write_tsv
 
     ap = argparse.ArgumentParser(description="pyradiomics features per patient, and their table.")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--out", required=True)
     a = ap.parse_args(argv)
     if a.cmd == "table":
-        tab = feature_table([pd.read_csv(f, sep="\t", dtype={"patient_id": str}) for f in a.rows])
+        tab = feature_table([read_table(f) for f in a.rows])
         write_tsv(a.out, tab)
         print(f"{(tab['status'] == 'ok').sum()} of {len(tab)} patients, {len(feature_columns(tab))} features")
         return

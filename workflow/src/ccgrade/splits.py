@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import SplitError
-from .outputs import write_json, write_tsv
+from .outputs import read_table, write_json, write_tsv
 
 
 def _stratified_order(df: pd.DataFrame, by: list[str], rng: np.random.Generator) -> list[str]:
@@ -130,9 +130,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--tsv", required=True)
     a = ap.parse_args(argv)
     cfg = json.loads(a.config)
-    cohort = validate_cohort(pd.read_csv(a.cohort, sep="\t", dtype={"patient_id": str}), cfg, file=a.cohort,
+    cohort = validate_cohort(read_table(a.cohort), cfg, file=a.cohort,
                              check_paths=False)
-    tables = [pd.read_csv(p, sep="\t", keep_default_na=False) for p in a.phase_tables]
+    tables = [read_table(p, keep_default_na=False) for p in a.phase_tables]
     elig, excl = eligible_patients(cohort, tables, cfg["splits"]["require_phases"])
     scheme = cfg["splits"]["schemes"][a.scheme]
     folds = make_split(elig, scheme, cfg["seed"])

@@ -411,7 +411,7 @@ def curve_figure(history: pd.DataFrame, stem: Path, title: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
-    from .outputs import write_text, write_tsv
+    from .outputs import read_table, write_text, write_tsv
 
     ap = argparse.ArgumentParser(description="Train one cell of the model matrix and predict its test patients.")
     ap.add_argument("--cohort", required=True, help="analysis cohort sheet (patient_id, grade_group)")
@@ -427,7 +427,7 @@ def main(argv: list[str] | None = None) -> None:
     if a.threads:
         torch.set_num_threads(a.threads)
     hp = json.loads(a.hp)
-    cohort = pd.read_csv(a.cohort, sep="\t", dtype={"patient_id": str})
+    cohort = read_table(a.cohort)
     groups = dict(zip(cohort["patient_id"], cohort["grade_group"]))
     fold = json.loads(Path(a.split).read_text())["folds"][a.fold]
     split = {k: v for k, v in fold.items() if k in ("train", "val", "test")}

@@ -121,3 +121,26 @@ def reduced_local_run(tmp_path_factory) -> Path:
     wd = tmp_path_factory.mktemp("reduced") / "local"
     run_reduced_study(wd)
     return wd
+
+
+def reexport_series(src: Path, dst: Path, *, drop_first: int = 0, drop_last: int = 0, **overrides) -> list[str]:
+    """Write a DICOM series again as a PACS re-export does: every SOP Instance UID new (the series and frame of
+    reference kept unless ``overrides`` set them), optionally without its first/last slices along z, other
+    elements set from ``overrides`` (e.g. SeriesInstanceUID=...). Returns the new SOP UIDs in z order."""
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    files = sorted((f for f in src.iterdir() if f.is_file()),
+                   key=lambda f: float(pydicom.dcmread(f, stop_before_pixels=True).ImagePositionPatient[2]))
+    keep = files[drop_first:len(files) - drop_last]
+    dst.mkdir(parents=True, exist_ok=True)
+    uids = []
+    for n, f in enumerate(keep):
+        ds = pydicom.dcmread(f)
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.InstanceNumber = n + 1
+        for k, v in overrides.items():
+            setattr(ds, k, v)
+        ds.save_as(dst / f"EXP{n:04d}.dcm")
+        uids.append(str(ds.SOPInstanceUID))
+    return uids

@@ -15,7 +15,7 @@ from ccgrade import annotations as ann
 from ccgrade import crops, rtstruct
 from ccgrade.cohort import patient_sources
 from ccgrade.errors import AnnotationError, GeometryError
-from conftest import PHASES, ingest_to, repo_config
+from conftest import PHASES, ingest_to, reexport_series, repo_config, shared_data
 
 CFG = repo_config()
 
@@ -234,3 +234,107 @@ def test_kits_like_orientation_is_reoriented_for_crops(vol, demo_root, tmp_path)
         assert (man["status"] == "ok").all(), man
     np.testing.assert_array_equal(np.load(tmp_path / "orig" / "stack.npz")["images"],
                                   np.load(tmp_path / "odd" / "stack.npz")["images"])
+
+
+def _tumour_free_ends(mask: np.ndarray) -> tuple[int, int]:
+    rows = np.flatnonzero(mask.reshape(len(mask), -1).any(1))
+    return min(2, int(rows[0])), min(2, len(mask) - 1 - int(rows[-1]))
+
+
+def test_rtstruct_of_a_reexported_series_links_by_plane_position(vol, demo_root, tmp_path):
+    """The series written again with new SOP UIDs and a cropped slice range; the RTSTRUCT still references the
+    original SOP UIDs. auto links every contour by its plane; uid refuses, naming the fix."""
+    from pydicom.uid import generate_uid
+
+    p = vol["phase"]["up"]
+    _write_rt(tmp_path / "rt.dcm", p)
+    first, last = _tumour_free_ends(p["mask"])
+    assert first and last
+    reexport_series(demo_root / "dicom/DEMO001/S02", tmp_path / "export", drop_first=first, drop_last=last)
+    res, v = ingest_to(tmp_path / "export", "DEMO001", tmp_path / "ing")
+    st = res["phases"].set_index("phase").loc["up"]
+    assert st["status"] == "ok" and st["series_uid"] == p["series_uid"]
+    img = sitk.ReadImage(str(v / "up.nii.gz"))
+    from ccgrade.outputs import read_table
+
+    slices = read_table(v / "up.slices.tsv")
+    assert not set(slices["sop_uid"]) & set(p["slices"]["sop_uid"])  # no UID in common
+    mask, links = rtstruct.link_rtstruct(tmp_path / "rt.dcm", img, slices, series_uid=st["series_uid"],
+                                         frame_uid=p["frame_uid"], patient="DEMO001", phase="up")
+    n = len(pd.concat([pd.Series(rtstruct.mask_outlines(s)) for s in p["mask"] if s.any()]))
+    assert links == {"uid": 0, "position": n}
+    np.testing.assert_array_equal(mask, p["mask"][first:len(p["mask"]) - last])
+    with pytest.raises(AnnotationError, match=r"patient DEMO001, phase up, file .*rt\.dcm: contour references image .* "
+                                              r"not a slice of the up series \(rtstruct_link: uid\).*set rtstruct_link: auto"):
+        rtstruct.link_rtstruct(tmp_path / "rt.dcm", img, slices, series_uid=st["series_uid"], frame_uid=p["frame_uid"],
+                               patient="DEMO001", phase="up", link="uid")
+    # another frame of reference and another series: drawn on another image, an error however it is linked
+    other = reexport_series(demo_root / "dicom/DEMO001/S02", tmp_path / "other", FrameOfReferenceUID=generate_uid(),
+                            SeriesInstanceUID=generate_uid())
+    res2, v2 = ingest_to(tmp_path / "other", "DEMO001", tmp_path / "ing2")
+    s2 = read_table(v2 / "up.slices.tsv")
+    st2 = res2["phases"].set_index("phase").loc["up"]
+    assert set(s2["sop_uid"]) == set(other)
+    with pytest.raises(AnnotationError, match="drawn on another series"):
+        rtstruct.link_rtstruct(tmp_path / "rt.dcm", img, s2, series_uid=st2["series_uid"],
+                               frame_uid=str(s2["frame_uid"].iloc[0]), patient="DEMO001", phase="up")
+
+
+def test_crop_manifest_records_how_rtstruct_contours_were_linked(vol, demo_root, tmp_path):
+    p = vol["phase"]["up"]
+    _write_rt(tmp_path / "rt.dcm", p)
+    reexport_series(demo_root / "dicom/DEMO001/S02", tmp_path / "export")
+    _, v = ingest_to(tmp_path / "export", "DEMO001", tmp_path / "ing")
+    roi = {"kind": "tumor", "source": "rtstruct", "size": 16, "window": "cui"}
+    man = crops.crop_patient("DEMO001", "tumor", roi, CFG["windows"]["cui"], ["up"], ["up"], v,
+                             {"up": {"rtstruct": str(tmp_path / "rt.dcm")}}, 1, tmp_path / "crops").set_index("phase")
+    n = sum(len(rtstruct.mask_outlines(s)) for s in p["mask"] if s.any())
+    assert man.loc["up", "status"] == "ok" and man.loc["up", "link"] == f"position {n}"
+    assert man.loc["up", "n_contours"] == n
+    # the same structure set on the original series: linked by UID
+    man = crops.crop_patient("DEMO001", "tumor", roi, CFG["windows"]["cui"], ["up"], ["up"], vol["dir"],
+                             {"up": {"rtstruct": str(tmp_path / "rt.dcm")}}, 1, tmp_path / "crops0").set_index("phase")
+    assert man.loc["up", "link"] == f"uid {n}"
+
+
+@pytest.mark.realdata
+def test_third_party_rtstructs_link_by_uid_or_fail_naming_the_missing_slice(tmp_path):
+    """rt-utils' files: rt.dcm references both CT slices by SOP UID (its frame of reference UID differs from
+    the CT's, which a UID link does not need); non_existent_reference_rt.dcm has a contour on a plane the
+    two-slice CT does not have."""
+    import pydicom
+    from matplotlib.path import Path as MplPath
+
+    from ccgrade.outputs import read_table
+
+    d = shared_data("rt-utils")
+    (tmp_path / "ct").mkdir()
+    for f in ("ct_1.dcm", "ct_2.dcm"):
+        shutil.copy(d / f, tmp_path / "ct" / f)
+    res, v = ingest_to(tmp_path / "ct", "RTU", tmp_path / "ing")
+    st = res["phases"].set_index("phase")
+    ph = st.index[st["status"] == "ok"][0]
+    img = sitk.ReadImage(str(v / f"{ph}.nii.gz"))
+    slices = read_table(v / f"{ph}.slices.tsv")
+    kw = dict(series_uid=st.loc[ph, "series_uid"], frame_uid=str(slices["frame_uid"].iloc[0]), patient="RTU", phase=ph)
+    mask, links = rtstruct.link_rtstruct(d / "rt.dcm", img, slices, roi_pattern="ROI", **kw)
+    assert links == {"uid": 2, "position": 0}
+    # independently: pixel centres (in patient mm) inside the contours, even-odd, on the z = 60 mm slice
+    ds, ct = pydicom.dcmread(d / "rt.dcm"), pydicom.dcmread(d / "ct_1.dcm")
+    ox, oy = (float(x) for x in ct.ImagePositionPatient[:2])
+    sy, sx = (float(x) for x in ct.PixelSpacing)
+    jj, ii = np.mgrid[0:ct.Rows, 0:ct.Columns]
+    centres = np.column_stack([ox + ii.ravel() * sx, oy + jj.ravel() * sy])
+    want = np.zeros((ct.Rows, ct.Columns), bool)
+    for c in ds.ROIContourSequence[0].ContourSequence:
+        pts = np.asarray(c.ContourData, float).reshape(-1, 3)
+        want ^= MplPath(pts[:, :2]).contains_points(centres).reshape(want.shape)
+    k60 = int(np.argmin(np.abs(slices["position_mm"] - 60.0)))
+    assert want.any() and not mask[1 - k60].any()
+    np.testing.assert_array_equal(mask[k60], want)
+    with pytest.raises(GeometryError, match=r"RTU.*non_existent_reference_rt\.dcm: contour of ROI 'ROI-1' lies on the "
+                                            r"plane of slice index 2, outside the image .*position 70\.00 mm"):
+        rtstruct.link_rtstruct(d / "non_existent_reference_rt.dcm", img, slices, roi_pattern="ROI-1", **kw)
+    with pytest.raises(AnnotationError, match=r"references image 2\.16\.840\.1\.114362\.1\.11940992\.23790159890\.563423471"
+                                              r"\.995\.90, which is not a slice"):
+        rtstruct.link_rtstruct(d / "non_existent_reference_rt.dcm", img, slices, roi_pattern="ROI-1", link="uid", **kw)

@@ -164,3 +164,22 @@ def test_batch_norm_statistics_are_the_epochs_batch_average():
     vars_ = torch.stack([f.transpose(0, 1).reshape(3, -1).var(dim=1, unbiased=True) for f in feats])
     torch.testing.assert_close(net[1].running_mean, means.mean(0))
     torch.testing.assert_close(net[1].running_var, vars_.mean(0))
+
+
+def test_cube_crops_keep_their_whole_3d_box_in_the_predictions(tmp_path):
+    """A cube's box is (x1, y1, z1, x2, y2, z2) in mm: all six reach predictions.tsv; 2D boxes keep z empty."""
+    from ccgrade import models
+    from ccgrade.outputs import write_npz
+
+    cube = np.array([[-12.5, 30.0, -80.0, 20.5, 61.0, -40.0]])
+    write_npz(tmp_path / "P1.npz", images=np.zeros((1, 1, 8, 8, 8), np.float16), slice_index=np.array([-1]),
+              boxes=cube, status="ok", reason="")
+    write_npz(tmp_path / "P2.npz", images=np.zeros((2, 1, 8, 8), np.float16), slice_index=np.array([3, 4]),
+              boxes=np.array([[1.0, 2.0, 5.0, 6.0], [1.5, 2.5, 5.5, 6.5]]), status="ok", reason="")
+    data = train.load_crops({"P1": [tmp_path / "P1.npz"]}, {"P1": "high"})
+    net = models.build_model("resnet3d18", in_channels=1)
+    t = train.prediction_table(net, data, {"test": ["P1"]}, "cpu")
+    assert t[["x1", "y1", "z1", "x2", "y2", "z2"]].to_numpy().tolist() == cube.tolist()
+    assert t["box_space"].tolist() == ["mm"]
+    flat = train.load_crops({"P2": [tmp_path / "P2.npz"]}, {"P2": "low"})
+    assert np.isnan(flat.boxes[:, 4:]).all() and flat.boxes[:, :4].tolist() == [[1, 2, 5, 6], [1.5, 2.5, 5.5, 6.5]]

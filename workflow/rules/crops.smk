@@ -17,7 +17,8 @@ rule crop_roi:
         stack=",".join(config["stack"]["phases"]),
         sources=lambda wc: as_json(crop_sources(wc)),
         mask_label=config["mask_label"],
-        rtstruct_roi=config.get("rtstruct_roi", "tumou?r|lesion|gtv|mass|rcc"),
+        rtstruct_roi=config["rtstruct_roi"],
+        rtstruct_link=config["rtstruct_link"],
     log:
         "results/logs/crop_roi/{roi}/{pid}.log",
     benchmark:
@@ -29,7 +30,7 @@ rule crop_roi:
         "python -m ccgrade.crops --patient {wildcards.pid} --roi-name {wildcards.roi} --roi {params.roi:q}"
         " --window {params.window:q} --phases {params.phases} --stack {params.stack}"
         " --volumes {input.volumes} --sources {params.sources:q} --mask-label {params.mask_label}"
-        " --rtstruct-roi {params.rtstruct_roi:q}"
+        " --rtstruct-roi {params.rtstruct_roi:q} --rtstruct-link {params.rtstruct_link}"
         " --outdir results/crops/{wildcards.roi}/{wildcards.pid} > {log} 2>&1"
 
 

@@ -48,6 +48,8 @@ rule radiomics_patient:
         args=rad_args,
         phase=RAD_PHASE,
         mask_label=config["mask_label"],
+        rtstruct_roi=config["rtstruct_roi"],
+        rtstruct_link=config["rtstruct_link"],
         shape="--shape-only" if RAD.get("shape_only") else "",
     log:
         "results/logs/radiomics/{pid}.log",
@@ -58,7 +60,8 @@ rule radiomics_patient:
         runtime=20,
     shell:
         "python -m ccgrade.radiomics patient --patient {wildcards.pid} --phase {params.phase} --params {input.params}"
-        " {params.args} --mask-label {params.mask_label} {params.shape} --out {output} > {log} 2>&1"
+        " {params.args} --mask-label {params.mask_label} --rtstruct-roi {params.rtstruct_roi:q}"
+        " --rtstruct-link {params.rtstruct_link} {params.shape} --out {output} > {log} 2>&1"
 
 
 rule radiomics_table:

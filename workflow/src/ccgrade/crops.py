@@ -24,11 +24,11 @@ from . import annotations as ann
 from . import rtstruct as rts
 from .cohort import pick_source, roi_sources
 from .errors import AnnotationError
-from .outputs import write_npz, write_tsv
+from .outputs import read_table, write_npz, write_tsv
 
 AIR_HU = -1024.0
-MANIFEST_COLUMNS = ["patient_id", "roi", "phase", "status", "source", "n_images", "shape", "window", "file", "reason",
-                    "notes"]
+MANIFEST_COLUMNS = ["patient_id", "roi", "phase", "status", "source", "link", "n_contours", "n_images", "shape", "window",
+                    "file", "reason", "notes"]
 
 
 def apply_window(hu: np.ndarray, preset: dict, mask: np.ndarray | None = None) -> np.ndarray:
@@ -99,9 +99,10 @@ def _on_reference(img: sitk.Image, ref: sitk.Image) -> sitk.Image:
 
 
 def roi_boxes(kind: str, roi: dict, *, src: dict[str, str], phase: str, slices: pd.DataFrame, img: sitk.Image,
-              mask_label: int, patient: str, series_uid: str = "",
-              rtstruct_roi: str = rts.DEFAULT_ROI) -> tuple[dict[int, ann.Box], np.ndarray | None, list[str]]:
-    """The boxes (and mask, for tumour-only and cube crops) an ROI setting needs on one phase.
+              mask_label: int, patient: str, series_uid: str = "", rtstruct_roi: str = rts.DEFAULT_ROI,
+              rtstruct_link: str = "auto") -> tuple[dict[int, ann.Box], np.ndarray | None, list[str], dict]:
+    """The boxes (and mask, for tumour-only and cube crops) an ROI setting needs on one phase, notes, and
+    how an RTSTRUCT's contours were linked (``link``: e.g. ``position``, ``uid``; ``n_contours``).
 
     ``src`` maps annotation formats (labelme, mask, polygons, rtstruct) to this phase's files.
     """
@@ -110,6 +111,7 @@ def roi_boxes(kind: str, roi: dict, *, src: dict[str, str], phase: str, slices: 
     source, _ = pick_source(roi, src)
     notes: list[str] = []
     mask = polys = None
+    meta: dict = {"link": "", "n_contours": ""}
     if source == "labelme":
         boxes, notes = ann.read_labelme_boxes(src["labelme"], slices, shape, patient=patient, phase=phase)
     elif source == "polygons":
@@ -123,8 +125,12 @@ def roi_boxes(kind: str, roi: dict, *, src: dict[str, str], phase: str, slices: 
             mask = rts.polygons_to_mask(polys, (img.GetSize()[2], *shape))
     else:
         if source == "rtstruct":
-            mask = rts.read_rtstruct(src["rtstruct"], img, slices, series_uid=series_uid, roi_pattern=rtstruct_roi,
-                                     patient=patient, phase=phase)
+            frame = next((str(f) for f in slices.get("frame_uid", pd.Series(dtype=str)).astype(str)
+                          if f not in ("", "nan")), "")
+            mask, links = rts.link_rtstruct(src["rtstruct"], img, slices, series_uid=series_uid,
+                                            roi_pattern=rtstruct_roi, patient=patient, phase=phase,
+                                            link=rtstruct_link, frame_uid=frame)
+            meta = {"link": ", ".join(f"{k} {v}" for k, v in links.items() if v), "n_contours": sum(links.values())}
         else:
             mask = ann.read_mask(src["mask"], img, mask_label, patient=patient, phase=phase)
         boxes = ann.boxes_from_mask(mask, roi.get("min_pixels", 1))
@@ -138,12 +144,12 @@ def roi_boxes(kind: str, roi: dict, *, src: dict[str, str], phase: str, slices: 
     if kind in ("tumor", "cube") and mask is None:
         raise AnnotationError(f"ROI kind {kind!r} needs a mask, RTSTRUCT or polygon source, not {source!r}",
                               patient=patient, phase=phase)
-    return boxes, mask, notes
+    return boxes, mask, notes, meta
 
 
 def crop_patient(patient: str, roi_name: str, roi: dict, window: dict, phases: list[str], stack: list[str],
                  volumes: Path, sources: dict[str, dict[str, str]], mask_label: int, outdir: Path,
-                 rtstruct_roi: str = rts.DEFAULT_ROI) -> pd.DataFrame:
+                 rtstruct_roi: str = rts.DEFAULT_ROI, rtstruct_link: str = "auto") -> pd.DataFrame:
     """Write ``{phase}.npz`` for every phase and ``stack.npz``; return the manifest rows.
 
     ``sources`` maps each phase to its annotation files by format (see ``cohort.patient_sources``).
@@ -173,12 +179,13 @@ def crop_patient(patient: str, roi_name: str, roi: dict, window: dict, phases: l
         for p in chan_phases:
             if p not in imgs:
                 imgs[p] = sitk.ReadImage(str(volumes / f"{p}.nii.gz"), sitk.sitkFloat32)
-                slices[p] = pd.read_csv(volumes / f"{p}.slices.tsv", sep="\t", dtype={"sop_uid": str, "file": str})
+                slices[p] = read_table(volumes / f"{p}.slices.tsv")
         ref = imgs[ref_phase]
         chan_imgs = [_on_reference(imgs[p], ref) for p in chan_phases]
-        boxes, mask, notes = roi_boxes(kind, roi, src=sources[ref_phase], phase=ref_phase, slices=slices[ref_phase],
-                                       img=ref, mask_label=mask_label, patient=patient,
-                                       series_uid=str(status.loc[ref_phase, "series_uid"]), rtstruct_roi=rtstruct_roi)
+        boxes, mask, notes, meta = roi_boxes(kind, roi, src=sources[ref_phase], phase=ref_phase,
+                                             slices=slices[ref_phase], img=ref, mask_label=mask_label, patient=patient,
+                                             series_uid=str(status.loc[ref_phase, "series_uid"]),
+                                             rtstruct_roi=rtstruct_roi, rtstruct_link=rtstruct_link)
         sl = slices[ref_phase].set_index("k")
         if kind == "cube":
             images, bbox = crop_cube(chan_imgs, mask, roi.get("spacing_mm", 1.0), roi["size"], window)
@@ -194,7 +201,7 @@ def crop_patient(patient: str, roi_name: str, roi: dict, window: dict, phases: l
         sops = np.array([sl.loc[k, "sop_uid"] if k >= 0 else "" for k in ks], dtype=str)
         write_npz(outdir / f"{target}.npz", images=images.astype(np.float16), slice_index=ks, boxes=bxs, sop_uid=sops,
                   channels=np.array(chan_phases), spacing=np.array(ref.GetSpacing()), status="ok", reason="")
-        rows.append({**base, "status": "ok" if len(images) else "excluded", "n_images": len(images),
+        rows.append({**base, **meta, "status": "ok" if len(images) else "excluded", "n_images": len(images),
                      "shape": "x".join(map(str, images.shape[1:])), "reason": "" if len(images) else "no annotated slice",
                      "notes": "; ".join(notes)})
     return pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
@@ -212,11 +219,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--sources", required=True, help="JSON {phase: {format: path}} of the annotation files")
     ap.add_argument("--mask-label", type=int, default=1)
     ap.add_argument("--rtstruct-roi", default=rts.DEFAULT_ROI)
+    ap.add_argument("--rtstruct-link", default="auto", choices=rts.LINK_MODES)
     ap.add_argument("--outdir", required=True)
     a = ap.parse_args(argv)
     out = Path(a.outdir)
     man = crop_patient(a.patient, a.roi_name, json.loads(a.roi), json.loads(a.window), a.phases.split(","),
-                       a.stack.split(","), Path(a.volumes), json.loads(a.sources), a.mask_label, out, a.rtstruct_roi)
+                       a.stack.split(","), Path(a.volumes), json.loads(a.sources), a.mask_label, out, a.rtstruct_roi,
+                       a.rtstruct_link)
     write_tsv(out / "manifest.tsv", man)
     for r in man.itertuples():
         print(f"{a.patient} {a.roi_name} {r.phase}: {r.status} {r.n_images} {r.shape} {r.reason}")

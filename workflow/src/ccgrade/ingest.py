@@ -634,7 +634,7 @@ def read_image_file(path: str | Path, patient: str, phase: str) -> tuple[sitk.Im
     pos = [float(np.dot(img.TransformIndexToPhysicalPoint((0, 0, k)), n)) for k in range(img.GetSize()[2])]
     name = Path(path).name
     table = pd.DataFrame({"k": range(img.GetSize()[2]), "file": [f"{name}#{k}" for k in range(img.GetSize()[2])],
-                          "sop_uid": "", "position_mm": pos})
+                          "sop_uid": "", "position_mm": pos, "frame_uid": ""})
     return out, table
 
 
@@ -671,7 +671,7 @@ def read_volume(folder: str | Path, slices: pd.DataFrame, patient: str, phase: s
     """Read one series' pixels into a HU SimpleITK image (sorted along the normal, rescale applied)."""
     folder = Path(folder)
     n = _normal(slices["iop"].iloc[0])
-    cols = list(dict.fromkeys(PIXEL_COLUMNS + ["sop_uid", "iop", "ipp_x", "ipp_y", "ipp_z", "row_spacing", "col_spacing",
+    cols = list(dict.fromkeys(PIXEL_COLUMNS + ["sop_uid", "frame_uid", "iop", "ipp_x", "ipp_y", "ipp_z", "row_spacing", "col_spacing",
                                                "slice_thickness", "slope", "intercept"]))
     sl = slices[cols].assign(pos=slices[["ipp_x", "ipp_y", "ipp_z"]].to_numpy(float) @ n).sort_values("pos")
     sl = sl.reset_index(drop=True)
@@ -716,7 +716,8 @@ def read_volume(folder: str | Path, slices: pd.DataFrame, patient: str, phase: s
     img.SetOrigin((float(first["ipp_x"]), float(first["ipp_y"]), float(first["ipp_z"])))
     r_, c_ = iop[:3], iop[3:]
     img.SetDirection(tuple(np.column_stack([r_, c_, n]).ravel()))
-    table = pd.DataFrame({"k": range(len(sl)), "file": sl["file"], "sop_uid": sl["sop_uid"], "position_mm": sl["pos"]})
+    table = pd.DataFrame({"k": range(len(sl)), "file": sl["file"], "sop_uid": sl["sop_uid"], "position_mm": sl["pos"],
+                          "frame_uid": sl["frame_uid"]})
     return img, table
 
 

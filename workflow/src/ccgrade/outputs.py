@@ -65,7 +65,7 @@ NA_MARKERS = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-na
               "NA", "NULL", "NaN", "None", "n/a", "nan", "null"]
 #: columns that hold identifiers: read as written (``007``, ``1e3``, ``NA`` and ``None`` are patient IDs, not numbers
 #: or missing values)
-ID_COLUMNS = ("patient_id", "series_uid", "sop_uid", "file")
+ID_COLUMNS = ("patient_id", "series_uid", "sop_uid", "frame_uid", "study_uid", "file")
 
 
 def read_table(path: str | os.PathLike, sep: str | None = None, **kwargs: Any) -> pd.DataFrame:

@@ -20,6 +20,7 @@ import pandas as pd
 import SimpleITK as sitk
 
 from .errors import AnnotationError
+from .outputs import read_table
 
 META_COLUMNS = ["patient_id", "phase", "mode", "status", "reason", "pyradiomics_version"]
 
@@ -101,7 +102,8 @@ def version() -> str:
 
 def patient_features(patient: str, phase: str, params: Path, *, mask_file: str | None = None,
                      volumes: Path | None = None, roi: dict | None = None, sources: dict | None = None,
-                     mask_label: int = 1, rtstruct_roi: str | None = None, shape_only: bool = False) -> pd.DataFrame:
+                     mask_label: int = 1, rtstruct_roi: str | None = None, rtstruct_link: str = "auto",
+                     shape_only: bool = False) -> pd.DataFrame:
     """One row: the patient's features, or status 'excluded' with the reason (nothing is silently dropped).
 
     With ``volumes`` (an ingested patient folder) the mask is the ROI setting's annotation on that phase's
@@ -123,11 +125,12 @@ def patient_features(patient: str, phase: str, params: Path, *, mask_file: str |
                 raise AnnotationError(f"no {' or '.join(roi_sources(roi))} annotation for phase {phase}",
                                       patient=patient)
             image = sitk.ReadImage(str(volumes / f"{phase}.nii.gz"), sitk.sitkFloat32)
-            slices = pd.read_csv(volumes / f"{phase}.slices.tsv", sep="\t", dtype={"sop_uid": str, "file": str})
+            slices = read_table(volumes / f"{phase}.slices.tsv")
             kw = {"rtstruct_roi": rtstruct_roi} if rtstruct_roi else {}
-            _, arr, _ = crops.roi_boxes("tumor", roi, src=sources or {}, phase=phase,
-                                        slices=slices, img=image, mask_label=mask_label, patient=patient,
-                                        series_uid=str(status.loc[phase, "series_uid"]), **kw)
+            _, arr, _, _ = crops.roi_boxes("tumor", roi, src=sources or {}, phase=phase,
+                                           slices=slices, img=image, mask_label=mask_label, patient=patient,
+                                           series_uid=str(status.loc[phase, "series_uid"]), rtstruct_link=rtstruct_link,
+                                           **kw)
             mask = sitk.GetImageFromArray(arr.astype(np.uint8))
             mask.CopyInformation(image)
             feats = extract(mask, params, patient=patient, image=None if shape_only else image)
@@ -155,7 +158,7 @@ def feature_columns(t: pd.DataFrame) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from .outputs import read_table, write_tsv
+    from .outputs import write_tsv
 
     ap = argparse.ArgumentParser(description="pyradiomics features per patient, and their table.")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -169,6 +172,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--sources", default="{}", help="JSON {format: path} of the phase's annotations")
     p.add_argument("--mask-label", type=int, default=1)
     p.add_argument("--rtstruct-roi")
+    p.add_argument("--rtstruct-link", default="auto", choices=["auto", "uid", "position"])
     p.add_argument("--shape-only", action="store_true")
     p.add_argument("--out", required=True)
     t = sub.add_parser("table", help="gather the patients' rows")
@@ -183,7 +187,7 @@ def main(argv: list[str] | None = None) -> None:
     row = patient_features(a.patient, a.phase, Path(a.params), mask_file=a.mask,
                            volumes=Path(a.volumes) if a.volumes else None, roi=json.loads(a.roi),
                            sources=json.loads(a.sources), mask_label=a.mask_label, rtstruct_roi=a.rtstruct_roi,
-                           shape_only=a.shape_only)
+                           rtstruct_link=a.rtstruct_link, shape_only=a.shape_only)
     write_tsv(a.out, row)
     print(f"{a.patient}: {row['status'].iloc[0]}, {len(row.columns) - len(META_COLUMNS)} features")
 

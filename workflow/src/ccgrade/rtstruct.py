@@ -78,65 +78,130 @@ def _roi_names(ds: Dataset) -> dict[int, str]:
     return {int(r.ROINumber): str(getattr(r, "ROIName", "")) for r in getattr(ds, "StructureSetROISequence", [])}
 
 
-def read_rtstruct(path: str | Path, image: sitk.Image, slices: pd.DataFrame, *, series_uid: str = "",
-                  roi_pattern: str = DEFAULT_ROI, patient: str, phase: str) -> np.ndarray:
-    """Rasterise the tumour ROI(s) of an RTSTRUCT onto ``image`` (numpy z, y, x boolean mask).
+#: how contours are linked to the image's slices (config ``rtstruct_link``)
+LINK_MODES = ("auto", "uid", "position")
 
-    ``slices`` is the image's slice table (``k``, ``sop_uid``); ``series_uid`` its SeriesInstanceUID.
+
+def _frames(ds: Dataset, chosen: set[int]) -> set[str]:
+    """The frames of reference the structure set (and its chosen ROIs) say they were drawn in."""
+    out = {str(fr.FrameOfReferenceUID) for fr in getattr(ds, "ReferencedFrameOfReferenceSequence", [])
+           if "FrameOfReferenceUID" in fr}
+    out |= {str(r.ReferencedFrameOfReferenceUID) for r in getattr(ds, "StructureSetROISequence", [])
+            if int(r.ROINumber) in chosen and "ReferencedFrameOfReferenceUID" in r}
+    return out - {""}
+
+
+def read_rtstruct(path: str | Path, image: sitk.Image, slices: pd.DataFrame, *, series_uid: str = "",
+                  roi_pattern: str = DEFAULT_ROI, patient: str, phase: str, link: str = "auto",
+                  frame_uid: str = "") -> np.ndarray:
+    """Rasterise the tumour ROI(s) of an RTSTRUCT onto ``image`` (numpy z, y, x boolean mask); see
+    ``link_rtstruct``."""
+    return link_rtstruct(path, image, slices, series_uid=series_uid, roi_pattern=roi_pattern, patient=patient,
+                         phase=phase, link=link, frame_uid=frame_uid)[0]
+
+
+def link_rtstruct(path: str | Path, image: sitk.Image, slices: pd.DataFrame, *, series_uid: str = "",
+                  roi_pattern: str = DEFAULT_ROI, patient: str, phase: str, link: str = "auto",
+                  frame_uid: str = "", tolerance: float = 0.25) -> tuple[np.ndarray, dict[str, int]]:
+    """Rasterise the tumour ROI(s) of an RTSTRUCT onto ``image``; return the mask and how many contours were
+    linked by ``uid`` and by ``position``.
+
+    ``slices`` is the image's slice table (``k``, ``sop_uid``); ``series_uid`` and ``frame_uid`` its
+    SeriesInstanceUID and FrameOfReferenceUID ('' for volume files, which carry none). Each contour is
+    linked to a slice by its referenced SOP Instance UID when that is a slice of the image (``uid``), else
+    (``link`` auto or position) by its plane: the slice whose position it lies on within ``tolerance`` of
+    the slice spacing, provided the structure set references this series or was drawn in the image's
+    frame of reference (a re-export that renewed the SOP UIDs). ``link: uid`` accepts UID links only;
+    ``link: position`` links every contour by its plane.
     """
+    if link not in LINK_MODES:
+        raise AnnotationError(f"unknown rtstruct_link {link!r} (use {', '.join(LINK_MODES)})", patient=patient,
+                              phase=phase)
     path, file = Path(path), str(path)
+
+    def fail(exc: type, msg: str, fix: str = "") -> None:
+        raise exc(msg + (f"; fix: {fix}" if fix else ""), patient=patient, phase=phase, file=file)
+
     try:
         ds = pydicom.dcmread(path)
     except (InvalidDicomError, OSError, EOFError, ValueError) as e:
-        raise AnnotationError(f"not a readable DICOM file ({type(e).__name__}: {e})", patient=patient, phase=phase,
-                              file=file) from None
+        fail(AnnotationError, f"not a readable DICOM file ({type(e).__name__}: {e})")
     if str(getattr(ds, "Modality", "")) != "RTSTRUCT" and str(getattr(ds, "SOPClassUID", "")) != RTSTRUCT_STORAGE:
-        raise AnnotationError(f"not an RTSTRUCT (Modality {getattr(ds, 'Modality', '')!r})", patient=patient,
-                              phase=phase, file=file)
-    sops = set(slices["sop_uid"].astype(str)) - {""}
+        fail(AnnotationError, f"not an RTSTRUCT (Modality {getattr(ds, 'Modality', '')!r})",
+             f"give the structure set file as rtstruct_{phase}")
+    sop_k = {str(u): int(k) for u, k in zip(slices["sop_uid"].astype(str), slices["k"]) if str(u) not in ("", "nan")}
     ref_series = {str(s.SeriesInstanceUID) for fr in getattr(ds, "ReferencedFrameOfReferenceSequence", [])
                   for st in getattr(fr, "RTReferencedStudySequence", [])
                   for s in getattr(st, "RTReferencedSeriesSequence", []) if "SeriesInstanceUID" in s}
-    if series_uid and ref_series and series_uid not in ref_series:
-        raise AnnotationError(f"RTSTRUCT references series {sorted(ref_series)}, not the {phase} image series "
-                              f"{series_uid}", patient=patient, phase=phase, file=file)
+    if series_uid and ref_series and series_uid not in ref_series and link != "position":
+        fail(AnnotationError, f"RTSTRUCT references series {sorted(ref_series)}, not the {phase} image series "
+                              f"{series_uid}: it was drawn on another series",
+             f"give the structure set drawn on the {phase} series (or, if it was, set rtstruct_link: position)")
     names = _roi_names(ds)
     rx = re.compile(roi_pattern, re.I)
     chosen = {n for n, name in names.items() if rx.search(name)}
     if not chosen:
-        raise AnnotationError(f"no ROI name matches {roi_pattern!r} (ROIs: {sorted(names.values())}); set "
-                              "config key rtstruct_roi", patient=patient, phase=phase, file=file)
+        fail(AnnotationError, f"no ROI name matches {roi_pattern!r} (ROIs: {sorted(names.values())})",
+             "set config key rtstruct_roi to a pattern matching the tumour ROI's name")
+    frames = _frames(ds, chosen)
+    series_ok = bool(series_uid) and series_uid in ref_series
+    frame_ok = bool(frame_uid) and frame_uid in frames
+    frame_clash = bool(frame_uid) and bool(frames) and not frame_ok
     size = image.GetSize()
     mask = np.zeros((size[2], size[1], size[0]), bool)
-    n_contours = 0
+    links = {"uid": 0, "position": 0}
     for rc in getattr(ds, "ROIContourSequence", []):
         if int(rc.ReferencedROINumber) not in chosen:
             continue
+        roi = names.get(int(rc.ReferencedROINumber))
         for c in getattr(rc, "ContourSequence", []):
             typ = str(getattr(c, "ContourGeometricType", "CLOSED_PLANAR"))
             if typ != "CLOSED_PLANAR":
                 continue
-            refs = {str(r.ReferencedSOPInstanceUID) for r in getattr(c, "ContourImageSequence", [])}
-            if sops and refs and not refs & sops:
-                raise AnnotationError(f"contour references image {sorted(refs)[0]}, which is not a slice of the "
-                                      f"{phase} series", patient=patient, phase=phase, file=file)
+            refs = [str(r.ReferencedSOPInstanceUID) for r in getattr(c, "ContourImageSequence", [])]
             pts = np.asarray(c.ContourData, float).reshape(-1, 3)
             idx = np.array([image.TransformPhysicalPointToContinuousIndex(p.tolist()) for p in pts])
-            kz = np.round(idx[:, 2])
-            if np.ptp(idx[:, 2]) > 0.25 or abs(idx[0, 2] - kz[0]) > 0.25:
-                raise GeometryError(f"contour of ROI {names.get(int(rc.ReferencedROINumber))!r} is not on a slice "
-                                    f"plane of the image (slice index {idx[:, 2].min():.2f}-{idx[:, 2].max():.2f})",
-                                    patient=patient, phase=phase, file=file)
-            k = int(kz[0])
+            z = idx[:, 2]
+            k_pos = int(np.round(z[0]))
+            if np.ptp(z) > 2 * tolerance or abs(z[0] - k_pos) > tolerance:
+                fail(GeometryError, f"contour of ROI {roi!r} is not on a slice plane of the image (slice index "
+                                    f"{z.min():.2f}-{z.max():.2f})",
+                     "the structure set must be drawn on this series' slices (not on a reformat or another "
+                     "reconstruction)")
+            hit = [sop_k[r] for r in refs if r in sop_k] if link != "position" else []
+            if hit:
+                how, k = "uid", hit[0]
+                if k != k_pos:
+                    fail(GeometryError, f"contour of ROI {roi!r} references slice {k} (SOP UID) but lies on the "
+                                        f"plane of slice {k_pos}", "re-export the structure set from this series")
+            elif link == "uid":
+                fail(AnnotationError, f"contour references image {refs[0] if refs else '(none)'}, which is not a "
+                                      f"slice of the {phase} series (rtstruct_link: uid)",
+                     "set rtstruct_link: auto to link contours by plane position when the series or frame of "
+                     "reference matches (e.g. after a re-export with new SOP UIDs)")
+            else:
+                if frame_clash and not series_ok:
+                    fail(AnnotationError, f"contour references image {refs[0] if refs else '(none)'}, which is not "
+                                          f"a slice of the {phase} series, and the structure set's frame of reference "
+                                          f"{sorted(frames)} is not the image's {frame_uid}: it was drawn on another "
+                                          "image", f"give the structure set drawn on the {phase} series")
+                unverifiable = not (sop_k or series_uid or frame_uid)  # a volume file: no UIDs to compare
+                if link == "auto" and not (series_ok or frame_ok or unverifiable):
+                    fail(AnnotationError, f"contour references image {refs[0] if refs else '(none)'}, which is not "
+                                          f"a slice of the {phase} series, and neither the series nor the frame of "
+                                          "reference can be matched", "set rtstruct_link: position if the structure "
+                                          f"set was drawn on the {phase} series")
+                how, k = "position", k_pos
             if not 0 <= k < size[2]:
-                raise GeometryError(f"contour at slice index {k} lies outside the image (0-{size[2] - 1})",
-                                    patient=patient, phase=phase, file=file)
+                fail(GeometryError, f"contour of ROI {roi!r} lies on the plane of slice index {k}, outside the image "
+                                    f"(slices 0-{size[2] - 1}; position {pts[0, 2]:.2f} mm): the image lacks the slice "
+                                    "it was drawn on", "export the whole series the structure set was drawn on")
             mask[k] ^= rasterise_polygon(idx[:, :2] + 0.5, (size[1], size[0]))
-            n_contours += 1
+            links[how] += 1
     if not mask.any():
-        raise AnnotationError(f"the ROI(s) {sorted(names[n] for n in chosen)} have no closed contour on the image "
-                              f"({n_contours} contours)", patient=patient, phase=phase, file=file)
-    return mask
+        fail(AnnotationError, f"the ROI(s) {sorted(names[n] for n in chosen)} have no closed contour on the image "
+                              f"({sum(links.values())} contours)")
+    return mask, links
 
 
 def write_rtstruct(path: str | Path, mask: np.ndarray, image: sitk.Image, slices: pd.DataFrame, *, series_uid: str,

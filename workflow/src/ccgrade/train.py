@@ -70,7 +70,7 @@ def load_crops(files: dict[str, list[Path]], grade_group: dict[str, str]) -> Cro
             labels.append(np.full(n, LABELS[grade_group[pid]], np.int64))
             pats.append(np.full(n, pid, dtype=object))
             sls.append(z["slice_index"].astype(int))
-            bxs.append(z["boxes"].reshape(n, -1)[:, :4] if z["boxes"].size else np.zeros((n, 4)))
+            bxs.append(box_columns(z["boxes"], n))
             srcs.append(np.full(n, Path(p).stem, dtype=object))
     if not imgs:
         raise ValueError("no usable crops for this model")
@@ -79,6 +79,20 @@ def load_crops(files: dict[str, list[Path]], grade_group: dict[str, str]) -> Cro
         raise ValueError(f"crops of different shapes cannot be pooled: {sorted(shapes)}")
     return CropSet(np.concatenate(imgs), np.concatenate(labels), np.concatenate(pats).astype(str),
                    np.concatenate(sls), np.concatenate(bxs).astype(float), np.concatenate(srcs).astype(str))
+
+
+def box_columns(boxes: np.ndarray, n: int) -> np.ndarray:
+    """A crop file's boxes as (n, 6) columns x1, y1, x2, y2, z1, z2: a 2D crop's (x1, y1, x2, y2) in the slice's
+    pixel coordinates with z NaN, a cube's 3D box (x1, y1, z1, x2, y2, z2, patient mm) completely."""
+    out = np.full((n, 6), np.nan)
+    if not boxes.size:
+        return out
+    b = np.asarray(boxes, float).reshape(n, -1)
+    if b.shape[1] == 6:
+        out[:] = b[:, [0, 1, 3, 4, 2, 5]]
+    else:
+        out[:, :4] = b[:, :4]
+    return out
 
 
 def class_weights(labels: np.ndarray, spec) -> torch.Tensor:
@@ -361,11 +375,14 @@ def prediction_table(net: nn.Module, data: CropSet, split: dict[str, list[str]],
         b = data.boxes[keep]
         rows.append(pd.DataFrame({"patient_id": data.patients[keep], "set": set_name, "source": data.sources[keep],
                                   "slice_index": data.slices[keep], "x1": b[:, 0], "y1": b[:, 1], "x2": b[:, 2],
-                                  "y2": b[:, 3], "label": data.labels[keep], "prob_high": prob}))
+                                  "y2": b[:, 3], "z1": b[:, 4], "z2": b[:, 5],
+                                  "box_space": np.where(np.isnan(b[:, 4]), "pixel", "mm"),
+                                  "label": data.labels[keep], "prob_high": prob}))
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 
 
-PREDICTION_COLUMNS = ["patient_id", "set", "source", "slice_index", "x1", "y1", "x2", "y2", "label", "prob_high"]
+PREDICTION_COLUMNS = ["patient_id", "set", "source", "slice_index", "x1", "y1", "x2", "y2", "z1", "z2", "box_space",
+                      "label", "prob_high"]
 
 
 def not_trained(out: Path, hp: dict, reason: str) -> None:

@@ -1,12 +1,16 @@
 # ccgrade: from raw DICOM through crops, splits and the model matrix to the papers' tables, statistics and figures.
 # Run: snakemake --cores 8 --resources gpu=1     (see README.md)
 
+import os
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# the study's config.yaml in the working directory, else the repository's documented defaults (the demo);
+# --configfile my_study.yaml is merged over it (keys it lists under `replace:` are taken whole)
+configfile: "config.yaml" if os.path.exists("config.yaml") else os.path.join(workflow.basedir, "config.yaml")
 
 
 report: "workflow/report/workflow.rst"
@@ -33,3 +37,9 @@ rule all:
 rule paper:  # every table and figure of the reproduced studies (the same as the default target)
     input:
         all_targets(),
+
+
+onerror:
+    # the console names each failed job's error (from its log), not only where the log is
+    for line in ccpre.job_errors(log):
+        print(f"ccgrade: failed job {line}", file=sys.stderr)

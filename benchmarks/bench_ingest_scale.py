@@ -70,7 +70,7 @@ def main() -> None:
         series, phases = [], []
         t = time.perf_counter()
         for pdir in sorted((root / "dicom").iterdir()):
-            res = ingest.index_patient(pdir, pdir.name, cfg["ingest"], cfg["phases"])
+            res = ingest.index_patient(pdir, pdir.name, cfg["ingest"], ["up", "cmp", "np", "ep"])
             assert (res["phases"]["status"] == "ok").all(), res["phases"]
             for name, tab in (("series", res["series"]), ("phases", res["phases"])):
                 f = root / "ingest" / pdir.name / f"{name}.tsv"

@@ -144,3 +144,43 @@ def reexport_series(src: Path, dst: Path, *, drop_first: int = 0, drop_last: int
         ds.save_as(dst / f"EXP{n:04d}.dcm")
         uids.append(str(ds.SOPInstanceUID))
     return uids
+
+
+def one_phase_rtstruct_cohort(root: Path, n: int = 8, ids: list[str] | None = None) -> Path:
+    """A cohort as a hospital exports it for a one-phase RTSTRUCT study: per patient a folder with the plain
+    (unenhanced) CT re-exported with new SOP UIDs and without its tumour-free end slices, and an RTSTRUCT drawn
+    on the original series (so it references the old SOP UIDs); numeric IDs with leading zeros; a sheet with
+    patient_id, grade, dicom_dir and rtstruct_up only (no clinical columns). Returns the sheet's path."""
+    import numpy as np
+    import pandas as pd
+    import SimpleITK as sitk
+
+    from ccgrade import annotations as ann
+    from ccgrade import demo, rtstruct
+    from ccgrade.outputs import read_table
+
+    ids = ids or [f"{i + 1:03d}" for i in range(n)]
+    spec = dict(TINY_DEMO, n_patients=len(ids))
+    src = root / "_generated"
+    truth = demo.draw_cohort(spec, 3, src)
+    rows = []
+    for i, pid in enumerate(ids):
+        demo.generate_patient(i, spec, src)
+        dpid = demo.patient_id(i)
+        res, vol = ingest_to(src / "dicom" / dpid, dpid, src / "ingest" / dpid)
+        img = sitk.ReadImage(str(vol / "up.nii.gz"))
+        slices = read_table(vol / "up.slices.tsv")
+        st = res["phases"].set_index("phase").loc["up"]
+        first = res["slices"][res["slices"]["series_uid"] == st["series_uid"]].iloc[0]
+        mask = ann.read_mask(src / "annotations" / dpid / "up" / "mask.nii.gz", img, 1, patient=dpid, phase="up")
+        pdir = root / "export" / f"patient_{pid}"
+        rtstruct.write_rtstruct(pdir / "RTSTRUCT.dcm", mask, img, slices, series_uid=st["series_uid"],
+                                study_uid=first.study_uid, frame_uid=first.frame_uid, patient_id=dpid, roi_name="GTV")
+        rows_with = np.flatnonzero(mask.reshape(len(mask), -1).any(1))
+        reexport_series(src / "dicom" / dpid / "S02", pdir / "CT", drop_first=min(1, int(rows_with[0])),
+                        drop_last=min(1, len(mask) - 1 - int(rows_with[-1])))
+        rows.append({"patient_id": pid, "grade": int(truth.iloc[i]["grade"]), "dicom_dir": f"export/patient_{pid}/CT",
+                     "rtstruct_up": f"export/patient_{pid}/RTSTRUCT.dcm"})
+    sheet = root / "cohort.tsv"
+    pd.DataFrame(rows).to_csv(sheet, sep="\t", index=False)
+    return sheet

@@ -111,7 +111,7 @@ def test_mixed_sources_give_identical_crops(hospital):
         sources = {ph: {"mask": str(src / "annotations" / pid / ph / "mask.nii.gz")} for ph in PHASES}
         for roi_name in ("tumor", "cube"):
             roi = dict(cfg["rois"][roi_name], source="mask")
-            ref = crops.crop_patient(pid, roi_name, roi, cfg["windows"][roi["window"]], PHASES, cfg["stack"]["phases"],
+            ref = crops.crop_patient(pid, roi_name, roi, cfg["windows"][roi["window"]], PHASES, ["cmp", "np", "ep"],
                                      vol, sources, 1, hospital["wd"] / "ref" / pid / roi_name)
             assert (ref["status"] == "ok").all()
             for t in PHASES + ["stack"]:
@@ -128,13 +128,17 @@ def test_exclusions_geometry_and_no_paths_in_results(hospital):
     run = hospital["run"]
     ex = pd.read_csv(run / "results/tables/exclusions.csv", keep_default_na=False)
     assert {("DEMO002", "box"), ("DEMO004", "tumor")} <= set(zip(ex["patient_id"], ex["roi"]))
-    geo = pd.read_csv(run / "results/tables/tumour_geometry.csv")
-    assert set(geo["patient_id"]) == {"DEMO001", "DEMO002", "DEMO005"}  # the patients with a cmp label mask
+    geo = pd.read_csv(run / "results/tables/tumour_geometry.csv").set_index("patient_id")
+    # every patient is measured from the tumour outline it has on cmp: a mask, DEMO003's RTSTRUCT, and for
+    # DEMO004 (cmp mask missing) the polygons of its annotation folder
+    assert set(geo.index) == {"DEMO001", "DEMO002", "DEMO003", "DEMO004", "DEMO005"}
+    assert geo.loc["DEMO003", "source"] == "rtstruct" and geo.loc["DEMO004", "source"] == "polygons"
+    assert (geo.loc[["DEMO001", "DEMO002", "DEMO005"], "source"] == "mask").all()
     cohort = pd.read_csv(run / "results/cohort/cohort.tsv", sep="\t")
     assert len(cohort) == 5 and not [c for c in cohort if c.startswith(("image_", "mask_cmp", "dicom", "rtstruct"))]
-    # the mask-derived side agrees with the demo's recorded side for the measured patients
+    # the side found on the CT (tumour-only masks: the body midline) agrees with the demo's recorded side
     m = cohort.dropna(subset=["mask_side"])
-    assert (m["mask_side"] == m["side"]).all() and len(m) == 3 and set(m["side"]) == {"left", "right"}
+    assert (m["mask_side"] == m["side"]).all() and len(m) == 5 and set(m["side"]) == {"left", "right"}
     for f in (run / "results").rglob("*"):
         if f.suffix in (".tsv", ".csv", ".md", ".json", ".log"):
             assert "Doe_Jane" not in f.read_text(errors="replace"), f

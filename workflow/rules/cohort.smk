@@ -22,13 +22,15 @@ rule kits_sheet:
 
 rule tumour_geometry:
     input:
-        mask=geometry_mask,
-        code=code("geometry"),
+        unpack(geometry_inputs),
+        code=[code("geometry"), code("annotations"), code("rtstruct")],
     output:
         "results/geometry/{pid}.tsv",
     params:
-        geometry=as_json({**config["geometry"], "tumour_label": config["mask_label"]}),
+        geometry=as_json({**config["geometry"], "tumour_label": config["mask_label"],
+                          "rtstruct_roi": config["rtstruct_roi"], "rtstruct_link": config["rtstruct_link"]}),
         phase=GEOMETRY_PHASE,
+        args=geometry_args,
     log:
         "results/logs/tumour_geometry/{pid}.log",
     benchmark:
@@ -37,7 +39,7 @@ rule tumour_geometry:
         mem_mb=3000,
         runtime=5,
     shell:
-        "python -m ccgrade.geometry --patient {wildcards.pid} --phase {params.phase} --mask {input.mask:q}"
+        "python -m ccgrade.geometry --patient {wildcards.pid} --phase {params.phase} {params.args}"
         " --params {params.geometry:q} --out {output} > {log} 2>&1"
 
 

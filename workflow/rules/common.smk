@@ -1,5 +1,6 @@
-# Shared set-up: validate config and cohort sheet before any job runs, wildcard constraints,
-# named input/param functions and the final target list. Parse-time work stays light: no DICOM is read.
+# Shared set-up: the pre-flight check before any job runs (config, cohort sheet and a cached survey of the
+# patients' headers; every problem listed at once) and the config derived from the cohort, wildcard
+# constraints, named input/param functions and the final target list. No pixel data is read at parse time.
 
 import json
 import os
@@ -16,42 +17,33 @@ os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "workflow" /
 
 from ccgrade import demo as ccdemo  # noqa: E402
 from ccgrade import kits as cckits  # noqa: E402
-from ccgrade.cohort import (  # noqa: E402
-    has_images,
-    load_cohort_sheet,
-    patient_sources,
-    pick_source,
-    used_columns,
-    validate_cohort,
-    validate_config,
-)
+from ccgrade import preflight as ccpre  # noqa: E402
+from ccgrade.cohort import has_images, patient_sources, pick_source, used_columns  # noqa: E402
+from ccgrade.errors import ConfigError  # noqa: E402
 
-validate_config(config)
+try:
+    _CORES = int(workflow.cores)
+except Exception:  # noqa: BLE001 - a dry run without --cores
+    _CORES = 1
+# the pre-flight check: config, cohort and a cached header survey; the config derived from the cohort
+PLAN = ccpre.plan(config, configfiles=workflow.overwrite_configfiles, workers=_CORES,
+                  write_cache=workflow.is_main_process)
+if workflow.is_main_process:
+    ccpre.check(PLAN)  # prints every problem at once; raises on errors before any job
+elif PLAN.errors:
+    raise ConfigError(PLAN.errors[0].message)
+config.clear()
+config.update(PLAN.config)
 
 SRC = REPO / "workflow" / "src" / "ccgrade"
 DEMO_ROOT = "resources/demo_cohort"
 SOURCE = config["cohort"]["source"]
 IS_DEMO = SOURCE == "demo"
 PHASES = list(config["phases"])
-KITS_LEFT_OUT = []
-if IS_DEMO:
-    COHORT = validate_cohort(
-        ccdemo.draw_cohort(config["demo"], config["cohort"]["high_grade_from"], DEMO_ROOT),
-        config,
-        file="demo cohort",
-        check_paths=False,
-    )
-    SHEET = f"{DEMO_ROOT}/cohort.tsv"
-elif SOURCE == "kits":
-    KITS = config["cohort"]["kits"]
-    KITS_JSON = str(cckits.find_json(KITS["root"]))
-    _kits, _ = cckits.load_kits(KITS["root"], KITS.get("histology", "clear_cell_rcc"))
-    COHORT = validate_cohort(cckits.kits_sources(_kits, KITS.get("phase", "cmp")), config, file=KITS_JSON)
-    SHEET = "results/cohort/kits_sheet.tsv"
-    KITS_LEFT_OUT = ["results/cohort/kits_left_out.tsv"]
-else:
-    SHEET = config["cohort"]["sheet"]
-    COHORT = load_cohort_sheet(SHEET, config)
+COHORT = PLAN.cohort
+SHEET = PLAN.sheet
+KITS_LEFT_OUT = ["results/cohort/kits_left_out.tsv"] if SOURCE == "kits" else []
+KITS_JSON = str(cckits.find_json(config["cohort"]["kits"]["root"])) if SOURCE == "kits" else ""
 PATIENTS = sorted(COHORT["patient_id"])
 RECORDS = {r["patient_id"]: r for r in COHORT.to_dict("records")}
 # per patient and phase: the image and annotation files (explicit sheet columns, else annotation_dir layout)
@@ -59,7 +51,16 @@ SOURCES = {p: patient_sources(RECORDS[p], PHASES, assume_layout=IS_DEMO) for p i
 # patients with images run ingest and crops; mask-only patients (e.g. KiTS without imaging) do not
 IMAGED = [p for p in PATIENTS if IS_DEMO or has_images(RECORDS[p])]
 GEOMETRY_PHASE = config["geometry"]["phase"]
-MEASURED = [p for p in PATIENTS if config["geometry"]["enabled"] and "mask" in SOURCES[p].get(GEOMETRY_PHASE, {})]
+OUTLINES = ("mask", "rtstruct", "polygons")  # tumour outlines geometry reads (a mask alone, or others on the CT)
+
+
+def geometry_sources(pid):
+    """The tumour outline files of a patient's geometry phase (a mask works alone; RTSTRUCT/polygons need the CT)."""
+    src = SOURCES[pid].get(GEOMETRY_PHASE, {})
+    return {k: src[k] for k in OUTLINES if k in src and (k == "mask" or pid in IMAGED)}
+
+
+MEASURED = [p for p in PATIENTS if config["geometry"]["enabled"] and geometry_sources(p)]
 CROP_TARGETS = PHASES + ["stack"]
 ROIS = list(config["rois"])
 SCHEMES = list(config["splits"]["schemes"])
@@ -129,8 +130,18 @@ def crop_annotations(wildcards):
     return out
 
 
-def geometry_mask(wildcards):
-    return SOURCES[wildcards.pid][GEOMETRY_PHASE]["mask"]
+def geometry_inputs(wildcards):
+    """The outline files and, for imaged patients, the ingested volumes (RTSTRUCT/polygons, side from the CT)."""
+    out = {"outlines": list(geometry_sources(wildcards.pid).values())}
+    if wildcards.pid in IMAGED:
+        out["volumes"] = f"results/volumes/{wildcards.pid}"
+    return out
+
+
+def geometry_args(wildcards):
+    src = geometry_sources(wildcards.pid)
+    out = f"--sources {shlex.quote(as_json(src))}"
+    return out + (f" --volumes results/volumes/{wildcards.pid}" if wildcards.pid in IMAGED else "")
 
 
 def roi_params(wildcards):

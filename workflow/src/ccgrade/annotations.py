@@ -132,21 +132,26 @@ def read_label_image(path: str | Path, *, patient: str, phase: str = "") -> sitk
                               file=str(path)) from None
 
 
-def read_mask(path: str | Path, reference: sitk.Image, label: int, *, patient: str, phase: str) -> np.ndarray:
-    """Boolean tumour mask (z, y, x) of ``label`` from a label image that must share the image's geometry."""
-    m = read_label_image(path, patient=patient, phase=phase)
+def aligned_label_image(m: sitk.Image, reference: sitk.Image, *, patient: str, phase: str, file: str) -> sitk.Image:
+    """A label image on the reference image's grid: as it is, or the same grid stored in another axis order or
+    direction (e.g. KiTS masks vs LPS volumes) reoriented; any other geometry is an error naming the file."""
     diff = same_geometry(reference, m)
-    if diff:  # the same grid stored in another axis order or direction (e.g. KiTS masks vs LPS volumes)?
+    if diff:
         code = sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(reference.GetDirection())
         try:
             oriented = sitk.DICOMOrient(m, code) if len(code) == 3 else None
         except RuntimeError:
             oriented = None
         if oriented is not None and not same_geometry(reference, oriented):
-            m, diff = oriented, ""
-    if diff:
-        raise GeometryError(f"mask geometry differs from the image: {diff}", patient=patient, phase=phase,
-                            file=str(path))
+            return oriented
+        raise GeometryError(f"mask geometry differs from the image: {diff}", patient=patient, phase=phase, file=file)
+    return m
+
+
+def read_mask(path: str | Path, reference: sitk.Image, label: int, *, patient: str, phase: str) -> np.ndarray:
+    """Boolean tumour mask (z, y, x) of ``label`` from a label image that must share the image's geometry."""
+    m = aligned_label_image(read_label_image(path, patient=patient, phase=phase), reference, patient=patient,
+                            phase=phase, file=str(path))
     arr = sitk.GetArrayFromImage(m) == label
     if not arr.any():
         raise AnnotationError(f"mask has no voxel with the tumour label {label}", patient=patient, phase=phase,

@@ -138,9 +138,16 @@ def baseline_table(df: pd.DataFrame, group_col: str, groups: tuple[str, str], va
     """The comparison table of ``groups`` (values of ``group_col``) and its footnotes."""
     ga, gb = (df[df[group_col] == g] for g in groups)
     rows = []
-    for v in variables:
-        if v["name"] not in df.columns:
-            continue
+    present = [v for v in variables if v["name"] in df.columns]
+    if not present:  # no clinical variable: the grade counts, described, and a note saying why
+        rows = categorical_rows("grade", "Grade", ga["grade"], gb["grade"], opt, seed)
+        for r in rows:
+            r.update(test="", statistic=np.nan, p_value=np.nan)
+        t = pd.DataFrame(rows).rename(columns={"group1": f"{groups[0]} (n={len(ga)})", "group2": f"{groups[1]} (n={len(gb)})"})
+        return t, [f"Groups: {groups[0]} (n={len(ga)}) vs {groups[1]} (n={len(gb)}).",
+                   "No clinical variable to compare: baseline.variables names no column the cohort has; the grade "
+                   "counts are shown (not tested)."]
+    for v in present:
         label = v.get("label", v["name"]) + (f" ({v['unit']})" if v.get("unit") else "")
         if v["type"] == "continuous":
             rows.append(continuous_row(v["name"], label, ga[v["name"]], gb[v["name"]], opt))
@@ -190,6 +197,9 @@ def main(argv: list[str] | None = None) -> None:
         variables.append({"name": "grade_group", "label": "Grade group", "type": "categorical"})
         t, notes = baseline_table(df, "set", ("train", "test"), variables, opt, cfg["seed"])
         title = f"Patient characteristics in the training and testing sets ({len(df)} patients)"
+    lost = cfg["baseline"].get("missing_variables") or []
+    if lost:
+        notes.append(f"Left out, not in the cohort: {', '.join(lost)} (named in baseline.variables).")
     md = _markdown_view(t)
     write_table(a.out, t, footnotes=notes, title=title, markdown=md)
     print(md.to_string())

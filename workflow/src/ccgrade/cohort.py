@@ -7,17 +7,14 @@ import re
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import numpy as np
 import pandas as pd
-import yaml
 
 from . import PHASE_NAMES
-from .errors import CohortError, ConfigError, Problem, problem, raise_errors
-from .matrix import check_training
+from .errors import CohortError, Problem, problem, raise_errors
 from .outputs import NA_MARKERS
+from .studyconfig import SCHEMA_DIR, load_yaml, roi_formats, validate_against, validate_config  # noqa: F401
 
-SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
 PATIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _ROMAN = {"I": 1, "II": 2, "III": 3, "IV": 4}
 #: per-phase source columns of the cohort contract: ``{kind}_{phase}``
@@ -28,62 +25,6 @@ LAYOUT = {"mask": ("mask.nii.gz", "mask.nii", "mask.nrrd", "mask.nhdr", "mask.mh
           "polygons": ("polygons.json",), "rtstruct": ("rtstruct.dcm",)}
 SOURCE_COLUMN = re.compile(r"^(image|mask|labelme|polygons|rtstruct)_(up|cmp|np|ep)$")
 PATH_COLUMNS = ("dicom_dir", "annotation_dir")
-#: annotation format an ROI kind reads when its config names no ``source``
-DEFAULT_SOURCE = {"box": "labelme", "tumor": "mask", "centroid": "polygons", "cube": "mask", "slice": "mask"}
-
-
-def load_yaml(path: str | Path) -> Any:
-    """Read a YAML file."""
-    with open(path, encoding="utf-8") as fh:
-        return yaml.safe_load(fh)
-
-
-def _key(path: Any) -> str:
-    return ".".join(str(p) for p in path) or "<top level>"
-
-
-def validate_against(instance: Any, schema: dict, what: str, exc: type = ConfigError) -> None:
-    """Validate ``instance`` against a JSON schema; raise ``exc`` naming every bad key."""
-    validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.absolute_path)))
-    if errors:
-        lines = [f"  - {what} key '{_key(e.absolute_path)}': {e.message}" for e in errors]
-        raise exc(f"{what} is invalid:\n" + "\n".join(lines))
-
-
-def validate_config(cfg: dict, schema_path: str | Path | None = None) -> dict:
-    """Validate the study configuration (schema plus cross-key checks); return it unchanged."""
-    schema = load_yaml(schema_path or SCHEMA_DIR / "config.schema.yaml")
-    validate_against(cfg, schema, "config")
-    phases = cfg["phases"]
-    for name, roi in cfg["rois"].items():
-        if roi["window"] not in cfg["windows"]:
-            raise ConfigError(f"config key 'rois.{name}.window': unknown window preset '{roi['window']}'"
-                              f" (defined: {', '.join(cfg['windows'])})")
-    for key, lst in (("stack.phases", cfg["stack"]["phases"]),
-                     ("splits.require_phases", cfg["splits"]["require_phases"])):
-        bad = [p for p in lst if p not in phases]
-        if bad:
-            raise ConfigError(f"config key '{key}': phases {bad} are not in 'phases' ({phases})")
-    for name, sp in cfg["splits"]["schemes"].items():
-        if not re.fullmatch(r"[a-z0-9_]+", name):
-            raise ConfigError(f"config key 'splits.schemes.{name}': scheme names must match [a-z0-9_]+")
-    tt = cfg["baseline"]["train_test_split"]
-    if tt not in cfg["splits"]["schemes"]:
-        raise ConfigError(f"config key 'baseline.train_test_split': no split scheme named '{tt}'")
-    if cfg["cohort"]["source"] == "sheet" and not cfg["cohort"].get("sheet"):
-        raise ConfigError("config key 'cohort.sheet': required when cohort.source is 'sheet'")
-    if cfg["cohort"]["source"] == "kits" and not cfg["cohort"].get("kits"):
-        raise ConfigError("config key 'cohort.kits': required when cohort.source is 'kits' (give kits.root)")
-    if cfg["geometry"]["enabled"] and cfg["geometry"]["phase"] not in phases:
-        raise ConfigError(f"config key 'geometry.phase': {cfg['geometry']['phase']!r} is not in 'phases' ({phases})")
-    check_training(cfg)
-    if cfg.get("rtstruct_roi"):
-        try:
-            re.compile(cfg["rtstruct_roi"])
-        except re.error as e:
-            raise ConfigError(f"config key 'rtstruct_roi': not a regular expression ({e})") from None
-    return cfg
 
 
 def parse_grade(value: Any, patient: str, file: str | None = None) -> int:
@@ -175,7 +116,7 @@ def column_problems(columns: list[str], cfg: dict, file: str) -> list[Problem]:
 
     contract = ["patient_id", "grade", "centre", "dicom_dir", "annotation_dir"] + [
         f"{k}_{ph}" for k in SOURCE_KINDS for ph in PHASE_NAMES]
-    known = set(contract) | set(used_columns(cfg)) | {"grade_group"}
+    known = set(contract) | set(used_columns(cfg)) | {"grade_group", "side_source"} | set(GEOMETRY_TO_COHORT.values())
     out = []
     for col in columns:
         if col in known or SOURCE_COLUMN.match(col):
@@ -213,7 +154,7 @@ def cohort_problems(df: pd.DataFrame, cfg: dict, *, file: str = "<cohort sheet>"
     if missing:
         return df, [problem("error", f"cohort sheet lacks required column(s) {missing}",
                             "add them: patient_id (your pseudonymous ID) and grade (1-4)", file=file)]
-    probs = column_problems(list(df.columns), cfg, file)
+    probs = column_problems(list(df.columns), cfg, file) if check_paths else []  # the user's sheet, not a derived table
     df["patient_id"] = [str(v).strip() if v == v and v is not None else "" for v in df["patient_id"]]
     dup = df["patient_id"][df["patient_id"].duplicated()].unique().tolist()
     if dup:
@@ -338,22 +279,25 @@ def analysis_cohort(sheet: pd.DataFrame, geometry: pd.DataFrame | None, columns:
     want = COHORT_COLUMNS + list(columns or [])
     keep = [c for c in dict.fromkeys(want) if c in sheet.columns and c not in PATH_COLUMNS and not SOURCE_COLUMN.match(c)]
     out = sheet[keep].copy()
+    if geometry is not None and "status" in geometry:
+        geometry = geometry[geometry["status"].astype(str) == "ok"]
     if geometry is not None and len(geometry):
         g = geometry.astype({"patient_id": str}).set_index("patient_id")
         for src, dst in GEOMETRY_TO_COHORT.items():
             out[dst] = out["patient_id"].map(g[src])
         side = out["side"].astype(object) if "side" in out else pd.Series(None, index=out.index, dtype=object)
         have = side.notna() & (side.astype(str).str.strip() != "")
-        out["side_source"] = np.where(have, "sheet", np.where(out["mask_side"].notna(), "mask geometry", ""))
-        out["side"] = side.where(have, out["mask_side"].astype(object))
+        known = out["mask_side"].isin(["left", "right", "bilateral"])  # 'unknown' fills nothing
+        out["side_source"] = np.where(have, "sheet", np.where(known, "mask geometry", ""))
+        out["side"] = side.where(have, out["mask_side"].where(known).astype(object))
     return out
 
 
 def roi_sources(roi: dict) -> list[str]:
     """The annotation formats an ROI setting accepts, in order of preference (config ``source``: one
-    format or a list, e.g. ``[mask, rtstruct]`` for cohorts that mix NIfTI masks and RTSTRUCTs)."""
-    src = roi.get("source") or DEFAULT_SOURCE[roi["kind"]]
-    return [src] if isinstance(src, str) else list(src)
+    format, a list, e.g. ``[mask, rtstruct]`` for cohorts that mix NIfTI masks and RTSTRUCTs, or ``auto``:
+    whichever each patient has, in the kind's stated order)."""
+    return roi_formats(roi)
 
 
 def pick_source(roi: dict, available: dict[str, str]) -> tuple[str, str | None]:

@@ -15,7 +15,13 @@ axis runs head-to-foot), in physical LPS coordinates as SimpleITK reads them:
 - ``side``: the tumour's kidney (left/right/bilateral) from the mask's kidney labels: foreground
   voxels split into two clusters along the patient's left-right axis; LPS +x is the patient's left.
   ``kidney_dz_mm`` (left kidney centroid minus right, craniocaudal) is written so that a cohort-level
-  anatomical check (the left kidney usually lies higher) can confirm the header's orientation.
+  anatomical check (the left kidney usually lies higher) can confirm the header's orientation. A mask
+  with one cluster (a tumour-only mask, a solitary kidney) gets its side from the anatomy when the CT is
+  at hand (the tumour's centroid against the body's midline on its slices, outside a margin), otherwise
+  ``unknown``: never a guess from the volume's centre.
+The tumour may come from a label mask, or from an RTSTRUCT or polygon outline rasterised on the ingested
+volume (``patient_geometry``); a patient whose outline cannot be read gets a row with ``status`` excluded
+and the reason.
 Only a bounding region of the foreground is ever copied out of the mask (the full-volume passes are
 two max-projections), so the stage costs little more than reading the file.
 """
@@ -37,7 +43,7 @@ from .errors import AnnotationError
 from .outputs import write_tsv
 
 GEOMETRY_COLUMNS = [
-    "patient_id", "phase", "mask_file", "tumour_label", "n_voxels", "n_components", "volume_ml", "index_volume_ml",
+    "patient_id", "phase", "status", "reason", "source", "mask_file", "tumour_label", "n_voxels", "n_components", "volume_ml", "index_volume_ml",
     "max_diameter_3d_mm", "max_axial_diameter_mm", "extent_x_mm", "extent_y_mm", "extent_z_mm", "n_axial_slices",
     "centroid_x_mm", "centroid_y_mm", "centroid_z_mm", "box_w_mm", "box_h_mm", "box_area_mm2",
     "box5mm_w_mm", "box5mm_h_mm", "box5mm_area_mm2", "tumor_area_mm2", "tumor_fill_of_box",
@@ -117,8 +123,10 @@ def _clusters(profile: np.ndarray, min_gap: int) -> list[tuple[int, int]]:
 
 
 def tumour_geometry(img: sitk.Image, tumour_label: int = 2, *, patient: str, phase: str = "", file: str = "",
-                    margin_mm: float = 5.0, min_gap_mm: float = 10.0, bilateral_ml: float = 1.0) -> dict:
-    """The geometry record of one patient's tumour mask (see the module docstring)."""
+                    margin_mm: float = 5.0, min_gap_mm: float = 10.0, bilateral_ml: float = 1.0,
+                    body: sitk.Image | None = None, midline_margin_mm: float = 10.0) -> dict:
+    """The geometry record of one patient's tumour mask (see the module docstring); ``body`` is the CT on the
+    mask's grid, when there is one, for the side of a one-cluster mask."""
     if img.GetDimension() != 3:
         raise AnnotationError(f"mask must be 3D, not {img.GetDimension()}D", patient=patient, phase=phase, file=file)
     arr = sitk.GetArrayViewFromImage(img)
@@ -172,8 +180,11 @@ def tumour_geometry(img: sitk.Image, tumour_label: int = 2, *, patient: str, pha
     h = (np.ptp(r) + 1) * sp_np[in_plane[0]]
     area = float(len(r) * sp_np[in_plane[0]] * sp_np[in_plane[1]])
     side, method, dz = _side(img, crop, allt, off, ax_np, sp_np, min_gap_mm, bilateral_ml * 1000.0 / sp.prod())
+    if side == "unknown" and body is not None:
+        side, method = side_from_anatomy(body, cen, tz + off[0], midline_margin_mm) if zax == 0 else (side, method)
     return {
-        "patient_id": patient, "phase": phase, "mask_file": Path(file).name if file else "",
+        "patient_id": patient, "phase": phase, "status": "ok", "reason": "", "source": "mask",
+        "mask_file": Path(file).name if file else "",
         "tumour_label": tumour_label, "n_voxels": n, "n_components": int(ncomp),
         "volume_ml": n * float(sp.prod()) / 1000.0, "index_volume_ml": n_index * float(sp.prod()) / 1000.0,
         "max_diameter_3d_mm": d3, "max_axial_diameter_mm": d_ax,
@@ -226,15 +237,93 @@ def _side(img: sitk.Image, crop: np.ndarray, tumour: np.ndarray, off: np.ndarray
             return float(_to_physical(img, idx + off)[0, 2])
 
         return side, "two kidney clusters", z_of(left_run) - z_of(right_run)
-    # one cluster (solitary kidney or a single-kidney mask): compare with the volume's centre
-    tx = float((np.arange(len(tprof)) * tprof).sum() / tprof.sum())
-    centre = np.array(img.TransformContinuousIndexToPhysicalPoint([(s - 1) / 2 for s in img.GetSize()]))
-    return ("left" if phys_x(tx) > centre[0] else "right"), "one kidney cluster: tumour vs volume centre", float("nan")
+    # one cluster (a tumour-only mask, a solitary kidney): the mask alone cannot tell the side
+    return "unknown", "one cluster in the mask: side unknown without the image", float("nan")
+
+
+def side_from_anatomy(body: sitk.Image, centroid: np.ndarray, tumour_slices: np.ndarray,
+                      margin_mm: float = 10.0) -> tuple[str, str]:
+    """The tumour's side from the CT itself: its centroid's left-right position against the body's midline
+    (the mean left-right position of body voxels, HU > -500, on the tumour's axial slices). Within
+    ``margin_mm`` of the midline the side stays ``unknown``. ``body`` is axial (numpy z first)."""
+    arr = sitk.GetArrayViewFromImage(body)
+    ks = np.unique(tumour_slices)
+    ks = ks[(ks >= 0) & (ks < arr.shape[0])]
+    if not len(ks):
+        return "unknown", "tumour outside the image: side unknown"
+    inside = np.asarray(arr[ks]) > -500
+    if not inside.any():
+        return "unknown", "no body voxels on the tumour's slices: side unknown"
+    cols = np.nonzero(inside)[2]
+    d = np.array(body.GetDirection()).reshape(3, 3)
+    # physical x of a column index (axial image: x varies with the column, the first image axis)
+    x_mid = float(body.GetOrigin()[0] + cols.mean() * body.GetSpacing()[0] * d[0, 0])
+    off = float(centroid[0]) - x_mid
+    if abs(off) < margin_mm:
+        return "unknown", f"tumour within {margin_mm:g} mm of the body midline: side unknown"
+    return ("left" if off > 0 else "right"), f"tumour vs body midline on the CT ({off:+.0f} mm)"
+
+
+#: tumour outlines geometry reads, in order of preference (labelme gives boxes only)
+OUTLINE_SOURCES = ("mask", "rtstruct", "polygons")
+
+
+def patient_geometry(patient: str, phase: str, params: dict, *, mask_file: str | None = None,
+                     volumes: Path | None = None, sources: dict[str, str] | None = None) -> dict:
+    """One patient's geometry row from whichever tumour outline they have on ``phase``: a label mask (alone,
+    or with the ingested CT for the side), else an RTSTRUCT or polygon outline rasterised on the ingested
+    volume. A file that cannot be read or an empty outline gives ``status`` excluded and the reason."""
+    from . import crops
+    from .annotations import aligned_label_image
+    from .errors import CcgradeError, GeometryError
+    from .outputs import read_table
+
+    sources = dict(sources or {})
+    if mask_file:
+        sources.setdefault("mask", mask_file)
+    kw = {k: params[k] for k in ("margin_mm", "min_gap_mm", "bilateral_ml", "midline_margin_mm") if k in params}
+    label = int(params.get("tumour_label", 1))
+    source = next((f for f in OUTLINE_SOURCES if f in sources), "")
+    try:
+        body = None
+        if volumes is not None:
+            status = read_table(volumes / "phases.tsv", keep_default_na=False).set_index("phase")
+            if phase in status.index and status.loc[phase, "status"] == "ok":
+                body = sitk.ReadImage(str(volumes / f"{phase}.nii.gz"))
+        if source == "mask":
+            img = read_label_image(sources["mask"], patient=patient, phase=phase)
+            if body is not None:
+                img = aligned_label_image(img, body, patient=patient, phase=phase, file=sources["mask"])
+            rec = tumour_geometry(img, label, patient=patient, phase=phase, file=sources["mask"], body=body, **kw)
+        elif source:
+            if body is None:
+                raise GeometryError(f"a {source} outline needs the {phase} image, which is not usable (see the ingest "
+                                    "exclusions)", patient=patient, phase=phase)
+            slices = read_table(volumes / f"{phase}.slices.tsv")
+            _, arr, _, _ = crops.roi_boxes("tumor", {"kind": "tumor", "source": source}, src=sources, phase=phase,
+                                           slices=slices, img=body, mask_label=1, patient=patient,
+                                           series_uid=str(status.loc[phase, "series_uid"]),
+                                           rtstruct_roi=params.get("rtstruct_roi") or crops.rts.DEFAULT_ROI,
+                                           rtstruct_link=params.get("rtstruct_link", "auto"))
+            img = sitk.GetImageFromArray(arr.astype(np.uint8))
+            img.CopyInformation(body)
+            rec = tumour_geometry(img, 1, patient=patient, phase=phase, file=sources[source], body=body, **kw)
+        else:
+            raise GeometryError(f"no tumour outline ({', '.join(OUTLINE_SOURCES)}) for phase {phase}", patient=patient,
+                                phase=phase)
+    except CcgradeError as e:
+        return {**{c: "" for c in GEOMETRY_COLUMNS}, "patient_id": patient, "phase": phase, "status": "excluded",
+                "reason": str(e), "source": source}
+    return {**rec, "source": source}
 
 
 def geometry_table(t: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     """The cohort's geometry table and its formatted Markdown view (write with ``outputs.write_table``)."""
     t = t.copy()
+    if "status" not in t:
+        t["status"] = "ok"
+    excluded = t[t["status"] != "ok"]
+    t = t[t["status"] == "ok"].reset_index(drop=True)
     num = [c for c in GEOMETRY_COLUMNS if c not in ("patient_id", "phase", "mask_file", "side", "side_method",
                                                     "spacing_mm", "size_voxels")]
     for c in num:
@@ -251,9 +340,12 @@ def geometry_table(t: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
         "ROI settings on the tumour's largest axial slice: box = tight rectangle (Cui), box5mm = rectangle grown "
         "5 mm per side (Sun), tumor = tumour-only area; tumor_fill_of_box = tumour area / box area.",
         "Side from the mask: tumour in the left or right of the two kidney clusters along the patient's "
-        "left-right axis (LPS +x = left) as the file header orients it; 'one kidney cluster' cases compare "
-        "the tumour with the volume's centre.",
+        "left-right axis (LPS +x = left) as the file header orients it; a mask with one cluster takes the side "
+        "from the CT (tumour centroid vs the body's midline, 10 mm margin) or stays unknown without it.",
     ]
+    if len(excluded):
+        notes.append(f"Not measured ({len(excluded)}): " + "; ".join(f"{r.patient_id}: {r.reason}"
+                                                                     for r in excluded.itertuples()) + ".")
     if len(two):
         notes.append(f"Orientation check: in {higher:.0%} of the {len(two)} two-kidney cases the kidney called left "
                      "lies higher (cranial) than the right one, as the left kidney usually does.")
@@ -261,20 +353,20 @@ def geometry_table(t: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description="Tumour geometry of one patient's label mask.")
+    ap = argparse.ArgumentParser(description="Tumour geometry of one patient's tumour outline.")
     ap.add_argument("--patient", required=True)
     ap.add_argument("--phase", default="")
-    ap.add_argument("--mask", required=True)
-    ap.add_argument("--params", required=True, help="JSON of config key geometry")
+    ap.add_argument("--mask", help="label mask file")
+    ap.add_argument("--volumes", help="the patient's ingested volume folder (side from the CT; RTSTRUCT/polygons)")
+    ap.add_argument("--sources", default="{}", help="JSON {format: path} of the phase's annotations")
+    ap.add_argument("--params", required=True, help="JSON of config key geometry (+ tumour_label, rtstruct_*)")
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
-    p = json.loads(a.params)
-    img = read_label_image(a.mask, patient=a.patient, phase=a.phase)
-    rec = tumour_geometry(img, p["tumour_label"], patient=a.patient, phase=a.phase, file=a.mask,
-                          margin_mm=p.get("margin_mm", 5.0), min_gap_mm=p.get("min_gap_mm", 10.0),
-                          bilateral_ml=p.get("bilateral_ml", 1.0))
+    rec = patient_geometry(a.patient, a.phase, json.loads(a.params), mask_file=a.mask,
+                           volumes=Path(a.volumes) if a.volumes else None, sources=json.loads(a.sources))
     write_tsv(a.out, pd.DataFrame([rec], columns=GEOMETRY_COLUMNS))
-    print(json.dumps({k: rec[k] for k in ("volume_ml", "max_diameter_3d_mm", "max_axial_diameter_mm", "side")}))
+    print(json.dumps({k: rec[k] for k in ("status", "reason", "source", "volume_ml", "max_diameter_3d_mm",
+                                          "max_axial_diameter_mm", "side")}, default=str))
 
 
 if __name__ == "__main__":

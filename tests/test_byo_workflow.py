@@ -99,9 +99,8 @@ def test_mixed_sources_give_identical_crops(hospital):
     assert man.loc[("DEMO003", "tumor", "cmp"), "source"] == "rtstruct"
     assert man.loc[("DEMO002", "tumor", "cmp"), "source"] == "mask"
     assert man.loc[("DEMO003", "box", "cmp"), "status"] == "ok" and man.loc[("DEMO003", "centroid", "np"), "status"] == "ok"
-    # DEMO002 has no labelme boxes (volumes have no per-slice files): box crops are exclusion rows
-    assert man.loc[("DEMO002", "box", "cmp"), "status"] == "excluded"
-    assert "no labelme annotation for phase cmp" in man.loc[("DEMO002", "box", "cmp"), "reason"]
+    # DEMO002 has no labelme boxes (volumes have no per-slice files): source auto boxes its NRRD mask instead
+    assert man.loc[("DEMO002", "box", "cmp"), "status"] == "ok" and man.loc[("DEMO002", "box", "cmp"), "source"] == "mask"
     assert man.loc[("DEMO004", "tumor", "cmp"), "status"] == "excluded"
     assert man.loc[("DEMO004", "tumor", "np"), "status"] == "ok"
     # tumour crops from RTSTRUCT (DEMO003) and from NRRD masks on NIfTI/NRRD volumes (DEMO002) equal
@@ -127,7 +126,8 @@ def test_mixed_sources_give_identical_crops(hospital):
 def test_exclusions_geometry_and_no_paths_in_results(hospital):
     run = hospital["run"]
     ex = pd.read_csv(run / "results/tables/exclusions.csv", keep_default_na=False)
-    assert {("DEMO002", "box"), ("DEMO004", "tumor")} <= set(zip(ex["patient_id"], ex["roi"]))
+    assert ("DEMO004", "tumor") in set(zip(ex["patient_id"], ex["roi"]))  # its cmp mask is missing (tumor: mask, rtstruct)
+    assert ("DEMO002", "box") not in set(zip(ex["patient_id"], ex["roi"]))
     geo = pd.read_csv(run / "results/tables/tumour_geometry.csv").set_index("patient_id")
     # every patient is measured from the tumour outline it has on cmp: a mask, DEMO003's RTSTRUCT, and for
     # DEMO004 (cmp mask missing) the polygons of its annotation folder
@@ -170,7 +170,9 @@ def test_kits_subset_through_the_dag(tmp_path):
     assert any(c.startswith("low (n=6)") for c in base.columns) and any(c.startswith("high (n=4)") for c in base.columns)
     assert {"Radiographic tumour size (cm)", "Tumour side (mask)", "Pathologic T stage"} <= set(base["variable"])
     geo = pd.read_csv(run / "results/tables/tumour_geometry.csv")
-    assert len(geo) == 10 and (geo["volume_ml"] > 0).all() and set(geo["side"]) <= {"left", "right", "bilateral"}
+    assert len(geo) == 10 and (geo["volume_ml"] > 0).all() and set(geo["side"]) <= {"left", "right", "bilateral", "unknown"}
+    # a mask with one kidney cluster and no CT: the side is unknown, never guessed
+    assert (geo.loc[geo["side"] == "unknown", "side_method"].str.startswith("one cluster")).all()
     ex = pd.read_csv(run / "results/tables/exclusions.csv", keep_default_na=False)
     assert set(ex.loc[ex["stage"] == "cohort", "patient_id"]) == {c["case_id"] for c in other}
     split = json.loads((run / "results/splits/li.json").read_text())

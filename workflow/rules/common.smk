@@ -32,6 +32,7 @@ if workflow.is_main_process:
     ccpre.check(PLAN)  # prints every problem at once; raises on errors before any job
 elif PLAN.errors:
     raise ConfigError(PLAN.errors[0].message)
+INPUT_CONFIG = json.loads(json.dumps(config))  # as the config files give it (provenance records both)
 config.clear()
 config.update(PLAN.config)
 

@@ -13,10 +13,11 @@ rule provenance:
     output:
         report("results/provenance.json", caption="../report/provenance.rst", category="Provenance"),
     params:
-        config=lambda wc: as_json(config),
+        config=lambda wc: as_json(INPUT_CONFIG),
+        derived=lambda wc: as_json(config),
         git=as_json(GIT),
     log:
         "results/logs/provenance.log",
     shell:
-        "python -m ccgrade.provenance --config {params.config:q} --git {params.git:q}"
+        "python -m ccgrade.provenance --config {params.config:q} --derived {params.derived:q} --git {params.git:q}"
         " --out {output} > {log} 2>&1"

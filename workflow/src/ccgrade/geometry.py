@@ -324,8 +324,8 @@ def geometry_table(t: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
         t["status"] = "ok"
     excluded = t[t["status"] != "ok"]
     t = t[t["status"] == "ok"].reset_index(drop=True)
-    num = [c for c in GEOMETRY_COLUMNS if c not in ("patient_id", "phase", "mask_file", "side", "side_method",
-                                                    "spacing_mm", "size_voxels")]
+    num = [c for c in GEOMETRY_COLUMNS if c not in ("patient_id", "phase", "status", "reason", "source", "mask_file",
+                                                    "side", "side_method", "spacing_mm", "size_voxels")]
     for c in num:
         t[c] = pd.to_numeric(t[c], errors="coerce")
     view = t[["patient_id", "volume_ml", "max_diameter_3d_mm", "max_axial_diameter_mm", "extent_x_mm", "extent_y_mm",

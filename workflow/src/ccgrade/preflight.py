@@ -213,15 +213,17 @@ def survey_patient(rec: dict, cfg: dict) -> dict:
     pid = rec["patient_id"]
     probs: list[Problem] = []
     images: dict[str, dict] = {}
-    src = patient_sources(rec, ALL_PHASES)
+    # files that do not exist are the sheet check's errors already: the survey reads what is there
+    src = {ph: {k: v for k, v in s.items() if Path(v).exists()} for ph, s in patient_sources(rec, ALL_PHASES).items()}
     files = {ph: s["image"] for ph, s in src.items() if "image" in s}
+    dicom = rec.get("dicom_dir") if isinstance(rec.get("dicom_dir"), str) and Path(rec["dicom_dir"]).is_dir() else None
     mapping = None
     if cfg["ingest"].get("phase_map"):
         mapping = pd.read_csv(cfg["ingest"]["phase_map"], sep="\t", dtype=str, keep_default_na=False)
-    if isinstance(rec.get("dicom_dir"), str) or files:
+    if dicom or files:
         try:
-            res = ingest.index_patient(rec.get("dicom_dir") if isinstance(rec.get("dicom_dir"), str) else None, pid,
-                                       {**cfg["ingest"], "on_bad_series": "exclude"}, ALL_PHASES, mapping, files)
+            res = ingest.index_patient(dicom, pid, {**cfg["ingest"], "on_bad_series": "exclude"}, ALL_PHASES, mapping,
+                                       files)
         except CcgradeError as e:
             probs.append(Problem("error", str(e), "check the patient's dicom_dir"))
             res = None
@@ -463,9 +465,10 @@ def plan(config: dict, *, configfiles: list | None = None, workers: int = 1, cac
             return Plan(cfg, pd.DataFrame(columns=["patient_id"]), sheet, probs + [
                 Problem("error", str(e), "check config key cohort.sheet")])
         cohort, p = cohort_problems(raw, cfg, file=sheet, base=Path(sheet).parent)
-        if not [x for x in p if x.level == "error"]:
-            surveys = survey_cohort(cohort.to_dict("records"), cfg, cache, workers, write_cache)
-            for pid in cohort["patient_id"]:
+        if "patient_id" in cohort:  # every patient's headers, whatever else is wrong: all problems in one run
+            recs = list({r["patient_id"]: r for r in cohort.to_dict("records")}.values())
+            surveys = survey_cohort(recs, cfg, cache, workers, write_cache)
+            for pid in surveys:
                 p += [Problem(**x) for x in surveys[pid]["problems"]]
     probs += p
     if [x for x in probs if x.level == "error"]:

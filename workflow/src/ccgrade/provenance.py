@@ -46,15 +46,21 @@ def versions() -> dict[str, str]:
     return out
 
 
-def record(config: dict, commit: dict) -> dict:
-    """The provenance record of a run with ``config`` from the checkout at ``commit`` (see ``git_commit``)."""
+def record(config: dict, commit: dict, derived: dict | None = None) -> dict:
+    """The provenance record of a run with ``config`` (as the config files give it) from the checkout at
+    ``commit`` (see ``git_commit``); ``derived`` is the config the pre-flight derived from the cohort (what the
+    jobs ran with): its hash, phases and studies are recorded too."""
     import torch
 
     cuda = torch.cuda.is_available()
+    derived = derived or config
     return {
         "config_sha256": config_hash(config),
+        "derived_config_sha256": config_hash(derived),
+        "phases": derived.get("phases"),
+        "studies": sorted(derived.get("training", {}).get("studies", {})),
         "seed": config.get("seed"),
-        "cohort_source": config.get("cohort", {}).get("source"),
+        "cohort_source": derived.get("cohort", {}).get("source"),
         "git": commit,
         "python": platform.python_version(),
         "packages": versions(),
@@ -68,11 +74,12 @@ def main(argv: list[str] | None = None) -> None:
     from .outputs import write_json
 
     ap = argparse.ArgumentParser(description="Write the provenance record of a study run.")
-    ap.add_argument("--config", required=True, help="JSON: the study configuration")
+    ap.add_argument("--config", required=True, help="JSON: the study configuration as the config files give it")
+    ap.add_argument("--derived", default=None, help="JSON: the configuration derived from the cohort")
     ap.add_argument("--git", required=True, help="JSON: {commit, dirty} of the workflow's checkout")
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
-    rec = record(json.loads(a.config), json.loads(a.git))
+    rec = record(json.loads(a.config), json.loads(a.git), json.loads(a.derived) if a.derived else None)
     write_json(a.out, rec)
     print(json.dumps({k: rec[k] for k in ("config_sha256", "git")}))
 

@@ -1,0 +1,207 @@
+"""The pre-flight check and the config derived from the cohort: every problem of a first run in one list
+before any job, each with its fix; auto values and skipped parts; the header survey's cache; the starter
+config; failed jobs' messages on the console."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pydicom
+import pytest
+import SimpleITK as sitk
+import yaml
+
+from ccgrade import preflight, studyconfig
+from conftest import REPO, TINY_DEMO, one_phase_rtstruct_cohort, repo_config
+
+
+@pytest.fixture(scope="module")
+def hospital(tmp_path_factory):
+    """Six patients of a one-phase RTSTRUCT cohort (re-exported CT, RTSTRUCTs referencing the old UIDs)."""
+    root = tmp_path_factory.mktemp("preflight")
+    return one_phase_rtstruct_cohort(root, 6)
+
+
+def sheet_cfg(sheet) -> dict:
+    cfg = repo_config()
+    cfg["cohort"]["sheet"] = str(sheet)
+    return cfg
+
+
+def test_a_clean_one_phase_cohort_plans_with_the_study_cut_to_its_phase(hospital, tmp_path):
+    p = preflight.plan(sheet_cfg(hospital), cache=tmp_path / "survey.json")
+    assert not p.errors, [str(x) for x in p.errors]
+    c = p.config
+    assert c["cohort"]["source"] == "sheet" and c["phases"] == ["up"] and c["stack"]["phases"] == ["up"]
+    assert c["splits"]["require_phases"] == ["up"] and c["geometry"]["phase"] == "up" and c["radiomics"]["phase"] == "up"
+    st = c["training"]["studies"]
+    assert set(st) == {"cui", "li", "dai"}  # Sun's multi-channel model needs two phases: left out
+    assert st["cui"]["models"] == {"resnet34": ["up"], "se_resnet34": ["up"]}
+    assert st["li"]["models"]["resnet3d18"]["phases"] == ["up"] and st["dai"]["models"]["resnet50"] == ["up"]
+    assert c["fusion"]["deep"] is None and c["fusion"]["clinical"] == [] and c["fusion"]["enabled"]
+    # no clinical column; the side comes from the tumour outline on the CT (geometry)
+    assert [v["name"] for v in c["baseline"]["variables"]] == ["side"] and "age" in c["baseline"]["missing_variables"]
+    assert p.facts["links"] == {"position": 6} and p.facts["formats"] == {"rtstruct": 6}
+    text = preflight.report(p)
+    assert "RTSTRUCTs: contours linked to slices by plane position (6)" in text
+    for line in ("training.studies.sun: the cohort feeds none of its models",
+                 "fusion.deep: the cell sun/resnet50/stack is left out",
+                 "baseline.variables: the cohort has no column sex, age",
+                 "training.studies.dai.models.resnet50: phases ['cmp'] are not in the cohort; trains on up"):
+        assert line in text, line
+
+
+def test_every_mistake_of_a_first_run_is_listed_at_once(hospital, tmp_path):
+    """Six different mistakes, one run: each named with its patient/file and a fix; nothing is run."""
+    root = tmp_path / "h"
+    shutil.copytree(hospital.parent, root, ignore=shutil.ignore_patterns("_generated"))
+    sheet = pd.read_csv(root / "cohort.tsv", sep="\t", dtype=str)
+    sheet.loc[1, "grade"] = "G7"                                      # 1. an unknown grade
+    sheet["mask_pv"] = ""                                             # 2. a misspelt source column
+    sheet.loc[2, "dicom_dir"] = "export/patient_003/CT_missing"       # 3. a folder that does not exist
+    rt = root / "export/patient_004/RTSTRUCT.dcm"                     # 4. an RTSTRUCT whose ROI is not the tumour's name
+    ds = pydicom.dcmread(rt)
+    ds.StructureSetROISequence[0].ROIName = "Kidney_L"
+    ds.save_as(rt)
+    m = sitk.Image([40, 40, 5], sitk.sitkUInt8)                       # 5. a mask not on the image's grid
+    sitk.WriteImage(m, str(root / "export/patient_005/mask.nii.gz"))
+    sheet.loc[4, "mask_up"] = "export/patient_005/mask.nii.gz"
+    sheet.loc[5, "rtstruct_up"] = "export/patient_001/RTSTRUCT.dcm"   # 6. another patient's structure set
+    sheet.to_csv(root / "cohort.tsv", sep="\t", index=False)
+    p = preflight.plan(sheet_cfg(root / "cohort.tsv"), cache=tmp_path / "survey.json")
+    text = preflight.report(p)
+    want = [
+        ("patient 002", "unknown grade value 'G7'", "write the grade as 1-4"),
+        ("column mask_pv", "'pv' is not a phase code", "rename the column to mask_np"),
+        ("patient 003", "CT_missing' is not a folder", "correct the path"),
+        ("patient 004", "no ROI name matches rtstruct_roi", "set config key rtstruct_roi"),
+        ("patient 005", "the mask is not on the up image's grid", "give the mask drawn on this patient's up series"),
+        ("patient 006", "drawn on another", "give the structure set drawn on the up series"),
+    ]
+    errors = [str(x) for x in p.errors]
+    assert len(errors) == len(want), errors
+    for who, what, fix in want:
+        hit = [e for e in errors if who in e and what in e]
+        assert hit and fix in hit[0], (who, what, errors)
+    assert f"{len(want)} error(s): nothing was run" in text
+
+
+@pytest.mark.slow
+def test_snakemake_dry_run_lists_all_mistakes_before_any_job(hospital, tmp_path):
+    from test_workflow import smk
+
+    root = tmp_path / "h"
+    shutil.copytree(hospital.parent, root, ignore=shutil.ignore_patterns("_generated"))
+    sheet = pd.read_csv(root / "cohort.tsv", sep="\t", dtype=str)
+    sheet.loc[0, "grade"] = "5"
+    sheet.loc[1, "dicom_dir"] = "nowhere"
+    sheet["msk_up"] = ""
+    sheet.loc[3, "patient_id"] = "004 b"
+    sheet.loc[4, "rtstruct_up"] = "export/patient_001/RTSTRUCT.dcm"
+    sheet.to_csv(root / "cohort.tsv", sep="\t", index=False)
+    wd = tmp_path / "run"
+    wd.mkdir()
+    (wd / "study.yaml").write_text(yaml.safe_dump({"cohort": {"sheet": str(root / "cohort.tsv")}}))
+    r = smk(wd, "-n", "--cores", "1", "--configfile", str(wd / "study.yaml"), check=False)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and "5 error(s): nothing was run" in out, out[-3000:]
+    for needle in ("unknown grade value 5", "nowhere' is not a folder", "looks like a misspelt 'mask_up'",
+                   "patient ID '004 b'", "drawn on another"):
+        assert needle in out, needle
+    assert not (wd / "results").exists()
+    assert (wd / ".snakemake/ccgrade/preflight.txt").exists()  # the full list, outside results/
+
+
+def test_the_survey_is_cached_and_renewed_when_a_folder_changes(hospital, tmp_path, monkeypatch):
+    root = tmp_path / "h"
+    shutil.copytree(hospital.parent, root, ignore=shutil.ignore_patterns("_generated"))
+    cfg = sheet_cfg(root / "cohort.tsv")
+    cache = tmp_path / "survey.json"
+    first = preflight.plan(cfg, cache=cache)
+    calls = []
+    real = preflight.survey_patient
+    monkeypatch.setattr(preflight, "survey_patient", lambda rec, c: calls.append(rec["patient_id"]) or real(rec, c))
+    again = preflight.plan(cfg, cache=cache)
+    assert calls == [] and again.config == first.config  # nothing read again
+    (root / "export/patient_002/CT/EXP0000.dcm").unlink()  # a file removed: that patient's folder changed
+    preflight.plan(cfg, cache=cache)
+    assert calls == ["002"]
+    cfg2 = dict(cfg, rtstruct_roi="nothing")  # a config key the survey depends on: every patient again
+    preflight.plan(cfg2, cache=cache)
+    assert sorted(calls[1:]) == ["001", "002", "003", "004", "005", "006"]
+
+
+def test_replace_takes_a_users_mapping_whole():
+    base = repo_config()
+    user = {"replace": ["training.studies"], "training": {"studies": {"mine": {"preset": "demo", "roi": "box",
+                                                                               "scheme": "cui", "seeds": [1],
+                                                                               "models": {"resnet18": ["auto"]}}}}}
+    merged = dict(base, training={**base["training"], "studies": {**base["training"]["studies"],
+                                                                   **user["training"]["studies"]}})
+    merged["replace"] = user["replace"]
+    assert studyconfig.apply_replace(merged, [user]) == []
+    assert list(merged["training"]["studies"]) == ["mine"] and "replace" not in merged
+    bad = studyconfig.apply_replace(dict(base, replace=["rois"]), [{"replace": ["rois"]}])
+    assert bad and "'rois' is listed but the same config file does not set it" in bad[0].message
+
+
+def test_derived_config_for_a_two_phase_cohort():
+    """Plain and nephrographic only: Cui's per-phase models on both plus 'all'; Dai's arterial model falls back
+    to the preferred phase the cohort has; Sun stacks the one contrast phase with the plain one."""
+    facts = {"imaged": {"up": 10, "np": 10}, "outlined": {"np": 10, "up": 4}, "formats": {"mask": 10},
+             "columns": ["age", "sex"], "any_images": True}
+    c, notes = studyconfig.derive_config(repo_config(), facts)
+    assert c["phases"] == ["up", "np"] and c["stack"]["phases"] == ["up", "np"] and c["geometry"]["phase"] == "np"
+    assert c["training"]["studies"]["cui"]["models"]["resnet34"] == ["up", "np", "all"]
+    assert c["training"]["studies"]["dai"]["models"]["resnet50"] == ["np"]
+    assert "sun" in c["training"]["studies"] and c["fusion"]["clinical"] == ["age", "sex"]
+    assert [v["name"] for v in c["baseline"]["variables"]] == ["sex", "age"]
+    assert any("dai.models.resnet50: phases ['cmp'] are not in the cohort; trains on np" in n.message for n in notes)
+
+
+def test_masks_only_cohorts_require_no_phase_and_train_nothing():
+    facts = {"imaged": {}, "outlined": {"cmp": 300}, "formats": {"mask": 300}, "columns": ["age"], "any_images": False}
+    c, notes = studyconfig.derive_config(repo_config(), facts)
+    assert c["phases"] == ["cmp"] and c["splits"]["require_phases"] == [] and c["training"]["studies"] == {}
+    assert any("no patient has images" in n.message for n in notes)
+
+
+def test_the_starter_config_is_valid_and_sets_only_what_defaults_cannot_know(hospital, tmp_path):
+    from ccgrade import init
+
+    root = tmp_path / "h"
+    shutil.copytree(hospital.parent, root, ignore=shutil.ignore_patterns("_generated"))
+    for rt in root.glob("export/*/RTSTRUCT.dcm"):  # ROI names the default pattern does not match
+        ds = pydicom.dcmread(rt)
+        ds.StructureSetROISequence[0].ROIName = "Primary K1"
+        ds.save_as(rt)
+    sheet = pd.read_csv(root / "cohort.tsv", sep="\t", dtype=str)
+    sheet["age"] = [61, 55, 70, 48, 66, 59]
+    sheet["sex"] = ["M", "F", "M", "M", "F", "M"]
+    sheet.to_csv(root / "cohort.tsv", sep="\t", index=False)
+    text = init.starter_config(root / "cohort.tsv")
+    cfg = yaml.safe_load(text)
+    assert cfg["cohort"] == {"sheet": str((root / "cohort.tsv").resolve())}
+    assert cfg["rtstruct_roi"] == "^Primary\\ K1$"
+    assert cfg["baseline"]["variables"] == [{"name": "age", "label": "age", "type": "continuous"},
+                                             {"name": "sex", "label": "sex", "type": "categorical"}]
+    assert "# Phases with a usable image (patients): up 6" in text and "position (6 patients)" in text
+    # the file works as a --configfile over config.yaml: the merged config plans without errors
+    from conftest import merged
+
+    p = preflight.plan(merged(repo_config(), cfg), cache=tmp_path / "s.json")
+    assert not p.errors and [v["name"] for v in p.config["baseline"]["variables"]] == ["age", "sex"]
+
+
+def test_a_failed_jobs_message_reaches_the_console(tmp_path):
+    log = tmp_path / "job.log"
+    log.write_text("Traceback (most recent call last):\n  File x\nccgrade.errors.AnnotationError: patient 007, phase up, "
+                   "file rt.dcm: contour of ROI 'GTV' lies outside the image; fix: export the whole series\n")
+    main = tmp_path / "snakemake.log"
+    main.write_text(f"[Tue Dec  1]\nError in rule crop_roi:\n    jobid: 3\n    log: {log} (check log file(s) for error "
+                    "details)\n    shell:\n        python -m ccgrade.crops\n\nShutting down\n")
+    assert preflight.job_errors(main) == [
+        "rule crop_roi: patient 007, phase up, file rt.dcm: contour of ROI 'GTV' lies outside the image; fix: export "
+        "the whole series"]

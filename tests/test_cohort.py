@@ -205,8 +205,9 @@ def test_unknown_columns_warn_and_grades_as_text_or_numbers_read_alike(tmp_path,
 
     (tmp_path / "a").mkdir()
     (tmp_path / "s.tsv").write_text("patient_id\tgrade\tdicom_dir\tward\n007\t2.0\ta\t3B\nNA\t3\ta\t4\n")
-    (tmp_path / "s.csv").write_text('patient_id,grade,dicom_dir\n007,"2.0",a\nNA,"3.0",a\n')
+    (tmp_path / "s.csv").write_text('patient_id,grade,dicom_dir,center\n007,"2.0",a,X\nNA,"3.0",a,Y\n')
     a, b = load_cohort_sheet(tmp_path / "s.tsv", cfg), load_cohort_sheet(tmp_path / "s.csv", cfg)
+    assert b["centre"].tolist() == ["X", "Y"]  # the American spelling of the site column
     assert a["patient_id"].tolist() == b["patient_id"].tolist() == ["007", "NA"]
     assert a["grade"].tolist() == b["grade"].tolist() == [2, 3]
     _, probs = cohort_problems(read_sheet(tmp_path / "s.tsv"), cfg, file="s.tsv", base=tmp_path)

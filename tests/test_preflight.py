@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import shutil
 
-import numpy as np
 import pandas as pd
 import pydicom
 import pytest
@@ -14,7 +13,7 @@ import SimpleITK as sitk
 import yaml
 
 from ccgrade import preflight, studyconfig
-from conftest import REPO, TINY_DEMO, one_phase_rtstruct_cohort, repo_config
+from conftest import one_phase_rtstruct_cohort, repo_config
 
 
 @pytest.fixture(scope="module")
@@ -205,3 +204,28 @@ def test_a_failed_jobs_message_reaches_the_console(tmp_path):
     assert preflight.job_errors(main) == [
         "rule crop_roi: patient 007, phase up, file rt.dcm: contour of ROI 'GTV' lies outside the image; fix: export "
         "the whole series"]
+
+
+def test_labelme_and_polygon_files_that_name_no_slice_are_errors(hospital, tmp_path):
+    import json
+
+    root = tmp_path / "h"
+    shutil.copytree(hospital.parent, root, ignore=shutil.ignore_patterns("_generated"))
+    sheet = pd.read_csv(root / "cohort.tsv", sep="\t", dtype=str)
+    lab = root / "export/patient_001/boxes"
+    lab.mkdir()
+    good = sorted((root / "export/patient_001/CT").iterdir())[3].name
+    (lab / "a.json").write_text(json.dumps({"imagePath": good, "shapes": []}))
+    (lab / "b.json").write_text(json.dumps({"imagePath": "IM9999.dcm", "shapes": []}))
+    (root / "export/patient_002/poly.json").write_text(json.dumps(
+        {"annotations": [{"SOPInstanceUID": "1.2.3.4", "data": {"vertices": [[1, 1], [4, 1], [4, 4]]}}]}))
+    sheet["labelme_up"], sheet["polygons_up"] = "", ""
+    sheet.loc[0, "labelme_up"] = "export/patient_001/boxes"
+    sheet.loc[1, "polygons_up"] = "export/patient_002/poly.json"
+    sheet.to_csv(root / "cohort.tsv", sep="\t", index=False)
+    p = preflight.plan(sheet_cfg(root / "cohort.tsv"), cache=tmp_path / "s.json")
+    errors = [str(e) for e in p.errors]
+    assert len(errors) == 2, errors
+    assert any("patient 001" in e and "1 labelme file(s) name an image that is not a slice" in e and "b.json" in e
+               for e in errors)
+    assert any("patient 002" in e and "polygon(s) on SOPInstanceUID(s) that are not slices" in e for e in errors)

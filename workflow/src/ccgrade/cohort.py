@@ -135,7 +135,7 @@ def column_problems(columns: list[str], cfg: dict, file: str) -> list[Problem]:
         else:
             out.append(problem("warning", f"column {col!r} is not part of the cohort contract and not named in "
                                           "baseline.variables or fusion.clinical: it is ignored and never written to "
-                                          "results/", f"name it in baseline.variables to use it, or leave it",
+                                          "results/", "name it in baseline.variables to use it, or leave it",
                                file=file))
     return out
 

@@ -24,7 +24,6 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -236,7 +235,8 @@ def survey_patient(rec: dict, cfg: dict) -> dict:
                 elif r.status == "ok":
                     s = sl[(sl["series_uid"] == r.series_uid) & (sl["dropped"] == "")]
                     info.update(series_uid=str(r.series_uid), frame_uid=str(s["frame_uid"].iloc[0]),
-                                sop_uids=sorted(s["sop_uid"].astype(str)), grid=grid_of_series(s))
+                                sop_uids=sorted(s["sop_uid"].astype(str)), grid=grid_of_series(s),
+                                file_names=sorted({n for f in s["file"].astype(str) for n in (Path(f).name, Path(f).stem)}))
                 images[r.phase] = info
             probs += _ingest_notes(res["exclusions"], pid, src)
     annotations = {ph: sorted(k for k in s if k != "image") for ph, s in src.items()}
@@ -263,17 +263,61 @@ def survey_patient(rec: dict, cfg: dict) -> dict:
             probs += p
             links[ph] = how
             roi_names[ph] = rtstruct_roi_names(s["rtstruct"])
-        if "labelme" in s and Path(s["labelme"]).is_dir() and not any(Path(s["labelme"]).glob("*.json")):
-            probs.append(problem("warning", "the labelme folder holds no JSON file", "add the rectangles, or remove "
-                                 f"the column labelme_{ph}", patient=pid, phase=ph, file=s["labelme"]))
+        dicom_img = img if img and img.get("status") == "ok" and img.get("sop_uids") else None
+        if "labelme" in s and Path(s["labelme"]).is_dir():
+            probs += _labelme_check(Path(s["labelme"]), dicom_img, pid, ph)
         if "polygons" in s:
-            try:
-                json.loads(Path(s["polygons"]).read_text(encoding="utf-8"))
-            except (OSError, ValueError) as e:
-                probs.append(problem("error", f"not a polygon JSON ({e})", "export the polygons as JSON (MD.ai style)",
-                                     patient=pid, phase=ph, file=s["polygons"]))
-    return {"images": {ph: {k: v for k, v in i.items() if k != "sop_uids"} for ph, i in images.items()},
+            probs += _polygons_check(s["polygons"], dicom_img, pid, ph)
+    return {"images": {ph: {k: v for k, v in i.items() if k not in ("sop_uids", "file_names")}
+                       for ph, i in images.items()},
             "annotations": annotations, "links": links, "roi_names": roi_names, "problems": [p.__dict__ for p in probs]}
+
+
+def _labelme_check(folder: Path, img: dict | None, pid: str, phase: str) -> list[Problem]:
+    """A labelme folder: JSON files at all, each readable, each naming a slice of the series (its file name or
+    SOP Instance UID)."""
+    files = sorted(folder.glob("*.json"))
+    if not files:
+        return [problem("warning", "the labelme folder holds no JSON file", f"add the rectangles, or remove the column "
+                        f"labelme_{phase}", patient=pid, phase=phase, file=str(folder))]
+    known = set(img["sop_uids"]) | set(img["file_names"]) if img else None
+    bad, unreadable = [], []
+    for f in files:
+        try:
+            doc = json.loads(f.read_text(encoding="utf-8"))
+            ref = str(doc.get("imagePath") or f.stem).replace("\\", "/")
+        except (OSError, ValueError, AttributeError):
+            unreadable.append(f.name)
+            continue
+        if known is not None and not ({Path(ref).name, Path(ref).stem} & known):
+            bad.append(f"{f.name} -> {ref}")
+    out = []
+    if unreadable:
+        out.append(problem("error", f"{len(unreadable)} file(s) are not labelme JSON ({', '.join(unreadable[:3])})",
+                           "save the rectangles from labelme again", patient=pid, phase=phase, file=str(folder)))
+    if bad:
+        out.append(problem("error", f"{len(bad)} labelme file(s) name an image that is not a slice of the {phase} series "
+                                    f"({'; '.join(bad[:2])})", "imagePath must be the DICOM file's name or its "
+                           "SOPInstanceUID", patient=pid, phase=phase, file=str(folder)))
+    return out
+
+
+def _polygons_check(path: str, img: dict | None, pid: str, phase: str) -> list[Problem]:
+    """A polygon JSON: readable, and every annotation on a SOP Instance UID of the series."""
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        anns = [a for ds in doc.get("datasets", [doc]) for a in ds.get("annotations", [])]
+    except (OSError, ValueError, AttributeError) as e:
+        return [problem("error", f"not a polygon JSON ({e})", "export the polygons as JSON (MD.ai style)",
+                        patient=pid, phase=phase, file=path)]
+    if img is None:
+        return []
+    bad = sorted({str(a.get("SOPInstanceUID", "")) for a in anns} - set(img["sop_uids"]))
+    if bad:
+        return [problem("error", f"{len(bad)} polygon(s) on SOPInstanceUID(s) that are not slices of the {phase} series "
+                                 f"(e.g. {bad[0]!r})", f"export the polygons drawn on the {phase} series",
+                        patient=pid, phase=phase, file=path)]
+    return []
 
 
 def _ingest_notes(excl: pd.DataFrame, pid: str, src: dict) -> list[Problem]:
@@ -389,7 +433,7 @@ def user_configs(paths: list) -> list[dict]:
 def cohort_facts(cohort: pd.DataFrame, surveys: dict[str, dict], cfg: dict, source: str) -> dict:
     """Counts the derived config is made from: patients with an image / a tumour outline per phase, patients
     per annotation format, the cohort's columns (with those the geometry stage adds)."""
-    from .cohort import GEOMETRY_TO_COHORT, has_images, patient_sources
+    from .cohort import GEOMETRY_TO_COHORT, patient_sources
 
     imaged = {p: 0 for p in ALL_PHASES}
     outlined = {p: 0 for p in ALL_PHASES}
@@ -404,7 +448,7 @@ def cohort_facts(cohort: pd.DataFrame, surveys: dict[str, dict], cfg: dict, sour
             ok = {ph for ph, i in surveys[pid]["images"].items() if i["status"] == "ok"}
         else:  # KiTS: a volume file per phase, when the case folder has one
             ok = {ph for ph, s in src.items() if "image" in s}
-        any_images |= bool(ok) or (source == "demo") or has_images(rec) and bool(ok)
+        any_images |= bool(ok)
         seen = set()
         for ph in ALL_PHASES:
             imaged[ph] += ph in ok
@@ -535,10 +579,12 @@ def check(p: Plan, out=sys.stderr, full_report: Path | None = CACHE.parent / "pr
 
 # ------------------------------------------------------------------------------------------ failed jobs
 
-def job_errors(snakemake_log: str | Path, limit: int = 20) -> list[str]:
-    """For a Snakemake run's log: each failed job's rule and the ccgrade error message in its own log (or the
-    last line of a traceback), so that the console shows why, not only where the log is."""
-    text = Path(snakemake_log).read_text(errors="replace") if snakemake_log and Path(snakemake_log).exists() else ""
+def job_errors(snakemake_log: str | Path | list, limit: int = 20) -> list[str]:
+    """For a Snakemake run's log (a path, or the list Snakemake's ``onerror`` passes): each failed job's rule
+    and the ccgrade error message in its own log (or the last line of a traceback), so that the console shows
+    why, not only where the log is."""
+    paths = [snakemake_log] if isinstance(snakemake_log, (str, Path)) else list(snakemake_log or [])
+    text = "\n\n".join(Path(p).read_text(errors="replace") for p in paths if p and Path(p).exists())
     out = []
     for m in re.finditer(r"Error in rule (\w+):(.*?)(?=\n\n|\Z)", text, re.S):
         rule, block = m.group(1), m.group(2)

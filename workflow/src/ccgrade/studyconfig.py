@@ -342,7 +342,7 @@ def derive_config(cfg: dict, facts: dict) -> tuple[dict, list[Problem]]:
                 keep = [next(p for p in PHASE_PREFERENCE if p in phases)]
                 notes.append(Problem("warning", f"training.studies.{sname}.models.{arch}: phases {sets} are not in "
                                                 f"the cohort; trains on {keep[0]} instead",
-                                     f"pin the phase with replace: [training.studies] in your config"))
+                                     "pin the phase with replace: [training.studies] in your config"))
             elif gone:
                 why = {"all": "needs two or more phases", "stack": "needs two or more stacked phases"}
                 skip(f"training.studies.{sname}.models.{arch}: phase set(s) " + ", ".join(

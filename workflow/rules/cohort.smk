@@ -29,7 +29,7 @@ rule tumour_geometry:
     params:
         geometry=as_json({**config["geometry"], "tumour_label": config["mask_label"],
                           "rtstruct_roi": config["rtstruct_roi"], "rtstruct_link": config["rtstruct_link"]}),
-        phase=GEOMETRY_PHASE,
+        phase=lambda wc: geometry_phase(wc.pid),
         args=geometry_args,
     log:
         "results/logs/tumour_geometry/{pid}.log",

@@ -55,9 +55,20 @@ GEOMETRY_PHASE = config["geometry"]["phase"]
 OUTLINES = ("mask", "rtstruct", "polygons")  # tumour outlines geometry reads (a mask alone, or others on the CT)
 
 
+def geometry_phase(pid):
+    """The phase a patient's tumour is measured on: geometry.phase, or (geometry.fallback) the first phase in
+    PHASES on which the patient has a usable outline when it has none there (shape does not depend on phase)."""
+    order = [GEOMETRY_PHASE] + ([p for p in PHASES if p != GEOMETRY_PHASE] if config["geometry"].get("fallback", True) else [])
+    for ph in order:
+        src = SOURCES[pid].get(ph, {})
+        if any(k in src and (k == "mask" or pid in IMAGED) for k in OUTLINES):
+            return ph
+    return GEOMETRY_PHASE
+
+
 def geometry_sources(pid):
     """The tumour outline files of a patient's geometry phase (a mask works alone; RTSTRUCT/polygons need the CT)."""
-    src = SOURCES[pid].get(GEOMETRY_PHASE, {})
+    src = SOURCES[pid].get(geometry_phase(pid), {})
     return {k: src[k] for k in OUTLINES if k in src and (k == "mask" or pid in IMAGED)}
 
 

@@ -161,7 +161,7 @@ def crop_patient(patient: str, roi_name: str, roi: dict, window: dict, phases: l
         chan_phases = stack if target == "stack" else [target]
         ref_phase = chan_phases[0]
         base = {"patient_id": patient, "roi": roi_name, "phase": target, "window": json.dumps(window, sort_keys=True),
-                "file": str(outdir / f"{target}.npz"), "notes": ""}
+                "file": str(outdir / f"{target}.npz"), "notes": "", "link": "", "n_contours": ""}
         bad = [p for p in chan_phases if p not in status.index or status.loc[p, "status"] != "ok"]
         fmt, apath = pick_source(roi, sources.get(ref_phase, {}))
         base["source"] = fmt if apath else ""

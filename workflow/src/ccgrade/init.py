@@ -25,9 +25,10 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 def _guess_type(values: pd.Series) -> str:
-    """continuous for numbers with more than five distinct values, else categorical."""
+    """continuous for numbers (at least 80% of the values) with more than two distinct values, else categorical
+    (text, yes/no, 0/1)."""
     num = pd.to_numeric(values, errors="coerce")
-    if num.notna().sum() >= max(3, 0.8 * values.notna().sum()) and num.nunique() > 5:
+    if num.notna().sum() >= 0.8 * values.notna().sum() and num.nunique() > 2:
         return "continuous"
     return "categorical"
 
@@ -67,6 +68,17 @@ def starter_config(sheet: str | Path, base: dict | None = None, workers: int = 1
         extra["rtstruct_roi"] = f"^{re.escape(top)}$"
         cfg["rtstruct_roi"] = extra["rtstruct_roi"]
         plan = preflight.plan(cfg, workers=workers)
+    # k-fold schemes larger than the cohort: the largest k it can fill
+    n = (plan.facts or {}).get("eligible")
+    if n is not None:
+        small = {name: sch for name, sch in plan.config["splits"]["schemes"].items()
+                 if sch["kind"] == "kfold" and int(sch["k"]) > n >= 2}
+        if small:
+            extra.setdefault("splits", {})["schemes"] = {name: {"k": n} for name in small}
+            cfg["splits"] = {**cfg["splits"], "schemes": {**cfg["splits"]["schemes"], **{
+                name: {**cfg["splits"]["schemes"][name], "k": n} for name in small}}}
+            notes.append(f"k-fold scheme(s) {', '.join(small)} cut to k = {n}: the cohort has {n} eligible patients")
+            plan = preflight.plan(cfg, workers=workers)
     return _render(sheet, plan, extra, names, notes)
 
 
@@ -102,7 +114,8 @@ def _render(sheet: Path, plan, extra: dict, names: Counter, notes: list[str]) ->
     levels = Counter(p.level for p in plan.problems)
     lines.append(f"# Pre-flight: {levels.get('error', 0)} error(s), {levels.get('warning', 0)} warning(s), "
                  f"{levels.get('skipped', 0)} part(s) left out:")
-    for p in plan.problems:
+    order = {"error": 0, "warning": 1, "skipped": 2}
+    for p in sorted(plan.problems, key=lambda x: order.get(x.level, 3)):
         for k, row in enumerate(str(p).splitlines()):
             lines.append(("#   " if k == 0 else "#     ") + row)
     for n in notes:

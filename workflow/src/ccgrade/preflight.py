@@ -439,6 +439,7 @@ def cohort_facts(cohort: pd.DataFrame, surveys: dict[str, dict], cfg: dict, sour
     outlined = {p: 0 for p in ALL_PHASES}
     formats: dict[str, int] = {}
     any_images = False
+    common: set[str] | None = None  # the phases every imaged patient has
     for rec in cohort.to_dict("records"):
         pid = rec["patient_id"]
         src = patient_sources(rec, ALL_PHASES, assume_layout=source == "demo")
@@ -449,6 +450,8 @@ def cohort_facts(cohort: pd.DataFrame, surveys: dict[str, dict], cfg: dict, sour
         else:  # KiTS: a volume file per phase, when the case folder has one
             ok = {ph for ph, s in src.items() if "image" in s}
         any_images |= bool(ok)
+        if ok:
+            common = set(ok) if common is None else common & ok
         seen = set()
         for ph in ALL_PHASES:
             imaged[ph] += ph in ok
@@ -461,7 +464,7 @@ def cohort_facts(cohort: pd.DataFrame, surveys: dict[str, dict], cfg: dict, sour
     if cfg.get("geometry", {}).get("enabled"):
         cols |= set(GEOMETRY_TO_COHORT.values()) | {"side"}
     return {"imaged": imaged, "outlined": outlined, "formats": formats, "columns": sorted(cols),
-            "any_images": any_images}
+            "any_images": any_images, "common": sorted(common or [])}
 
 
 def resolve_source(cfg: dict) -> str:
@@ -477,7 +480,7 @@ def plan(config: dict, *, configfiles: list | None = None, workers: int = 1, cac
     from . import demo as ccdemo
     from . import kits as cckits
     from .cohort import cohort_problems, read_sheet
-    from .studyconfig import apply_replace, config_problems, derive_config, schema_problems
+    from .studyconfig import apply_replace, config_problems, derive_config, schema_problems, split_size_problems
 
     cfg = json.loads(json.dumps(config))  # a plain copy
     probs = apply_replace(cfg, user_configs(configfiles or []))
@@ -515,9 +518,9 @@ def plan(config: dict, *, configfiles: list | None = None, workers: int = 1, cac
             for pid in surveys:
                 p += [Problem(**x) for x in surveys[pid]["problems"]]
     probs += p
+    facts = cohort_facts(cohort, surveys, cfg, source) if "patient_id" in cohort else {}
     if [x for x in probs if x.level == "error"]:
-        return Plan(cfg, cohort, sheet, probs, surveys)
-    facts = cohort_facts(cohort, surveys, cfg, source)
+        return Plan(cfg, cohort, sheet, probs, surveys, facts)
     links: dict[str, int] = {}
     for sv in surveys.values():
         for how in (sv.get("links") or {}).values():
@@ -528,6 +531,12 @@ def plan(config: dict, *, configfiles: list | None = None, workers: int = 1, cac
     probs += notes
     if not [x for x in notes if x.level == "error"]:
         probs += config_problems(derived)
+        need = set(derived["splits"]["require_phases"])
+        eligible = len(cohort) if source != "sheet" else sum(
+            need <= {ph for ph, i in surveys.get(pid, {}).get("images", {}).items() if i["status"] == "ok"}
+            for pid in cohort["patient_id"])
+        facts["eligible"] = eligible
+        probs += split_size_problems(derived, eligible)
     return Plan(derived, cohort, sheet, probs, surveys, facts)
 
 

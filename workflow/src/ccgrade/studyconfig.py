@@ -229,7 +229,28 @@ def full_facts(cfg: dict) -> dict:
 
     every = {p: 1 for p in PHASE_ORDER}
     return {"imaged": every, "outlined": every, "formats": {f: 1 for f in ("labelme", "mask", "polygons", "rtstruct")},
-            "columns": used_columns(cfg), "any_images": True}
+            "columns": used_columns(cfg), "any_images": True, "common": list(PHASE_ORDER)}
+
+
+def split_size_problems(cfg: dict, n: int) -> list[Problem]:
+    """Split schemes the study trains or tests on that ``n`` eligible patients cannot fill."""
+    used = {st["scheme"] for st in cfg.get("training", {}).get("studies", {}).values()}
+    if cfg.get("fusion", {}).get("enabled"):
+        used.add(cfg["fusion"]["scheme"])
+    used.add(cfg["baseline"]["train_test_split"])
+    out = []
+    for name in sorted(used):
+        sch = cfg["splits"]["schemes"].get(name)
+        if sch is None:
+            continue
+        if sch["kind"] == "kfold" and int(sch["k"]) > n:
+            out.append(Problem("error", f"config key 'splits.schemes.{name}.k': a {sch['k']}-fold split needs at least "
+                                        f"{sch['k']} patients; the cohort has {n} eligible",
+                               f"set splits.schemes.{name}.k to {max(2, n)} or less"))
+        if sch["kind"] == "holdout" and n < len(sch.get("fractions", {})):
+            out.append(Problem("error", f"config key 'splits.schemes.{name}': {len(sch['fractions'])} sets cannot be "
+                                        f"filled from {n} eligible patients", "add patients"))
+    return out
 
 
 def validate_config(cfg: dict, schema_path: str | Path | None = None) -> dict:
@@ -290,9 +311,17 @@ def derive_config(cfg: dict, facts: dict) -> tuple[dict, list[Problem]]:
     else:
         cfg["stack"]["phases"] = [p for p in cfg["stack"]["phases"] if p in phases] or phases[:1]
     stack_ok = len(cfg["stack"]["phases"]) >= 2
-    # split requirements: every phase with images (mask-only cohorts require none)
+    # split requirements: the phases every imaged patient has (all of them for a complete cohort; none for
+    # masks only), so that a patient is left out of the splits only for a phase the cohort otherwise has
     req = cfg["splits"]["require_phases"]
-    cfg["splits"]["require_phases"] = [p for p in phases if p in imaged] if req == "auto" else [p for p in req if p in phases]
+    common = facts.get("common", [p for p in phases if p in imaged])
+    cfg["splits"]["require_phases"] = [p for p in phases if p in common] if req == "auto" else [p for p in req if p in phases]
+    partial = [p for p in phases if p in imaged and p not in cfg["splits"]["require_phases"]]
+    if req == "auto" and partial:
+        notes.append(Problem("warning", "splits.require_phases: not every patient has " + ", ".join(
+            f"{p} ({imaged[p]} do)" for p in partial) + "; those patients stay in the splits and the models of the "
+            "phases they lack train and test without them", "list the phases every patient must have in "
+            "splits.require_phases to leave the others out instead"))
     # geometry and radiomics: one phase for the whole cohort (features of different phases do not mix)
     best = max(phases, key=lambda p: (outlined.get(p, 0), -PHASE_PREFERENCE.index(p))) if phases else "cmp"
     for section in ("geometry", "radiomics"):

@@ -3,7 +3,8 @@
 Twelve patients with IDs that tables love to convert (001, 007, 00, 1e3, 12.50, NA, None, null, nan, ...); per patient the plain CT re-exported with new
 SOP UIDs and without its tumour-free end slices, and an RTSTRUCT drawn on the original series (it references
 the old SOP UIDs); a sheet of patient_id, grade, dicom_dir and rtstruct_up only: no clinical column. The user
-config sets the sheet and two fusion keys (2-fold inner CV, no nested CV: a twelve-patient cohort). Everything
+config sets the sheet and three keys sized for twelve patients: the fusion's 2-fold inner CV, no nested CV,
+and a 2-fold split for Dai's cross-validation (CPU time: its cells are ResNet50s). Everything
 else is derived from the cohort: ingest, crops of every ROI setting from the RTSTRUCT linked by plane position,
 geometry, splits, baseline tables, radiomics, the model cells the one phase feeds, the radiomics-only fusion
 and the report.
@@ -40,7 +41,7 @@ def run(tmp_path_factory):
     sheet = one_phase_rtstruct_cohort(root / "hospital", ids=IDS)
     wd = root / "run"
     wd.mkdir()
-    cfg = {"cohort": {"sheet": str(sheet)}, "fusion": {"cv": 2, "nested_cv": 0}}
+    cfg = {"cohort": {"sheet": str(sheet)}, "fusion": {"cv": 2, "nested_cv": 0}, "splits": {"schemes": {"dai": {"k": 2}}}}
     assert len([k for k in leaf_keys(cfg) if k != "cohort.sheet"]) <= 3
     (wd / "my_study.yaml").write_text(yaml.safe_dump(cfg))
     args = ["--configfile", str(wd / "my_study.yaml")]

@@ -121,7 +121,7 @@ def test_the_survey_is_cached_and_renewed_when_a_folder_changes(hospital, tmp_pa
     first = preflight.plan(cfg, cache=cache)
     calls = []
     real = preflight.survey_patient
-    monkeypatch.setattr(preflight, "survey_patient", lambda rec, c: calls.append(rec["patient_id"]) or real(rec, c))
+    monkeypatch.setattr(preflight, "survey_safely", lambda rec, c: calls.append(rec["patient_id"]) or real(rec, c))
     again = preflight.plan(cfg, cache=cache)
     assert calls == [] and again.config == first.config  # nothing read again
     (root / "export/patient_002/CT/EXP0000.dcm").unlink()  # a file removed: that patient's folder changed
@@ -229,3 +229,17 @@ def test_labelme_and_polygon_files_that_name_no_slice_are_errors(hospital, tmp_p
     assert any("patient 001" in e and "1 labelme file(s) name an image that is not a slice" in e and "b.json" in e
                for e in errors)
     assert any("patient 002" in e and "polygon(s) on SOPInstanceUID(s) that are not slices" in e for e in errors)
+
+
+def test_an_unforeseen_failure_in_one_patients_files_is_that_patients_error(hospital, tmp_path, monkeypatch):
+    def boom(rec, cfg):
+        if rec["patient_id"] == "003":
+            raise RuntimeError("a reader fell over")
+        return real(rec, cfg)
+
+    real = preflight.survey_patient
+    monkeypatch.setattr(preflight, "survey_patient", boom)
+    p = preflight.plan(sheet_cfg(hospital), cache=None)
+    assert [str(e) for e in p.errors] == [
+        "ERROR: patient 003: the header survey failed (RuntimeError: a reader fell over)\n    fix: check this patient's "
+        "files; if they are fine, please report the message"]

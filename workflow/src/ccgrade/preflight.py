@@ -273,6 +273,17 @@ def survey_patient(rec: dict, cfg: dict) -> dict:
             "annotations": annotations, "links": links, "roi_names": roi_names, "problems": [p.__dict__ for p in probs]}
 
 
+def survey_safely(rec: dict, cfg: dict) -> dict:
+    """``survey_patient``, with anything unforeseen in a patient's files reported as that patient's error
+    (the pre-flight never stops on one patient's traceback)."""
+    try:
+        return survey_patient(rec, cfg)
+    except Exception as e:  # noqa: BLE001 - reported with the patient, the run stops on it before any job
+        msg = problem("error", f"the header survey failed ({type(e).__name__}: {e})", "check this patient's files; "
+                      "if they are fine, please report the message", patient=rec.get("patient_id"))
+        return {"images": {}, "annotations": {}, "links": {}, "roi_names": {}, "problems": [msg.__dict__]}
+
+
 def _labelme_check(folder: Path, img: dict | None, pid: str, phase: str) -> list[Problem]:
     """A labelme folder: JSON files at all, each readable, each naming a slice of the series (its file name or
     SOP Instance UID)."""
@@ -403,9 +414,9 @@ def survey_cohort(records: list[dict], cfg: dict, cache: Path | None = CACHE, wo
             from concurrent.futures import ProcessPoolExecutor
 
             with ProcessPoolExecutor(max_workers=min(workers, len(todo))) as ex:
-                done = list(ex.map(survey_patient, todo, [cfg] * len(todo)))
+                done = list(ex.map(survey_safely, todo, [cfg] * len(todo)))
         else:
-            done = [survey_patient(r, cfg) for r in todo]
+            done = [survey_safely(r, cfg) for r in todo]
         for r, s in zip(todo, done):
             out[r["patient_id"]] = s
         if cache is not None and write:

@@ -34,9 +34,9 @@ OUTLINE_FORMATS = ("mask", "rtstruct", "polygons")
 
 
 def load_yaml(path: str | Path) -> Any:
-    """Read a YAML file."""
+    """Read a YAML file (libyaml's safe loader when PyYAML has it: ten times faster at parse time)."""
     with open(path, encoding="utf-8") as fh:
-        return yaml.safe_load(fh)
+        return yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 def _key(path: Any) -> str:

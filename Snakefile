@@ -26,17 +26,20 @@ include: "workflow/rules/baseline.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/fusion.smk"
 include: "workflow/rules/provenance.smk"
+include: "workflow/rules/privacy.smk"
 
 
 rule all:
     input:
         all_targets(),
+        "results/privacy_scan.tsv",
     default_target: True
 
 
 rule paper:  # every table and figure of the reproduced studies (the same as the default target)
     input:
         all_targets(),
+        "results/privacy_scan.tsv",
 
 
 onerror:

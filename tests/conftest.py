@@ -101,6 +101,17 @@ def ingest_to(folder: Path, pid: str, workdir: Path, volumes: str = "vol", image
     return res, workdir / volumes
 
 
+#: one privacy key for the runs a test compares byte for byte (each study makes its own otherwise, and its
+#: pseudonymous UIDs in results/ingest differ from another study's by design)
+TEST_SECRET = "c0ffee" * 11
+
+
+def share_secret(workdir: Path) -> None:
+    key = workdir / "resources" / "private" / "secret.key"
+    key.parent.mkdir(parents=True, exist_ok=True)
+    key.write_text(TEST_SECRET + "\n")
+
+
 def run_reduced_study(workdir: Path, *extra: str) -> None:
     """The reduced study (``reduced_config``) in ``workdir`` on this machine, 2 cores, one GPU slot."""
     import os
@@ -109,6 +120,7 @@ def run_reduced_study(workdir: Path, *extra: str) -> None:
 
     workdir.mkdir(parents=True)
     (workdir / "config.yaml").write_text(yaml.safe_dump(reduced_config()))
+    share_secret(workdir)
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores", "2",
            "--resources", "gpu=1", "-q", *extra]
     r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})

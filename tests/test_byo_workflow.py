@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -25,6 +26,25 @@ from conftest import PHASES, REPO, TINY_DEMO, ingest_to, merged, shared_data, ti
 from test_workflow import smk
 
 pytestmark = pytest.mark.slow
+
+
+def pacs_layout(dicom: Path, dst: Path, ann_dir: Path) -> None:
+    """The demo patient's series laid out as many PACS exports are: a folder named after the patient and
+    birth date, one per series named after the hospital, files named after the patient; the labelme files
+    (named after the image, as labelme does) follow."""
+    for n, series in enumerate(sorted(dicom.iterdir()), 1):
+        out = dst / "Doe_Jane_19600101" / f"Secret Hospital CT {n}"
+        out.mkdir(parents=True)
+        for f in sorted(series.iterdir()):
+            shutil.copy(f, out / f"Doe_Jane_{n}_{f.name[2:]}.dcm")
+    for lab in ann_dir.glob("*/labelme"):
+        for j in sorted(lab.glob("*.json")):
+            doc = json.loads(j.read_text())
+            n = 1 + ["up", "cmp", "np", "ep"].index(lab.parent.name)
+            stem = f"Doe_Jane_{n}_{j.stem[2:]}"
+            doc["imagePath"] = f"{stem}.bmp"
+            (lab / f"{stem}.json").write_text(json.dumps(doc))
+            j.unlink()
 
 
 @pytest.fixture(scope="module")
@@ -41,20 +61,24 @@ def hospital(tmp_path_factory):
     for r in clinical.to_dict("records"):
         pid = r["patient_id"]
         pdir = h / f"{pid}_Doe_Jane"
-        shutil.copytree(src / "dicom" / pid, pdir / "dicom")
         shutil.copytree(src / "annotations" / pid, pdir / "ann")
+        pacs_layout(src / "dicom" / pid, pdir / "dicom", pdir / "ann")
         rows.append({**r, "dicom_dir": str(pdir / "dicom"), "annotation_dir": str(pdir / "ann")})
     sheet = pd.DataFrame(rows)
+    # DEMO005: a mask named after the patient, given in the sheet
+    p5 = h / "DEMO005_Doe_Jane"
+    shutil.move(p5 / "ann" / "cmp" / "mask.nii.gz", p5 / "Doe_Jane_19600101 tumour.nii.gz")
+    sheet.loc[4, "mask_cmp"] = str(p5 / "Doe_Jane_19600101 tumour.nii.gz")
     # DEMO002: NIfTI/NRRD volumes per phase and NRRD masks, no DICOM, no labelme/polygons
     p2 = h / "DEMO002_Doe_Jane"
     ingest_to(p2 / "dicom", "DEMO002", p2)
     for ph in PHASES:
         img = sitk.ReadImage(str(p2 / "vol" / f"{ph}.nii.gz"))
-        sitk.WriteImage(img, str(p2 / f"ct_{ph}.nrrd" if ph != "cmp" else p2 / f"ct_{ph}.nii.gz"))
+        sitk.WriteImage(img, str(p2 / f"Doe_Jane_ct_{ph}.nrrd" if ph != "cmp" else p2 / f"Doe_Jane_ct_{ph}.nii.gz"))
         shutil.copy(p2 / "ann" / ph / "mask.nii.gz", p2 / f"seg_{ph}.nii.gz")
         m = sitk.ReadImage(str(p2 / f"seg_{ph}.nii.gz"))
         sitk.WriteImage(m, str(p2 / f"seg_{ph}.nrrd"))
-        sheet.loc[1, f"image_{ph}"] = f"DEMO002_Doe_Jane/ct_{ph}" + (".nii.gz" if ph == "cmp" else ".nrrd")
+        sheet.loc[1, f"image_{ph}"] = f"DEMO002_Doe_Jane/Doe_Jane_ct_{ph}" + (".nii.gz" if ph == "cmp" else ".nrrd")
         sheet.loc[1, f"mask_{ph}"] = f"DEMO002_Doe_Jane/seg_{ph}.nrrd"
     shutil.rmtree(p2 / "dicom")
     shutil.rmtree(p2 / "ann")
@@ -90,6 +114,8 @@ def hospital(tmp_path_factory):
     run.mkdir()
     (run / "config.yaml").write_text(yaml.safe_dump(cfg))
     smk(run, "--cores", "2", "--resources", "gpu=1", "-q")
+    smk(run, "--report", "results/report.html")
+    smk(run, "--cores", "1", "privacy_report", "-q")  # the report page scanned too
     return {"run": run, "cfg": cfg, "wd": wd, "src": src}
 
 
@@ -143,6 +169,46 @@ def test_exclusions_geometry_and_no_paths_in_results(hospital):
         if f.suffix in (".tsv", ".csv", ".md", ".json", ".log"):
             assert "Doe_Jane" not in f.read_text(errors="replace"), f
     assert (run / "results/tables/baseline_low_vs_high.md").exists()
+
+
+def test_the_privacy_scan_of_results_and_report_finds_nothing_and_would_see_a_leak(hospital, tmp_path):
+    from ccgrade import privacy
+
+    run = hospital["run"]
+    for stem in ("privacy_scan", "privacy_scan_report"):
+        hits = pd.read_csv(run / f"results/{stem}.tsv", sep="\t")
+        summary = json.loads((run / f"results/{stem}.json").read_text())
+        assert hits.empty, hits.to_dict("records")[:5]
+        assert summary["files"] > 300 and summary["needles"] > 500 and summary["mode"] == "pseudonymise"
+    assert (run / "results/report.html").stat().st_size > 10**5
+    # what it looked for: every kind of identifying value, and the names inside the user's folders
+    sources = json.loads((run / "resources/private/sources.json").read_text())
+    needles = privacy.collect_needles(sources, privacy.vocabulary(hospital["cfg"]))
+    values = {n.value for n in needles}
+    assert {"PatientName", "PatientBirthDate", "InstitutionName", "AccessionNumber", "SOPInstanceUID",
+            "SeriesInstanceUID", "path component"} <= {n.kind for n in needles}
+    assert {"Doe_Jane_19600101", "Secret Hospital CT 2", "Doe_Jane_2_0007.dcm", "Doe_Jane_19600101 tumour.nii.gz",
+            "DEMO003_Doe_Jane", "Doe_Jane_ct_np.nrrd"} <= values
+    # a leak planted in a copy of results/ (an original UID inside the report's base64, a folder name in a
+    # crop's npz) is found: the clean result above is the scan's, not its blindness
+    copy = tmp_path / "results"
+    shutil.copytree(run / "results", copy, ignore=shutil.ignore_patterns("models", "volumes"))
+    uid = next(n.value for n in needles if n.kind == "SOPInstanceUID")
+    html = (copy / "report.html").read_bytes()
+    import base64
+
+    (copy / "report.html").write_bytes(html + b"<a href='data:text/plain;base64," +
+                                       base64.b64encode(f"sop {uid}".encode()) + b"'>x</a>")
+    np.savez(copy / "crops/box/DEMO001/cmp.npz", sop_uid=np.array(["Secret Hospital CT 2"]))
+    hits, _ = privacy.scan(copy, needles)
+    got = set(zip(hits["file"], hits["what"]))
+    assert got == {("report.html", "SOPInstanceUID"), ("crops/box/DEMO001/cmp.npz", "path component")}, got
+    # the lookup table outside results/ maps each pseudonym back
+    look = pd.read_csv(run / "resources/private/lookup.tsv", sep="\t", dtype=str)
+    sl = pd.read_csv(run / "results/volumes/DEMO001/cmp.slices.tsv", sep="\t", dtype=str)
+    orig = look.set_index(["patient_id", "pseudonym"])["original"]
+    assert orig[("DEMO001", sl["sop_uid"].iloc[0])] in values
+    assert orig[("DEMO001", sl["file"].iloc[0])].startswith("Doe_Jane_19600101/Secret Hospital CT 2/")
 
 
 @pytest.mark.realdata

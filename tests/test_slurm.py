@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, reduced_config
+from conftest import REPO, reduced_config, share_secret
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 SCRIPT = REPO / "workflow/scripts/slurm-single-node.sh"
@@ -59,6 +59,7 @@ def test_reduced_study_on_slurm_equals_the_local_run(cluster, reduced_local_run,
     local, on_slurm = reduced_local_run, tmp_path / "slurm"
     on_slurm.mkdir()
     (on_slurm / "config.yaml").write_text(yaml.safe_dump(reduced_config()))
+    share_secret(on_slurm)
     # the repository's profile with the edits its header asks of a user, for this test cluster: no sacct
     # (squeue status), no account, and a node of 2 CPUs and ~20 GB (the profile asks 8 CPUs, 32 GB per GPU job)
     profile = yaml.safe_load((REPO / "workflow/profiles/slurm/config.yaml").read_text())

@@ -131,7 +131,7 @@ def test_one_architectures_learning_rate_reruns_only_its_jobs(study, tmp_path):
     assert {w for rule, w in jobs if rule == "train_model"} == {
         "study=cui, arch=se_resnet34, phases=np, variant=base, fold=0, seed=1"}
     # (the provenance record names the config's hash: a changed config rewrites it, and nothing reads it)
-    assert {rule for rule, _ in jobs} == {"train_model", "cui_tables", "provenance", "all"}
+    assert {rule for rule, _ in jobs} == {"train_model", "cui_tables", "provenance", "privacy_scan", "all"}
 
 
 def test_li_and_dai_tables_and_heatmaps(study):
@@ -221,7 +221,7 @@ def test_one_variants_batch_size_reruns_only_its_folds(study):
     jobs = planned_with(study, cfg)
     assert {w for rule, w in jobs if rule == "train_model"} == {
         f"study=dai, arch=resnet50, phases=cmp, variant=b8, fold={f}, seed=1" for f in range(3)}
-    assert {rule for rule, _ in jobs} == {"train_model", "dai_tables", "provenance", "all"}
+    assert {rule for rule, _ in jobs} == {"train_model", "dai_tables", "provenance", "privacy_scan", "all"}
 
 
 def test_a_new_patient_reruns_only_its_own_jobs_and_the_cohort_level_ones(study):
@@ -249,7 +249,7 @@ def test_a_changed_window_preset_reruns_only_the_crops_that_use_it(study):
     assert trained == {f"study=dai, arch=resnet50, phases=cmp, variant={v}, fold={f}, seed=1"
                        for v in ("b8", "b32") for f in range(3)}
     assert {rule for rule, _ in jobs} == {"crop_roi", "crop_manifest", "exclusions", "train_model", "dai_tables",
-                                          "provenance", "all"}
+                                          "provenance", "privacy_scan", "all"}
 
 
 def test_a_code_change_to_one_stage_reruns_that_stage_and_its_dependants_only(study):
@@ -260,7 +260,7 @@ def test_a_code_change_to_one_stage_reruns_that_stage_and_its_dependants_only(st
         jobs = planned_jobs((lambda r: r.stdout + r.stderr)(smk(study, "-n", "--cores", "2")))
     finally:
         module.write_text(original)
-    assert jobs == {("baseline_grade", ""), ("baseline_split", "scheme=li"), ("all", "")}, jobs
+    assert jobs == {("baseline_grade", ""), ("baseline_split", "scheme=li"), ("privacy_scan", ""), ("all", "")}, jobs
     r = smk(study, "-n", "--cores", "2")  # restored content: nothing to do (Snakemake 9 compares checksums)
     assert "Nothing to be done" in r.stdout + r.stderr
 
@@ -302,7 +302,8 @@ def test_editing_one_mask_reruns_only_what_reads_it(study):
     assert len(trained) == 6 and all(w.startswith("study=li,") for w in trained), trained
     assert {rule for rule, _ in jobs} == {"crop_roi", "crop_manifest", "exclusions", "tumour_geometry", "geometry_table",
                                           "cohort_table", "baseline_grade", "baseline_split", "radiomics_patient",
-                                          "radiomics_table", "fusion", "train_model", "li_tables", "li_heatmaps", "all"}
+                                          "radiomics_table", "fusion", "train_model", "li_tables", "li_heatmaps", "privacy_scan",
+                                          "all"}
 
 
 def test_bad_config_key_is_named_before_any_job(study, tmp_path):

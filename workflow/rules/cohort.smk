@@ -23,7 +23,8 @@ rule kits_sheet:
 rule tumour_geometry:
     input:
         unpack(geometry_inputs),
-        code=[code("geometry"), code("annotations"), code("rtstruct")],
+        secret=secret_input,
+        code=[code("geometry"), code("annotations"), code("rtstruct"), code("crops"), code("privacy")],
     output:
         "results/geometry/{pid}.tsv",
     params:
@@ -31,6 +32,7 @@ rule tumour_geometry:
                           "rtstruct_roi": config["rtstruct_roi"], "rtstruct_link": config["rtstruct_link"]}),
         phase=lambda wc: geometry_phase(wc.pid),
         args=geometry_args,
+        privacy=SECRET_ARG,
     log:
         "results/logs/tumour_geometry/{pid}.log",
     benchmark:
@@ -40,7 +42,7 @@ rule tumour_geometry:
         runtime=5,
     shell:
         "python -m ccgrade.geometry --patient {wildcards.pid} --phase {params.phase} {params.args}"
-        " --params {params.geometry:q} --out {output} > {log} 2>&1"
+        " --params {params.geometry:q} --out {output} {params.privacy} > {log} 2>&1"
 
 
 rule geometry_table:
@@ -58,7 +60,7 @@ rule geometry_table:
 
 rule cohort_sheet:
     input:
-        sheet=SHEET,
+        sheet=SHEET_INPUT,
         code=[code("cohort"), code("collect")],
     output:
         COHORT_SHEET,

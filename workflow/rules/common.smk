@@ -18,6 +18,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "workflow" /
 from ccgrade import demo as ccdemo  # noqa: E402
 from ccgrade import kits as cckits  # noqa: E402
 from ccgrade import preflight as ccpre  # noqa: E402
+from ccgrade import privacy as ccprivacy  # noqa: E402
 from ccgrade.cohort import has_images, patient_sources, pick_source, used_columns  # noqa: E402
 from ccgrade.errors import ConfigError  # noqa: E402
 
@@ -37,6 +38,13 @@ config.clear()
 config.update(PLAN.config)
 
 SRC = REPO / "workflow" / "src" / "ccgrade"
+# privacy (README "Privacy"): pseudonymise UIDs and file names in results/ under a study key kept outside it
+PSEUDONYMISE = config["privacy"]["mode"] == "pseudonymise"
+PRIVATE = config["privacy"]["dir"]
+SECRET = f"{PRIVATE}/{ccprivacy.SECRET_NAME}" if PSEUDONYMISE else ""
+if PSEUDONYMISE and workflow.is_main_process:
+    ccprivacy.ensure_secret(SECRET)
+SECRET_ARG = f"--secret {shlex.quote(SECRET)}" if SECRET else ""
 DEMO_ROOT = "resources/demo_cohort"
 SOURCE = config["cohort"]["source"]
 IS_DEMO = SOURCE == "demo"
@@ -181,6 +189,36 @@ def baseline_params(wildcards):
     return as_json({"seed": config["seed"], "cohort": config["cohort"], "baseline": config["baseline"]})
 
 
+def secret_input(wildcards):
+    """The privacy key: an input of every job that pseudonymises, so that a new key remakes what the old made."""
+    return [SECRET] if SECRET else []
+
+
+def privacy_sources():
+    """The user's input paths per patient (what the privacy scan searches results/ for), kept outside
+    results/ in the private folder and rewritten only when they change."""
+    root = DEMO_ROOT if IS_DEMO else str(Path(SHEET).parent) if SHEET else ""
+    pats = {}
+    for p in PATIENTS:
+        d = RECORDS[p].get("dicom_dir")
+        files = sorted({path for s in SOURCES[p].values() for path in s.values() if isinstance(path, str)})
+        pats[p] = {"dicom_dir": d if isinstance(d, str) else "", "files": files}
+    paths = [x for x in (SHEET, config["ingest"]["phase_map"]) if x]
+    return {"patients": pats, "root": root, "paths": paths}
+
+
+PRIVACY_SOURCES = f"{PRIVATE}/sources.json"
+if workflow.is_main_process:
+    ccprivacy.write_sources(PRIVACY_SOURCES, privacy_sources())
+# the cohort rule reads the user's sheet through a private copy: the report lists a rule's input paths, and
+# the sheet's own path (its folders) may identify (same bytes and time, so nothing reruns for it)
+SHEET_INPUT = SHEET
+if PSEUDONYMISE and SOURCE == "sheet" and SHEET:
+    SHEET_INPUT = f"{PRIVATE}/cohort_sheet{Path(SHEET).suffix.lower() or '.tsv'}"
+    if workflow.is_main_process:
+        ccprivacy.mirror(SHEET, SHEET_INPUT)
+
+
 def all_targets():
     """Every final table and figure of the stages built so far (only those the cohort's data allow)."""
     out = [
@@ -195,4 +233,7 @@ def all_targets():
         out += expand("results/figures/roi_montage/{pid}.png", pid=MONTAGE_PATIENTS)
     if MEASURED:
         out.append("results/tables/tumour_geometry.csv")
-    return out + study_targets() + fusion_targets() + ["results/provenance.json"]
+    out += study_targets() + fusion_targets() + ["results/provenance.json"]
+    if PSEUDONYMISE and IMAGED:
+        out.append(f"{PRIVATE}/lookup.tsv")
+    return out

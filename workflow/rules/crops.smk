@@ -6,7 +6,8 @@ rule crop_roi:
     input:
         volumes="results/volumes/{pid}",
         annotations=crop_annotations,
-        code=code("crops"),
+        secret=secret_input,
+        code=[code("crops"), code("annotations"), code("rtstruct"), code("privacy")],
     output:
         npz=expand("results/crops/{{roi}}/{{pid}}/{target}.npz", target=CROP_TARGETS),
         manifest="results/crops/{roi}/{pid}/manifest.tsv",
@@ -19,6 +20,7 @@ rule crop_roi:
         mask_label=config["mask_label"],
         rtstruct_roi=config["rtstruct_roi"],
         rtstruct_link=config["rtstruct_link"],
+        privacy=SECRET_ARG,
     log:
         "results/logs/crop_roi/{roi}/{pid}.log",
     benchmark:
@@ -31,7 +33,7 @@ rule crop_roi:
         " --window {params.window:q} --phases {params.phases} --stack {params.stack}"
         " --volumes {input.volumes} --sources {params.sources:q} --mask-label {params.mask_label}"
         " --rtstruct-roi {params.rtstruct_roi:q} --rtstruct-link {params.rtstruct_link}"
-        " --outdir results/crops/{wildcards.roi}/{wildcards.pid} > {log} 2>&1"
+        " --outdir results/crops/{wildcards.roi}/{wildcards.pid} {params.privacy} > {log} 2>&1"
 
 
 rule crop_manifest:

@@ -41,7 +41,8 @@ rule radiomics_patient:
     input:
         unpack(rad_inputs),
         params=RAD_PARAMS,
-        code=code("radiomics"),
+        secret=secret_input,
+        code=[code("radiomics"), code("crops"), code("annotations"), code("rtstruct"), code("privacy")],
     output:
         "results/radiomics/patients/{pid}.tsv",
     params:
@@ -51,6 +52,7 @@ rule radiomics_patient:
         rtstruct_roi=config["rtstruct_roi"],
         rtstruct_link=config["rtstruct_link"],
         shape="--shape-only" if RAD.get("shape_only") else "",
+        privacy=SECRET_ARG,
     log:
         "results/logs/radiomics/{pid}.log",
     benchmark:
@@ -61,7 +63,7 @@ rule radiomics_patient:
     shell:
         "python -m ccgrade.radiomics patient --patient {wildcards.pid} --phase {params.phase} --params {input.params}"
         " {params.args} --mask-label {params.mask_label} --rtstruct-roi {params.rtstruct_roi:q}"
-        " --rtstruct-link {params.rtstruct_link} {params.shape} --out {output} > {log} 2>&1"
+        " --rtstruct-link {params.rtstruct_link} {params.shape} --out {output} {params.privacy} > {log} 2>&1"
 
 
 rule radiomics_table:

@@ -10,16 +10,19 @@ rule index_series:
         dicom=dicom_dir,
         images=lambda wc: list(phase_images(wc).values()),
         phase_map=phase_map_input,
-        code=code("ingest"),
+        secret=secret_input,
+        code=[code("ingest"), code("privacy")],
     output:
         slices="results/ingest/{pid}/slices.tsv",
         series="results/ingest/{pid}/series.tsv",
         phases="results/ingest/{pid}/phases.tsv",
         exclusions="results/ingest/{pid}/exclusions.tsv",
+        private=f"{PRIVATE}/ingest/{{pid}}.tsv" if PSEUDONYMISE else [],
     params:
         ingest=as_json(config["ingest"]),
         phases=",".join(PHASES),
         sources=ingest_args,
+        privacy=lambda wc, output: f"{SECRET_ARG} --private {output.private}" if PSEUDONYMISE else "",
     log:
         "results/logs/index_series/{pid}.log",
     benchmark:
@@ -29,7 +32,8 @@ rule index_series:
         runtime=5,
     shell:
         "python -m ccgrade.ingest index --patient {wildcards.pid} {params.sources}"
-        " --ingest {params.ingest:q} --phases {params.phases} --outdir results/ingest/{wildcards.pid} > {log} 2>&1"
+        " --ingest {params.ingest:q} --phases {params.phases} --outdir results/ingest/{wildcards.pid}"
+        " {params.privacy} > {log} 2>&1"
 
 
 rule convert_volumes:
@@ -38,11 +42,13 @@ rule convert_volumes:
         images=lambda wc: list(phase_images(wc).values()),
         slices="results/ingest/{pid}/slices.tsv",
         phases="results/ingest/{pid}/phases.tsv",
-        code=code("ingest"),
+        secret=secret_input,
+        code=[code("ingest"), code("privacy")],
     output:
         directory("results/volumes/{pid}"),
     params:
         sources=ingest_args,
+        privacy=SECRET_ARG,
     log:
         "results/logs/convert_volumes/{pid}.log",
     benchmark:
@@ -52,7 +58,7 @@ rule convert_volumes:
         runtime=10,
     shell:
         "python -m ccgrade.ingest convert --patient {wildcards.pid} {params.sources}"
-        " --index-dir results/ingest/{wildcards.pid} --outdir {output} > {log} 2>&1"
+        " --index-dir results/ingest/{wildcards.pid} --outdir {output} {params.privacy} > {log} 2>&1"
 
 
 rule series_table:
@@ -68,3 +74,15 @@ rule series_table:
     shell:
         "python -m ccgrade.collect series --series {input.series} --phases {input.phases}"
         " --out-series {output.series} --out-phases {output.phases} > {log} 2>&1"
+
+
+rule privacy_lookup:  # pseudonym -> original, for quality control: outside results/ (README "Privacy")
+    input:
+        parts=expand(f"{PRIVATE}/ingest/{{pid}}.tsv", pid=IMAGED),
+        code=code("privacy"),
+    output:
+        f"{PRIVATE}/lookup.tsv",
+    log:
+        f"{PRIVATE}/logs/privacy_lookup.log",
+    shell:
+        "python -m ccgrade.privacy lookup --parts {input.parts} --out {output} > {log} 2>&1"

@@ -27,11 +27,22 @@ def _slice_lookup(slices: pd.DataFrame) -> dict[str, int]:
         look[Path(str(r.file)).name] = r.k
         look[Path(str(r.file)).stem] = r.k
         look[str(r.sop_uid)] = r.k
+        if "name_key" in slices:  # a pseudonymised slice table: the keyed hash of the file's name
+            look[str(r.name_key)] = r.k
     return look
 
 
+def _find(look: dict[str, int], names: list[str], key) -> int | None:
+    """The slice a file name or SOP UID names (through ``key``'s pseudonyms when the table holds them)."""
+    for n in names:
+        for cand in ([n, key.key("name", Path(n).stem), key.uid(n)] if key is not None else [n]):
+            if cand in look:
+                return look[cand]
+    return None
+
+
 def read_labelme_boxes(folder: str | Path, slices: pd.DataFrame, shape: tuple[int, int], *,
-                       patient: str, phase: str) -> tuple[dict[int, Box], list[str]]:
+                       patient: str, phase: str, key=None) -> tuple[dict[int, Box], list[str]]:
     """Rectangles per slice index from a folder of labelme JSON files; returns boxes and notes."""
     folder = Path(folder)
     look, boxes, notes = _slice_lookup(slices), {}, []
@@ -45,7 +56,7 @@ def read_labelme_boxes(folder: str | Path, slices: pd.DataFrame, shape: tuple[in
             raise AnnotationError(f"not a labelme JSON ({type(e).__name__}: {e})", patient=patient, phase=phase,
                                   file=str(f)) from None
         stem = Path(image_path.replace("\\", "/")).stem
-        k = look.get(stem, look.get(Path(image_path).name))
+        k = _find(look, [stem, Path(image_path).name], key)
         if k is None:
             raise AnnotationError(f"imagePath {image_path!r} matches no slice (file name or SOPInstanceUID) of the "
                                   f"{phase} series", patient=patient, phase=phase, file=str(f))
@@ -77,7 +88,8 @@ def read_labelme_boxes(folder: str | Path, slices: pd.DataFrame, shape: tuple[in
     return boxes, notes
 
 
-def read_polygons(path: str | Path, slices: pd.DataFrame, *, patient: str, phase: str) -> dict[int, np.ndarray]:
+def read_polygons(path: str | Path, slices: pd.DataFrame, *, patient: str, phase: str,
+                  key=None) -> dict[int, np.ndarray]:
     """Polygon vertices (N x 2, pixel x/y) per slice index from an MD.ai-style JSON export."""
     path = Path(path)
     try:
@@ -88,6 +100,8 @@ def read_polygons(path: str | Path, slices: pd.DataFrame, *, patient: str, phase
     look, out = _slice_lookup(slices), {}
     for a in anns:
         sop = str(a.get("SOPInstanceUID", ""))
+        if key is not None:
+            sop = key.uid(sop)
         if sop not in look:
             raise AnnotationError(f"SOPInstanceUID {sop!r} is not a slice of the {phase} series", patient=patient,
                                   phase=phase, file=str(path))

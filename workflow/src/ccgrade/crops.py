@@ -25,6 +25,7 @@ from . import rtstruct as rts
 from .cohort import pick_source, roi_sources
 from .errors import AnnotationError
 from .outputs import read_table, write_npz, write_tsv
+from .privacy import Keyer, annotation_labels, run_scrubbed, scrub_frame
 
 AIR_HU = -1024.0
 MANIFEST_COLUMNS = ["patient_id", "roi", "phase", "status", "source", "link", "n_contours", "n_images", "shape", "window",
@@ -100,11 +101,12 @@ def _on_reference(img: sitk.Image, ref: sitk.Image) -> sitk.Image:
 
 def roi_boxes(kind: str, roi: dict, *, src: dict[str, str], phase: str, slices: pd.DataFrame, img: sitk.Image,
               mask_label: int, patient: str, series_uid: str = "", rtstruct_roi: str = rts.DEFAULT_ROI,
-              rtstruct_link: str = "auto") -> tuple[dict[int, ann.Box], np.ndarray | None, list[str], dict]:
+              rtstruct_link: str = "auto", key=None) -> tuple[dict[int, ann.Box], np.ndarray | None, list[str], dict]:
     """The boxes (and mask, for tumour-only and cube crops) an ROI setting needs on one phase, notes, and
     how an RTSTRUCT's contours were linked (``link``: e.g. ``position``, ``uid``; ``n_contours``).
 
-    ``src`` maps annotation formats (labelme, mask, polygons, rtstruct) to this phase's files.
+    ``src`` maps annotation formats (labelme, mask, polygons, rtstruct) to this phase's files; ``key`` (a
+    ``privacy.Keyer``) links annotations drawn on original UIDs and file names to a pseudonymised slice table.
     """
     shape = img.GetSize()[1], img.GetSize()[0]
     sp = img.GetSpacing()[:2]
@@ -113,9 +115,9 @@ def roi_boxes(kind: str, roi: dict, *, src: dict[str, str], phase: str, slices: 
     mask = polys = None
     meta: dict = {"link": "", "n_contours": ""}
     if source == "labelme":
-        boxes, notes = ann.read_labelme_boxes(src["labelme"], slices, shape, patient=patient, phase=phase)
+        boxes, notes = ann.read_labelme_boxes(src["labelme"], slices, shape, patient=patient, phase=phase, key=key)
     elif source == "polygons":
-        polys = ann.read_polygons(src["polygons"], slices, patient=patient, phase=phase)
+        polys = ann.read_polygons(src["polygons"], slices, patient=patient, phase=phase, key=key)
         boxes = {}
         for k, v in polys.items():
             x1, y1 = v.min(axis=0)
@@ -129,7 +131,7 @@ def roi_boxes(kind: str, roi: dict, *, src: dict[str, str], phase: str, slices: 
                           if f not in ("", "nan")), "")
             mask, links = rts.link_rtstruct(src["rtstruct"], img, slices, series_uid=series_uid,
                                             roi_pattern=rtstruct_roi, patient=patient, phase=phase,
-                                            link=rtstruct_link, frame_uid=frame)
+                                            link=rtstruct_link, frame_uid=frame, key=key)
             meta = {"link": ", ".join(f"{k} {v}" for k, v in links.items() if v), "n_contours": sum(links.values())}
         else:
             mask = ann.read_mask(src["mask"], img, mask_label, patient=patient, phase=phase)
@@ -149,7 +151,7 @@ def roi_boxes(kind: str, roi: dict, *, src: dict[str, str], phase: str, slices: 
 
 def crop_patient(patient: str, roi_name: str, roi: dict, window: dict, phases: list[str], stack: list[str],
                  volumes: Path, sources: dict[str, dict[str, str]], mask_label: int, outdir: Path,
-                 rtstruct_roi: str = rts.DEFAULT_ROI, rtstruct_link: str = "auto") -> pd.DataFrame:
+                 rtstruct_roi: str = rts.DEFAULT_ROI, rtstruct_link: str = "auto", key=None) -> pd.DataFrame:
     """Write ``{phase}.npz`` for every phase and ``stack.npz``; return the manifest rows.
 
     ``sources`` maps each phase to its annotation files by format (see ``cohort.patient_sources``).
@@ -185,7 +187,7 @@ def crop_patient(patient: str, roi_name: str, roi: dict, window: dict, phases: l
         boxes, mask, notes, meta = roi_boxes(kind, roi, src=sources[ref_phase], phase=ref_phase,
                                              slices=slices[ref_phase], img=ref, mask_label=mask_label, patient=patient,
                                              series_uid=str(status.loc[ref_phase, "series_uid"]),
-                                             rtstruct_roi=rtstruct_roi, rtstruct_link=rtstruct_link)
+                                             rtstruct_roi=rtstruct_roi, rtstruct_link=rtstruct_link, key=key)
         sl = slices[ref_phase].set_index("k")
         if kind == "cube":
             images, bbox = crop_cube(chan_imgs, mask, roi.get("spacing_mm", 1.0), roi["size"], window)
@@ -221,11 +223,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rtstruct-roi", default=rts.DEFAULT_ROI)
     ap.add_argument("--rtstruct-link", default="auto", choices=rts.LINK_MODES)
     ap.add_argument("--outdir", required=True)
+    ap.add_argument("--secret", default=None, help="the study's privacy key file (privacy.mode: pseudonymise)")
     a = ap.parse_args(argv)
     out = Path(a.outdir)
-    man = crop_patient(a.patient, a.roi_name, json.loads(a.roi), json.loads(a.window), a.phases.split(","),
-                       a.stack.split(","), Path(a.volumes), json.loads(a.sources), a.mask_label, out, a.rtstruct_roi,
-                       a.rtstruct_link)
+    sources = json.loads(a.sources)
+    key = Keyer.from_file(a.secret)
+    labels = annotation_labels(sources) if key.active else None
+    man = run_scrubbed(lambda: crop_patient(
+        a.patient, a.roi_name, json.loads(a.roi), json.loads(a.window), a.phases.split(","), a.stack.split(","),
+        Path(a.volumes), sources, a.mask_label, out, a.rtstruct_roi, a.rtstruct_link, key=key), labels)
+    if labels:
+        man = scrub_frame(man, labels, skip=("file",))
     write_tsv(out / "manifest.tsv", man)
     for r in man.itertuples():
         print(f"{a.patient} {a.roi_name} {r.phase}: {r.status} {r.n_images} {r.shape} {r.reason}")

@@ -35,6 +35,10 @@ class AnnotationError(CcgradeError):
     """An annotation file is malformed or does not fit its image."""
 
 
+class PrivacyError(CcgradeError):
+    """results/ holds an identifying value (a name, date, original UID or input path)."""
+
+
 class SplitError(CcgradeError):
     """A patient-level split is impossible or leaks patients between sets."""
 

@@ -41,6 +41,7 @@ from scipy.spatial import ConvexHull, QhullError
 from .annotations import read_label_image
 from .errors import AnnotationError
 from .outputs import write_tsv
+from .privacy import Keyer, annotation_labels, run_scrubbed, scrub
 
 GEOMETRY_COLUMNS = [
     "patient_id", "phase", "status", "reason", "source", "mask_file", "tumour_label", "n_voxels", "n_components", "volume_ml", "index_volume_ml",
@@ -269,7 +270,7 @@ OUTLINE_SOURCES = ("mask", "rtstruct", "polygons")
 
 
 def patient_geometry(patient: str, phase: str, params: dict, *, mask_file: str | None = None,
-                     volumes: Path | None = None, sources: dict[str, str] | None = None) -> dict:
+                     volumes: Path | None = None, sources: dict[str, str] | None = None, key=None) -> dict:
     """One patient's geometry row from whichever tumour outline they have on ``phase``: a label mask (alone,
     or with the ingested CT for the side), else an RTSTRUCT or polygon outline rasterised on the ingested
     volume. A file that cannot be read or an empty outline gives ``status`` excluded and the reason."""
@@ -304,7 +305,7 @@ def patient_geometry(patient: str, phase: str, params: dict, *, mask_file: str |
                                            slices=slices, img=body, mask_label=1, patient=patient,
                                            series_uid=str(status.loc[phase, "series_uid"]),
                                            rtstruct_roi=params.get("rtstruct_roi") or crops.rts.DEFAULT_ROI,
-                                           rtstruct_link=params.get("rtstruct_link", "auto"))
+                                           rtstruct_link=params.get("rtstruct_link", "auto"), key=key)
             img = sitk.GetImageFromArray(arr.astype(np.uint8))
             img.CopyInformation(body)
             rec = tumour_geometry(img, 1, patient=patient, phase=phase, file=sources[source], body=body, **kw)
@@ -361,9 +362,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--sources", default="{}", help="JSON {format: path} of the phase's annotations")
     ap.add_argument("--params", required=True, help="JSON of config key geometry (+ tumour_label, rtstruct_*)")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--secret", default=None, help="the study's privacy key file (privacy.mode: pseudonymise)")
     a = ap.parse_args(argv)
-    rec = patient_geometry(a.patient, a.phase, json.loads(a.params), mask_file=a.mask,
-                           volumes=Path(a.volumes) if a.volumes else None, sources=json.loads(a.sources))
+    key, sources = Keyer.from_file(a.secret), json.loads(a.sources)
+    labels = annotation_labels({a.phase: {**sources, **({"mask": a.mask} if a.mask else {})}}) if key.active else None
+    rec = run_scrubbed(lambda: patient_geometry(a.patient, a.phase, json.loads(a.params), mask_file=a.mask,
+                                                volumes=Path(a.volumes) if a.volumes else None, sources=sources,
+                                                key=key), labels)
+    if labels:
+        rec = {k: scrub(v, labels) if isinstance(v, str) else v for k, v in rec.items()}
     write_tsv(a.out, pd.DataFrame([rec], columns=GEOMETRY_COLUMNS))
     print(json.dumps({k: rec[k] for k in ("status", "reason", "source", "volume_ml", "max_diameter_3d_mm",
                                           "max_axial_diameter_mm", "side")}, default=str))

@@ -23,6 +23,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.pixels import get_decoder, pixel_array
 
 from .errors import DicomError, GeometryError
+from .privacy import Keyer, run_scrubbed
 from .outputs import atomic_path, write_tsv
 
 PIXEL_DATA = 0x7FE00010
@@ -357,11 +358,13 @@ def phase_from_description(desc: str, keywords: dict[str, list[str]]) -> tuple[s
     return None, ""
 
 
-def assign_phases(series: pd.DataFrame, cfg_ingest: dict, mapping: pd.DataFrame | None = None) -> pd.DataFrame:
+def assign_phases(series: pd.DataFrame, cfg_ingest: dict, mapping: pd.DataFrame | None = None,
+                  key=None) -> pd.DataFrame:
     """Give every candidate series a phase by mapping file, description, contrast agent or bolus timing.
 
     A phase given to a series by the phase map is that series' alone: other series that the heuristics
     would give the same phase are set aside (method ``superseded``), so mapping the wanted series suffices.
+    The map may name a series by its UID or by its pseudonym (results/ingest/series.tsv under ``key``).
     """
     series = series.copy()
     series["phase"], series["method"], series["evidence"] = "", "", ""
@@ -374,8 +377,9 @@ def assign_phases(series: pd.DataFrame, cfg_ingest: dict, mapping: pd.DataFrame 
         if s["status"] == "ignored":
             continue
         ev = []
-        if s["series_uid"] in mapped:
-            series.loc[i, ["phase", "method", "evidence"]] = [mapped[s["series_uid"]], "mapping", "phase map file"]
+        hit = mapped.get(s["series_uid"]) or (mapped.get(key.uid(s["series_uid"])) if key is not None else None)
+        if hit:
+            series.loc[i, ["phase", "method", "evidence"]] = [hit, "mapping", "phase map file"]
             continue
         ph, why = phase_from_description(s["series_description"], cfg_ingest["keywords"])
         delay = s["acq_s"] - s["bolus_s"]
@@ -585,7 +589,8 @@ def image_file_phase(path: str | Path, patient: str, phase: str) -> dict:
 
 
 def index_patient(folder: str | Path | None, patient: str, cfg_ingest: dict, phases: list[str],
-                  mapping: pd.DataFrame | None = None, images: dict[str, str] | None = None) -> dict[str, pd.DataFrame]:
+                  mapping: pd.DataFrame | None = None, images: dict[str, str] | None = None,
+                  key=None) -> dict[str, pd.DataFrame]:
     """Index one patient: the DICOM folder's slice index and series table with phases, plus any per-phase
     image volumes (which take precedence for their phase); a phase table and the exclusions."""
     images = images or {}
@@ -599,7 +604,8 @@ def index_patient(folder: str | Path | None, patient: str, cfg_ingest: dict, pha
             problems.append({"patient_id": patient, "phase": "", "file": str(folder), "stage": "index",
                              "reason": "no readable DICOM files in the patient's folder"})
     else:
-        series = assign_phases(summarise_series(slices, cfg_ingest["spacing_tolerance"], problems), cfg_ingest, mapping)
+        series = assign_phases(summarise_series(slices, cfg_ingest["spacing_tolerance"], problems), cfg_ingest, mapping,
+                               key)
     phase_table, excl, series = choose_phases(series, [p for p in phases if p not in images], patient,
                                               cfg_ingest.get("reconstruction"))
     problems = [{k: v for k, v in p.items() if k != "series_uid"} for p in problems]
@@ -722,14 +728,27 @@ def read_volume(folder: str | Path, slices: pd.DataFrame, patient: str, phase: s
 
 
 def convert_patient(folder: str | Path | None, patient: str, index_dir: str | Path, outdir: str | Path,
-                    images: dict[str, str] | None = None) -> pd.DataFrame:
-    """Write ``{phase}.nii.gz`` and ``{phase}.slices.tsv`` for every usable phase; return the phase table."""
+                    images: dict[str, str] | None = None, key=None) -> pd.DataFrame:
+    """Write ``{phase}.nii.gz`` and ``{phase}.slices.tsv`` for every usable phase; return the phase table.
+
+    A pseudonymised index (see ``pseudonymise_index``) names files by label: each is found again by the
+    keyed hash of its path (``file_key``), and the volume's slice table keeps the label and the name key."""
     index_dir, outdir, images = Path(index_dir), Path(outdir), images or {}
     phases = pd.read_csv(index_dir / "phases.tsv", sep="\t", keep_default_na=False)
     slices = pd.read_csv(index_dir / "slices.tsv", sep="\t", keep_default_na=False,
                          dtype={"iop": str, "file": str, "sop_uid": str, "series_uid": str, "patient_id": str})
     for col in ("pixel_offset", "pixel_bytes_needed"):  # empty for encapsulated (compressed) pixel data
         slices[col] = pd.to_numeric(slices[col], errors="coerce")
+    labels: dict[str, str] = {}
+    if "file_key" in slices and folder is not None:
+        here = {key.key("file", str(p.relative_to(folder))): str(p.relative_to(folder))
+                for p in find_dicom_files(folder)}
+        lost = sorted(set(slices["file_key"]) - set(here))
+        if lost:
+            raise DicomError(f"{len(lost)} indexed file(s) are no longer in the DICOM folder (or the privacy key "
+                             "changed): the folder changed after it was indexed; rerun the index job", patient=patient)
+        labels = dict(zip((here[k] for k in slices["file_key"]), slices["file"]))
+        slices["file"] = [here[k] for k in slices["file_key"]]
     outdir.mkdir(parents=True, exist_ok=True)
     for r in phases.itertuples():
         if r.status != "ok":
@@ -739,14 +758,99 @@ def convert_patient(folder: str | Path | None, patient: str, index_dir: str | Pa
                 raise DicomError("the phase table names an image file but none was given to convert", patient=patient,
                                  phase=r.phase)
             img, table = read_image_file(images[r.phase], patient, r.phase)
+            if labels or (key is not None and key.active):
+                table["file"] = [f"the {r.phase} image#{k}" for k in table["k"]]
         else:
             used = (slices["series_uid"] == r.series_uid) & (slices["dropped"] == "")
             img, table = read_volume(folder, slices[used], patient, r.phase)
+            if labels:
+                table["name_key"] = [key.key("name", Path(f).stem) for f in table["file"]]
+                table["file"] = [labels[f] for f in table["file"]]
         with atomic_path(outdir / f"{r.phase}.nii.gz") as tmp:
             sitk.WriteImage(img, str(tmp), True, 1)
         write_tsv(outdir / f"{r.phase}.slices.tsv", table)
     write_tsv(outdir / "phases.tsv", phases)
     return phases
+
+
+def file_labels(folder: str | Path | None, images: dict[str, str] | None = None) -> dict[str, str]:
+    """Role-and-index names of a patient's input files (``file 12``: the twelfth DICOM file of the patient's
+    folder in path order; ``the cmp image``), keyed by every spelling of the original a message may hold
+    (its path inside the folder, its full path, the folder itself)."""
+    out: dict[str, str] = {}
+    if folder is not None and Path(folder).is_dir():
+        folder = Path(folder)
+        for i, p in enumerate(find_dicom_files(folder), 1):
+            out[str(p)] = out[str(p.relative_to(folder))] = f"file {i}"
+        out[str(folder)] = "the patient's DICOM folder"
+    for ph, path in (images or {}).items():
+        out[str(path)] = out[Path(path).name] = f"the {ph} image"
+    return out
+
+
+def pseudonymise_index(res: dict[str, pd.DataFrame], key, labels: dict[str, str], patient: str,
+                       images: dict[str, str] | None = None) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+    """The index tables as results/ may hold them (``privacy.mode: pseudonymise``) and the private lookup
+    rows (pseudonym -> original).
+
+    UIDs become keyed ``2.25.`` pseudonyms (``key.uid``); a file becomes ``file 12 (series 3, instance 7)``
+    (its index in the patient's folder, and the SeriesNumber/InstanceNumber a viewer shows), with keyed
+    hashes of its path (``file_key``, how convert finds it again) and of its name (``name_key``, how labelme
+    files that name it still link); acquisition and bolus times become seconds after the patient's first
+    acquisition (the bolus delay is unchanged); every message naming a file names its label."""
+    from .privacy import scrub_frame
+
+    images = images or {}
+    look: list[dict] = []
+    out = {k: v.copy() for k, v in res.items()}
+    sl = out["slices"]
+    uid_cols = ("series_uid", "sop_uid", "study_uid", "frame_uid")
+    originals = {c: sl[c].astype(str) for c in uid_cols}
+    image_series = {f"file:{Path(p).name}": f"file:the {ph} image" for ph, p in images.items()}
+
+    def series_key(v: object) -> str:
+        v = str(v)
+        return image_series.get(v, key.uid(v)) if v not in ("", "nan") else v
+
+    file_label = {}
+    for r in sl.itertuples():
+        base = labels.get(str(r.file), f"file {r.Index + 1}")
+        sn = "" if r.series_number is None or r.series_number != r.series_number else f"series {int(r.series_number)}"
+        inst = "" if r.instance_number is None or r.instance_number != r.instance_number else \
+            f"instance {int(r.instance_number)}"
+        file_label[str(r.file)] = base + (f" ({', '.join(x for x in (sn, inst) if x)})" if sn or inst else "")
+    if len(sl):
+        t0 = pd.to_numeric(sl["acq_s"], errors="coerce").min()
+        if t0 == t0:
+            for c in ("acq_s", "bolus_s"):
+                sl[c] = pd.to_numeric(sl[c], errors="coerce") - t0
+        sl["file_key"] = [key.key("file", f) for f in sl["file"].astype(str)]
+        sl["name_key"] = [key.key("name", Path(f).stem) for f in sl["file"].astype(str)]
+        for c in uid_cols:
+            sl[c] = [series_key(v) if c == "series_uid" else key.uid(v) for v in originals[c]]
+        for c in uid_cols:
+            for o, pz in dict(zip(originals[c], sl[c])).items():
+                if o not in ("", "nan"):
+                    look.append({"patient_id": patient, "kind": c, "pseudonym": pz, "original": o})
+        for f, lab in file_label.items():
+            look.append({"patient_id": patient, "kind": "file", "pseudonym": lab, "original": f})
+        sl["file"] = [file_label[str(f)] for f in sl["file"]]
+    for ph, p in images.items():
+        look.append({"patient_id": patient, "kind": "image", "pseudonym": f"the {ph} image", "original": str(p)})
+    repl = {**labels, **file_label}
+    for name in ("series", "phases"):
+        t = out[name]
+        if "series_uid" in t:
+            t["series_uid"] = [series_key(v) for v in t["series_uid"]]
+        if name == "series" and len(t):
+            t0 = pd.to_numeric(res["slices"]["acq_s"], errors="coerce").min()
+            if t0 == t0:
+                for c in ("acq_s", "bolus_s"):
+                    t[c] = pd.to_numeric(t[c], errors="coerce") - t0
+        out[name] = scrub_frame(t, repl, skip=("series_uid",))
+    out["exclusions"] = scrub_frame(out["exclusions"], repl)
+    out["slices"] = scrub_frame(sl, repl, skip=("file", "file_key", "name_key") + uid_cols)
+    return out, pd.DataFrame(look, columns=["patient_id", "kind", "pseudonym", "original"]).drop_duplicates()
 
 
 def _images_arg(items: list[str] | None) -> dict[str, str]:
@@ -767,21 +871,31 @@ def main(argv: list[str] | None = None) -> None:
     a1.add_argument("--ingest", required=True, help="JSON of the config's ingest section")
     a1.add_argument("--phases", required=True, help="comma-separated phase codes")
     a1.add_argument("--outdir", required=True)
+    a1.add_argument("--secret", default=None, help="the study's privacy key file (privacy.mode: pseudonymise)")
+    a1.add_argument("--private", default=None, help="where the pseudonym lookup rows go (outside results/)")
     a2 = sub.add_parser("convert", help="HU volumes of the usable phases as NIfTI")
     a2.add_argument("--patient", required=True)
     a2.add_argument("--dicom-dir", default=None)
     a2.add_argument("--images", nargs="*", default=[], help="phase=path of per-phase NIfTI/NRRD volumes")
     a2.add_argument("--index-dir", required=True)
     a2.add_argument("--outdir", required=True)
+    a2.add_argument("--secret", default=None, help="the study's privacy key file (privacy.mode: pseudonymise)")
     a = ap.parse_args(argv)
     if a.cmd == "index":
         cfg = json.loads(a.ingest)
         mapping = None
         if cfg.get("phase_map"):
             mapping = pd.read_csv(cfg["phase_map"], sep="\t", dtype=str, keep_default_na=False)
-        res = index_patient(a.dicom_dir or None, a.patient, cfg, a.phases.split(","), mapping, _images_arg(a.images))
+        images = _images_arg(a.images)
+        key = Keyer.from_file(a.secret)
+        labels = file_labels(a.dicom_dir or None, images) if key.active else None
+        res = run_scrubbed(lambda: index_patient(a.dicom_dir or None, a.patient, cfg, a.phases.split(","),
+                                                 mapping, images, key), labels)
         out = Path(a.outdir)
         res["slices"]["file"] = res["slices"]["file"].astype(str)
+        if key.active:
+            res, private = pseudonymise_index(res, key, labels, a.patient, images)
+            write_tsv(a.private, private)
         for name in ("slices", "series", "phases", "exclusions"):
             write_tsv(out / f"{name}.tsv", res[name])
         ok = (res["phases"]["status"] == "ok").sum()
@@ -789,7 +903,11 @@ def main(argv: list[str] | None = None) -> None:
         for e in res["exclusions"].to_dict("records"):
             print(f"EXCLUDED patient {e['patient_id']}, phase {e['phase'] or '-'}, file {e['file']}: {e['reason']}")
     else:
-        ph = convert_patient(a.dicom_dir or None, a.patient, a.index_dir, a.outdir, _images_arg(a.images))
+        images = _images_arg(a.images)
+        key = Keyer.from_file(a.secret)
+        labels = file_labels(a.dicom_dir or None, images) if key.active else None
+        ph = run_scrubbed(lambda: convert_patient(a.dicom_dir or None, a.patient, a.index_dir, a.outdir, images,
+                                                  key=key), labels)
         print(f"{a.patient}: wrote {(ph['status'] == 'ok').sum()} volumes")
 
 

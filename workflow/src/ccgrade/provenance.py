@@ -61,6 +61,7 @@ def record(config: dict, commit: dict, derived: dict | None = None) -> dict:
         "studies": sorted(derived.get("training", {}).get("studies", {})),
         "seed": config.get("seed"),
         "cohort_source": derived.get("cohort", {}).get("source"),
+        "privacy": (derived.get("privacy") or {}).get("mode", "pseudonymise"),
         "git": commit,
         "python": platform.python_version(),
         "packages": versions(),

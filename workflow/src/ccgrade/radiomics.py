@@ -103,7 +103,7 @@ def version() -> str:
 def patient_features(patient: str, phase: str, params: Path, *, mask_file: str | None = None,
                      volumes: Path | None = None, roi: dict | None = None, sources: dict | None = None,
                      mask_label: int = 1, rtstruct_roi: str | None = None, rtstruct_link: str = "auto",
-                     shape_only: bool = False) -> pd.DataFrame:
+                     shape_only: bool = False, key=None) -> pd.DataFrame:
     """One row: the patient's features, or status 'excluded' with the reason (nothing is silently dropped).
 
     With ``volumes`` (an ingested patient folder) the mask is the ROI setting's annotation on that phase's
@@ -130,7 +130,7 @@ def patient_features(patient: str, phase: str, params: Path, *, mask_file: str |
             _, arr, _, _ = crops.roi_boxes("tumor", roi, src=sources or {}, phase=phase,
                                            slices=slices, img=image, mask_label=mask_label, patient=patient,
                                            series_uid=str(status.loc[phase, "series_uid"]), rtstruct_link=rtstruct_link,
-                                           **kw)
+                                           key=key, **kw)
             mask = sitk.GetImageFromArray(arr.astype(np.uint8))
             mask.CopyInformation(image)
             feats = extract(mask, params, patient=patient, image=None if shape_only else image)
@@ -175,6 +175,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rtstruct-link", default="auto", choices=["auto", "uid", "position"])
     p.add_argument("--shape-only", action="store_true")
     p.add_argument("--out", required=True)
+    p.add_argument("--secret", default=None, help="the study's privacy key file (privacy.mode: pseudonymise)")
     t = sub.add_parser("table", help="gather the patients' rows")
     t.add_argument("--rows", nargs="+", required=True)
     t.add_argument("--out", required=True)
@@ -184,10 +185,16 @@ def main(argv: list[str] | None = None) -> None:
         write_tsv(a.out, tab)
         print(f"{(tab['status'] == 'ok').sum()} of {len(tab)} patients, {len(feature_columns(tab))} features")
         return
-    row = patient_features(a.patient, a.phase, Path(a.params), mask_file=a.mask,
-                           volumes=Path(a.volumes) if a.volumes else None, roi=json.loads(a.roi),
-                           sources=json.loads(a.sources), mask_label=a.mask_label, rtstruct_roi=a.rtstruct_roi,
-                           rtstruct_link=a.rtstruct_link, shape_only=a.shape_only)
+    from .privacy import Keyer, annotation_labels, run_scrubbed, scrub_frame
+
+    key, sources = Keyer.from_file(a.secret), json.loads(a.sources)
+    labels = annotation_labels({a.phase: {**sources, **({"mask": a.mask} if a.mask else {})}}) if key.active else None
+    row = run_scrubbed(lambda: patient_features(
+        a.patient, a.phase, Path(a.params), mask_file=a.mask, volumes=Path(a.volumes) if a.volumes else None,
+        roi=json.loads(a.roi), sources=sources, mask_label=a.mask_label, rtstruct_roi=a.rtstruct_roi,
+        rtstruct_link=a.rtstruct_link, shape_only=a.shape_only, key=key), labels)
+    if labels:
+        row = scrub_frame(row, labels)
     write_tsv(a.out, row)
     print(f"{a.patient}: {row['status'].iloc[0]}, {len(row.columns) - len(META_COLUMNS)} features")
 

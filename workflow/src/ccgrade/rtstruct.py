@@ -102,7 +102,7 @@ def read_rtstruct(path: str | Path, image: sitk.Image, slices: pd.DataFrame, *, 
 
 def link_rtstruct(path: str | Path, image: sitk.Image, slices: pd.DataFrame, *, series_uid: str = "",
                   roi_pattern: str = DEFAULT_ROI, patient: str, phase: str, link: str = "auto",
-                  frame_uid: str = "", tolerance: float = 0.25) -> tuple[np.ndarray, dict[str, int]]:
+                  frame_uid: str = "", tolerance: float = 0.25, key=None) -> tuple[np.ndarray, dict[str, int]]:
     """Rasterise the tumour ROI(s) of an RTSTRUCT onto ``image``; return the mask and how many contours were
     linked by ``uid`` and by ``position``.
 
@@ -112,7 +112,8 @@ def link_rtstruct(path: str | Path, image: sitk.Image, slices: pd.DataFrame, *, 
     (``link`` auto or position) by its plane: the slice whose position it lies on within ``tolerance`` of
     the slice spacing, provided the structure set references this series or was drawn in the image's
     frame of reference (a re-export that renewed the SOP UIDs). ``link: uid`` accepts UID links only;
-    ``link: position`` links every contour by its plane.
+    ``link: position`` links every contour by its plane. ``key`` (a ``privacy.Keyer``) pseudonymises the
+    structure set's UIDs before they are compared with a pseudonymised slice table.
     """
     if link not in LINK_MODES:
         raise AnnotationError(f"unknown rtstruct_link {link!r} (use {', '.join(LINK_MODES)})", patient=patient,
@@ -130,7 +131,8 @@ def link_rtstruct(path: str | Path, image: sitk.Image, slices: pd.DataFrame, *, 
         fail(AnnotationError, f"not an RTSTRUCT (Modality {getattr(ds, 'Modality', '')!r})",
              f"give the structure set file as rtstruct_{phase}")
     sop_k = {str(u): int(k) for u, k in zip(slices["sop_uid"].astype(str), slices["k"]) if str(u) not in ("", "nan")}
-    ref_series = {str(s.SeriesInstanceUID) for fr in getattr(ds, "ReferencedFrameOfReferenceSequence", [])
+    uid = key.uid if key is not None else str
+    ref_series = {uid(str(s.SeriesInstanceUID)) for fr in getattr(ds, "ReferencedFrameOfReferenceSequence", [])
                   for st in getattr(fr, "RTReferencedStudySequence", [])
                   for s in getattr(st, "RTReferencedSeriesSequence", []) if "SeriesInstanceUID" in s}
     if series_uid and ref_series and series_uid not in ref_series and link != "position":
@@ -143,7 +145,7 @@ def link_rtstruct(path: str | Path, image: sitk.Image, slices: pd.DataFrame, *, 
     if not chosen:
         fail(AnnotationError, f"no ROI name matches {roi_pattern!r} (ROIs: {sorted(names.values())})",
              "set config key rtstruct_roi to a pattern matching the tumour ROI's name")
-    frames = _frames(ds, chosen)
+    frames = {uid(f) for f in _frames(ds, chosen)}
     series_ok = bool(series_uid) and series_uid in ref_series
     frame_ok = bool(frame_uid) and frame_uid in frames
     frame_clash = bool(frame_uid) and bool(frames) and not frame_ok
@@ -158,7 +160,7 @@ def link_rtstruct(path: str | Path, image: sitk.Image, slices: pd.DataFrame, *, 
             typ = str(getattr(c, "ContourGeometricType", "CLOSED_PLANAR"))
             if typ != "CLOSED_PLANAR":
                 continue
-            refs = [str(r.ReferencedSOPInstanceUID) for r in getattr(c, "ContourImageSequence", [])]
+            refs = [uid(str(r.ReferencedSOPInstanceUID)) for r in getattr(c, "ContourImageSequence", [])]
             pts = np.asarray(c.ContourData, float).reshape(-1, 3)
             idx = np.array([image.TransformPhysicalPointToContinuousIndex(p.tolist()) for p in pts])
             z = idx[:, 2]

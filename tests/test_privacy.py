@@ -18,7 +18,7 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 
-from ccgrade import crops, ingest, privacy, rtstruct
+from ccgrade import crops, ingest, phiscan, privacy, rtstruct
 from ccgrade import annotations as ann
 from conftest import PHASES, repo_config
 
@@ -58,15 +58,15 @@ def test_scrub_replaces_longest_first():
 
 
 # ------------------------------------------------------------------------------------ the scan's views
-NEEDLES = [privacy.Needle("PatientName", "P1", v) for v in privacy._names(NAME)] + \
-    [privacy.Needle("SOPInstanceUID", "P1", UID), privacy.Needle("PatientBirthDate", "P1", "19650312")]
+NEEDLES = [phiscan.Needle("PatientName", "P1", v) for v in phiscan._names(NAME)] + \
+    [phiscan.Needle("SOPInstanceUID", "P1", UID), phiscan.Needle("PatientBirthDate", "P1", "19650312")]
 
 
 def plant(tmp_path, name: str, data: bytes):
     f = tmp_path / "results" / name
     f.parent.mkdir(parents=True, exist_ok=True)
     f.write_bytes(data)
-    hits, summary = privacy.scan(tmp_path / "results", NEEDLES)
+    hits, summary = phiscan.scan(tmp_path / "results", NEEDLES)
     return hits, summary
 
 
@@ -101,7 +101,7 @@ def test_utf32_unicode_array_inside_npz(tmp_path):
 
 
 def test_gzip(tmp_path):
-    hits, _ = plant(tmp_path, "x.tsv.gz", gzip.compress(f"Qzxwv Jorunn\n".encode()))
+    hits, _ = plant(tmp_path, "x.tsv.gz", gzip.compress("Qzxwv Jorunn\n".encode()))
     assert list(hits["what"]) == ["PatientName"] and "gzip" in hits["where"].iloc[0]
 
 
@@ -165,7 +165,7 @@ def test_needles_from_headers_paths_and_the_vocabulary(tmp_path, demo_root):
     for i, f in enumerate(sorted((demo_root / "dicom" / "DEMO001" / "S03").iterdir())[:2]):
         shutil.copy(f, d / f"Qzxwv_{i:03d}.dcm")
     src = {"patients": {"DEMO001": {"dicom_dir": str(d.parent), "files": []}}, "root": str(tmp_path), "paths": []}
-    needles = privacy.collect_needles(src, privacy.vocabulary(repo_config()))
+    needles = phiscan.collect_needles(src, phiscan.vocabulary(repo_config()))
     kinds = {n.kind for n in needles}
     values = {n.value for n in needles}
     ds = pydicom.dcmread(d / "Qzxwv_000.dcm")
@@ -175,6 +175,9 @@ def test_needles_from_headers_paths_and_the_vocabulary(tmp_path, demo_root):
     assert {"Qzxwv_Jorunn_19650312", "Secret Hospital CT", "Qzxwv_000.dcm", "Qzxwv_000", ds.SOPInstanceUID,
             str(ds.PatientName).split("^")[0]} <= values
     assert "DEMO001" not in values and "plain" not in values and "corticomedullary" not in values
+    # the config's words are not searched, but a path in it (the sheet's) is not one of its words
+    cfg = dict(repo_config(), cohort={"source": "sheet", "sheet": str(tmp_path / "Qzxwv_Jorunn_19650312" / "c.csv")})
+    assert "Qzxwv_Jorunn_19650312" not in phiscan.vocabulary(cfg) and "corticomedullary" in phiscan.vocabulary(cfg)
 
 
 # --------------------------------------------------------------------- pseudonymised ingest and linking
@@ -289,3 +292,22 @@ def test_a_job_error_names_the_file_by_its_label(both, demo_root, tmp_path, caps
     err = capsys.readouterr().err
     assert "ccgrade.errors.DicomError: patient DEMO001" in err and re.search(r"file \d+", err)
     assert "Qzxwv" not in err and "IM00" not in err and "S03" not in err
+
+
+def test_public_config_hides_the_users_paths_and_keep_is_a_shorthand():
+    from ccgrade import preflight
+
+    cfg = repo_config()
+    cfg["cohort"]["sheet"] = "/data/Qzxwv_Jorunn/cohort.csv"
+    cfg["ingest"]["phase_map"] = "/data/Qzxwv_Jorunn/map.tsv"
+    pub = privacy.public_config(cfg)
+    assert "Qzxwv" not in json.dumps(pub) and pub["cohort"]["sheet"] == "<cohort.sheet>"
+    assert pub["ingest"]["keywords"] == cfg["ingest"]["keywords"] and cfg["cohort"]["sheet"].startswith("/data")
+    demo = repo_config()
+    for given, want in ((None, "pseudonymise"), ("keep", "keep"), ({"mode": "keep"}, "keep")):
+        c = dict(demo, privacy=given) if given is not None else {k: v for k, v in demo.items() if k != "privacy"}
+        plan = preflight.plan(c, cache=None)
+        assert not [p for p in plan.problems if p.level == "error"], plan.problems
+        assert plan.config["privacy"] == {"mode": want, "dir": "resources/private"}
+    bad = preflight.plan(dict(demo, privacy={"mode": "anonymise"}), cache=None)
+    assert any("privacy" in p.message for p in bad.problems if p.level == "error")

@@ -65,7 +65,7 @@ rule cohort_sheet:
     output:
         COHORT_SHEET,
     params:
-        config=as_json({"cohort": config["cohort"], "columns": COHORT_COLUMNS}),
+        config=as_json({"cohort": PUBLIC["cohort"], "columns": COHORT_COLUMNS}),
     log:
         "results/logs/cohort_sheet.log",
     shell:
@@ -80,7 +80,7 @@ rule cohort_table:
     output:
         report(COHORT_TABLE, caption="../report/cohort.rst", category="Cohort"),
     params:
-        config=as_json({"cohort": config["cohort"], "columns": COHORT_COLUMNS}),
+        config=as_json({"cohort": PUBLIC["cohort"], "columns": COHORT_COLUMNS}),
     log:
         "results/logs/cohort_table.log",
     shell:

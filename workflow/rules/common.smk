@@ -45,6 +45,8 @@ SECRET = f"{PRIVATE}/{ccprivacy.SECRET_NAME}" if PSEUDONYMISE else ""
 if PSEUDONYMISE and workflow.is_main_process:
     ccprivacy.ensure_secret(SECRET)
 SECRET_ARG = f"--secret {shlex.quote(SECRET)}" if SECRET else ""
+# what jobs are told of the config when their parameters may reach the report: no user path
+PUBLIC = ccprivacy.public_config(config) if PSEUDONYMISE else config
 DEMO_ROOT = "resources/demo_cohort"
 SOURCE = config["cohort"]["source"]
 IS_DEMO = SOURCE == "demo"
@@ -176,7 +178,7 @@ def split_params(wildcards):
     return as_json(
         {
             "seed": config["seed"],
-            "cohort": config["cohort"],
+            "cohort": PUBLIC["cohort"],
             "splits": {
                 "require_phases": config["splits"]["require_phases"],
                 "schemes": {wildcards.scheme: config["splits"]["schemes"][wildcards.scheme]},
@@ -186,7 +188,7 @@ def split_params(wildcards):
 
 
 def baseline_params(wildcards):
-    return as_json({"seed": config["seed"], "cohort": config["cohort"], "baseline": config["baseline"]})
+    return as_json({"seed": config["seed"], "cohort": PUBLIC["cohort"], "baseline": config["baseline"]})
 
 
 def secret_input(wildcards):

@@ -7,12 +7,12 @@ rule privacy_scan:
     input:
         targets=all_targets(),
         sources=PRIVACY_SOURCES,
-        code=code("privacy"),
+        code=[code("phiscan"), code("privacy")],
     output:
         hits=report("results/privacy_scan.tsv", caption="../report/privacy.rst", category="Provenance"),
         summary="results/privacy_scan.json",
     params:
-        config=lambda wc: as_json(config),
+        config=lambda wc: as_json(PUBLIC),
         mode=config["privacy"]["mode"],
         private=f"{PRIVATE}/privacy_scan_values.tsv",  # the hits with their values (kept if the run fails)
     log:
@@ -21,26 +21,27 @@ rule privacy_scan:
         mem_mb=2000,
         runtime=30,
     shell:
-        "python -m ccgrade.privacy scan --results results --sources {input.sources} --config {params.config:q}"
+        "python -m ccgrade.phiscan --results results --sources {input.sources} --config {params.config:q}"
         " --mode {params.mode} --out {output.hits} --summary {output.summary} --private-out {params.private}"
         " > {log} 2>&1"
 
 
-rule privacy_report:  # after `snakemake --report results/report.html`: the report itself scanned too
+rule privacy_report:  # after `snakemake --report results/report.html`: the report page scanned too
     input:
         report="results/report.html",
         sources=PRIVACY_SOURCES,
-        code=code("privacy"),
+        code=[code("phiscan"), code("privacy")],
     output:
         hits="results/privacy_scan_report.tsv",
         summary="results/privacy_scan_report.json",
     params:
-        config=lambda wc: as_json(config),
+        config=lambda wc: as_json(PUBLIC),
         mode=config["privacy"]["mode"],
         private=f"{PRIVATE}/privacy_scan_report_values.tsv",
     log:
         "results/logs/privacy_report.log",
     shell:
-        "python -m ccgrade.privacy scan --results results --sources {input.sources} --config {params.config:q}"
+        "python -m ccgrade.phiscan --results results --sources {input.sources} --config {params.config:q}"
         " --mode {params.mode} --out {output.hits} --summary {output.summary} --private-out {params.private}"
+        " --only {input.report}"
         " > {log} 2>&1"

@@ -13,11 +13,13 @@ rule provenance:
     output:
         report("results/provenance.json", caption="../report/provenance.rst", category="Provenance"),
     params:
-        config=lambda wc: as_json(INPUT_CONFIG),
-        derived=lambda wc: as_json(config),
+        # the configs' hashes are taken here; the job sees the derived config without the user's paths
+        hashes=lambda wc: as_json({"config_sha256": ccprov.config_hash(INPUT_CONFIG),
+                                   "derived_config_sha256": ccprov.config_hash(config)}),
+        derived=lambda wc: as_json(PUBLIC),
         git=as_json(GIT),
     log:
         "results/logs/provenance.log",
     shell:
-        "python -m ccgrade.provenance --config {params.config:q} --derived {params.derived:q} --git {params.git:q}"
+        "python -m ccgrade.provenance --hashes {params.hashes:q} --derived {params.derived:q} --git {params.git:q}"
         " --out {output} > {log} 2>&1"

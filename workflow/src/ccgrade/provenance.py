@@ -46,17 +46,19 @@ def versions() -> dict[str, str]:
     return out
 
 
-def record(config: dict, commit: dict, derived: dict | None = None) -> dict:
+def record(config: dict, commit: dict, derived: dict | None = None, hashes: dict | None = None) -> dict:
     """The provenance record of a run with ``config`` (as the config files give it) from the checkout at
     ``commit`` (see ``git_commit``); ``derived`` is the config the pre-flight derived from the cohort (what the
-    jobs ran with): its hash, phases and studies are recorded too."""
+    jobs ran with): its hash, phases and studies are recorded too. ``hashes`` gives both hashes when they were
+    taken before the user's paths were removed from the configs (``privacy.public_config``)."""
     import torch
 
     cuda = torch.cuda.is_available()
     derived = derived or config
+    hashes = hashes or {"config_sha256": config_hash(config), "derived_config_sha256": config_hash(derived)}
     return {
-        "config_sha256": config_hash(config),
-        "derived_config_sha256": config_hash(derived),
+        "config_sha256": hashes["config_sha256"],
+        "derived_config_sha256": hashes["derived_config_sha256"],
         "phases": derived.get("phases"),
         "studies": sorted(derived.get("training", {}).get("studies", {})),
         "seed": config.get("seed"),
@@ -75,12 +77,15 @@ def main(argv: list[str] | None = None) -> None:
     from .outputs import write_json
 
     ap = argparse.ArgumentParser(description="Write the provenance record of a study run.")
-    ap.add_argument("--config", required=True, help="JSON: the study configuration as the config files give it")
+    ap.add_argument("--config", default=None, help="JSON: the study configuration as the config files give it")
     ap.add_argument("--derived", default=None, help="JSON: the configuration derived from the cohort")
+    ap.add_argument("--hashes", default=None, help="JSON {config_sha256, derived_config_sha256} taken beforehand")
     ap.add_argument("--git", required=True, help="JSON: {commit, dirty} of the workflow's checkout")
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
-    rec = record(json.loads(a.config), json.loads(a.git), json.loads(a.derived) if a.derived else None)
+    derived = json.loads(a.derived) if a.derived else None
+    rec = record(json.loads(a.config) if a.config else derived or {}, json.loads(a.git), derived,
+                 json.loads(a.hashes) if a.hashes else None)
     write_json(a.out, rec)
     print(json.dumps({k: rec[k] for k in ("config_sha256", "git")}))
 

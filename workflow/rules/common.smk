@@ -199,14 +199,14 @@ def secret_input(wildcards):
 def privacy_sources():
     """The user's input paths per patient (what the privacy scan searches results/ for), kept outside
     results/ in the private folder and rewritten only when they change."""
-    root = DEMO_ROOT if IS_DEMO else str(Path(SHEET).parent) if SHEET else ""
+    root = DEMO_ROOT if IS_DEMO else config["cohort"]["kits"]["root"] if SOURCE == "kits" else str(Path(SHEET).parent)
     pats = {}
     for p in PATIENTS:
         d = RECORDS[p].get("dicom_dir")
         files = sorted({path for s in SOURCES[p].values() for path in s.values() if isinstance(path, str)})
         pats[p] = {"dicom_dir": d if isinstance(d, str) else "", "files": files}
-    paths = [x for x in (SHEET, config["ingest"]["phase_map"]) if x]
-    return {"patients": pats, "root": root, "paths": paths}
+    paths = [x for x in (SHEET if SOURCE == "sheet" else "", config["ingest"]["phase_map"]) if x]
+    return {"patients": pats, "root": root, "paths": paths, "own": [str(Path.cwd().resolve()), str(REPO.resolve())]}
 
 
 PRIVACY_SOURCES = f"{PRIVATE}/sources.json"

@@ -143,8 +143,9 @@ def collect_needles(sources: dict, vocabulary: set[str] | None = None) -> list[N
     folder (every header: identifying attributes and UIDs; every folder and file name below it) and its
     other input files (headers when DICOM; their names and the folders the sheet names).
 
-    Values equal to a cohort patient ID, shorter than ``MIN_LENGTH``, or in ``vocabulary`` (words the
-    pipeline itself writes: config keys and values, phase codes) are not searched."""
+    Values equal to a cohort patient ID, shorter than ``MIN_LENGTH``, in ``vocabulary`` (words the pipeline
+    itself writes: config keys and values, phase codes) or folder names of the study's and the repository's
+    own paths (``sources['own']``) are not searched."""
     needles: list[Needle] = []
     ids = {str(p).lower() for p in sources["patients"]}
     for pid, src in sources["patients"].items():
@@ -182,6 +183,8 @@ def collect_needles(sources: dict, vocabulary: set[str] | None = None) -> list[N
         for p in (Path(f).resolve(), Path(f).resolve().parent):
             needles.append(Needle("input path", "", str(p)))
     vocab = {v.lower() for v in (vocabulary or set())}
+    # the study's and the repository's own folders (their absolute paths appear in the report) are not input
+    vocab |= {part.lower() for own in sources.get("own", []) for part in Path(own).parts}
     out, seen = [], set()
     for n in needles:
         v = n.value.strip()

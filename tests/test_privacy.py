@@ -311,3 +311,21 @@ def test_public_config_hides_the_users_paths_and_keep_is_a_shorthand():
         assert plan.config["privacy"] == {"mode": want, "dir": "resources/private"}
     bad = preflight.plan(dict(demo, privacy={"mode": "anonymise"}), cache=None)
     assert any("privacy" in p.message for p in bad.problems if p.level == "error")
+
+
+def test_a_series_without_uid_is_keyed_by_a_pseudonym_not_its_folder(demo_root, tmp_path):
+    folder = tmp_path / "Qzxwv_Jorunn_19650312"
+    shutil.copytree(demo_root / "dicom" / "DEMO001", folder)
+    (folder / "S03").rename(folder / "Secret Hospital CT")
+    for f in (folder / "Secret Hospital CT").iterdir():
+        ds = pydicom.dcmread(f)
+        del ds.SeriesInstanceUID
+        ds.save_as(f)
+    key = privacy.Keyer(SECRET)
+    res = ingest.index_patient(folder, "DEMO001", repo_config()["ingest"], PHASES)
+    assert any(str(u).startswith("nouid:Secret Hospital CT") for u in res["series"]["series_uid"])
+    pz, _ = ingest.pseudonymise_index(res, key, ingest.file_labels(folder), "DEMO001")
+    text = "".join(t.to_csv(sep="\t") for t in pz.values())
+    assert "Secret Hospital" not in text and "Qzxwv" not in text
+    assert pz["phases"].set_index("phase").loc["cmp", "status"] == "ok"
+    assert pz["phases"].set_index("phase").loc["cmp", "series_uid"].startswith("2.25.")

@@ -21,7 +21,8 @@ def outputs(root):
     """Every table, split, cohort, manifest, prediction and figure of a run, by relative path."""
     keep = (".csv", ".md", ".tsv", ".json", ".png", ".pdf")
     timing_dirs = ("results/logs/", "results/benchmarks/")  # wall-clock records: they differ by design
-    timing_files = ("results/provenance.json", "meta.json", "epochs.tsv")  # (epochs.tsv is compared below)
+    timing_files = ("results/provenance.json", "meta.json", "epochs.tsv",  # (epochs.tsv is compared below)
+                    "results/privacy_scan.json")  # its byte counts include the logs' (compared below without them)
     out = {}
     for path in sorted((root / "results").rglob("*")):
         rel = str(path.relative_to(root))
@@ -54,3 +55,7 @@ def test_two_runs_are_byte_identical_and_say_what_made_them(reduced_local_run, t
     assert prov["packages"]["torch"] == metadata.version("torch")
     assert prov["packages"]["pydicom"] == metadata.version("pydicom")
     assert prov["accelerator"]["cuda"] is False or prov["accelerator"]["device"]
+    # the privacy scans saw the same files and values (the logs' sizes differ by their timings)
+    sa, sb = (json.loads((d / "results/privacy_scan.json").read_text()) for d in (first, tmp_path / "b"))
+    assert {k: sa[k] for k in ("files", "needles", "hits")} == {k: sb[k] for k in ("files", "needles", "hits")}
+    assert sa["hits"] == 0 and prov["privacy"] == "pseudonymise"

@@ -17,6 +17,8 @@ rule privacy_scan:
         private=f"{PRIVATE}/privacy_scan_values.tsv",  # the hits with their values (kept if the run fails)
     log:
         "results/logs/privacy_scan.log",
+    benchmark:
+        "results/benchmarks/privacy_scan.tsv"
     resources:
         mem_mb=2000,
         runtime=30,
@@ -40,6 +42,8 @@ rule privacy_report:  # after `snakemake --report results/report.html`: the repo
         private=f"{PRIVATE}/privacy_scan_report_values.tsv",
     log:
         "results/logs/privacy_report.log",
+    benchmark:
+        "results/benchmarks/privacy_report.tsv"
     shell:
         "python -m ccgrade.phiscan --results results --sources {input.sources} --config {params.config:q}"
         " --mode {params.mode} --out {output.hits} --summary {output.summary} --private-out {params.private}"

@@ -2,6 +2,11 @@
 # identifying value of the cohort's DICOM headers and every component of the user's input paths. Under
 # privacy.mode pseudonymise a hit fails the run (the hits are listed; the values themselves never are).
 
+PHISCAN = (
+    "python -m ccgrade.phiscan --results results --sources {input.sources} --config {params.config:q}"
+    " --mode {params.mode} --out {output.hits} --summary {output.summary} --private-out {params.private}"
+)
+
 
 rule privacy_scan:
     input:
@@ -23,9 +28,7 @@ rule privacy_scan:
         mem_mb=2000,
         runtime=30,
     shell:
-        "python -m ccgrade.phiscan --results results --sources {input.sources} --config {params.config:q}"
-        " --mode {params.mode} --out {output.hits} --summary {output.summary} --private-out {params.private}"
-        " > {log} 2>&1"
+        PHISCAN + " > {log} 2>&1"
 
 
 rule privacy_report:  # after `snakemake --report results/report.html`: the report page scanned too
@@ -45,7 +48,4 @@ rule privacy_report:  # after `snakemake --report results/report.html`: the repo
     benchmark:
         "results/benchmarks/privacy_report.tsv"
     shell:
-        "python -m ccgrade.phiscan --results results --sources {input.sources} --config {params.config:q}"
-        " --mode {params.mode} --out {output.hits} --summary {output.summary} --private-out {params.private}"
-        " --only {input.report}"
-        " > {log} 2>&1"
+        PHISCAN + " --only {input.report} > {log} 2>&1"

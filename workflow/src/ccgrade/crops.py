@@ -25,7 +25,7 @@ from . import rtstruct as rts
 from .cohort import pick_source, roi_sources
 from .errors import AnnotationError
 from .outputs import read_table, write_npz, write_tsv
-from .privacy import Keyer, annotation_labels, run_scrubbed, scrub_frame
+from .privacy import for_job, run_scrubbed, scrub_frame
 
 AIR_HU = -1024.0
 MANIFEST_COLUMNS = ["patient_id", "roi", "phase", "status", "source", "link", "n_contours", "n_images", "shape", "window",
@@ -227,8 +227,7 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
     out = Path(a.outdir)
     sources = json.loads(a.sources)
-    key = Keyer.from_file(a.secret)
-    labels = annotation_labels(sources) if key.active else None
+    key, labels = for_job(a.secret, sources)
     man = run_scrubbed(lambda: crop_patient(
         a.patient, a.roi_name, json.loads(a.roi), json.loads(a.window), a.phases.split(","), a.stack.split(","),
         Path(a.volumes), sources, a.mask_label, out, a.rtstruct_roi, a.rtstruct_link, key=key), labels)

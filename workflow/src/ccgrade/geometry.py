@@ -41,7 +41,7 @@ from scipy.spatial import ConvexHull, QhullError
 from .annotations import read_label_image
 from .errors import AnnotationError
 from .outputs import write_tsv
-from .privacy import Keyer, annotation_labels, run_scrubbed, scrub
+from .privacy import for_job, run_scrubbed, scrub
 
 GEOMETRY_COLUMNS = [
     "patient_id", "phase", "status", "reason", "source", "mask_file", "tumour_label", "n_voxels", "n_components", "volume_ml", "index_volume_ml",
@@ -364,8 +364,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", required=True)
     ap.add_argument("--secret", default=None, help="the study's privacy key file (privacy.mode: pseudonymise)")
     a = ap.parse_args(argv)
-    key, sources = Keyer.from_file(a.secret), json.loads(a.sources)
-    labels = annotation_labels({a.phase: {**sources, **({"mask": a.mask} if a.mask else {})}}) if key.active else None
+    sources = json.loads(a.sources)
+    key, labels = for_job(a.secret, {a.phase: {**sources, **({"mask": a.mask} if a.mask else {})}})
     rec = run_scrubbed(lambda: patient_geometry(a.patient, a.phase, json.loads(a.params), mask_file=a.mask,
                                                 volumes=Path(a.volumes) if a.volumes else None, sources=sources,
                                                 key=key), labels)

@@ -23,8 +23,8 @@ from pydicom.errors import InvalidDicomError
 from pydicom.pixels import get_decoder, pixel_array
 
 from .errors import DicomError, GeometryError
-from .privacy import Keyer, run_scrubbed
 from .outputs import atomic_path, write_tsv
+from .privacy import Keyer, run_scrubbed, scrub_frame
 
 PIXEL_DATA = 0x7FE00010
 SLICE_COLUMNS = ["patient_id", "file", "series_uid", "sop_uid", "sop_class", "study_uid", "frame_uid", "modality",
@@ -81,8 +81,8 @@ def header_values(ds: pydicom.Dataset, tags: list[int]) -> dict[int, object]:
     set. Empty values are left out. (The Dataset's per-access machinery is skipped: it costs as much as
     reading the file.)"""
     from pydicom.charset import convert_encodings
-    from pydicom.dataelem import RawDataElement
     from pydicom.datadict import dictionary_VR
+    from pydicom.dataelem import RawDataElement
     from pydicom.values import convert_value
 
     def convert(tag: int, encodings):
@@ -758,7 +758,7 @@ def convert_patient(folder: str | Path | None, patient: str, index_dir: str | Pa
                 raise DicomError("the phase table names an image file but none was given to convert", patient=patient,
                                  phase=r.phase)
             img, table = read_image_file(images[r.phase], patient, r.phase)
-            if labels or (key is not None and key.active):
+            if key is not None and key.active:
                 table["file"] = [f"the {r.phase} image#{k}" for k in table["k"]]
         else:
             used = (slices["series_uid"] == r.series_uid) & (slices["dropped"] == "")
@@ -798,19 +798,22 @@ def pseudonymise_index(res: dict[str, pd.DataFrame], key, labels: dict[str, str]
     hashes of its path (``file_key``, how convert finds it again) and of its name (``name_key``, how labelme
     files that name it still link); acquisition and bolus times become seconds after the patient's first
     acquisition (the bolus delay is unchanged); every message naming a file names its label."""
-    from .privacy import scrub_frame
-
     images = images or {}
     look: list[dict] = []
     out = {k: v.copy() for k, v in res.items()}
     sl = out["slices"]
     uid_cols = ("series_uid", "sop_uid", "study_uid", "frame_uid")
-    originals = {c: sl[c].astype(str) for c in uid_cols}
     image_series = {f"file:{Path(p).name}": f"file:the {ph} image" for ph, p in images.items()}
+    t0 = pd.to_numeric(sl["acq_s"], errors="coerce").min()  # the patient's first acquisition
 
     def series_key(v: object) -> str:
         v = str(v)
         return image_series.get(v, key.uid(v)) if v not in ("", "nan") else v
+
+    def offsets(t: pd.DataFrame) -> None:
+        if t0 == t0 and len(t):
+            for c in ("acq_s", "bolus_s"):
+                t[c] = pd.to_numeric(t[c], errors="coerce") - t0
 
     file_label = {}
     for r in sl.itertuples():
@@ -820,33 +823,25 @@ def pseudonymise_index(res: dict[str, pd.DataFrame], key, labels: dict[str, str]
             f"instance {int(r.instance_number)}"
         file_label[str(r.file)] = base + (f" ({', '.join(x for x in (sn, inst) if x)})" if sn or inst else "")
     if len(sl):
-        t0 = pd.to_numeric(sl["acq_s"], errors="coerce").min()
-        if t0 == t0:
-            for c in ("acq_s", "bolus_s"):
-                sl[c] = pd.to_numeric(sl[c], errors="coerce") - t0
+        offsets(sl)
         sl["file_key"] = [key.key("file", f) for f in sl["file"].astype(str)]
         sl["name_key"] = [key.key("name", Path(f).stem) for f in sl["file"].astype(str)]
         for c in uid_cols:
-            sl[c] = [series_key(v) if c == "series_uid" else key.uid(v) for v in originals[c]]
-        for c in uid_cols:
-            for o, pz in dict(zip(originals[c], sl[c])).items():
-                if o not in ("", "nan"):
-                    look.append({"patient_id": patient, "kind": c, "pseudonym": pz, "original": o})
-        for f, lab in file_label.items():
-            look.append({"patient_id": patient, "kind": "file", "pseudonym": lab, "original": f})
+            originals = sl[c].astype(str)
+            sl[c] = [series_key(v) if c == "series_uid" else key.uid(v) for v in originals]
+            look += [{"patient_id": patient, "kind": c, "pseudonym": pz, "original": o}
+                     for o, pz in dict(zip(originals, sl[c])).items() if o not in ("", "nan")]
+        look += [{"patient_id": patient, "kind": "file", "pseudonym": lab, "original": f} for f, lab in file_label.items()]
         sl["file"] = [file_label[str(f)] for f in sl["file"]]
-    for ph, p in images.items():
-        look.append({"patient_id": patient, "kind": "image", "pseudonym": f"the {ph} image", "original": str(p)})
+    look += [{"patient_id": patient, "kind": "image", "pseudonym": f"the {ph} image", "original": str(p)}
+             for ph, p in images.items()]
     repl = {**labels, **file_label}
     for name in ("series", "phases"):
         t = out[name]
         if "series_uid" in t:
             t["series_uid"] = [series_key(v) for v in t["series_uid"]]
-        if name == "series" and len(t):
-            t0 = pd.to_numeric(res["slices"]["acq_s"], errors="coerce").min()
-            if t0 == t0:
-                for c in ("acq_s", "bolus_s"):
-                    t[c] = pd.to_numeric(t[c], errors="coerce") - t0
+        if name == "series":
+            offsets(t)
         out[name] = scrub_frame(t, repl, skip=("series_uid",))
     out["exclusions"] = scrub_frame(out["exclusions"], repl)
     out["slices"] = scrub_frame(sl, repl, skip=("file", "file_key", "name_key") + uid_cols)

@@ -28,7 +28,9 @@ import numpy as np
 import pandas as pd
 
 from .errors import PrivacyError
+from .ingest import find_dicom_files
 from .outputs import write_json, write_tsv
+from .privacy import MODES
 
 #: DICOM attributes whose values identify a patient, a visit or a place (PS3.15 Table E.1-1 excerpts);
 #: dates are searched in their DICOM (YYYYMMDD) and ISO/European spellings
@@ -93,7 +95,6 @@ def header_needles(path: Path, patient: str) -> list[Needle]:
             v = str(val).strip()
             forms = _dates(v) if tag in DATE_TAGS else _names(v) if kw.endswith("Name") or kw.endswith("Names") else [v]
             out += [Needle(kw, patient, f) for f in forms]
-    # the structure set and other objects refer to UIDs as well (the images they were drawn on)
     return out
 
 
@@ -139,7 +140,7 @@ def path_components(path: str | Path, root: str | Path | None = None) -> list[st
 
 
 def collect_needles(sources: dict, vocabulary: set[str] | None = None) -> list[Needle]:
-    """Every value the scan looks for, from ``sources`` (see :func:`write_sources`): per patient its DICOM
+    """Every value the scan looks for, from ``sources`` (see ``privacy.write_sources``): per patient its DICOM
     folder (every header: identifying attributes and UIDs; every folder and file name below it) and its
     other input files (headers when DICOM; their names and the folders the sheet names).
 
@@ -151,8 +152,6 @@ def collect_needles(sources: dict, vocabulary: set[str] | None = None) -> list[N
     for pid, src in sources["patients"].items():
         folder = src.get("dicom_dir")
         if folder and Path(folder).is_dir():
-            from .ingest import find_dicom_files
-
             for part in path_components(folder, sources.get("root")):
                 needles.append(Needle("path component", pid, part))
             seen_series = set()
@@ -451,7 +450,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--results", default="results")
     ap.add_argument("--sources", required=True, help="the private sources JSON (privacy.write_sources)")
     ap.add_argument("--config", default="{}", help="JSON of the derived config (its words are not searched)")
-    ap.add_argument("--mode", default="pseudonymise", choices=("pseudonymise", "keep"))
+    ap.add_argument("--mode", default=MODES[0], choices=MODES)
     ap.add_argument("--out", required=True)
     ap.add_argument("--summary", default=None)
     ap.add_argument("--private-out", default=None, help="the hits with their values, outside results/")

@@ -485,22 +485,18 @@ def resolve_source(cfg: dict) -> str:
     return "sheet" if c.get("sheet") else "kits" if c.get("kits") else "demo"
 
 
-DEFAULT_PRIVATE_DIR = "resources/private"
-
-
 def plan(config: dict, *, configfiles: list | None = None, workers: int = 1, cache: Path | None = CACHE,
          write_cache: bool = True, demo_root: str = "resources/demo_cohort") -> Plan:
     """The study's plan: config problems, the cohort and its survey, the derived config, and every problem."""
     from . import demo as ccdemo
     from . import kits as cckits
     from .cohort import cohort_problems, read_sheet
+    from .privacy import settings as privacy_settings
     from .studyconfig import apply_replace, config_problems, derive_config, schema_problems, split_size_problems
 
     cfg = json.loads(json.dumps(config))  # a plain copy
     probs = apply_replace(cfg, user_configs(configfiles or []))
-    if isinstance(cfg.get("privacy"), str):  # the shorthand `privacy: keep`
-        cfg["privacy"] = {"mode": cfg["privacy"], "dir": DEFAULT_PRIVATE_DIR}
-    cfg["privacy"] = {"mode": "pseudonymise", "dir": DEFAULT_PRIVATE_DIR, **(cfg.get("privacy") or {})}
+    cfg["privacy"] = privacy_settings(cfg.get("privacy"))
     probs += schema_problems(cfg)
     if [p for p in probs if p.level == "error"]:
         return Plan(cfg, pd.DataFrame(columns=["patient_id"]), "", probs)

@@ -33,12 +33,10 @@ SECRET_NAME = "secret.key"
 
 
 # --------------------------------------------------------------------------------------------- pseudonyms
-def private_dir(cfg: dict) -> Path:
-    return Path((cfg.get("privacy") or {}).get("dir") or DEFAULT_DIR)
-
-
-def mode(cfg: dict) -> str:
-    return (cfg.get("privacy") or {}).get("mode", "pseudonymise")
+def settings(value: str | dict | None) -> dict:
+    """Config key ``privacy`` with its defaults: a mapping, or the shorthand ``privacy: keep``."""
+    given = {"mode": value} if isinstance(value, str) else dict(value or {})
+    return {"mode": MODES[0], "dir": DEFAULT_DIR, **given}
 
 
 def ensure_secret(path: str | Path) -> Path:
@@ -117,8 +115,6 @@ def run_scrubbed(fn, replacements: dict[str, str] | None):
         return fn()
     try:
         return fn()
-    except SystemExit:
-        raise
     except Exception as e:  # noqa: BLE001 - every error leaves the job, scrubbed
         print(f"{type(e).__module__}.{type(e).__name__}: {scrub(str(e), replacements)}", file=sys.stderr)
         print("(file names are replaced by their roles under privacy.mode: pseudonymise; "
@@ -142,6 +138,13 @@ def public_config(cfg: dict) -> dict:
         if isinstance(node, dict) and node.get(path[-1]):
             node[path[-1]] = f"<{'.'.join(path)}>"
     return out
+
+
+def for_job(secret: str | Path | None, sources: dict[str, dict[str, str]]) -> tuple[Keyer, dict[str, str] | None]:
+    """A job's key (``--secret``) and, when it pseudonymises, the role names of its annotation files
+    (``sources``: phase -> format -> path) for ``run_scrubbed`` and ``scrub``; ``None`` when it keeps them."""
+    key = Keyer.from_file(secret)
+    return key, annotation_labels(sources) if key.active else None
 
 
 def annotation_labels(sources: dict[str, dict[str, str]]) -> dict[str, str]:

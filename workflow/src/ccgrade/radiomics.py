@@ -185,10 +185,10 @@ def main(argv: list[str] | None = None) -> None:
         write_tsv(a.out, tab)
         print(f"{(tab['status'] == 'ok').sum()} of {len(tab)} patients, {len(feature_columns(tab))} features")
         return
-    from .privacy import Keyer, annotation_labels, run_scrubbed, scrub_frame
+    from .privacy import for_job, run_scrubbed, scrub_frame
 
-    key, sources = Keyer.from_file(a.secret), json.loads(a.sources)
-    labels = annotation_labels({a.phase: {**sources, **({"mask": a.mask} if a.mask else {})}}) if key.active else None
+    sources = json.loads(a.sources)
+    key, labels = for_job(a.secret, {a.phase: {**sources, **({"mask": a.mask} if a.mask else {})}})
     row = run_scrubbed(lambda: patient_features(
         a.patient, a.phase, Path(a.params), mask_file=a.mask, volumes=Path(a.volumes) if a.volumes else None,
         roi=json.loads(a.roi), sources=sources, mask_label=a.mask_label, rtstruct_roi=a.rtstruct_roi,

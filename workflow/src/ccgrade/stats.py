@@ -7,7 +7,14 @@
 - ``delong_test``: two correlated AUCs on the same patients (Cui Table 4, Li Table 2, Sun);
 - ``mcnemar``: paired correct/incorrect calls of two models, exact binomial and chi-square with
   continuity correction (Li: sensitivity among high-grade, specificity among low-grade patients);
-- ``class_metrics``: accuracy, AUC, precision, sensitivity, specificity and F1 per class (Cui Tables 3-4).
+- ``class_metrics``: accuracy, AUC, precision, sensitivity, specificity and F1 per class (Cui Tables 3-4);
+- ``clustered_auc``: AUCs and their covariance when units (images, slices) are clustered in patients, by
+  Obuchowski (Biometrics 1997; 53:567-578); with one unit per patient it is DeLong's;
+  ``cluster_bootstrap``: the patient-level (cluster) percentile bootstrap of AUCs and their differences;
+- ``adjust``: Holm (step-down) or Benjamini-Hochberg adjusted P values of a family of tests;
+- calibration of held-out predictions: ``hosmer_lemeshow`` (g df held out, g - 2 in sample),
+  ``calibration_slope_intercept`` (logistic recalibration) and ``spiegelhalter`` (z test);
+- ``lr_test``: likelihood-ratio test of two nested logistic models (not DeLong, invalid for nested models).
 Labels are 1 for the positive class (high grade) and 0 otherwise; scores are P(high grade).
 """
 
@@ -53,18 +60,21 @@ def delong(y: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return aucs, sx / m + sy / n
 
 
-def auc_ci(y: np.ndarray, score: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
-    """AUC and its DeLong confidence interval (normal approximation, clipped to [0, 1])."""
-    aucs, cov = delong(y, score)
+def auc_ci(y: np.ndarray, score: np.ndarray, level: float = 0.95, clusters: np.ndarray | None = None
+           ) -> tuple[float, float, float]:
+    """AUC and its DeLong confidence interval (normal approximation, clipped to [0, 1]); with ``clusters``
+    (the patient of each image) Obuchowski's clustered variance instead."""
+    aucs, cov = auc_variance(y, score, clusters)
     se = float(np.sqrt(max(cov[0, 0], 0.0)))
     z = stats.norm.ppf(0.5 + level / 2)
     a = float(aucs[0])
     return a, max(0.0, a - z * se), min(1.0, a + z * se)
 
 
-def delong_test(y: np.ndarray, score_a: np.ndarray, score_b: np.ndarray) -> dict:
-    """DeLong's test of two correlated AUCs on the same patients (two-sided)."""
-    aucs, cov = delong(y, np.vstack([score_a, score_b]))
+def delong_test(y: np.ndarray, score_a: np.ndarray, score_b: np.ndarray, clusters: np.ndarray | None = None) -> dict:
+    """DeLong's test of two correlated AUCs on the same patients (two-sided); with ``clusters`` (images in
+    patients) the correlated comparison of Obuchowski (1997) on the clustered covariance."""
+    aucs, cov = auc_variance(y, np.vstack([score_a, score_b]), clusters)
     var = cov[0, 0] + cov[1, 1] - 2 * cov[0, 1]
     diff = float(aucs[0] - aucs[1])
     if var <= 1e-15:
@@ -135,3 +145,200 @@ def class_metrics(y: np.ndarray, score: np.ndarray, threshold: float = 0.5) -> l
         rows.append({"class": name, "n": int((y == cls).sum()), "accuracy": acc, "auc": auc, "precision": prec,
                      "sensitivity": sens, "specificity": spec, "f1": f1, "tp": tp, "fp": fp, "fn": fn, "tn": tn})
     return rows
+
+
+# ------------------------------------------------------------------------------ clustered data (Obuchowski)
+
+def _psi_components(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """AUCs (k,) and the structural components V10 (k, M) of the positives and V01 (k, N) of the negatives."""
+    pos, neg = s[:, y == 1], s[:, y == 0]
+    m, n = pos.shape[1], neg.shape[1]
+    tx = np.array([midrank(r) for r in pos])
+    ty = np.array([midrank(r) for r in neg])
+    tz = np.array([midrank(np.concatenate([a, b])) for a, b in zip(pos, neg)])
+    v10 = (tz[:, :m] - tx) / n  # per positive: the fraction of negatives it outranks (ties half)
+    v01 = 1.0 - (tz[:, m:] - ty) / m  # per negative: the fraction of positives outranking it
+    return v10.mean(axis=1), v10, v01
+
+
+def clustered_auc(y: np.ndarray, scores: np.ndarray, clusters: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """AUCs (k,) of k score vectors (k, n) and their covariance (k, k) with units clustered in ``clusters``.
+
+    Obuchowski (1997), eqs. 3-5: with V10_i, V01_i the sums of cluster i's positive and negative units'
+    structural components, m_i and n_i its positive and negative units, M and N their totals, I10 and
+    I01 the clusters holding a positive and a negative unit, and I all clusters,
+      S10 = I10 / ((I10 - 1) M) sum_i (V10_i - m_i A)(V10_i - m_i A)',
+      S01 = I01 / ((I01 - 1) N) sum_i (V01_i - n_i A)(V01_i - n_i A)',
+      S11 = I / (I - 1) sum_i (V10_i - m_i A)(V01_i - n_i A)',
+      cov = S10 / M + S01 / N + (S11 + S11') / (M N).
+    One unit per cluster gives DeLong's covariance exactly (S11 = 0, the rest are DeLong's terms)."""
+    y, s = _check(y, scores)
+    c = np.asarray(clusters).ravel()
+    if len(c) != len(y):
+        raise ValueError(f"{len(c)} cluster labels for {len(y)} units")
+    aucs, v10, v01 = _psi_components(y, s)
+    ids, inv = np.unique(c, return_inverse=True)
+    n_cl, k = len(ids), s.shape[0]
+    m_i = np.bincount(inv[y == 1], minlength=n_cl).astype(float)
+    n_i = np.bincount(inv[y == 0], minlength=n_cl).astype(float)
+    V10 = np.zeros((k, n_cl))
+    V01 = np.zeros((k, n_cl))
+    for r in range(k):
+        V10[r] = np.bincount(inv[y == 1], weights=v10[r], minlength=n_cl)
+        V01[r] = np.bincount(inv[y == 0], weights=v01[r], minlength=n_cl)
+    a = V10 - m_i * aucs[:, None]
+    b = V01 - n_i * aucs[:, None]
+    M, N = m_i.sum(), n_i.sum()
+    i10, i01 = int((m_i > 0).sum()), int((n_i > 0).sum())
+    s10 = i10 / ((i10 - 1) * M) * (a @ a.T) if i10 > 1 else np.zeros((k, k))
+    s01 = i01 / ((i01 - 1) * N) * (b @ b.T) if i01 > 1 else np.zeros((k, k))
+    s11 = n_cl / (n_cl - 1) * (a @ b.T) if n_cl > 1 else np.zeros((k, k))
+    return aucs, s10 / M + s01 / N + (s11 + s11.T) / (M * N)
+
+
+def auc_variance(y: np.ndarray, scores: np.ndarray, clusters: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """DeLong's AUCs and covariance, or Obuchowski's clustered ones when ``clusters`` is given."""
+    return delong(y, scores) if clusters is None else clustered_auc(y, scores, clusters)
+
+
+def cluster_bootstrap(y: np.ndarray, scores: np.ndarray, clusters: np.ndarray | None = None, n_boot: int = 2000,
+                      level: float = 0.95, seed: int = 0) -> dict:
+    """Patient-level (cluster) percentile bootstrap: whole clusters are resampled with replacement,
+    within strata of clusters holding positives only, negatives only, or both (so every resample has
+    both classes); seeded. Without ``clusters`` each unit is its own cluster (then it is the class-stratified
+    bootstrap). Returns per score vector the CI of its AUC (``low``, ``high``: (k,)) and, for two or more,
+    the CI of each difference from the first (``diff_low``, ``diff_high``: (k,), 0 for the first) and the
+    resampled AUCs (``draws``: (n_boot, k))."""
+    y, s = _check(y, scores)
+    c = np.arange(len(y)) if clusters is None else np.asarray(clusters).ravel()
+    ids, inv = np.unique(c, return_inverse=True)
+    has_pos = np.bincount(inv, weights=(y == 1), minlength=len(ids)) > 0
+    has_neg = np.bincount(inv, weights=(y == 0), minlength=len(ids)) > 0
+    order = np.argsort(inv, kind="stable")  # the units cluster by cluster: cluster i is order[start[i]:start[i] + size[i]]
+    size = np.bincount(inv, minlength=len(ids))
+    start = np.r_[0, np.cumsum(size)[:-1]]
+    strata = [np.flatnonzero(has_pos & ~has_neg), np.flatnonzero(~has_pos & has_neg), np.flatnonzero(has_pos & has_neg)]
+    rng = np.random.default_rng(seed)
+    draws = np.empty((n_boot, s.shape[0]))
+    for b in range(n_boot):
+        pick = np.concatenate([st[rng.integers(0, len(st), len(st))] for st in strata if len(st)])
+        k = size[pick]
+        offs = np.arange(k.sum()) - np.repeat(np.cumsum(k) - k, k)
+        idx = order[np.repeat(start[pick], k) + offs]
+        yb, sb = y[idx], s[:, idx]
+        if yb.min() == yb.max():  # only possible when every cluster is mixed: skip the degenerate draw
+            draws[b] = np.nan
+            continue
+        m = int(yb.sum())
+        r = stats.rankdata(sb[:, np.argsort(-yb, kind="stable")], method="average", axis=1)
+        draws[b] = (r[:, :m].sum(axis=1) - m * (m + 1) / 2) / (m * (len(yb) - m))
+    draws = draws[np.isfinite(draws).all(axis=1)]
+    q = [(1 - level) / 2, 1 - (1 - level) / 2]
+    lo, hi = np.quantile(draws, q, axis=0)
+    dlo, dhi = np.quantile(draws - draws[:, :1], q, axis=0)
+    return {"low": lo, "high": hi, "diff_low": dlo, "diff_high": dhi, "draws": draws}
+
+
+def adjust(p_values, method: str = "holm") -> np.ndarray:
+    """Adjusted P values of one family of tests: ``holm`` (Holm 1979, step-down, controls the family-wise
+    error) or ``bh`` (Benjamini-Hochberg 1995, false discovery rate). Missing P values (NaN) are not
+    members of the family and stay NaN."""
+    p = np.asarray(p_values, float)
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    k = len(ok)
+    if not k:
+        return out
+    order = ok[np.argsort(p[ok], kind="stable")]
+    ps = p[order]
+    if method == "holm":
+        adj = np.maximum.accumulate(np.minimum(1.0, (k - np.arange(k)) * ps))
+    elif method == "bh":
+        adj = np.minimum.accumulate(np.minimum(1.0, ps * k / np.arange(1, k + 1))[::-1])[::-1]
+    else:
+        raise ValueError(f"unknown adjustment {method!r} (holm or bh)")
+    out[order] = adj
+    return out
+
+
+# ------------------------------------------------------------------------------------------- calibration
+
+def hosmer_lemeshow(y: np.ndarray, p: np.ndarray, groups: int = 10, held_out: bool = True) -> dict:
+    """Hosmer-Lemeshow goodness of fit: patients sorted by predicted risk and cut into ``groups`` groups of
+    (nearly) equal size; chi-square = sum over groups and both outcomes of (observed - expected)^2 / expected,
+    with g degrees of freedom on held-out (test, out-of-fold) predictions and g - 2 on the patients the model
+    was fitted on (Hosmer & Lemeshow, Applied Logistic Regression, 2013, sec. 5.2.2). A group whose expected
+    count of an outcome is 0 while that outcome was observed makes the statistic infinite (P 0); where
+    nothing was expected and nothing observed it adds 0. ``hl_degenerate`` counts such groups."""
+    y, p = np.asarray(y, float), np.asarray(p, float)
+    g = min(groups, len(y))
+    chi2, degenerate = 0.0, 0
+    for idx in np.array_split(np.argsort(p, kind="stable"), g):
+        for obs, exp in ((y[idx].sum(), p[idx].sum()), ((1 - y[idx]).sum(), (1 - p[idx]).sum())):
+            if exp > 0:
+                chi2 += (obs - exp) ** 2 / exp
+            else:
+                degenerate += 1
+                chi2 = np.inf if obs > 0 else chi2
+    df = g if held_out else max(g - 2, 1)
+    return {"hl_chi2": float(chi2), "hl_df": int(df), "hl_p": float(stats.chi2.sf(chi2, df)), "hl_groups": int(g),
+            "hl_degenerate": degenerate}
+
+
+def _logit(p: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    p = np.clip(np.asarray(p, float), eps, 1 - eps)
+    return np.log(p / (1 - p))
+
+
+def calibration_slope_intercept(y: np.ndarray, p: np.ndarray) -> dict:
+    """Logistic recalibration (Cox 1958; Steyerberg, Clinical Prediction Models, 2019, ch. 15): the slope
+    is b of logit P(y) = a + b logit(p); the intercept ("calibration in the large") is a of
+    logit P(y) = a + logit(p) with the slope fixed at 1 (an offset). Ideal: slope 1, intercept 0."""
+    import statsmodels.api as sm
+
+    y, lp = np.asarray(y, float), _logit(p)
+    out = {"cal_slope": np.nan, "cal_slope_se": np.nan, "cal_intercept": np.nan, "cal_intercept_se": np.nan}
+    if len(np.unique(y)) < 2:
+        return out
+    try:
+        f1 = sm.GLM(y, sm.add_constant(lp), family=sm.families.Binomial()).fit()
+        f0 = sm.GLM(y, np.ones((len(y), 1)), family=sm.families.Binomial(), offset=lp).fit()
+    except Exception:  # perfect separation and the like: no finite estimate
+        return out
+    return {"cal_slope": float(f1.params[1]), "cal_slope_se": float(f1.bse[1]),
+            "cal_intercept": float(f0.params[0]), "cal_intercept_se": float(f0.bse[0])}
+
+
+def spiegelhalter(y: np.ndarray, p: np.ndarray) -> dict:
+    """Spiegelhalter's (1986) z test of calibration: z = sum (y - p)(1 - 2p) / sqrt(sum (1 - 2p)^2 p (1 - p)),
+    standard normal under perfect calibration (two-sided P)."""
+    y, p = np.asarray(y, float), np.asarray(p, float)
+    den = float(np.sum((1 - 2 * p) ** 2 * p * (1 - p)))
+    if den <= 0:
+        return {"spiegelhalter_z": np.nan, "spiegelhalter_p": np.nan}
+    z = float(np.sum((y - p) * (1 - 2 * p)) / np.sqrt(den))
+    return {"spiegelhalter_z": z, "spiegelhalter_p": float(2 * stats.norm.sf(abs(z)))}
+
+
+def calibration(y: np.ndarray, p: np.ndarray, held_out: bool, groups: int = 10) -> dict:
+    """Hosmer-Lemeshow, calibration slope and intercept, and Spiegelhalter's z of one set's predictions."""
+    return {**hosmer_lemeshow(y, p, groups, held_out), **calibration_slope_intercept(y, p), **spiegelhalter(y, p)}
+
+
+def lr_test(y: np.ndarray, X_small: np.ndarray, X_big: np.ndarray) -> dict:
+    """Likelihood-ratio test of two nested logistic regressions (each with an intercept, fitted by maximum
+    likelihood without a penalty): 2 (ll_big - ll_small) against chi-square with the difference in
+    parameters as degrees of freedom. The small model's columns must lie in the big model's span."""
+    import statsmodels.api as sm
+
+    y = np.asarray(y, float)
+    fits = []
+    for X in (X_small, X_big):
+        X = np.asarray(X, float).reshape(len(y), -1)
+        X = sm.add_constant(X, has_constant="add")
+        fits.append((sm.GLM(y, X, family=sm.families.Binomial()).fit(), np.linalg.matrix_rank(X)))
+    (f0, r0), (f1, r1) = fits
+    stat = max(0.0, 2 * (f1.llf - f0.llf))
+    df = int(r1 - r0)
+    return {"lr_chi2": float(stat), "lr_df": df, "lr_p": float(stats.chi2.sf(stat, df)) if df > 0 else np.nan}

@@ -54,22 +54,37 @@ def test_li_tables(tmp_path):
     runs["T06"] = [0, 0, 0, 0, 1, 1]  # a high-grade patient with four low calls: called low
     cells.append(write_cell(tmp_path, "resnet18", "cmp", pred_rows(TEST, "test", 0, per=6, runs=runs) +
                             pred_rows(TRAIN, "train", 0.5, per=6, seed=5)))
+    # paper mode: the best phase picked on the test set (Li et al.'s procedure), and the footnote says so
+    out = evaluate.li_tables(cells, tmp_path / "paper", tmp_path / "figs", opt={"mode": "paper"})
+    t2 = out["table2"].set_index(["phases", "set"])
+    best = max(skill, key=lambda ph: t2.loc[(ph, "test"), "auc"])
+    assert (out["table2"]["reference_phase"] == best).all()
+    assert "selected post hoc on the test set" in (tmp_path / "paper/li_table2.md").read_text()
+    assert np.isnan(t2.loc[(best, "test"), "delong_p_vs_reference"])
+    preds = {ph: evaluate.read_predictions(c) for ph, c in zip(skill, cells)}
+    test = {ph: preds[ph][preds[ph]["set"] == "test"].sort_values("patient_id") for ph in skill}
+    others = [ph for ph in skill if ph != best]
+    raw = [literal_delong_p(test[ph]["label"].to_numpy(), test[ph]["prob_high"].to_numpy(),
+                            test[best]["prob_high"].to_numpy()) for ph in others]
+    for ph, want in zip(others, raw):
+        assert t2.loc[(ph, "test"), "delong_p_vs_reference"] == pytest.approx(want, abs=1e-12)
+    lo, hi = sorted(raw)  # Holm by hand for two tests: 2 p_min, then max(that, p_max)
+    holm = {min(raw): min(1, 2 * lo), max(raw): max(min(1, 2 * lo), hi)}
+    for ph, want in zip(others, raw):
+        assert t2.loc[(ph, "test"), "delong_p_vs_reference_holm"] == pytest.approx(holm[want], abs=1e-12)
+    # honest default: the li split has no validation patients, so no phase is chosen; every pair is compared
     out = evaluate.li_tables(cells, tmp_path / "tables", tmp_path / "figs")
     t2 = out["table2"].set_index(["phases", "set"])
-    preds = {ph: evaluate.read_predictions(c) for ph, c in zip(skill, cells)}
-    for ph in skill:
-        for s in ("train", "test"):
-            t = preds[ph][preds[ph]["set"] == s]
-            assert t2.loc[(ph, s), "auc"] == pytest.approx(roc_auc_score(t["label"], t["prob_high"]), abs=1e-12)
-            call = t["prob_high"] >= 0.5
-            assert t2.loc[(ph, s), "sensitivity"] == pytest.approx(call[t["label"] == 1].mean())
-    best = max(skill, key=lambda ph: t2.loc[(ph, "test"), "auc"])
-    assert (out["table2"]["best_phase"][out["table2"]["set"] == "test"] == best).all()
-    assert np.isnan(t2.loc[(best, "test"), "delong_p_vs_best"])
-    other = next(ph for ph in skill if ph != best)
-    tb, to = (preds[p][preds[p]["set"] == "test"].sort_values("patient_id") for p in (best, other))
-    want = stats.delong_test(to["label"].to_numpy(), to["prob_high"].to_numpy(), tb["prob_high"].to_numpy())
-    assert t2.loc[(other, "test"), "delong_p_vs_best"] == pytest.approx(want["p_value"], abs=1e-12)
+    assert (out["table2"]["reference_phase"] == "").all() and out["table2"]["delong_p_vs_reference"].isna().all()
+    comp = evaluate.read_table(tmp_path / "tables/li_comparisons.csv")
+    assert sorted(map(tuple, comp[["phase_a", "phase_b"]].to_numpy())) == [("cmp", "np"), ("up", "cmp"), ("up", "np")]
+    raw = [literal_delong_p(test[a]["label"].to_numpy(), test[a]["prob_high"].to_numpy(), test[b]["prob_high"].to_numpy())
+           for a, b in zip(comp["phase_a"], comp["phase_b"])]
+    np.testing.assert_allclose(comp["p_value"], raw, atol=1e-12)
+    order = np.argsort(raw)
+    holm = np.maximum.accumulate([min(1, (3 - i) * raw[j]) for i, j in enumerate(order)])
+    np.testing.assert_allclose(comp["p_value_holm"].to_numpy()[order], holm, atol=1e-12)
+    assert "li_comparisons" in (tmp_path / "tables/li_table2.md").read_text()
     # Table 3: Li's rule by hand
     t3 = out["table3"].set_index("set")
     li_call = {p: int(LABEL[p]) for p in TEST}
@@ -95,6 +110,53 @@ def test_li_tables(tmp_path):
         assert (tmp_path / "tables" / f"{stem}.csv").exists() and (tmp_path / "tables" / f"{stem}.md").exists()
     for stem in ("li_roc", "li_confusion"):
         assert (tmp_path / "figs" / f"{stem}.png").exists() and (tmp_path / "figs" / f"{stem}.pdf").exists()
+
+
+def literal_delong_p(y, a, b):
+    """DeLong et al. (1988) by its definition, O(mn): psi over every positive-negative pair, the structural
+    components V10 and V01, their sample covariances, and the two-sided normal P of AUC_a - AUC_b."""
+    y = np.asarray(y)
+    comps = []
+    for s in (a, b):
+        pos, neg = s[y == 1], s[y == 0]
+        psi = np.array([[1.0 if x > z else 0.5 if x == z else 0.0 for z in neg] for x in pos])
+        comps.append((psi.mean(), psi.mean(axis=1), psi.mean(axis=0)))
+    m, n = (y == 1).sum(), (y == 0).sum()
+    s10 = np.cov(np.vstack([comps[0][1], comps[1][1]]))
+    s01 = np.cov(np.vstack([comps[0][2], comps[1][2]]))
+    cov = s10 / m + s01 / n
+    z = (comps[0][0] - comps[1][0]) / np.sqrt(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1])
+    from scipy.stats import norm
+    return float(2 * norm.sf(abs(z)))
+
+
+def test_li_reference_is_chosen_on_validation_patients_and_no_test_label_moves_it(tmp_path):
+    """With validation patients the reference phase is the best validation AUC, even where another phase wins
+    on the test set; flipping test patients' labels changes no selection."""
+    val = [f"V{i:02d}" for i in range(12)]
+    LABEL.update({p: int(i % 3 == 0) for i, p in enumerate(val)})
+    skill_val = {"up": 0.9, "cmp": 0.1, "np": 0.3}  # up best on validation
+    skill_test = {"up": 0.1, "cmp": 0.9, "np": 0.3}  # cmp best on test
+
+    def cells_with(flip):
+        cells = []
+        for i, ph in enumerate(skill_val):
+            rows = pred_rows(TEST, "test", skill_test[ph], seed=i) + pred_rows(val, "val", skill_val[ph], seed=20 + i) \
+                + pred_rows(TRAIN, "train", 0.5, seed=10 + i)
+            for r in rows:
+                if r["patient_id"] in flip:
+                    r["label"] = 1 - r["label"]
+            cells.append(write_cell(tmp_path / ("flip" if flip else "orig"), "resnet3d18", ph, rows))
+        return cells
+
+    refs = []
+    for flip in ((), ("T00", "T01", "T02")):
+        out = evaluate.li_tables(cells_with(flip), tmp_path / f"t{len(flip)}", tmp_path / "figs")
+        t2 = out["table2"]
+        assert set(t2["set"]) == {"train", "val", "test"}
+        refs.append(set(t2["reference_phase"]))
+        assert (t2["chosen_on"] == "best validation AUC").all()
+    assert refs == [{"up"}, {"up"}]
 
 
 def test_dai_table5_pools_the_folds(tmp_path):
@@ -145,3 +207,31 @@ def test_grad_cam_is_the_rectified_class_activation_map(arch, shape):
     assert got.shape == tuple(x.shape[:1]) + tuple(x.shape[2:])
     np.testing.assert_allclose(got, cam.detach().numpy(), atol=1e-5)
     assert got.min() >= 0 and got.max() == pytest.approx(1.0)
+
+
+def test_cui_tables_cluster_image_level_intervals_and_adjust_table4(tmp_path):
+    """Image-level rows carry the patient-clustered CI (the naive one only in paper mode, footnoted);
+    Table 4's DeLong P values per level are Holm-adjusted across the table, and pinned phase sets are said."""
+    cells = [write_cell(tmp_path / "c", a, ph, pred_rows(TEST, "test", sk, per=4, seed=i), seed=1)
+             for i, (a, ph, sk) in enumerate([("resnet34", "np", 0.5), ("resnet34", "cmp", 0.3), ("se_resnet34", "np", 0.7)])]
+    evaluate.cui_tables(cells, tmp_path / "t", tmp_path / "f", pinned={"se_resnet34": ["np"]})
+    t3 = evaluate.read_table(tmp_path / "t/cui_table3.csv")
+    pr = evaluate.read_predictions(cells[0])
+    img = t3[(t3["phases"] == "np") & (t3["level"] == "image") & (t3["class"] == "high")].iloc[0]
+    a, v = stats.clustered_auc(pr["label"], pr["prob_high"], pr["patient_id"])
+    assert img["auc_ci_high"] == pytest.approx(min(1, a[0] + 1.959963984540054 * np.sqrt(v[0, 0])), abs=1e-12)
+    assert img["ci_method"].startswith("Obuchowski") and img["n_patients"] == len(TEST) and img["n"] == 4 * sum(LABEL[p] for p in TEST)  # n: the class's images
+    assert img["auc_naive_ci_high"] - img["auc_naive_ci_low"] < img["auc_ci_high"] - img["auc_ci_low"]
+    t4 = evaluate.read_table(tmp_path / "t/cui_table4.csv")
+    tested = t4[t4["delong_p"].notna()]
+    assert len(tested) == 2 and set(tested["level"]) == {"image", "patient"}  # once per level
+    lo, hi = sorted(tested["delong_p"])
+    want = {lo: min(1, 2 * lo), hi: max(min(1, 2 * lo), hi)}
+    assert [want[p] for p in tested["delong_p"]] == pytest.approx(tested["delong_p_holm"].tolist(), abs=1e-12)
+    md = (tmp_path / "t/cui_table4.md").read_text()
+    assert "this run did not select it" in md and "family is this table's" in md
+    evaluate.cui_tables(cells, tmp_path / "paper", tmp_path / "f", opt={"mode": "paper"})
+    p3 = evaluate.read_table(tmp_path / "paper/cui_table3.csv")
+    pim = p3[(p3["phases"] == "np") & (p3["level"] == "image") & (p3["class"] == "high")].iloc[0]
+    assert pim["auc_ci_low"] == img["auc_naive_ci_low"] and pim["ci_method"].startswith("DeLong, images as independent")
+    assert "Paper mode" in (tmp_path / "paper/cui_table3.md").read_text()

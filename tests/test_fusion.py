@@ -70,8 +70,9 @@ def test_decision_curve_and_calibration_by_hand():
     # Hosmer-Lemeshow with 2 groups of 4 (by risk): low-risk {.05,.1,.2,.3} has 1 event, high {.4,.6,.8,.9} 2
     e1, e2 = 0.65, 2.7
     want = (1 - e1) ** 2 / (4 * (e1 / 4) * (1 - e1 / 4)) + (2 - e2) ** 2 / (4 * (e2 / 4) * (1 - e2 / 4))
-    hl = fusion.hosmer_lemeshow(y, p, groups=2)
-    assert hl["hl_chi2"] == pytest.approx(want) and hl["hl_df"] == 1
+    hl = fusion.hosmer_lemeshow(y, p, groups=2)  # held out: g degrees of freedom; in sample g - 2 (at least 1)
+    assert hl["hl_chi2"] == pytest.approx(want) and hl["hl_df"] == 2
+    assert fusion.hosmer_lemeshow(y, p, groups=2, held_out=False)["hl_df"] == 1
     cal = fusion.calibration_curve(y, p, bins=2)
     assert cal["observed"].tolist() == [0.25, 0.5] and cal["mean_predicted"].tolist() == pytest.approx([e1 / 4, e2 / 4])
 
@@ -108,6 +109,20 @@ def test_the_command_line_stage_end_to_end(tmp_path):
     row = t[(t["model"] == "combined") & (t["set"] == "test")].iloc[0]
     assert row["auc"] == pytest.approx(roc_auc_score(test["label"], test["prob_high"]))
     assert row["brier"] == pytest.approx(np.mean((test["prob_high"] - test["label"]) ** 2))
+    # nested models: no DeLong against the combined model; ΔAUC with a bootstrap CI, the LR test on training rows
+    assert "delong_p_vs_combined" not in t
+    for m in ("radiomics", "deep", "clinical"):
+        r = t[(t["model"] == m) & (t["set"] == "test")].iloc[0]
+        other = pred[(pred["set"] == "test") & (pred["model"] == m)].set_index("patient_id").loc[test["patient_id"]]
+        want = roc_auc_score(test["label"], test["prob_high"]) - roc_auc_score(other["label"], other["prob_high"])
+        assert r["delta_auc_vs_combined"] == pytest.approx(want, abs=1e-12)
+        assert r["delta_auc_boot_low"] <= r["delta_auc_vs_combined"] <= r["delta_auc_boot_high"]
+        assert np.isnan(r["lr_p"])
+        tr = t[(t["model"] == m) & (t["set"] == "train")].iloc[0]
+        assert 0 <= tr["lr_p"] <= tr["lr_p_holm"] <= 1 and tr["lr_df"] == (3 if m != "clinical" else 2)  # of the 4 combined terms
+    assert (t.loc[t["set"] == "test", "hl_df"] == 10).all() and (t.loc[t["set"] == "train", "hl_df"] == 8).all()
+    md = (tmp_path / "t/fusion_models.md").read_text()
+    assert "In-sample deep block" in md and "likelihood-ratio" in md and "Holm" in md
     for stem in ("fusion_roc", "fusion_calibration_dca"):
         assert (tmp_path / f"f/{stem}.png").stat().st_size > 1000 and (tmp_path / f"f/{stem}.pdf").exists()
     # nested CV over all patients: radiomics + clinical only (the deep block comes from a fixed split)
@@ -170,3 +185,24 @@ def test_nested_cv_refits_everything_without_the_held_out_fold():
     assert t.loc["combined", "fold_auc_mean"] == pytest.approx(np.mean(aucs))
     assert t.loc["combined", "fold_auc_sd"] == pytest.approx(np.std(aucs, ddof=1))
     assert (t["outer_folds"] == 4).all()
+
+
+def test_no_test_label_reaches_any_fusion_selection():
+    """Features, penalties, coefficients and every training prediction are the same when the test patients'
+    grades are flipped: nothing is chosen on them (only their own rows' labels change)."""
+    df, y = cohort(n=90, seed=5)
+    ids = df["patient_id"].tolist()
+    rad = df[["patient_id"] + [f"f{j:02d}" for j in range(12)]].assign(status="ok", reason="")
+    clinical = [{"name": "age", "type": "continuous"}, {"name": "sex", "type": "categorical"}]
+    runs = []
+    for flip in (False, True):
+        yy = np.where(np.arange(len(y)) >= 60, 1 - y, y) if flip else y
+        c = df[["patient_id", "age", "sex"]].assign(grade_group=np.where(yy == 1, "high", "low"))
+        runs.append(fusion.run_fusion(c, (ids[:60], ids[60:]), radiomics=rad, deep=None, clinical=clinical, seed=2))
+    (p1, f1, _), (p2, f2, _) = runs
+    assert f1["blocks"]["radiomics"].selected == f2["blocks"]["radiomics"].selected
+    assert f1["blocks"]["radiomics"].model.C_ == f2["blocks"]["radiomics"].model.C_
+    for part in ("clinical", "combined"):
+        np.testing.assert_array_equal(f1[part].model.coef_, f2[part].model.coef_)
+    np.testing.assert_array_equal(p1["prob_high"].to_numpy(), p2["prob_high"].to_numpy())
+    assert (p1.loc[p1["set"] == "test", "label"] != p2.loc[p2["set"] == "test", "label"]).all()

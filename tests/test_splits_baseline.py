@@ -147,6 +147,38 @@ def test_baseline_table_chooses_tests_and_matches_scipy():
     assert any("Fisher" in n and "rare" in n for n in notes) and any("Mann-Whitney" in n for n in notes)
 
 
+def test_lilliefors_default_catches_skew_that_the_uncorrected_ks_lets_pass():
+    """SPSS's K-S normality test (Explore/EXAMINE) carries the Lilliefors correction: estimating the mean and
+    SD from the sample makes the plain K-S test far too lenient. A log-normal variable passes it here and
+    would get a t-test; the default (lilliefors) sends it to Mann-Whitney, and the footnote names the row."""
+    from statsmodels.stats.diagnostic import lilliefors
+    from statsmodels.stats.multitest import multipletests
+
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame({"g": ["low"] * 40 + ["high"] * 25,
+                       "volume": np.r_[rng.lognormal(1.0, 0.5, 40), rng.lognormal(1.2, 0.5, 25)],
+                       "age": np.r_[rng.normal(57, 9, 40), rng.normal(62, 9, 25)],
+                       "sex": rng.choice(["M", "F"], 65)})
+    low = df.loc[df.g == "low", "volume"]
+    assert stats.kstest(low, "norm", args=(low.mean(), low.std(ddof=1))).pvalue > 0.05  # plain K-S: "normal"
+    assert lilliefors(low, dist="norm", pvalmethod="table")[1] < 0.05  # Lilliefors: not normal
+    variables = [{"name": "volume", "label": "Tumour volume", "type": "continuous"},
+                 {"name": "age", "label": "Age", "type": "continuous"}, {"name": "sex", "type": "categorical"}]
+    opt = repo_config()["baseline"]
+    assert opt["normality"] == "lilliefors"
+    t, notes = baseline.baseline_table(df, "g", ("low", "high"), variables, {**opt, "adjust": ["holm", "bh"]})
+    r = t.set_index("variable_name")
+    assert r.loc["volume", "test"] == "mwu"
+    t_ks, notes_ks = baseline.baseline_table(df, "g", ("low", "high"), variables, {**opt, "normality": "ks"})
+    assert t_ks.set_index("variable_name").loc["volume", "test"] == "student"
+    assert any("would change test" in n and "Tumour volume" in n for n in notes)
+    assert any("Lilliefors correction" in n and "SPSS" in n for n in notes)
+    tested = t[t["p_value"].notna()]
+    np.testing.assert_allclose(tested["p_holm"], multipletests(tested["p_value"], method="holm")[1], atol=1e-15)
+    np.testing.assert_allclose(tested["p_bh"], multipletests(tested["p_value"], method="fdr_bh")[1], atol=1e-15)
+    assert any("family is this table's 3 variable tests" in n for n in notes)
+
+
 def test_monte_carlo_test_for_small_rxc():
     a = np.array(["x"] * 10 + ["y"] * 2 + ["z"] * 1)
     b = np.array(["x"] * 3 + ["y"] * 6 + ["z"] * 3)

@@ -50,6 +50,24 @@ def test_trainer_learns_and_writes_its_records(tmp_path):
     assert pm.loc[y[y == 1].index].min() > pm.loc[y[y == 0].index].max()  # the easy task is separated
 
 
+def test_no_test_label_reaches_the_epoch_selection(tmp_path):
+    """The best epoch is chosen on the validation patients: flipping every test patient's label changes
+    neither the epochs' records nor the chosen epoch nor its weights."""
+    data, split = synthetic(n_pat=15)
+    ids = sorted(set(data.patients))
+    split = {"train": ids[:9], "val": ids[9:12], "test": ids[12:]}
+    flipped = train.CropSet(data.images, np.where(np.isin(data.patients, split["test"]), 1 - data.labels, data.labels),
+                            data.patients, data.slices, data.boxes)
+    q = lambda s: None  # noqa: E731
+    m1 = train.train_model(data, split, HP, seed=3, outdir=tmp_path / "a", progress=q)
+    m2 = train.train_model(flipped, split, HP, seed=3, outdir=tmp_path / "b", progress=q)
+    assert m1["best_epoch"] == m2["best_epoch"] and m1["best_val_auc"] == m2["best_val_auc"]
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "a/epochs.tsv", sep="\t")[["epoch", "loss", "val_auc", "val_loss"]],
+                                  pd.read_csv(tmp_path / "b/epochs.tsv", sep="\t")[["epoch", "loss", "val_auc", "val_loss"]])
+    a, b = torch.load(tmp_path / "a/best.pt"), torch.load(tmp_path / "b/best.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_same_seed_same_model_and_resume_is_exact(tmp_path):
     data, split = synthetic()
     q = lambda s: None  # noqa: E731

@@ -188,7 +188,9 @@ def split_params(wildcards):
 
 
 def baseline_params(wildcards):
-    return as_json({"seed": config["seed"], "cohort": PUBLIC["cohort"], "baseline": config["baseline"]})
+    adjust = config.get("statistics", {}).get("adjust", ["holm"])
+    return as_json({"seed": config["seed"], "cohort": PUBLIC["cohort"],
+                    "baseline": {**config["baseline"], "adjust": [adjust] if isinstance(adjust, str) else adjust}})
 
 
 def secret_input(wildcards):

@@ -111,7 +111,8 @@ def fusion_params(wildcards):
     types = {v["name"]: v["type"] for v in config["baseline"]["variables"]}
     return as_json({"clinical": [{"name": n, "type": types.get(n, "continuous")} for n in FUSION.get("clinical", [])],
                     "seed": config["seed"], "cv": FUSION.get("cv", 5), "max_corr": FUSION.get("max_corr", 0.9),
-                    "thresholds": FUSION.get("thresholds", [0.01, 0.99, 0.01]), "nested_cv": NESTED_CV})
+                    "thresholds": FUSION.get("thresholds", [0.01, 0.99, 0.01]), "nested_cv": NESTED_CV,
+                    "statistics": config.get("statistics", {})})
 
 
 rule fusion:

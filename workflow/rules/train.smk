@@ -7,7 +7,8 @@ STUDIES = config.get("training", {}).get("studies", {}) if IMAGED else {}
 MODEL_DIR = ccmatrix.CELL_DIR
 PAPER_TABLES = {  # the studies whose paper tables are built, and their outputs
     "cui": ["results/tables/cui_table3.csv", "results/tables/cui_table4.csv", "results/figures/cui_roc.png"],
-    "li": ["results/tables/li_table2.csv", "results/tables/li_table3.csv", "results/tables/li_mcnemar.csv",
+    "li": ["results/tables/li_table2.csv", "results/tables/li_comparisons.csv", "results/tables/li_table3.csv",
+           "results/tables/li_mcnemar.csv",
            "results/figures/li_roc.png", "results/figures/li_heatmaps.png"],
     "dai": ["results/tables/dai_table5.csv", "results/figures/dai_roc.png"],
 }
@@ -47,6 +48,17 @@ def train_hp(wildcards):
 def study_models_json(study):
     return as_json([{**c, "dir": ccmatrix.cell_dir(c), "hp": ccmatrix.hyper(config, study, c["arch"], c["variant"])}
                     for c in study_cells(study)])
+
+
+def stats_json():
+    """The statistics settings every paper table is built with (a param: changing them reruns the tables)."""
+    return as_json(config.get("statistics", {}))
+
+
+def pinned_json(study):
+    """The phase sets a study's config fixes per architecture (Cui Table 4 says they were not selected)."""
+    return as_json({a: list(v) if isinstance(v, list) else [v.get("phases")] if isinstance(v, dict) else v
+                    for a, v in STUDIES.get(study, {}).get("models", {}).items()})
 
 
 def study_targets():
@@ -101,11 +113,13 @@ rule cui_tables:
                          labels={"figure": "Cui Figures 2-4 (confusion matrices)"}),
     params:
         models=lambda wc: study_models_json("cui"),
+        stats=stats_json(),
+        pinned=pinned_json("cui"),
     log:
         "results/logs/cui_tables.log",
     shell:
         "python -m ccgrade.evaluate --study cui --models {params.models:q} --tables results/tables"
-        " --figures results/figures > {log} 2>&1"
+        " --figures results/figures --stats {params.stats:q} --pinned {params.pinned:q} > {log} 2>&1"
 
 
 rule li_tables:
@@ -116,6 +130,9 @@ rule li_tables:
         t2=report("results/tables/li_table2.csv", caption="../report/li_tables.rst", category="Li et al.",
                   labels={"table": "Li Table 2"}),
         t2md="results/tables/li_table2.md",
+        comparisons=report("results/tables/li_comparisons.csv", caption="../report/li_tables.rst", category="Li et al.",
+                           labels={"table": "Li Table 2 tests"}),
+        comparisonsmd="results/tables/li_comparisons.md",
         t3=report("results/tables/li_table3.csv", caption="../report/li_tables.rst", category="Li et al.",
                   labels={"table": "Li Table 3"}),
         t3md="results/tables/li_table3.md",
@@ -128,11 +145,12 @@ rule li_tables:
                          labels={"figure": "Li Figures A1-A2"}),
     params:
         models=lambda wc: study_models_json("li"),
+        stats=stats_json(),
     log:
         "results/logs/li_tables.log",
     shell:
         "python -m ccgrade.evaluate --study li --models {params.models:q} --tables results/tables"
-        " --figures results/figures > {log} 2>&1"
+        " --figures results/figures --stats {params.stats:q} > {log} 2>&1"
 
 
 rule li_heatmaps:
@@ -169,8 +187,9 @@ rule dai_tables:
                          labels={"figure": "Dai Figure 10 (confusion matrices)"}),
     params:
         models=lambda wc: study_models_json("dai"),
+        stats=stats_json(),
     log:
         "results/logs/dai_tables.log",
     shell:
         "python -m ccgrade.evaluate --study dai --models {params.models:q} --tables results/tables"
-        " --figures results/figures > {log} 2>&1"
+        " --figures results/figures --stats {params.stats:q} > {log} 2>&1"

@@ -1,11 +1,14 @@
 """Baseline characteristics tables (Cui Table 2: low vs high grade; Li Table 1: training vs testing).
 
-Continuous variables: normality per group (Kolmogorov-Smirnov as Cui/SPSS, Lilliefors or Shapiro-Wilk
-as options); normal in both groups -> mean +/- SD with Student's (or Welch's) t-test, otherwise
+Continuous variables: normality per group (default Lilliefors: the Kolmogorov-Smirnov test with the
+Lilliefors correction that SPSS's Explore/EXAMINE and NPTESTS run, as Cui et al. used SPSS 26; the
+uncorrected K-S and Shapiro-Wilk as options; the footnote names the rows another K-S variant would test
+differently); normal in both groups -> mean +/- SD with Student's (or Welch's) t-test, otherwise
 median (IQR) with Mann-Whitney U. Categorical variables: n (%) with Pearson's chi-square (continuity
 correction optional), or Fisher's exact test when an expected count is below the threshold (2x2), or a
 seeded Monte Carlo permutation test of the chi-square statistic for larger tables. The footnote names
-the test of every row.
+the test of every row. The variables' P values are one family: Holm-adjusted (and Benjamini-Hochberg
+when asked) beside the raw ones.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import pandas as pd
 from scipy import stats
 from statsmodels.stats.diagnostic import lilliefors
 
+from . import stats as ccstats
 from .cohort import validate_cohort
 from .outputs import read_table, write_table
 
@@ -26,6 +30,18 @@ TEST_NAMES = {
     "chi2": "Pearson's chi-square test", "chi2_yates": "chi-square test with Yates' continuity correction",
     "fisher": "Fisher's exact test", "mc": "Monte Carlo permutation chi-square test (10,000 draws, seeded)",
 }
+
+
+NORMALITY_NAMES = {"ks": "the Kolmogorov-Smirnov test without correction (against a normal with the sample's mean "
+                         "and SD)",
+                   "lilliefors": "the Kolmogorov-Smirnov test with the Lilliefors correction (as SPSS's Explore / "
+                                 "EXAMINE and NPTESTS)",
+                   "shapiro": "the Shapiro-Wilk test"}
+
+
+def is_normal(a: np.ndarray, b: np.ndarray, method: str, alpha: float) -> bool:
+    """Both groups pass ``method``'s normality test at ``alpha``."""
+    return normality_p(a, method) >= alpha and normality_p(b, method) >= alpha
 
 
 def normality_p(x: np.ndarray, method: str) -> float:
@@ -154,11 +170,27 @@ def baseline_table(df: pd.DataFrame, group_col: str, groups: tuple[str, str], va
         else:
             rows += categorical_rows(v["name"], label, ga[v["name"]], gb[v["name"]], opt, seed)
     t = pd.DataFrame(rows)
+    adjusts = opt.get("adjust") or ["holm"]
+    for m in adjusts:
+        t[f"p_{m}"] = ccstats.adjust(t["p_value"].to_numpy(float), m)
     used = [x for x in dict.fromkeys(t["test"]) if x]
     notes = [f"Groups: {groups[0]} (n={len(ga)}) vs {groups[1]} (n={len(gb)})."]
     notes += [f"{TEST_NAMES[x]}: " + ", ".join(t.loc[t['test'] == x, 'variable']) + "." for x in used]
-    notes.append(f"Normality by {dict(ks='Kolmogorov-Smirnov', lilliefors='Lilliefors', shapiro='Shapiro-Wilk')[opt['normality']]}"
-                 f" per group (alpha {opt['alpha_normality']}); normality_p lists both groups' P.")
+    notes.append(f"Normality by {NORMALITY_NAMES[opt['normality']]} per group (alpha {opt['alpha_normality']}); "
+                 "normality_p lists both groups' P.")
+    other = {"lilliefors": "ks", "ks": "lilliefors"}.get(opt["normality"])
+    if other:
+        flips = [v.get("label", v["name"]) for v in present if v["type"] == "continuous" and
+                 len(ga[v["name"]].dropna()) > 2 and len(gb[v["name"]].dropna()) > 2 and
+                 is_normal(ga[v["name"]], gb[v["name"]], other, opt["alpha_normality"]) !=
+                 is_normal(ga[v["name"]], gb[v["name"]], opt["normality"], opt["alpha_normality"])]
+        notes.append(f"With {'the uncorrected' if other == 'ks' else 'the Lilliefors-corrected'} K-S test instead, "
+                     + (f"these rows would change test (t-test vs Mann-Whitney): {', '.join(flips)}." if flips else
+                        "no row would change test."))
+    k = int(t["p_value"].notna().sum())
+    notes.append(f"Multiplicity: the family is this table's {k} variable test{'s' if k != 1 else ''}; "
+                 + " and ".join({"holm": "Holm", "bh": "Benjamini-Hochberg"}[m] for m in adjusts)
+                 + "-adjusted P values beside the raw ones (" + ", ".join(f"p_{m}" for m in adjusts) + ").")
     missing = {v["name"]: int(df[v["name"]].isna().sum()) for v in variables if v["name"] in df and df[v["name"]].isna().any()}
     if missing:
         notes.append("Missing values excluded per variable: " + ", ".join(f"{k} {n}" for k, n in missing.items()) + ".")
@@ -170,8 +202,11 @@ def _markdown_view(t: pd.DataFrame) -> pd.DataFrame:
     v = t.drop(columns=["variable_name", "normality_p", "summary"]).copy()
     v["statistic"] = [f"{s:.3f}" if np.isfinite(s) else "" for s in v["statistic"]]
     v["P"] = [fmt_p(p) for p in v["p_value"]]
+    adj = [c for c in v.columns if c.startswith("p_") and c != "p_value"]
+    for c in adj:
+        v[f"P ({ {'p_holm': 'Holm', 'p_bh': 'BH'}.get(c, c)})"] = [fmt_p(p) for p in v[c]]
     v["test"] = [TEST_NAMES.get(x, "") for x in v["test"]]
-    return v.drop(columns=["p_value"])
+    return v.drop(columns=["p_value"] + adj)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,16 +1,22 @@
 """Paper performance tables and figures from the matrix's predictions.
 
 - Cui (Tables 3-4, Figures 2-4): image level (every test image is one call, as Cui et al.) and patient
-  level (mean probability per patient); per class (low, high rows): accuracy, AUC with its DeLong and
-  bootstrap 95% CIs, precision, sensitivity, specificity, F1; Table 4 compares two architectures on the
-  same test images / patients with DeLong's test for correlated AUCs.
+  level (mean probability per patient); per class (low, high rows): accuracy, AUC with its 95% CIs,
+  precision, sensitivity, specificity, F1; Table 4 compares two architectures on the same test images /
+  patients (DeLong's test for correlated AUCs; at image level on the patient-clustered covariance).
 - Li (Tables 2-3, Figures 4-5, A1-A2): the "strong" 3D network (one cube per patient) per phase, with
-  DeLong P against the best phase; the "weak" 2D network per slice and per patient by Li's rule (more
-  than three consecutive slices with one call, linked by box IoU > 0.3); strong vs weak per phase by
-  McNemar on sensitivity (high-grade patients) and specificity (low-grade patients), and DeLong.
+  DeLong P against a reference phase chosen without the test patients (on validation patients; a split
+  without them has no reference and every pair of phases is compared instead); the "weak" 2D network
+  per slice and per patient by Li's rule (more than three consecutive slices with one call, linked by
+  box IoU > 0.3); strong vs weak per phase by McNemar on sensitivity (high-grade patients) and
+  specificity (low-grade patients), and DeLong.
 - Dai (Table 5, Figures 9-10): k-fold cross-validation per variant (the batch-size sweep); the folds'
   test predictions pooled (out of fold), and the mean and SD of the per-fold AUCs.
-Threshold 0.5 on P(high) throughout.
+Threshold 0.5 on P(high) throughout (fixed, never tuned). Image- and slice-level intervals and tests are
+patient-clustered (Obuchowski 1997) and bootstrapped by patient; ``statistics.mode: paper`` shows the
+papers' naive intervals (images as independent) and chooses the "best" phase on the test set, as they
+did, and the footnotes say so. Every table holding two or more tests gives Holm-adjusted P values (and
+Benjamini-Hochberg ones when asked) beside the raw ones, and names the family.
 """
 
 from __future__ import annotations
@@ -27,67 +33,144 @@ from .outputs import pyplot, read_table, save_figure, write_table
 
 PHASE_LABEL = {"up": "plain", "cmp": "corticomedullary", "np": "parenchymal", "ep": "excretory",
                "all": "four phases combined", "stack": "three phases as channels"}
+DEFAULT_STATS = {"mode": "honest", "adjust": ["holm"], "n_boot": 2000}
+ADJUST_NAMES = {"holm": "Holm", "bh": "Benjamini-Hochberg"}
 
 
-def _levels(pred: pd.DataFrame, set_name: str = "test") -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """(labels, P(high), unit IDs) at image and patient level for one set (default: test)."""
+def stats_options(opt: dict | None = None) -> dict:
+    """The statistics settings (config ``statistics``) with their defaults and what the mode implies:
+    ``clustered`` (image-level CIs and tests by patient) and ``selection`` (validation or test)."""
+    o = {**DEFAULT_STATS, **(opt or {})}
+    if isinstance(o["adjust"], str):
+        o["adjust"] = [o["adjust"]]
+    paper = o["mode"] == "paper"
+    return {**o, "clustered": not paper, "selection": "test" if paper else "validation"}
+
+
+def _levels(pred: pd.DataFrame, set_name: str = "test") -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """(labels, P(high), unit IDs, the units' patients) at image and patient level for one set (default: test)."""
     t = pred[pred["set"] == set_name]
     pat = t.groupby("patient_id").agg(label=("label", "first"), prob=("prob_high", "mean"))
     return {"image": (t["label"].to_numpy(int), t["prob_high"].to_numpy(float),
-                      (t["patient_id"] + ":" + t["source"] + ":" + t["slice_index"].astype(str)).to_numpy()),
-            "patient": (pat["label"].to_numpy(int), pat["prob"].to_numpy(float), pat.index.to_numpy())}
+                      (t["patient_id"] + ":" + t["source"] + ":" + t["slice_index"].astype(str)).to_numpy(),
+                      t["patient_id"].to_numpy()),
+            "patient": (pat["label"].to_numpy(int), pat["prob"].to_numpy(float), pat.index.to_numpy(), pat.index.to_numpy())}
 
 
-def metric_rows(pred: pd.DataFrame, model: dict) -> list[dict]:
-    """Per-class metrics with DeLong CIs at image and patient level for one model's test predictions."""
+def metric_rows(pred: pd.DataFrame, model: dict, opt: dict | None = None) -> list[dict]:
+    """Per-class metrics with AUC CIs at image (patient-clustered) and patient level for one model's test
+    predictions."""
     rows = []
     if pred.empty:
         return [{**model, "level": "", "class": "", "n": 0, "note": "not trained (see the model's meta.json)"}]
-    for level, (y, p, _) in _levels(pred).items():
+    for level, (y, p, _, pid) in _levels(pred).items():
         if len(np.unique(y)) < 2:
             rows.append({**model, "level": level, "class": "", "n": len(y), "note": "test set holds one grade group"})
             continue
-        ci = auc_cis(y, p)
+        ci = auc_cis(y, p, pid if level == "image" else None, opt=opt)
         for r in stats.class_metrics(y, p):
             rows.append({**model, "level": level, **r, **ci, "note": ""})
     return rows
 
 
-def auc_cis(y: np.ndarray, p: np.ndarray, seed: int = 0) -> dict:
-    """AUC with its DeLong and (seeded, class-stratified) bootstrap 95% CIs."""
+def auc_cis(y: np.ndarray, p: np.ndarray, clusters: np.ndarray | None = None, seed: int = 0,
+            opt: dict | None = None) -> dict:
+    """AUC with its 95% CIs. Per patient (``clusters`` None): DeLong's, and the class-stratified bootstrap.
+    Per image or slice (``clusters``: each unit's patient): Obuchowski's patient-clustered CI and the
+    patient-level (cluster) bootstrap; the naive DeLong CI (images as independent) is kept in
+    ``auc_naive_ci_*`` and shown as ``auc_ci_*`` only in paper mode."""
+    o = stats_options(opt)
     auc, lo, hi = stats.auc_ci(y, p)
-    blo, bhi = stats.bootstrap_auc_ci(y, p, n_boot=2000, seed=seed)
-    return {"auc": auc, "auc_ci_low": lo, "auc_ci_high": hi, "auc_boot_low": blo, "auc_boot_high": bhi}
+    out = {"auc": auc, "n_patients": len(np.unique(clusters)) if clusters is not None else len(y)}
+    if clusters is None:
+        out.update(auc_ci_low=lo, auc_ci_high=hi, ci_method="DeLong")
+    else:
+        _, clo, chi = stats.auc_ci(y, p, clusters=clusters)
+        shown = (clo, chi) if o["clustered"] else (lo, hi)
+        out.update(auc_ci_low=shown[0], auc_ci_high=shown[1],
+                   ci_method="Obuchowski, patient-clustered" if o["clustered"] else "DeLong, images as independent",
+                   auc_clustered_ci_low=clo, auc_clustered_ci_high=chi, auc_naive_ci_low=lo, auc_naive_ci_high=hi)
+    b = stats.cluster_bootstrap(y, p, clusters, n_boot=o["n_boot"], seed=seed)
+    out.update(auc_boot_low=float(b["low"][0]), auc_boot_high=float(b["high"][0]))
+    return out
 
 
-def binary_summary(y: np.ndarray, p: np.ndarray) -> dict:
-    """n, AUC (DeLong and bootstrap CIs), accuracy, sensitivity (high) and specificity (low) at 0.5."""
+def binary_summary(y: np.ndarray, p: np.ndarray, clusters: np.ndarray | None = None, opt: dict | None = None) -> dict:
+    """n, AUC (CIs as ``auc_cis``), accuracy, sensitivity (high) and specificity (low) at 0.5."""
     y, p = np.asarray(y, int), np.asarray(p, float)
     call = (p >= 0.5).astype(int)
     out = {"n": len(y), "n_high": int(y.sum()), "accuracy": float((call == y).mean()) if len(y) else np.nan,
            "sensitivity": float(call[y == 1].mean()) if (y == 1).any() else np.nan,
            "specificity": float(1 - call[y == 0].mean()) if (y == 0).any() else np.nan}
     if len(np.unique(y)) == 2:
-        out.update(auc_cis(y, p))
+        out.update(auc_cis(y, p, clusters, opt=opt))
     else:
         out.update(auc=np.nan, auc_ci_low=np.nan, auc_ci_high=np.nan, auc_boot_low=np.nan, auc_boot_high=np.nan)
     return out
 
 
-def compare(pred_a: pd.DataFrame, pred_b: pd.DataFrame) -> dict[str, dict]:
-    """DeLong test of two models on the same test units, per level."""
+def compare(pred_a: pd.DataFrame, pred_b: pd.DataFrame, opt: dict | None = None) -> dict[str, dict]:
+    """DeLong test of two models on the same test units, per level; at image level on Obuchowski's
+    patient-clustered covariance (naive in paper mode)."""
+    o = stats_options(opt)
     out = {}
     la, lb = _levels(pred_a), _levels(pred_b)
     for level in ("image", "patient"):
-        ya, pa, ida = la[level]
-        yb, pb, idb = lb[level]
+        ya, pa, ida, pid = la[level]
+        yb, pb, idb, _ = lb[level]
         common = np.intersect1d(ida, idb)
         ia = pd.Series(np.arange(len(ida)), index=ida).loc[common].to_numpy()
         ib = pd.Series(np.arange(len(idb)), index=idb).loc[common].to_numpy()
         if len(np.unique(ya[ia])) < 2:
             out[level] = {"p_value": np.nan, "n": len(common)}
             continue
-        out[level] = {**stats.delong_test(ya[ia], pa[ia], pb[ib]), "n": len(common)}
+        cl = pid[ia] if level == "image" and o["clustered"] else None
+        out[level] = {**stats.delong_test(ya[ia], pa[ia], pb[ib], clusters=cl), "n": len(common),
+                      "method": "DeLong" + (", patient-clustered (Obuchowski)" if cl is not None else "")}
+    return out
+
+
+def add_adjusted(t: pd.DataFrame, col: str, opt: dict | None = None, prefix: str | None = None) -> list[str]:
+    """Adds the adjusted P values of the family ``t[col]`` (all its non-missing values) as
+    ``<prefix>_<method>`` columns; returns the footnote phrases naming the methods."""
+    o = stats_options(opt)
+    prefix = prefix or col
+    for m in o["adjust"]:
+        t[f"{prefix}_{m}"] = stats.adjust(t[col].to_numpy(float), m) if len(t) else []
+    return [ADJUST_NAMES[m] for m in o["adjust"]]
+
+
+def adjust_columns(t: pd.DataFrame, cols: list[str], opt: dict | None = None) -> None:
+    """One family spread over several columns (e.g. McNemar on sensitivity, on specificity, and DeLong, per
+    row): every non-missing P value of ``cols`` adjusted together, written back as ``<col>_<method>``."""
+    cols = [c for c in cols if c in t]
+    flat = t[cols].to_numpy(float).ravel() if len(t) else np.zeros(0)
+    for m in stats_options(opt)["adjust"]:
+        adj = stats.adjust(flat, m).reshape(len(t), len(cols)) if len(t) else np.zeros((0, len(cols)))
+        for j, c in enumerate(cols):
+            t[f"{c}_{m}"] = adj[:, j]
+
+
+def family_note(t: pd.DataFrame, col: str | list[str], family: str, opt: dict | None = None) -> str:
+    """The footnote naming a table's family of tests (the P values in ``col``) and its adjustment."""
+    cols = [col] if isinstance(col, str) else col
+    k = int(sum(t[c].notna().sum() for c in cols if c in t))
+    names = " and ".join(ADJUST_NAMES[m] for m in stats_options(opt)["adjust"])
+    return (f"Multiplicity: the family is {family}, {k} test{'s' if k != 1 else ''}; {names}-adjusted P values "
+            "are given beside the raw ones (columns " + ", ".join(f"{c}_{m}" for c in cols for m in
+                                                                  stats_options(opt)["adjust"]) + " in the CSV).")
+
+
+def seed_summary(t: pd.DataFrame, keys: list[str], seed_col: str = "seed") -> pd.DataFrame:
+    """With two or more seeds: ``t`` plus, per ``keys`` group, a row of the seeds' means (``seed`` = "mean")
+    and one of their SDs (``seed`` = "sd") for every numeric column; with one seed, ``t`` unchanged."""
+    if t.empty or seed_col not in t or t[seed_col].nunique() < 2:
+        return t
+    num = [c for c in t.columns if c not in keys + [seed_col] and pd.api.types.is_numeric_dtype(t[c])]
+    g = t.groupby(keys, sort=False, dropna=False)[num]
+    mean, sd = g.mean().reset_index(), g.std(ddof=1).reset_index()
+    out = pd.concat([t.assign(**{seed_col: t[seed_col].astype(str)}), mean.assign(**{seed_col: "mean"}),
+                     sd.assign(**{seed_col: "sd"})], ignore_index=True)
     return out
 
 
@@ -113,28 +196,45 @@ def _view(t: pd.DataFrame, first: list[str]) -> pd.DataFrame:
     return v[[c for c in keep if c in v]]
 
 
+def image_ci_note(opt: dict | None, what: str = "image") -> str:
+    """The footnote sentence saying how image-level (or slice-level) AUC intervals were made."""
+    n_boot = f"{stats_options(opt)['n_boot']:,}"
+    if stats_options(opt)["clustered"]:
+        return (f"At {what} level the AUC 95% CI is patient-clustered (Obuchowski 1997: a patient's {what}s are "
+                f"correlated) and the CSV adds the patient-level bootstrap CI ({n_boot} resamples of patients) and "
+                f"the naive DeLong CI (auc_naive_ci_*) that treats every {what} as independent.")
+    return (f"Paper mode: at {what} level the AUC 95% CI is DeLong's with every {what} taken as independent, as in "
+            f"the paper; it is too narrow, since a patient's {what}s are correlated (the CSV gives the "
+            f"patient-clustered CI, auc_clustered_ci_*, and the patient-level bootstrap, {n_boot} resamples).")
+
+
 def cui_tables(models: list[dict], out_dir: Path, fig_dir: Path, table3_arch: str = "resnet34",
-               table4_arch: str = "se_resnet34") -> None:
+               table4_arch: str = "se_resnet34", opt: dict | None = None, pinned: dict | None = None) -> None:
     """Cui Table 3 (one architecture over the phase sets), Table 4 (two architectures on a shared
-    phase set, with DeLong P), and Figures 2-4 (ROC curves and confusion matrices)."""
+    phase set, with DeLong P), and Figures 2-4 (ROC curves and confusion matrices). ``pinned`` names
+    the phase sets the config gave ``table4_arch`` (said in Table 4's footnote: not selected by this run)."""
     preds = {(m["arch"], m["phases"], m["seed"]): read_predictions(m) for m in models}
     rows = []
     for m in models:
         rows += metric_rows(preds[m["arch"], m["phases"], m["seed"]],
-                            {"arch": m["arch"], "phases": m["phases"], "seed": m["seed"]})
-    cols = ["arch", "phases", "seed", "level", "class", "n", "accuracy", "auc", "auc_ci_low", "auc_ci_high",
-            "auc_boot_low", "auc_boot_high", "precision", "sensitivity", "specificity", "f1", "tp", "fp", "fn", "tn", "note"]
+                            {"arch": m["arch"], "phases": m["phases"], "seed": m["seed"]}, opt)
+    cols = ["arch", "phases", "seed", "level", "class", "n", "n_patients", "accuracy", "auc", "auc_ci_low",
+            "auc_ci_high", "ci_method", "auc_boot_low", "auc_boot_high", "auc_clustered_ci_low", "auc_clustered_ci_high",
+            "auc_naive_ci_low", "auc_naive_ci_high", "precision", "sensitivity", "specificity", "f1", "tp", "fp", "fn",
+            "tn", "note"]
     t = pd.DataFrame(rows).reindex(columns=cols)
     t3 = t[t["arch"] == table3_arch].copy()
     t3.insert(1, "phase set", t3["phases"].map(PHASE_LABEL))
+    t3 = seed_summary(t3, ["arch", "phase set", "phases", "level", "class"])
     notes = ["Test set of the cui split; image level = every test image is one call (as Cui et al.), patient "
-             "level = mean probability per patient. Threshold 0.5 on P(high). AUC 95% CI by DeLong (the CSV also "
-             "gives the class-stratified bootstrap CI, 2,000 resamples); at image level both treat a patient's "
-             "images as independent, as the paper did.",
+             "level = mean probability per patient. Threshold 0.5 on P(high), fixed in advance. Patient-level AUC "
+             "95% CI by DeLong (the CSV adds the class-stratified bootstrap CI).", image_ci_note(opt),
              "Rows per class: the class taken as positive (precision, sensitivity, specificity, F1 change; "
-             "accuracy and AUC are shared)."]
+             "accuracy and AUC are shared). Each network's epoch was chosen on the validation patients."]
+    if (t3["seed"].astype(str) == "mean").any():
+        notes.append("Seeds: one row per seed, then the seeds' mean and SD (rows 'mean', 'sd').")
     write_table(out_dir / "cui_table3", t3, title=f"Cui Table 3: {table3_arch} per phase set", footnotes=notes,
-                markdown=_view(t3, ["phase set"]))
+                markdown=_view(t3, ["phase set", "seed"]))
     # Table 4: both architectures on every phase set they share, with DeLong P per level
     shared = sorted({m["phases"] for m in models if m["arch"] == table4_arch} &
                     {m["phases"] for m in models if m["arch"] == table3_arch})
@@ -146,17 +246,31 @@ def cui_tables(models: list[dict], out_dir: Path, fig_dir: Path, table3_arch: st
                 continue
             if preds[table3_arch, ph, sd].empty or preds[table4_arch, ph, sd].empty:
                 continue
-            cmp_ = compare(preds[table4_arch, ph, sd], preds[table3_arch, ph, sd])
+            cmp_ = compare(preds[table4_arch, ph, sd], preds[table3_arch, ph, sd], opt)
             sub = t[(t["phases"] == ph) & (t["seed"] == sd) & t["arch"].isin([table3_arch, table4_arch])].copy()
-            sub["delong_p"] = [cmp_[lv]["p_value"] if a == table4_arch else np.nan for a, lv in zip(sub["arch"], sub["level"])]
+            first = sub["class"] == "low"  # the test belongs to the level, not the class: once per level
+            sub["delong_p"] = [cmp_[lv]["p_value"] if a == table4_arch and f else np.nan
+                               for a, lv, f in zip(sub["arch"], sub["level"], first)]
+            sub["comparison"] = [cmp_[lv].get("method", "") if a == table4_arch and f else ""
+                                 for a, lv, f in zip(sub["arch"], sub["level"], first)]
             rows4.append(sub)
-    t4 = pd.concat(rows4, ignore_index=True) if rows4 else pd.DataFrame(columns=list(t.columns) + ["delong_p"])
-    v4 = _view(t4, ["arch", "phases"]) if len(t4) else t4
+    t4 = pd.concat(rows4, ignore_index=True) if rows4 else pd.DataFrame(columns=list(t.columns) + ["delong_p", "comparison"])
+    add_adjusted(t4, "delong_p", opt)
+    v4 = _view(t4, ["arch", "phases", "seed"]) if len(t4) else t4
     if len(t4):
         v4["DeLong P"] = [_fmt(p) for p in t4["delong_p"]]
+        for m in stats_options(opt)["adjust"]:
+            v4[f"P ({ADJUST_NAMES[m]})"] = [_fmt(p) for p in t4[f"delong_p_{m}"]]
+    pinned_note = (f"{table4_arch}'s phase set ({', '.join(pinned[table4_arch])}) is set in the config "
+                   f"(training.studies.cui.models.{table4_arch}), as Cui et al. chose theirs after Table 3; this run "
+                   "did not select it." if pinned and pinned.get(table4_arch) else "")
     write_table(out_dir / "cui_table4", t4, title=f"Cui Table 4: {table3_arch} vs {table4_arch}", markdown=v4,
-                footnotes=notes[:1] + [f"DeLong P: {table4_arch} vs {table3_arch} on the same test images (image "
-                                       "level) or patients (patient level), two-sided."])
+                footnotes=notes[:2] + [f"DeLong P: {table4_arch} vs {table3_arch} on the same test images (image "
+                                       "level, on the patient-clustered covariance unless paper mode) or patients "
+                                       "(patient level), two-sided, once per level (on the low-class row).",
+                                       family_note(t4, "delong_p", f"this table's {table4_arch} vs {table3_arch} "
+                                                   "comparisons (phase sets x levels x seeds)", opt)]
+                + ([pinned_note] if pinned_note else []))
     _figures(models, preds, fig_dir)
 
 
@@ -227,7 +341,7 @@ def _figures(models: list[dict], preds: dict, fig_dir: Path) -> None:
     panels = []
     for m in models:
         pr = preds[m["arch"], m["phases"], m["seed"]]
-        y, p, _ = _levels(pr)["image"] if not pr.empty else (None, None, None)
+        y, p, _, _ = _levels(pr)["image"] if not pr.empty else (None, None, None, None)
         panels.append((f"{m['arch']}\n{m['phases']}", y, None if p is None else (p >= 0.5).astype(int)))
     confusion_figure(panels, fig_dir / "cui_confusion")
 
@@ -250,46 +364,108 @@ def li_patient_calls(pred: pd.DataFrame, set_name: str) -> pd.DataFrame:
 
 def _ci_text(r: dict | pd.Series, prefix: str = "") -> str:
     a = r[f"{prefix}auc"]
+    if str(r.get("seed", "")) == "sd":  # the seeds' SD row: the SD of the AUC, no interval
+        return "" if a != a else f"SD {a:.3f}"
     return "" if a != a else f"{a:.3f} ({r[f'{prefix}auc_ci_low']:.3f}–{r[f'{prefix}auc_ci_high']:.3f})"
 
 
+def choose_reference(t2: pd.DataFrame, seed, selection: str) -> tuple[str, str]:
+    """The reference phase of Li Table 2 for one seed, and what it was chosen on: the best AUC on the
+    validation patients (``selection`` validation), or on the test patients (``test``: the paper's post
+    hoc procedure); ("", reason) when no phase can be chosen without the test patients."""
+    set_name = "val" if selection == "validation" else "test"
+    cand = t2[(t2["set"] == set_name) & (t2["seed"] == seed) & t2["auc"].notna()]
+    if cand.empty:
+        return "", ("no validation patients in the split: no phase is chosen, every pair of phases is compared"
+                    if selection == "validation" else "no test AUC")
+    best = cand.sort_values(["auc", "phases"], ascending=[False, True], kind="stable")["phases"].iloc[0]
+    return best, ("best validation AUC" if set_name == "val" else "selected post hoc on the test set (paper mode)")
+
+
+def li_comparisons(t2: pd.DataFrame, preds: dict, strong: str, opt: dict | None = None) -> pd.DataFrame:
+    """Li Table 2's tests: per seed, each phase against the reference phase (chosen by ``choose_reference``,
+    never on test patients unless paper mode) or, without a reference, every pair of phases; DeLong on the
+    test patients both models saw, with the family's adjusted P values."""
+    o = stats_options(opt)
+    rows = []
+    for sd in sorted(set(t2["seed"])):
+        test = t2[(t2["set"] == "test") & (t2["seed"] == sd) & t2["auc"].notna()]
+        ref, basis = choose_reference(t2, sd, o["selection"])
+        phases = list(dict.fromkeys(test["phases"]))
+        pairs = ([(ph, ref) for ph in phases if ph != ref] if ref else
+                 [(a, b) for i, a in enumerate(phases) for b in phases[i + 1:]])
+        for a, b in pairs:
+            c = compare(preds[strong, a, sd], preds[strong, b, sd], opt)["patient"]
+            rows.append({"seed": sd, "phase_a": a, "phase_b": b, "reference": ref, "chosen_on": basis,
+                         "n": c.get("n"), "auc_a": c.get("auc_a", np.nan), "auc_b": c.get("auc_b", np.nan),
+                         "difference": c.get("difference", np.nan), "z": c.get("z", np.nan), "p_value": c["p_value"]})
+    out = pd.DataFrame(rows, columns=["seed", "phase_a", "phase_b", "reference", "chosen_on", "n", "auc_a", "auc_b",
+                                      "difference", "z", "p_value"])
+    add_adjusted(out, "p_value", opt)
+    return out
+
+
 def li_tables(models: list[dict], out_dir: Path, fig_dir: Path, strong: str = "resnet3d18",
-              weak: str = "resnet18") -> dict[str, pd.DataFrame]:
-    """Li Table 2 (strong, per phase, DeLong P vs the best phase), Table 3 (weak, slice and patient
-    level), the strong-vs-weak McNemar/DeLong table, and Figures 4-5 / A1-A2 (ROC, confusion)."""
+              weak: str = "resnet18", opt: dict | None = None) -> dict[str, pd.DataFrame]:
+    """Li Table 2 (strong, per phase, DeLong P vs a reference phase chosen without test patients, or all
+    pairs), its comparisons table, Table 3 (weak, slice and patient level), the strong-vs-weak
+    McNemar/DeLong table, and Figures 4-5 / A1-A2 (ROC, confusion)."""
+    o = stats_options(opt)
     preds = {(m["arch"], m["phases"], m["seed"]): read_predictions(m) for m in models}
-    seeds = sorted({m["seed"] for m in models})
     # Table 2: the 3D model, one cube (= one image) per patient
     rows2 = []
     for m in models:
         if m["arch"] != strong:
             continue
         pr = preds[strong, m["phases"], m["seed"]]
-        for set_name in ("train", "test"):
-            y, p, ids = _levels(pr, set_name)["patient"] if not pr.empty else (np.zeros(0), np.zeros(0), [])
-            rows2.append({"phases": m["phases"], "seed": m["seed"], "set": set_name, **binary_summary(y, p)})
-    t2 = pd.DataFrame(rows2)
-    if len(t2):
-        t2["delong_p_vs_best"] = np.nan
-        t2["best_phase"] = ""
-        for sd in seeds:
-            test = t2[(t2["set"] == "test") & (t2["seed"] == sd) & t2["auc"].notna()]
-            if test.empty:
+        for set_name in ("train", "val", "test"):
+            if set_name == "val" and (pr.empty or not (pr["set"] == "val").any()):
                 continue
-            best = test.sort_values("auc", ascending=False)["phases"].iloc[0]
-            for i in test.index:
-                ph = t2.loc[i, "phases"]
-                if ph != best:  # DeLong on the patients both models saw (the shared comparison of Cui Table 4)
-                    t2.loc[i, "delong_p_vs_best"] = compare(preds[strong, ph, sd], preds[strong, best, sd])["patient"]["p_value"]
-                t2.loc[i, "best_phase"] = best
+            y, p, _, _ = _levels(pr, set_name)["patient"] if not pr.empty else (np.zeros(0), np.zeros(0), [], [])
+            rows2.append({"phases": m["phases"], "seed": m["seed"], "set": set_name, **binary_summary(y, p, opt=o)})
+    t2 = pd.DataFrame(rows2)
+    comp = li_comparisons(t2, preds, strong, o) if len(t2) else li_comparisons(
+        pd.DataFrame(columns=["set", "seed", "auc", "phases"]), preds, strong, o)
+    if len(t2):
+        t2["reference_phase"], t2["chosen_on"] = "", ""
+        t2["delong_p_vs_reference"] = np.nan
+        for m in o["adjust"]:
+            t2[f"delong_p_vs_reference_{m}"] = np.nan
+        for sd in sorted(set(t2["seed"])):
+            ref, basis = choose_reference(t2, sd, o["selection"])
+            sel = t2["seed"] == sd
+            t2.loc[sel, "reference_phase"], t2.loc[sel, "chosen_on"] = ref, basis
+            if not ref:
+                continue
+            for _, c in comp[(comp["seed"] == sd) & (comp["phase_b"] == ref)].iterrows():
+                i = t2.index[sel & (t2["set"] == "test") & (t2["phases"] == c["phase_a"])]
+                t2.loc[i, "delong_p_vs_reference"] = c["p_value"]
+                for m in o["adjust"]:
+                    t2.loc[i, f"delong_p_vs_reference_{m}"] = c[f"p_value_{m}"]
+    t2 = seed_summary(t2, ["phases", "set"]) if len(t2) else t2
     v2 = pd.DataFrame({"Phase": t2["phases"].str.upper(), "Seed": t2["seed"], "Set": t2["set"], "n": t2["n"],
                        "AUC (95% CI)": [_ci_text(r) for _, r in t2.iterrows()],
                        **{c.capitalize(): t2[c].map(_fmt) for c in ("accuracy", "sensitivity", "specificity")},
-                       "DeLong P vs best": t2["delong_p_vs_best"].map(_fmt)}) if len(t2) else t2
+                       "Reference": t2["reference_phase"].fillna("").str.upper(),
+                       "DeLong P vs reference": t2["delong_p_vs_reference"].map(_fmt),
+                       **{f"P ({ADJUST_NAMES[m]})": t2[f"delong_p_vs_reference_{m}"].map(_fmt) for m in o["adjust"]}}
+                      ) if len(t2) else t2
+    bases = sorted({b for b in comp["chosen_on"]} | ({b for b in t2["chosen_on"].dropna() if b} if len(t2) else set()))
     write_table(out_dir / "li_table2", t2, title=f"Li Table 2: strongly supervised {strong} per phase", markdown=v2,
                 footnotes=["One 32³ tumour cube per patient; threshold 0.5 on P(high); sensitivity for high grade. "
                            "AUC 95% CI by DeLong (bootstrap CI in the CSV).",
-                           "DeLong P: each phase's test-set AUC against the best phase's, on the same patients."])
+                           "DeLong P: each phase's test-set AUC against the reference phase's, on the same patients. "
+                           "Reference: " + ("; ".join(bases) if bases else "none") + "." +
+                           (" Selected post hoc on the test set, as Li et al. did: these P values lean towards "
+                            "significance." if o["selection"] == "test" else
+                            " Never chosen on the test patients; without a reference see li_comparisons."),
+                           family_note(comp, "p_value", "the phases' comparisons of each seed (li_comparisons)", o)])
+    vc = comp.assign(**{c: comp[c].map(_fmt) for c in ["auc_a", "auc_b", "difference", "p_value"] +
+                        [f"p_value_{m}" for m in o["adjust"]]})
+    write_table(out_dir / "li_comparisons", comp, title=f"Li Table 2's tests: {strong} phases compared (DeLong, test set)",
+                markdown=vc, footnotes=["Each row: DeLong's test of two phases' test-set AUCs on the patients both "
+                                        "models saw (two-sided); difference = AUC a - AUC b.",
+                                        family_note(comp, "p_value", "all rows of this table", o)])
     # Table 3: the 2D model, per slice and per patient (Li's rule, and the mean probability)
     rows3, calls = [], {}
     for m in models:
@@ -299,17 +475,17 @@ def li_tables(models: list[dict], out_dir: Path, fig_dir: Path, strong: str = "r
         for set_name in ("train", "test"):
             if pr.empty:
                 continue
-            y, p, _ = _levels(pr, set_name)["image"]
+            y, p, _, pid = _levels(pr, set_name)["image"]
             pc = li_patient_calls(pr, set_name)
             calls[m["phases"], m["seed"], set_name] = pc
-            sl = binary_summary(y, p)
+            sl = binary_summary(y, p, pid, opt=o)
             pat = binary_summary(pc["label"].to_numpy(), pc["call_li"].to_numpy(float))  # calls as 0/1 scores
             mean = binary_summary(pc["label"].to_numpy(), pc["prob_mean"].to_numpy())
             rows3.append({"phases": m["phases"], "seed": m["seed"], "set": set_name,
                           **{f"slice_{k}": v for k, v in sl.items()},
                           **{f"li_{k}": pat[k] for k in ("n", "accuracy", "sensitivity", "specificity")},
                           **{f"mean_{k}": v for k, v in mean.items()}})
-    t3 = pd.DataFrame(rows3)
+    t3 = seed_summary(pd.DataFrame(rows3), ["phases", "set"])
     v3 = pd.DataFrame({"Phase": t3["phases"].str.upper(), "Seed": t3["seed"], "Set": t3["set"],
                        "Slices": t3["slice_n"], "Slice AUC (95% CI)": [_ci_text(r, "slice_") for _, r in t3.iterrows()],
                        **{f"Slice {c}": t3[f"slice_{c}"].map(_fmt) for c in ("accuracy", "sensitivity", "specificity")},
@@ -320,6 +496,7 @@ def li_tables(models: list[dict], out_dir: Path, fig_dir: Path, strong: str = "r
                 footnotes=["Single slice: every tumour slice is one call. >3 slices: Li's patient rule, a grade needs "
                            "more than three consecutive slices with that call, adjacent slices linked by tumour-box "
                            "IoU > 0.3 (high wins if both; neither: mean probability). Threshold 0.5.",
+                           image_ci_note(o, "slice"),
                            "The last column ranks patients by their mean slice probability (our addition)."])
     # strong vs weak, per phase and seed, on the test patients both models saw
     rows = []
@@ -330,7 +507,7 @@ def li_tables(models: list[dict], out_dir: Path, fig_dir: Path, strong: str = "r
         pc = calls.get((m["phases"], m["seed"], "test"))
         if ps.empty or pc is None or pc.empty:
             continue
-        ys, p_s, ids = _levels(ps)["patient"]
+        ys, p_s, ids, _ = _levels(ps)["patient"]
         st = pd.DataFrame({"label": ys, "prob_strong": p_s}, index=ids)
         j = st.join(pc.set_index("patient_id")[["call_li", "prob_mean"]], how="inner")
         call_s = (j["prob_strong"] >= 0.5).astype(int).to_numpy()
@@ -348,20 +525,28 @@ def li_tables(models: list[dict], out_dir: Path, fig_dir: Path, strong: str = "r
             rec.update(auc_strong=d["auc_a"], auc_weak=d["auc_b"], delong_p=d["p_value"])
         rows.append(rec)
     mc = pd.DataFrame(rows)
+    fam = ["sensitivity_p_exact", "specificity_p_exact", "delong_p"]
+    adjust_columns(mc, fam, o)
+    h = o["adjust"][0]
     vm = pd.DataFrame({"Phase": mc["phases"].str.upper(), "Seed": mc["seed"], "Patients": mc["n"],
                        "Sensitivity strong / weak": [f"{a:.3f} / {b:.3f}" if a == a else "" for a, b in
                                                      zip(mc["sensitivity_strong"], mc["sensitivity_weak"])],
                        "McNemar P (exact)": mc["sensitivity_p_exact"].map(_fmt),
+                       f"{ADJUST_NAMES[h]}": mc[f"sensitivity_p_exact_{h}"].map(_fmt),
                        "Specificity strong / weak": [f"{a:.3f} / {b:.3f}" if a == a else "" for a, b in
                                                      zip(mc["specificity_strong"], mc["specificity_weak"])],
                        "McNemar P (exact) ": mc["specificity_p_exact"].map(_fmt),
-                       "DeLong P (AUC)": mc.get("delong_p", pd.Series(np.nan, index=mc.index)).map(_fmt)}) \
+                       f"{ADJUST_NAMES[h]} ": mc[f"specificity_p_exact_{h}"].map(_fmt),
+                       "DeLong P (AUC)": mc.get("delong_p", pd.Series(np.nan, index=mc.index)).map(_fmt),
+                       f"{ADJUST_NAMES[h]}  ": mc.get(f"delong_p_{h}", pd.Series(np.nan, index=mc.index)).map(_fmt)}) \
         if len(mc) else mc
     write_table(out_dir / "li_mcnemar", mc, title="Li: strongly (3D) vs weakly (2D, >3-slice rule) supervised, test set",
                 markdown=vm, footnotes=["McNemar on paired correct/incorrect calls: sensitivity among the high-grade, "
                                         "specificity among the low-grade test patients (exact binomial; the CSV also "
                                         "gives chi-square with continuity correction).",
-                                        "DeLong: the 3D P(high) against the 2D mean slice probability per patient."])
+                                        "DeLong: the 3D P(high) against the 2D mean slice probability per patient.",
+                                        family_note(mc, fam, "every test of this table (McNemar on sensitivity and "
+                                                    "on specificity, and DeLong, per phase and seed)", o)])
     _li_figures(models, preds, calls, fig_dir, strong, weak)
     return {"table2": t2, "table3": t3, "mcnemar": mc}
 
@@ -381,14 +566,14 @@ def _li_figures(models, preds, calls, fig_dir: Path, strong: str, weak: str) -> 
             pc = calls[m["phases"], m["seed"], "test"]
             panels.append((f"{weak} {m['phases'].upper()}\n>3-slice rule", pc["label"].to_numpy(), pc["call_li"].to_numpy()))
         else:
-            y, p, _ = _levels(pr)["patient"]
+            y, p, _, _ = _levels(pr)["patient"]
             panels.append((f"{m['arch']} {m['phases'].upper()}\nper patient", y, (p >= 0.5).astype(int)))
     confusion_figure(panels, fig_dir / "li_confusion")
 
 
 # --------------------------------------------------------------------------------------------------- Dai
 
-def dai_tables(models: list[dict], out_dir: Path, fig_dir: Path) -> pd.DataFrame:
+def dai_tables(models: list[dict], out_dir: Path, fig_dir: Path, opt: dict | None = None) -> pd.DataFrame:
     """Dai Table 5: per (architecture, phase set, variant, seed), the k folds' test predictions pooled
     (out of fold) at slice and patient level, and the mean and SD of the per-fold AUCs; Figures 9-10."""
     groups: dict[tuple, list[tuple[int, pd.DataFrame]]] = {}
@@ -406,16 +591,16 @@ def dai_tables(models: list[dict], out_dir: Path, fig_dir: Path) -> pd.DataFrame
             for f, p in folds:
                 if p.empty:
                     continue
-                y, pr, _ = _levels(p)[level]
+                y, pr, _, _ = _levels(p)[level]
                 if len(np.unique(y)) == 2:
                     fold_aucs.append(stats.delong(y, pr)[0][0])
-            y, pr, _ = _levels(test)[level] if len(test) else (np.zeros(0), np.zeros(0), [])
+            y, pr, _, pid = _levels(test)[level] if len(test) else (np.zeros(0), np.zeros(0), [], [])
             rows.append({"arch": arch, "phases": ph, "variant": var, "batch": hp_batch, "seed": sd, "level": level,
                          "folds": len(folds), "folds_trained": sum(not p.empty for _, p in folds),
-                         **binary_summary(y, pr),
+                         **binary_summary(y, pr, pid if level == "image" else None, opt=opt),
                          "fold_auc_mean": float(np.mean(fold_aucs)) if fold_aucs else np.nan,
                          "fold_auc_sd": float(np.std(fold_aucs, ddof=1)) if len(fold_aucs) > 1 else np.nan})
-    t5 = pd.DataFrame(rows)
+    t5 = seed_summary(pd.DataFrame(rows), ["arch", "phases", "variant", "batch", "level"])
     v5 = pd.DataFrame({"Model": t5["arch"] + " " + t5["phases"].str.upper(), "Variant": t5["variant"],
                        "Batch": t5["batch"], "Level": t5["level"], "n": t5["n"],
                        **{c.capitalize(): t5[c].map(_fmt) for c in ("sensitivity", "specificity", "accuracy")},
@@ -426,13 +611,16 @@ def dai_tables(models: list[dict], out_dir: Path, fig_dir: Path) -> pd.DataFrame
                 markdown=v5, footnotes=["Pooled: every fold's test predictions together (each patient predicted once, "
                                         "by the model that did not train on it). Slice level: every slice is one "
                                         "call; patient level: mean probability. Threshold 0.5; sensitivity for high "
-                                        "grade. AUC 95% CI by DeLong (bootstrap CI in the CSV)."])
+                                        "grade. Patient-level AUC 95% CI by DeLong (bootstrap CI in the CSV).",
+                                        image_ci_note(opt, "slice"),
+                                        "No test: the variants are described side by side, none is selected (every "
+                                        "fold trains for its set number of epochs; there is no validation set)."])
     roc_figure([(f"ROC, out-of-fold, {'slice' if level == 'image' else level} level",
                  [(f"{a} {ph} {v} s{sd}", *_levels(t)[level][:2]) for (a, ph, v, sd), t in pooled.items() if len(t)])
                 for level in ("image", "patient")], fig_dir / "dai_roc")
     panels = []
     for (a, ph, v, sd), t in pooled.items():
-        y, p, _ = _levels(t)["image"] if len(t) else (None, None, None)
+        y, p, _, _ = _levels(t)["image"] if len(t) else (None, None, None, None)
         panels.append((f"{a} {v}\nslices, out-of-fold", y, None if p is None else (p >= 0.5).astype(int)))
     confusion_figure(panels, fig_dir / "dai_confusion")
     return t5
@@ -444,9 +632,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--models", required=True, help="JSON list of cells {arch, phases, variant, fold, seed, dir}")
     ap.add_argument("--tables", required=True)
     ap.add_argument("--figures", required=True)
+    ap.add_argument("--stats", default="{}", help="JSON: the config's statistics section (mode, adjust, n_boot)")
+    ap.add_argument("--pinned", default="{}", help="JSON: {arch: [phase sets]} the config fixes (Cui Table 4)")
     a = ap.parse_args(argv)
     models = json.loads(a.models)
-    {"cui": cui_tables, "li": li_tables, "dai": dai_tables}[a.study](models, Path(a.tables), Path(a.figures))
+    opt = stats_options(json.loads(a.stats))
+    if a.study == "cui":
+        cui_tables(models, Path(a.tables), Path(a.figures), opt=opt, pinned=json.loads(a.pinned))
+    else:
+        {"li": li_tables, "dai": dai_tables}[a.study](models, Path(a.tables), Path(a.figures), opt=opt)
     print(f"{len(models)} models evaluated")
 
 

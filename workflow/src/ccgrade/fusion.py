@@ -6,10 +6,18 @@ and an L1 (LASSO) logistic regression whose penalty is chosen by stratified cros
 training patients (AUC). Its linear predictor is the block's score (the "radiomics score", "deep
 score"). The clinical model is a logistic regression on the configured variables (categorical ones
 one-hot). The combined model is a logistic regression on the block scores and the clinical variables;
-the training scores it is fitted on are out-of-fold (each training patient scored by a block model that
-did not see it), so the fusion weights are not fitted to in-sample scores. Every step's statistics
-(medians, kept columns, means, SDs, penalties) come from the training patients: test patients never
-influence what is selected or how it is scaled.
+the training scores it is fitted on are out-of-fold at the LASSO step (each training patient scored by a
+block model that did not see it). The deep block is the exception that remains: its features are the
+embeddings of a CNN trained on the same training patients, so its training scores are in-sample at the
+network step and the combined model over-weights it (the table's footnote says so; the nested CV leaves
+it out). Every step's statistics (medians, kept columns, means, SDs, penalties) come from the training
+patients: test patients never influence what is selected or how it is scaled.
+
+Comparisons with the combined model are of nested models (each block and the clinical model are parts
+of it), for which DeLong's test is invalid (Demler, Pencina & D'Agostino, Stat Med 2012): the tables give
+the likelihood-ratio test of the nested designs on the training patients, and the AUC difference with
+a paired patient-bootstrap CI on each set; calibration by Hosmer-Lemeshow (g df held out, g - 2 in
+sample), logistic recalibration slope and intercept, and Spiegelhalter's z.
 """
 
 from __future__ import annotations
@@ -184,6 +192,7 @@ def fit_fusion(train: pd.DataFrame, test: pd.DataFrame, y_train: np.ndarray, *, 
         for name, cols in blocks.items():
             X_tr_in[f"{name}_score"] = fitted["blocks"][name].score(train[cols])
         preds["train"]["combined"], preds["test"]["combined"] = comb.prob(X_tr_in), comb.prob(X_te)
+        fitted["lr"] = nested_lr_tests(X_tr, y_train, blocks, c_tr.columns if clinical else [])
     rows = []
     for set_name, df in (("train", train), ("test", test)):
         for model, p in preds[set_name].items():
@@ -192,28 +201,35 @@ def fit_fusion(train: pd.DataFrame, test: pd.DataFrame, y_train: np.ndarray, *, 
     return pd.concat(rows, ignore_index=True), fitted
 
 
+def nested_lr_tests(X: pd.DataFrame, y: np.ndarray, blocks: dict, clinical_cols) -> dict[str, dict]:
+    """Likelihood-ratio test of each part model (a block's score, the clinical variables) against the
+    combined design that contains it, both refitted by unpenalised maximum likelihood on the training
+    patients' combined design (out-of-fold block scores). A fit that fails (separation) gives NaN."""
+    from . import stats
+
+    parts = {name: [f"{name}_score"] for name in blocks}
+    if len(clinical_cols):
+        parts["clinical"] = list(clinical_cols)
+    out = {}
+    for name, cols in parts.items():
+        try:
+            out[name] = stats.lr_test(y, X[cols].to_numpy(float), X.to_numpy(float))
+        except Exception as e:  # noqa: BLE001 - statsmodels raises several kinds on separation
+            out[name] = {"lr_chi2": np.nan, "lr_df": np.nan, "lr_p": np.nan, "lr_note": f"not fitted: {e}"}
+    return out
+
+
 # ------------------------------------------------------------------------------ calibration and decisions
 
 def brier(y: np.ndarray, p: np.ndarray) -> float:
     return float(np.mean((np.asarray(p, float) - np.asarray(y, float)) ** 2))
 
 
-def hosmer_lemeshow(y: np.ndarray, p: np.ndarray, groups: int = 10) -> dict:
-    """Hosmer-Lemeshow goodness of fit: patients in ``groups`` groups of equal size by predicted risk;
-    chi-square with groups - 2 degrees of freedom."""
-    from scipy import stats
+def hosmer_lemeshow(y: np.ndarray, p: np.ndarray, groups: int = 10, held_out: bool = True) -> dict:
+    """Hosmer-Lemeshow (``stats.hosmer_lemeshow``): g df on held-out predictions, g - 2 in sample."""
+    from . import stats
 
-    y, p = np.asarray(y, float), np.asarray(p, float)
-    order = np.argsort(p, kind="stable")
-    g = min(groups, len(y))
-    chi2 = 0.0
-    for idx in np.array_split(order, g):
-        n, obs, exp = len(idx), y[idx].sum(), p[idx].sum()
-        pm = exp / n
-        if 0 < pm < 1:
-            chi2 += (obs - exp) ** 2 / (n * pm * (1 - pm))
-    df = max(g - 2, 1)
-    return {"hl_chi2": float(chi2), "hl_df": df, "hl_p": float(stats.chi2.sf(chi2, df))}
+    return stats.hosmer_lemeshow(y, p, groups, held_out)
 
 
 def calibration_curve(y: np.ndarray, p: np.ndarray, bins: int = 5) -> pd.DataFrame:
@@ -356,11 +372,11 @@ def nested_cv(df: pd.DataFrame, blocks: dict[str, list[str]], *, clinical: list[
     return pd.concat(rows, ignore_index=True)
 
 
-def nested_table(pred: pd.DataFrame) -> pd.DataFrame:
+def nested_table(pred: pd.DataFrame, opt: dict | None = None) -> pd.DataFrame:
     """Per model: the pooled out-of-fold summary (model_table) and the outer folds' AUC mean and SD."""
     from sklearn.metrics import roc_auc_score
 
-    t = model_table(pred)
+    t = model_table(pred, opt=opt)
     per_fold = {m: [roc_auc_score(d["label"], d["prob_high"]) for _, d in g.groupby("fold") if d["label"].nunique() == 2]
                 for m, g in pred.groupby("model")}
     t["outer_folds"] = int(pred["fold"].nunique())
@@ -372,12 +388,15 @@ def nested_table(pred: pd.DataFrame) -> pd.DataFrame:
 MODEL_ORDER = ["radiomics", "deep", "clinical", "combined"]
 
 
-def model_table(pred: pd.DataFrame) -> pd.DataFrame:
-    """Per model and set: AUC (DeLong and bootstrap CIs), accuracy, sensitivity, specificity, Brier,
-    Hosmer-Lemeshow; on the test set, DeLong P of the combined model against each other model."""
+def model_table(pred: pd.DataFrame, lr: dict | None = None, opt: dict | None = None) -> pd.DataFrame:
+    """Per model and set: AUC (DeLong and bootstrap CIs), accuracy, sensitivity, specificity, Brier and
+    calibration (``stats.calibration``: held out unless the set is ``train``); against the combined model,
+    the AUC difference (combined - model) with its paired patient-bootstrap CI, and on the training rows
+    the likelihood-ratio test of the nested designs (``lr``, from ``fit_fusion``) with adjusted P values."""
     from . import stats
-    from .evaluate import binary_summary
+    from .evaluate import add_adjusted, binary_summary, stats_options
 
+    o = stats_options(opt)
     rows = []
     models_ = [m for m in MODEL_ORDER if m in set(pred["model"])]
     for set_name in dict.fromkeys(pred["set"]):
@@ -386,13 +405,23 @@ def model_table(pred: pd.DataFrame) -> pd.DataFrame:
         for m in models_:
             t = s[s["model"] == m].set_index("patient_id")
             y, p = t["label"].to_numpy(int), t["prob_high"].to_numpy(float)
-            row = {"model": m, "set": set_name, **binary_summary(y, p), "brier": brier(y, p),
-                   **hosmer_lemeshow(y, p), "delong_p_vs_combined": np.nan}
+            row = {"model": m, "set": set_name, **binary_summary(y, p, opt=o), "brier": brier(y, p),
+                   **stats.calibration(y, p, held_out=set_name != "train"),
+                   "delta_auc_vs_combined": np.nan, "delta_auc_boot_low": np.nan, "delta_auc_boot_high": np.nan,
+                   "lr_chi2": np.nan, "lr_df": np.nan, "lr_p": np.nan}
             if m != "combined" and len(comb) and len(np.unique(y)) == 2:
                 c = comb.loc[t.index, "prob_high"].to_numpy(float)
-                row["delong_p_vs_combined"] = stats.delong_test(y, c, p)["p_value"]
+                b = stats.cluster_bootstrap(y, np.vstack([c, p]), n_boot=o["n_boot"], seed=0)
+                auc = stats.delong(y, np.vstack([c, p]))[0]
+                row.update(delta_auc_vs_combined=float(auc[0] - auc[1]), delta_auc_boot_low=-float(b["diff_high"][1]),
+                           delta_auc_boot_high=-float(b["diff_low"][1]))
+            if lr and set_name == "train" and m in lr:
+                row.update({k: lr[m][k] for k in ("lr_chi2", "lr_df", "lr_p")})
             rows.append(row)
-    return pd.DataFrame(rows)
+    t = pd.DataFrame(rows)
+    if len(t):
+        add_adjusted(t, "lr_p", o)
+    return t
 
 
 def _table_view(t: pd.DataFrame) -> pd.DataFrame:
@@ -401,7 +430,18 @@ def _table_view(t: pd.DataFrame) -> pd.DataFrame:
 
     view = pd.DataFrame({"Model": t["model"], "Set": t["set"], "n": t["n"], "AUC (95% CI)": [_ci_text(r) for _, r in t.iterrows()],
                          **{c.capitalize(): t[c].map(_fmt) for c in ("accuracy", "sensitivity", "specificity", "brier")},
-                         "Hosmer-Lemeshow P": t["hl_p"].map(_fmt), "DeLong P vs combined": t["delong_p_vs_combined"].map(_fmt)})
+                         "Calibration slope / intercept": [f"{_fmt(a)} / {_fmt(b)}" if a == a else "" for a, b in
+                                                           zip(t["cal_slope"], t["cal_intercept"])],
+                         "Hosmer-Lemeshow P (df)": [f"{_fmt(p)} ({d})" if p == p else "" for p, d in zip(t["hl_p"], t["hl_df"])],
+                         "Spiegelhalter P": t["spiegelhalter_p"].map(_fmt),
+                         "ΔAUC combined − model (95% CI)": [
+                             f"{d:.3f} ({lo:.3f} to {hi:.3f})" if d == d else "" for d, lo, hi in
+                             zip(t["delta_auc_vs_combined"], t["delta_auc_boot_low"], t["delta_auc_boot_high"])]})
+    if t["lr_p"].notna().any():
+        h = [c for c in t.columns if c.startswith("lr_p_")]
+        view["LR test P vs combined"] = t["lr_p"].map(_fmt)
+        for c in h:
+            view[f"LR P ({c.removeprefix('lr_p_')})"] = t[c].map(_fmt)
     if "fold_auc_mean" in t:
         view.insert(4, "Outer folds' AUC (mean ± SD)",
                     [f"{_fmt(m)} ± {_fmt(sd)}" for m, sd in zip(t["fold_auc_mean"], t["fold_auc_sd"])])
@@ -411,14 +451,32 @@ def _table_view(t: pd.DataFrame) -> pd.DataFrame:
 NESTED_TITLE = "Nested cross-validation of the fusion pipeline (pooled out-of-fold predictions)"
 
 
-def write_nested(pred: pd.DataFrame, tables: Path, *, outer: int, cv: int, dropped: list[str]) -> pd.DataFrame:
+def comparison_notes(lr: bool) -> list[str]:
+    """Footnotes on how the fusion tables compare and calibrate models."""
+    notes = ["Each model is nested in the combined one, so the combined model is not compared by DeLong's test "
+             "(invalid for nested models): ΔAUC = combined − model on the same patients, 95% CI from a paired "
+             "bootstrap of patients (class-stratified)."]
+    if lr:
+        notes.append("LR test (training rows): likelihood-ratio test of the model's design against the combined design "
+                     "containing it, both refitted by unpenalised maximum likelihood on the training patients (out-of-fold "
+                     "block scores); family: these LR tests, Holm-adjusted (lr_p_holm).")
+    notes.append("Calibration: slope and intercept by logistic recalibration (ideal 1 and 0); Hosmer-Lemeshow in 10 "
+                 "groups of equal size by predicted risk (fewer when there are fewer patients), chi-square over both "
+                 "outcomes with g df on held-out predictions and g − 2 on the training patients; a group expecting "
+                 "none of an observed outcome is counted (hl_degenerate), never skipped; Spiegelhalter's z test.")
+    return notes
+
+
+def write_nested(pred: pd.DataFrame, tables: Path, *, outer: int, cv: int, dropped: list[str],
+                 opt: dict | None = None) -> pd.DataFrame:
     """The nested cross-validation table (CSV + Markdown)."""
     from .outputs import write_table
 
-    t = nested_table(pred)
+    t = nested_table(pred, opt)
     notes = [f"Every patient predicted once, by the whole pipeline refitted on the other {outer - 1} of {outer} "
              f"stratified outer folds (inner {cv}-fold CV for the LASSO penalty and the out-of-fold block scores); "
-             "AUC 95% CI by DeLong on the pooled out-of-fold predictions (bootstrap CI in the CSV); threshold 0.5."]
+             "AUC 95% CI by DeLong on the pooled out-of-fold predictions (bootstrap CI in the CSV); threshold 0.5."
+             ] + comparison_notes(lr=False)
     if dropped:
         notes.append(f"Left out of the nested CV: the {', '.join(dropped)} block (its network was trained on a fixed "
                      "split, so its embeddings of that split's training patients carry their labels).")
@@ -427,17 +485,21 @@ def write_nested(pred: pd.DataFrame, tables: Path, *, outer: int, cv: int, dropp
 
 
 def write_outputs(pred: pd.DataFrame, fitted: dict, left: pd.DataFrame, tables: Path, figures: Path,
-                  thresholds: np.ndarray) -> pd.DataFrame:
+                  thresholds: np.ndarray, opt: dict | None = None) -> pd.DataFrame:
     """Fusion tables (models, coefficients, selected features) and figures (ROC, calibration, DCA)."""
     from .evaluate import _fmt, roc_figure
     from .outputs import pyplot, save_figure, write_table
 
-    t = model_table(pred)
+    t = model_table(pred, fitted.get("lr"), opt)
     view = _table_view(t)
     notes = ["Fitted on the training patients only (validation patients join them); threshold 0.5. AUC 95% CI by "
              "DeLong (bootstrap CI in the CSV). Block models: LASSO logistic regression on the block's filtered, "
              "standardised features; combined: logistic regression on the out-of-fold block scores and the clinical "
-             "variables."]
+             "variables."] + comparison_notes(lr=bool(fitted.get("lr")))
+    if "deep" in fitted.get("blocks", {}):
+        notes.append("In-sample deep block: its features are embeddings of a CNN trained on these same training "
+                     "patients, so its training scores (out-of-fold only at the LASSO step) are optimistic and the "
+                     "combined model over-weights it; its test rows are honest. The nested CV leaves it out.")
     if len(left):
         notes.append(f"{len(left)} patients left out (see fusion_left_out.tsv in results/fusion).")
     write_table(tables / "fusion_models", t, title="Radiomics, deep and clinical models and their fusion (Sun et al.)",
@@ -568,7 +630,8 @@ def main(argv: list[str] | None = None) -> None:
                for f in bm.kept]
         write_tsv(out / "selected_features.tsv", pd.DataFrame(sel, columns=["block", "feature", "selected"]))
         lo, hi, step = prm.get("thresholds", [0.01, 0.99, 0.01])
-        t = write_outputs(pred, fitted, left, Path(a.tables), Path(a.figures), np.arange(lo, hi + 1e-9, step))
+        t = write_outputs(pred, fitted, left, Path(a.tables), Path(a.figures), np.arange(lo, hi + 1e-9, step),
+                          opt=prm.get("statistics"))
         print(t[["model", "set", "n", "auc", "auc_ci_low", "auc_ci_high"]].to_string(index=False))
     outer = int(prm.get("nested_cv", 0))
     if outer:  # the nested CV runs over all patients: it does not need the holdout fit to have worked
@@ -592,7 +655,8 @@ def _run_nested(cohort: pd.DataFrame, rad: pd.DataFrame | None, prm: dict, outer
         print(f"nested CV not fitted: {e}")
         return
     write_tsv(out / "nested_predictions.tsv", pred)
-    t = write_nested(pred, tables, outer=int(pred["fold"].nunique()), cv=cv, dropped=dropped)
+    t = write_nested(pred, tables, outer=int(pred["fold"].nunique()), cv=cv, dropped=dropped,
+                     opt=prm.get("statistics"))
     print(t[["model", "set", "n", "auc", "auc_ci_low", "auc_ci_high", "fold_auc_mean"]].to_string(index=False))
 
 

@@ -206,3 +206,32 @@ def test_no_test_label_reaches_any_fusion_selection():
         np.testing.assert_array_equal(f1[part].model.coef_, f2[part].model.coef_)
     np.testing.assert_array_equal(p1["prob_high"].to_numpy(), p2["prob_high"].to_numpy())
     assert (p1.loc[p1["set"] == "test", "label"] != p2.loc[p2["set"] == "test", "label"]).all()
+
+
+def test_only_too_little_data_is_written_up_as_not_fitted(tmp_path):
+    """Too few patients: tables that say so (exit 0). Any other problem, such as a clinical variable the
+    cohort lacks, fails the job with its message instead of hiding behind a "not fitted" table."""
+    import json
+
+    from ccgrade.errors import InsufficientDataError
+
+    df, y = cohort(n=40, seed=1)
+    ids = df["patient_id"].tolist()
+    sheet = df[["patient_id", "age", "sex"]].assign(grade_group=np.where(y == 1, "high", "low"))
+    sheet.to_csv(tmp_path / "cohort.tsv", sep="\t", index=False)
+    rad = df[["patient_id", "f00", "f01"]].assign(status="ok", reason="")
+    rad.to_csv(tmp_path / "rad.tsv", sep="\t", index=False)
+    with pytest.raises(InsufficientDataError, match="too few"):
+        fusion._check_trainable(np.array([0, 0, 0, 1]), 5)
+
+    def fit(train, clinical, out):
+        (tmp_path / "split.json").write_text(json.dumps({"folds": [{"train": train, "test": ids[30:]}]}))
+        prm = {"clinical": clinical, "seed": 1, "cv": 3, "nested_cv": 0}
+        fusion.main(["fit", "--cohort", str(tmp_path / "cohort.tsv"), "--split", str(tmp_path / "split.json"),
+                     "--radiomics", str(tmp_path / "rad.tsv"), "--params", json.dumps(prm), "--outdir",
+                     str(tmp_path / out), "--tables", str(tmp_path / out / "t"), "--figures", str(tmp_path / out / "f")])
+
+    fit(ids[:5], [{"name": "age", "type": "continuous"}], "few")
+    assert "not fitted: the training set holds" in (tmp_path / "few/t/fusion_models.md").read_text()
+    with pytest.raises(ValueError, match=r"clinical variables \['bmi'\] are not columns"):
+        fit(ids[:30], [{"name": "bmi", "type": "continuous"}], "nobmi")

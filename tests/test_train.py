@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from ccgrade import train
+from ccgrade import evaluate, train
 
 HP = {"arch": "resnet18", "optimizer": "sgd", "lr": 0.02, "momentum": 0.9, "batch": 8, "epochs": 3,
       "augment": {"rotate_deg": 30, "hflip": True, "vflip": True, "copies": 1}, "class_weight": "balanced"}
@@ -114,7 +114,7 @@ def test_li_rule(calls, want):
     n = len(calls)
     boxes = np.tile([10.0, 10, 20, 20], (n, 1))
     prob = np.where(np.array(calls) == 1, 0.7, 0.4)
-    call, basis = train.li_patient_call(np.arange(n), boxes, np.array(calls), prob)
+    call, basis = evaluate.li_patient_call(np.arange(n), boxes, np.array(calls), prob)
     assert basis == want[1]
     assert call == (want[0] if want[0] is not None else int(prob.mean() >= 0.5))
 
@@ -122,10 +122,10 @@ def test_li_rule(calls, want):
 def test_li_rule_needs_adjacent_overlapping_slices():
     calls = np.array([1, 1, 1, 1])
     far = np.array([[0, 0, 10, 10], [0, 0, 10, 10], [30, 30, 40, 40], [30, 30, 40, 40]], float)  # IoU 0 in the middle
-    assert train.li_patient_call(np.arange(4), far, calls, np.full(4, 0.4))[0] == 0  # falls back to mean prob 0.4
+    assert evaluate.li_patient_call(np.arange(4), far, calls, np.full(4, 0.4))[0] == 0  # falls back to mean prob 0.4
     gap = np.array([0, 1, 3, 4])  # slice 2 missing
-    assert train.li_patient_call(gap, np.tile([0, 0, 10, 10.0], (4, 1)), calls, np.full(4, 0.4))[0] == 0
-    assert train.box_iou(np.array([0, 0, 10, 10.0]), np.array([5, 0, 15, 10.0])) == pytest.approx(1 / 3)
+    assert evaluate.li_patient_call(gap, np.tile([0, 0, 10, 10.0], (4, 1)), calls, np.full(4, 0.4))[0] == 0
+    assert evaluate.box_iou(np.array([0, 0, 10, 10.0]), np.array([5, 0, 15, 10.0])) == pytest.approx(1 / 3)
 
 
 def test_3d_rotation_turns_every_axial_plane_alike():

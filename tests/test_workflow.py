@@ -265,6 +265,27 @@ def test_a_code_change_to_one_stage_reruns_that_stage_and_its_dependants_only(st
     assert "Nothing to be done" in r.stdout + r.stderr
 
 
+@pytest.mark.parametrize("module, must, must_not", [
+    ("rtstruct", {"crop_roi", "tumour_geometry", "radiomics_patient"}, {"index_series", "convert_volumes", "split",
+                                                                          "demo_patient"}),
+    ("stats", {"baseline_grade", "train_model", "cui_tables", "li_tables", "dai_tables", "fusion"},
+     {"crop_roi", "index_series", "tumour_geometry", "radiomics_patient"}),
+    ("models", {"train_model", "deep_features", "li_heatmaps", "fusion"},
+     {"crop_roi", "baseline_grade", "index_series", "radiomics_patient"}),
+])
+def test_editing_an_imported_module_reruns_the_stages_that_import_it(study, module, must, must_not):
+    """Code inputs follow imports (ccgrade.deps): editing a module no rule names as its own reruns every
+    stage whose code imports it, and nothing upstream."""
+    path = SNAKEFILE["path"].parent / f"workflow/src/ccgrade/{module}.py"
+    original = path.read_text()
+    path.write_text(original + "\n# an edit\n")
+    try:
+        rules = {rule for rule, _ in planned_jobs((lambda r: r.stdout + r.stderr)(smk(study, "-n", "--cores", "2")))}
+    finally:
+        path.write_text(original)
+    assert must <= rules and not must_not & rules, rules
+
+
 def test_second_run_has_nothing_to_do(study):
     r = smk(study, "-n", "--cores", "2")
     assert "Nothing to be done" in r.stdout + r.stderr

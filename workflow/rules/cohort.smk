@@ -24,7 +24,7 @@ rule tumour_geometry:
     input:
         unpack(geometry_inputs),
         secret=secret_input,
-        code=[code("geometry"), code("annotations"), code("rtstruct"), code("crops"), code("privacy")],
+        code=code("geometry"),
     output:
         "results/geometry/{pid}.tsv",
     params:
@@ -61,7 +61,7 @@ rule geometry_table:
 rule cohort_sheet:
     input:
         sheet=SHEET_INPUT,
-        code=[code("cohort"), code("collect")],
+        code=code("cohort", "collect"),
     output:
         COHORT_SHEET,
     params:
@@ -76,7 +76,7 @@ rule cohort_table:
     input:
         sheet=COHORT_SHEET,
         geometry=expand("results/geometry/{pid}.tsv", pid=MEASURED),
-        code=[code("cohort"), code("collect")],
+        code=code("cohort", "collect"),
     output:
         report(COHORT_TABLE, caption="../report/cohort.rst", category="Cohort"),
     params:

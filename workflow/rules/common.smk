@@ -16,6 +16,7 @@ os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.g
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "workflow" / "src"), os.environ.get("PYTHONPATH")]))
 
 from ccgrade import demo as ccdemo  # noqa: E402
+from ccgrade import deps as ccdeps  # noqa: E402
 from ccgrade import kits as cckits  # noqa: E402
 from ccgrade import preflight as ccpre  # noqa: E402
 from ccgrade import privacy as ccprivacy  # noqa: E402
@@ -99,9 +100,10 @@ wildcard_constraints:
     scheme="|".join(SCHEMES),
 
 
-def code(module):
-    """The stage's own module: an input, so that a change of its logic reruns that stage."""
-    return str(SRC / f"{module}.py")
+def code(*modules):
+    """The stage's modules and every ccgrade module they import (ccgrade.deps): inputs, so that a change of
+    the logic a stage runs, wherever it lives in the package, reruns that stage."""
+    return ccdeps.code_files(SRC, *modules)
 
 
 def as_json(obj):

@@ -7,7 +7,7 @@ rule crop_roi:
         volumes="results/volumes/{pid}",
         annotations=crop_annotations,
         secret=secret_input,
-        code=[code("crops"), code("annotations"), code("rtstruct"), code("privacy")],
+        code=code("crops"),
     output:
         npz=expand("results/crops/{{roi}}/{{pid}}/{target}.npz", target=CROP_TARGETS),
         manifest="results/crops/{roi}/{pid}/manifest.tsv",

@@ -42,7 +42,7 @@ rule radiomics_patient:
         unpack(rad_inputs),
         params=RAD_PARAMS,
         secret=secret_input,
-        code=[code("radiomics"), code("crops"), code("annotations"), code("rtstruct"), code("privacy")],
+        code=code("radiomics"),
     output:
         "results/radiomics/patients/{pid}.tsv",
     params:
@@ -82,7 +82,7 @@ rule deep_features:
     input:
         weights=(f"{MODEL_DIR}/best.pt".format(**DEEP_CELL)) if DEEP_CELL else [],
         crops=cell_crops(DEEP_CELL["study"], DEEP_CELL["arch"], DEEP_CELL["phases"]) if DEEP_CELL else [],
-        code=[code("fusion"), code("models")],
+        code=code("fusion"),
     output:
         "results/fusion/deep_features.tsv",
     params:
@@ -121,7 +121,7 @@ rule fusion:
         split=f"results/splits/{FUSION.get('scheme', 'li')}.json",
         radiomics="results/radiomics/features.tsv" if RAD_PATIENTS else [],
         deep="results/fusion/deep_features.tsv" if DEEP_CELL else [],
-        code=[code("fusion"), code("stats"), code("evaluate")],
+        code=code("fusion"),
     output:
         predictions="results/fusion/predictions.tsv",
         table=report("results/tables/fusion_models.csv", caption="../report/fusion.rst", category="Sun et al.",

@@ -11,7 +11,7 @@ rule index_series:
         images=lambda wc: list(phase_images(wc).values()),
         phase_map=phase_map_input,
         secret=secret_input,
-        code=[code("ingest"), code("privacy")],
+        code=code("ingest"),
     output:
         slices="results/ingest/{pid}/slices.tsv",
         series="results/ingest/{pid}/series.tsv",
@@ -43,7 +43,7 @@ rule convert_volumes:
         slices="results/ingest/{pid}/slices.tsv",
         phases="results/ingest/{pid}/phases.tsv",
         secret=secret_input,
-        code=[code("ingest"), code("privacy")],
+        code=code("ingest"),
     output:
         directory("results/volumes/{pid}"),
     params:

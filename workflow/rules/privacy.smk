@@ -12,7 +12,7 @@ rule privacy_scan:
     input:
         targets=all_targets(),
         sources=PRIVACY_SOURCES,
-        code=[code("phiscan"), code("privacy")],
+        code=code("phiscan"),
     output:
         hits=report("results/privacy_scan.tsv", caption="../report/privacy.rst", category="Provenance"),
         summary="results/privacy_scan.json",
@@ -35,7 +35,7 @@ rule privacy_report:  # after `snakemake --report results/report.html`: the repo
     input:
         report="results/report.html",
         sources=PRIVACY_SOURCES,
-        code=[code("phiscan"), code("privacy")],
+        code=code("phiscan"),
     output:
         hits="results/privacy_scan_report.tsv",
         summary="results/privacy_scan_report.json",

@@ -70,7 +70,7 @@ rule train_model:
         crops=train_crops,
         cohort=COHORT_SHEET,
         split=lambda wc: f"results/splits/{STUDIES[wc.study]['scheme']}.json",
-        code=[code("train"), code("models")],
+        code=code("train"),
     output:
         meta=f"{MODEL_DIR}/meta.json",
         predictions=f"{MODEL_DIR}/predictions.tsv",
@@ -99,7 +99,7 @@ rule train_model:
 rule cui_tables:
     input:
         predictions=lambda wc: cell_files("cui", "predictions.tsv"),
-        code=[code("evaluate"), code("stats")],
+        code=code("evaluate"),
     output:
         t3=report("results/tables/cui_table3.csv", caption="../report/cui_tables.rst", category="Cui et al.",
                   labels={"table": "Cui Table 3"}),
@@ -125,7 +125,7 @@ rule cui_tables:
 rule li_tables:
     input:
         predictions=lambda wc: cell_files("li", "predictions.tsv"),
-        code=[code("evaluate"), code("stats")],
+        code=code("evaluate"),
     output:
         t2=report("results/tables/li_table2.csv", caption="../report/li_tables.rst", category="Li et al.",
                   labels={"table": "Li Table 2"}),
@@ -158,7 +158,7 @@ rule li_heatmaps:
         weights=lambda wc: cell_files("li", "best.pt"),
         predictions=lambda wc: cell_files("li", "predictions.tsv"),
         crops=lambda wc: sorted({f for c in study_cells("li") for f in cell_crops("li", c["arch"], c["phases"])}),
-        code=[code("heatmaps"), code("models")],
+        code=code("heatmaps"),
     output:
         png=report("results/figures/li_heatmaps.png", caption="../report/li_heatmaps.rst", category="Li et al.",
                    labels={"figure": "Li Figure 6"}),
@@ -176,7 +176,7 @@ rule li_heatmaps:
 rule dai_tables:
     input:
         predictions=lambda wc: cell_files("dai", "predictions.tsv"),
-        code=[code("evaluate"), code("stats")],
+        code=code("evaluate"),
     output:
         t5=report("results/tables/dai_table5.csv", caption="../report/dai_tables.rst", category="Dai",
                   labels={"table": "Dai Table 5"}),

@@ -35,6 +35,11 @@ class AnnotationError(CcgradeError):
     """An annotation file is malformed or does not fit its image."""
 
 
+class InsufficientDataError(CcgradeError):
+    """Too few patients (of a grade, in a fold) for a model to be fitted or validated: the stage writes
+    outputs that say so instead of failing; any other error still fails the job."""
+
+
 class PrivacyError(CcgradeError):
     """results/ holds an identifying value (a name, date, original UID or input path)."""
 

@@ -348,10 +348,39 @@ def _figures(models: list[dict], preds: dict, fig_dir: Path) -> None:
 
 # ----------------------------------------------------------------------------------------------- Li et al.
 
+def box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two boxes (x1, y1, x2, y2)."""
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def li_patient_call(slices: np.ndarray, boxes: np.ndarray, calls: np.ndarray, prob: np.ndarray,
+                    min_run: int = 4, iou: float = 0.3) -> tuple[int, str]:
+    """Li et al.'s rule: a grade needs more than three consecutive slices with the same call, where
+    consecutive means adjacent slice indices whose boxes overlap with IoU > 0.3. High wins when both
+    grades have such a run; with neither, the mean probability decides. Returns (call, basis)."""
+    order = np.argsort(slices)
+    s, b, c = slices[order], boxes[order], calls[order]
+    best = {0: 0, 1: 0}
+    run = 1
+    for i in range(len(s)):
+        if i and s[i] == s[i - 1] + 1 and c[i] == c[i - 1] and box_iou(b[i], b[i - 1]) > iou:
+            run += 1
+        else:
+            run = 1
+        best[int(c[i])] = max(best[int(c[i])], run)
+    if best[1] >= min_run:
+        return 1, f"{best[1]} consecutive high-grade slices"
+    if best[0] >= min_run:
+        return 0, f"{best[0]} consecutive low-grade slices"
+    return int(np.mean(prob) >= 0.5), "no run of more than three slices: mean probability"
+
+
 def li_patient_calls(pred: pd.DataFrame, set_name: str) -> pd.DataFrame:
     """Per patient of one set: label, mean P(high), and the call by Li's consecutive-slice rule."""
-    from .train import li_patient_call
-
     rows = []
     for pid, g in pred[pred["set"] == set_name].groupby("patient_id", sort=True):
         prob = g["prob_high"].to_numpy(float)

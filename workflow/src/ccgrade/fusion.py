@@ -30,6 +30,8 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 from sklearn.model_selection import StratifiedKFold
 
+from .errors import InsufficientDataError
+
 
 @dataclass
 class BlockModel:
@@ -79,7 +81,7 @@ def fit_block(X: pd.DataFrame, y: np.ndarray, *, seed: int, cv: int = 5, min_var
     Xf = X.astype(float).fillna(med)
     kept = select_columns(Xf, min_var, max_corr)
     if not kept:
-        raise ValueError("no feature varies across the training patients")
+        raise InsufficientDataError("no feature varies across the training patients")
     Z = Xf[kept].to_numpy()
     mean, sd = Z.mean(axis=0), Z.std(axis=0, ddof=0)
     sd[sd == 0] = 1.0
@@ -579,8 +581,8 @@ def not_fitted(reason: str, outdir: Path, tables: Path, figures: Path) -> None:
 def _check_trainable(y: np.ndarray, cv: int) -> None:
     counts = np.bincount(y, minlength=2)
     if counts.min() < max(2, min(cv, 3)) * 2:
-        raise ValueError(f"the training set holds {counts[0]} low- and {counts[1]} high-grade patients: too few "
-                         f"to select features by {cv}-fold cross-validation")
+        raise InsufficientDataError(f"the training set holds {counts[0]} low- and {counts[1]} high-grade patients: "
+                                    f"too few to select features by {cv}-fold cross-validation")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -620,7 +622,7 @@ def main(argv: list[str] | None = None) -> None:
         pred, fitted, left = run_fusion(cohort, _load_split(a.split), radiomics=rad, deep=deep,
                                         clinical=prm["clinical"], seed=prm["seed"], cv=prm.get("cv", 5),
                                         max_corr=prm.get("max_corr", 0.9))
-    except ValueError as e:  # too few patients of a grade to select and cross-validate: say so, do not crash
+    except InsufficientDataError as e:  # too few patients of a grade to select and cross-validate: say so
         not_fitted(str(e), out, Path(a.tables), Path(a.figures))
         print(f"not fitted: {e}")
     else:
@@ -647,7 +649,7 @@ def _run_nested(cohort: pd.DataFrame, rad: pd.DataFrame | None, prm: dict, outer
     try:
         pred = nested_cv(df, blocks, clinical=prm["clinical"], seed=prm["seed"], outer=outer, cv=cv,
                          max_corr=prm.get("max_corr", 0.9))
-    except ValueError as e:
+    except InsufficientDataError as e:
         write_tsv(out / "nested_predictions.tsv", pd.DataFrame(columns=["patient_id", "set", "label", "model",
                                                                         "prob_high", "fold"]))
         write_table(tables / "fusion_nested_cv", pd.DataFrame(columns=["model", "set", "n", "auc"]),

@@ -185,3 +185,14 @@ def test_monte_carlo_test_for_small_rxc():
     s, p = baseline.monte_carlo_chi2(a, b, seed=1, draws=4000)
     assert s == pytest.approx(stats.chi2_contingency(pd.crosstab(np.r_[a, b], np.r_[[0] * 13, [1] * 12])).statistic)
     assert 0.005 < p < 0.05 and baseline.monte_carlo_chi2(a, b, seed=1, draws=4000)[1] == p
+
+
+def test_tiny_groups_get_no_normality_p_and_the_rank_test():
+    """Lilliefors needs four values (statsmodels' table; SPSS prints none below that): a group of three gets
+    no normality P, so the row falls back to Mann-Whitney instead of failing the job."""
+    assert np.isnan(baseline.normality_p(np.array([1.0, 2.0, 4.0]), "lilliefors"))
+    df = pd.DataFrame({"g": ["low"] * 3 + ["high"] * 5, "age": [50.0, 61, 70, 55, 58, 66, 71, 80]})
+    t, _ = baseline.baseline_table(df, "g", ("low", "high"), [{"name": "age", "type": "continuous"}],
+                                   repo_config()["baseline"])
+    assert t.iloc[0]["test"] == "mwu" and t.iloc[0]["p_value"] == pytest.approx(
+        stats.mannwhitneyu([50.0, 61, 70], [55.0, 58, 66, 71, 80]).pvalue)

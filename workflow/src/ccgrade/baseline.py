@@ -52,8 +52,8 @@ def normality_p(x: np.ndarray, method: str) -> float:
         return float("nan")
     if method == "ks":
         return float(stats.kstest(x, "norm", args=(x.mean(), x.std(ddof=1))).pvalue)
-    if method == "lilliefors":
-        return float(lilliefors(x, dist="norm", pvalmethod="table")[1])
+    if method == "lilliefors":  # statsmodels' table needs four values (SPSS prints no P below that either)
+        return float(lilliefors(x, dist="norm", pvalmethod="table")[1]) if len(x) >= 4 else float("nan")
     return float(stats.shapiro(x).pvalue)
 
 

@@ -189,7 +189,7 @@ def baseline_table(df: pd.DataFrame, group_col: str, groups: tuple[str, str], va
                         "no row would change test."))
     k = int(t["p_value"].notna().sum())
     notes.append(f"Multiplicity: the family is this table's {k} variable test{'s' if k != 1 else ''}; "
-                 + " and ".join({"holm": "Holm", "bh": "Benjamini-Hochberg"}[m] for m in adjusts)
+                 + " and ".join(ccstats.ADJUST_NAMES[m] for m in adjusts)
                  + "-adjusted P values beside the raw ones (" + ", ".join(f"p_{m}" for m in adjusts) + ").")
     missing = {v["name"]: int(df[v["name"]].isna().sum()) for v in variables if v["name"] in df and df[v["name"]].isna().any()}
     if missing:

@@ -34,7 +34,7 @@ from .outputs import pyplot, read_table, save_figure, write_table
 PHASE_LABEL = {"up": "plain", "cmp": "corticomedullary", "np": "parenchymal", "ep": "excretory",
                "all": "four phases combined", "stack": "three phases as channels"}
 DEFAULT_STATS = {"mode": "honest", "adjust": ["holm"], "n_boot": 2000}
-ADJUST_NAMES = {"holm": "Holm", "bh": "Benjamini-Hochberg"}
+ADJUST_NAMES = stats.ADJUST_NAMES
 
 
 def stats_options(opt: dict | None = None) -> dict:
@@ -128,16 +128,6 @@ def compare(pred_a: pd.DataFrame, pred_b: pd.DataFrame, opt: dict | None = None)
         out[level] = {**stats.delong_test(ya[ia], pa[ia], pb[ib], clusters=cl), "n": len(common),
                       "method": "DeLong" + (", patient-clustered (Obuchowski)" if cl is not None else "")}
     return out
-
-
-def add_adjusted(t: pd.DataFrame, col: str, opt: dict | None = None, prefix: str | None = None) -> list[str]:
-    """Adds the adjusted P values of the family ``t[col]`` (all its non-missing values) as
-    ``<prefix>_<method>`` columns; returns the footnote phrases naming the methods."""
-    o = stats_options(opt)
-    prefix = prefix or col
-    for m in o["adjust"]:
-        t[f"{prefix}_{m}"] = stats.adjust(t[col].to_numpy(float), m) if len(t) else []
-    return [ADJUST_NAMES[m] for m in o["adjust"]]
 
 
 def adjust_columns(t: pd.DataFrame, cols: list[str], opt: dict | None = None) -> None:
@@ -255,7 +245,7 @@ def cui_tables(models: list[dict], out_dir: Path, fig_dir: Path, table3_arch: st
                                  for a, lv, f in zip(sub["arch"], sub["level"], first)]
             rows4.append(sub)
     t4 = pd.concat(rows4, ignore_index=True) if rows4 else pd.DataFrame(columns=list(t.columns) + ["delong_p", "comparison"])
-    add_adjusted(t4, "delong_p", opt)
+    adjust_columns(t4, ["delong_p"], opt)
     v4 = _view(t4, ["arch", "phases", "seed"]) if len(t4) else t4
     if len(t4):
         v4["DeLong P"] = [_fmt(p) for p in t4["delong_p"]]
@@ -430,7 +420,7 @@ def li_comparisons(t2: pd.DataFrame, preds: dict, strong: str, opt: dict | None 
                          "difference": c.get("difference", np.nan), "z": c.get("z", np.nan), "p_value": c["p_value"]})
     out = pd.DataFrame(rows, columns=["seed", "phase_a", "phase_b", "reference", "chosen_on", "n", "auc_a", "auc_b",
                                       "difference", "z", "p_value"])
-    add_adjusted(out, "p_value", opt)
+    adjust_columns(out, ["p_value"], opt)
     return out
 
 

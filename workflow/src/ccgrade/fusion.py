@@ -396,7 +396,7 @@ def model_table(pred: pd.DataFrame, lr: dict | None = None, opt: dict | None = N
     the AUC difference (combined - model) with its paired patient-bootstrap CI, and on the training rows
     the likelihood-ratio test of the nested designs (``lr``, from ``fit_fusion``) with adjusted P values."""
     from . import stats
-    from .evaluate import add_adjusted, binary_summary, stats_options
+    from .evaluate import adjust_columns, binary_summary, stats_options
 
     o = stats_options(opt)
     rows = []
@@ -422,7 +422,7 @@ def model_table(pred: pd.DataFrame, lr: dict | None = None, opt: dict | None = N
             rows.append(row)
     t = pd.DataFrame(rows)
     if len(t):
-        add_adjusted(t, "lr_p", o)
+        adjust_columns(t, ["lr_p"], o)
     return t
 
 

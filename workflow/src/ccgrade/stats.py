@@ -240,6 +240,9 @@ def cluster_bootstrap(y: np.ndarray, scores: np.ndarray, clusters: np.ndarray | 
     return {"low": lo, "high": hi, "diff_low": dlo, "diff_high": dhi, "draws": draws}
 
 
+ADJUST_NAMES = {"holm": "Holm", "bh": "Benjamini-Hochberg"}  # the methods ``adjust`` knows, as footnotes name them
+
+
 def adjust(p_values, method: str = "holm") -> np.ndarray:
     """Adjusted P values of one family of tests: ``holm`` (Holm 1979, step-down, controls the family-wise
     error) or ``bh`` (Benjamini-Hochberg 1995, false discovery rate). Missing P values (NaN) are not

@@ -318,3 +318,28 @@ def test_lr_test_matches_unpenalised_sklearn_fits():
     got = stats.lr_test(y, X[:, [0]], X)
     assert got["lr_df"] == 2 and got["lr_chi2"] == pytest.approx(stat, abs=1e-6)
     assert got["lr_p"] == pytest.approx(sps.chi2.sf(stat, 2), abs=1e-6)
+
+
+def test_separation_check_agrees_with_a_diverging_unpenalised_fit():
+    """Konis's LP says 'separated' exactly when the unpenalised log-likelihood can be driven to 0 (the
+    coefficients grow without bound as the penalty goes): checked by sklearn fits with a vanishing penalty."""
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(11)
+    base = rng.normal(size=(40, 2))
+    y_sep = (base @ [1.0, -2.0] > 0.1).astype(int)  # a plane separates the classes
+    y_mix = (rng.random(40) < 1 / (1 + np.exp(-(base @ [1.0, -2.0])))).astype(int)
+    x1 = np.array([1, 2, 3, 3, 4, 5.0])[:, None]  # quasi-complete: the tie at 3 holds both classes
+    cases = [(base, y_sep, True), (base, y_mix, False), (x1, np.array([0, 0, 0, 1, 1, 1]), True),
+             (np.array([1, 2, 4, 3, 5, 6.0])[:, None], np.array([0, 0, 0, 1, 1, 1]), False)]
+    for X, y, want in cases:
+        norms = [np.linalg.norm(LogisticRegression(C=c, max_iter=100000, tol=1e-10).fit(X, y).coef_) for c in (1e2, 1e6)]
+        assert (norms[1] > 1.5 * norms[0]) == want  # diverges exactly when separated (else the same MLE twice)
+        assert stats.separated(y, np.column_stack([np.ones(len(y)), X])) == want
+    # and the estimates that would diverge are left blank, said why
+    got = stats.lr_test(y_sep, base[:, :1], base)
+    assert np.isnan(got["lr_p"]) and got["lr_note"] == "separation"
+    lp = base @ [1.0, -2.0]
+    cal = stats.calibration_slope_intercept(y_sep, 1 / (1 + np.exp(-lp)))
+    assert np.isnan(cal["cal_slope"]) and cal["cal_note"] == "separation"
+    assert stats.calibration_slope_intercept(y_mix, 1 / (1 + np.exp(-lp)))["cal_note"] == ""

@@ -171,7 +171,7 @@ def read_predictions(m: dict) -> pd.DataFrame:
 
 
 def _fmt(v: float) -> str:
-    return "" if v != v else f"{v:.3f}"
+    return "" if v != v else f"{v + 0.0:.3f}".replace("-0.000", "0.000")  # no "negative zero" after rounding
 
 
 def _view(t: pd.DataFrame, first: list[str]) -> pd.DataFrame:

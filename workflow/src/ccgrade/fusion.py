@@ -410,15 +410,15 @@ def model_table(pred: pd.DataFrame, lr: dict | None = None, opt: dict | None = N
             row = {"model": m, "set": set_name, **binary_summary(y, p, opt=o), "brier": brier(y, p),
                    **stats.calibration(y, p, held_out=set_name != "train"),
                    "delta_auc_vs_combined": np.nan, "delta_auc_boot_low": np.nan, "delta_auc_boot_high": np.nan,
-                   "lr_chi2": np.nan, "lr_df": np.nan, "lr_p": np.nan}
+                   "lr_chi2": np.nan, "lr_df": np.nan, "lr_p": np.nan, "lr_note": ""}
             if m != "combined" and len(comb) and len(np.unique(y)) == 2:
                 c = comb.loc[t.index, "prob_high"].to_numpy(float)
                 b = stats.cluster_bootstrap(y, np.vstack([c, p]), n_boot=o["n_boot"], seed=0)
                 auc = stats.delong(y, np.vstack([c, p]))[0]
-                row.update(delta_auc_vs_combined=float(auc[0] - auc[1]), delta_auc_boot_low=-float(b["diff_high"][1]),
-                           delta_auc_boot_high=-float(b["diff_low"][1]))
+                row.update(delta_auc_vs_combined=float(auc[0] - auc[1]) + 0.0, delta_auc_boot_low=0.0 - float(b["diff_high"][1]),
+                           delta_auc_boot_high=0.0 - float(b["diff_low"][1]))
             if lr and set_name == "train" and m in lr:
-                row.update({k: lr[m][k] for k in ("lr_chi2", "lr_df", "lr_p")})
+                row.update({k: lr[m].get(k, "") for k in ("lr_chi2", "lr_df", "lr_p", "lr_note")})
             rows.append(row)
     t = pd.DataFrame(rows)
     if len(t):
@@ -437,7 +437,7 @@ def _table_view(t: pd.DataFrame) -> pd.DataFrame:
                          "Hosmer-Lemeshow P (df)": [f"{_fmt(p)} ({d})" if p == p else "" for p, d in zip(t["hl_p"], t["hl_df"])],
                          "Spiegelhalter P": t["spiegelhalter_p"].map(_fmt),
                          "ΔAUC combined − model (95% CI)": [
-                             f"{d:.3f} ({lo:.3f} to {hi:.3f})" if d == d else "" for d, lo, hi in
+                             f"{_fmt(d)} ({_fmt(lo)} to {_fmt(hi)})" if d == d else "" for d, lo, hi in
                              zip(t["delta_auc_vs_combined"], t["delta_auc_boot_low"], t["delta_auc_boot_high"])]})
     if t["lr_p"].notna().any():
         h = [c for c in t.columns if c.startswith("lr_p_")]
@@ -453,8 +453,9 @@ def _table_view(t: pd.DataFrame) -> pd.DataFrame:
 NESTED_TITLE = "Nested cross-validation of the fusion pipeline (pooled out-of-fold predictions)"
 
 
-def comparison_notes(lr: bool) -> list[str]:
-    """Footnotes on how the fusion tables compare and calibrate models."""
+def comparison_notes(lr: bool, t: pd.DataFrame | None = None) -> list[str]:
+    """Footnotes on how the fusion tables compare and calibrate models (``t``: the model table, whose
+    separated fits are named)."""
     notes = ["Each model is nested in the combined one, so the combined model is not compared by DeLong's test "
              "(invalid for nested models): ΔAUC = combined − model on the same patients, 95% CI from a paired "
              "bootstrap of patients (class-stratified)."]
@@ -466,6 +467,13 @@ def comparison_notes(lr: bool) -> list[str]:
                  "groups of equal size by predicted risk (fewer when there are fewer patients), chi-square over both "
                  "outcomes with g df on held-out predictions and g − 2 on the training patients; a group expecting "
                  "none of an observed outcome is counted (hl_degenerate), never skipped; Spiegelhalter's z test.")
+    if t is not None and len(t):
+        sep = [f"{m} ({s})" for m, s, a, b in zip(t["model"], t["set"], t["cal_note"], t.get("lr_note", [""] * len(t)))
+               if "separation" in (a, b)]
+        if sep:
+            notes.append("Not estimated where the predicted risks separate the classes completely (no finite maximum "
+                         "likelihood; Konis's linear-programming check): " + ", ".join(sep) + ". Their calibration slope, "
+                         "intercept and LR test are left blank rather than given as a diverged fit.")
     return notes
 
 
@@ -478,7 +486,7 @@ def write_nested(pred: pd.DataFrame, tables: Path, *, outer: int, cv: int, dropp
     notes = [f"Every patient predicted once, by the whole pipeline refitted on the other {outer - 1} of {outer} "
              f"stratified outer folds (inner {cv}-fold CV for the LASSO penalty and the out-of-fold block scores); "
              "AUC 95% CI by DeLong on the pooled out-of-fold predictions (bootstrap CI in the CSV); threshold 0.5."
-             ] + comparison_notes(lr=False)
+             ] + comparison_notes(lr=False, t=t)
     if dropped:
         notes.append(f"Left out of the nested CV: the {', '.join(dropped)} block (its network was trained on a fixed "
                      "split, so its embeddings of that split's training patients carry their labels).")
@@ -497,7 +505,7 @@ def write_outputs(pred: pd.DataFrame, fitted: dict, left: pd.DataFrame, tables: 
     notes = ["Fitted on the training patients only (validation patients join them); threshold 0.5. AUC 95% CI by "
              "DeLong (bootstrap CI in the CSV). Block models: LASSO logistic regression on the block's filtered, "
              "standardised features; combined: logistic regression on the out-of-fold block scores and the clinical "
-             "variables."] + comparison_notes(lr=bool(fitted.get("lr")))
+             "variables."] + comparison_notes(lr=bool(fitted.get("lr")), t=t)
     if "deep" in fitted.get("blocks", {}):
         notes.append("In-sample deep block: its features are embeddings of a CNN trained on these same training "
                      "patients, so its training scores (out-of-fold only at the LASSO step) are optimistic and the "

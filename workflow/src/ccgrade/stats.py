@@ -289,6 +289,22 @@ def hosmer_lemeshow(y: np.ndarray, p: np.ndarray, groups: int = 10, held_out: bo
             "hl_degenerate": degenerate}
 
 
+def separated(y: np.ndarray, X: np.ndarray, tol: float = 1e-7) -> bool:
+    """Whether the classes are (quasi-)completely separated by the columns of ``X`` (include the intercept),
+    so that the logistic maximum likelihood estimate does not exist (Albert & Anderson 1984). Konis's (2007)
+    linear program: maximise sum_i s_i x_i'b subject to s_i x_i'b >= 0 for every row (s = +1 for events,
+    -1 otherwise) and -1 <= b <= 1; a positive optimum is a direction that separates."""
+    from scipy.optimize import linprog
+
+    y = np.asarray(y, float)
+    X = np.asarray(X, float).reshape(len(y), -1)
+    A = (2 * y - 1)[:, None] * X
+    scale = np.abs(A).max(axis=0)
+    A = A / np.where(scale > 0, scale, 1)  # columns on one scale, so that tol means the same for each
+    res = linprog(-A.sum(axis=0), A_ub=-A, b_ub=np.zeros(len(y)), bounds=[(-1, 1)] * A.shape[1], method="highs")
+    return bool(res.status == 0 and -res.fun > tol * len(y))
+
+
 def _logit(p: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     p = np.clip(np.asarray(p, float), eps, 1 - eps)
     return np.log(p / (1 - p))
@@ -301,16 +317,19 @@ def calibration_slope_intercept(y: np.ndarray, p: np.ndarray) -> dict:
     import statsmodels.api as sm
 
     y, lp = np.asarray(y, float), _logit(p)
-    out = {"cal_slope": np.nan, "cal_slope_se": np.nan, "cal_intercept": np.nan, "cal_intercept_se": np.nan}
+    out = {"cal_slope": np.nan, "cal_slope_se": np.nan, "cal_intercept": np.nan, "cal_intercept_se": np.nan,
+           "cal_note": ""}
     if len(np.unique(y)) < 2:
-        return out
+        return {**out, "cal_note": "one class"}
+    if separated(y, np.column_stack([np.ones(len(y)), lp])):
+        return {**out, "cal_note": "separation"}  # the risks order the classes perfectly: no finite slope
     try:
         f1 = sm.GLM(y, sm.add_constant(lp), family=sm.families.Binomial()).fit()
         f0 = sm.GLM(y, np.ones((len(y), 1)), family=sm.families.Binomial(), offset=lp).fit()
-    except Exception:  # perfect separation and the like: no finite estimate
-        return out
+    except Exception as e:  # noqa: BLE001 - a fit that does not converge: no estimate, said why
+        return {**out, "cal_note": f"not fitted: {e}"}
     return {"cal_slope": float(f1.params[1]), "cal_slope_se": float(f1.bse[1]),
-            "cal_intercept": float(f0.params[0]), "cal_intercept_se": float(f0.bse[0])}
+            "cal_intercept": float(f0.params[0]), "cal_intercept_se": float(f0.bse[0]), "cal_note": ""}
 
 
 def spiegelhalter(y: np.ndarray, p: np.ndarray) -> dict:
@@ -336,6 +355,9 @@ def lr_test(y: np.ndarray, X_small: np.ndarray, X_big: np.ndarray) -> dict:
     import statsmodels.api as sm
 
     y = np.asarray(y, float)
+    big = sm.add_constant(np.asarray(X_big, float).reshape(len(y), -1), has_constant="add")
+    if separated(y, big):  # the maximum likelihood does not exist: a chi-square of it would be meaningless
+        return {"lr_chi2": np.nan, "lr_df": np.nan, "lr_p": np.nan, "lr_note": "separation"}
     fits = []
     for X in (X_small, X_big):
         X = np.asarray(X, float).reshape(len(y), -1)
@@ -344,4 +366,5 @@ def lr_test(y: np.ndarray, X_small: np.ndarray, X_big: np.ndarray) -> dict:
     (f0, r0), (f1, r1) = fits
     stat = max(0.0, 2 * (f1.llf - f0.llf))
     df = int(r1 - r0)
-    return {"lr_chi2": float(stat), "lr_df": df, "lr_p": float(stats.chi2.sf(stat, df)) if df > 0 else np.nan}
+    return {"lr_chi2": float(stat), "lr_df": df, "lr_p": float(stats.chi2.sf(stat, df)) if df > 0 else np.nan,
+            "lr_note": ""}

@@ -30,10 +30,10 @@ include: "workflow/rules/privacy.smk"
 
 
 rule all:
+    default_target: True
     input:
         all_targets(),
         "results/privacy_scan.tsv",
-    default_target: True
 
 
 rule paper:  # every table and figure of the reproduced studies (the same as the default target)

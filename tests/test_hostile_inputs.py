@@ -71,6 +71,30 @@ def test_compressed_series_is_decoded_to_the_same_hu(patient_copy, reference, tm
     np.testing.assert_array_equal(hu["np"], reference["np"])
 
 
+def test_jpeg_lossless_series_is_decoded_by_gdcm_to_the_same_hu(patient_copy, reference, tmp_path):
+    """JPEG Lossless (process 14, the commonest lossless CT syntax) without a GPL decoder: written by GDCM
+    (pydicom cannot encode it) and decoded through pydicom's GDCM plugin (python-gdcm, BSD; envs/)."""
+    import gdcm
+
+    for f in files(patient_copy / "S04"):
+        r = gdcm.ImageReader()
+        r.SetFileName(str(f))
+        assert r.Read()
+        change = gdcm.ImageChangeTransferSyntax()
+        change.SetTransferSyntax(gdcm.TransferSyntax(gdcm.TransferSyntax.JPEGLosslessProcess14_1))
+        change.SetInput(r.GetImage())
+        assert change.Change()
+        w = gdcm.ImageWriter()
+        w.SetFileName(str(f))
+        w.SetFile(r.GetFile())
+        w.SetImage(change.GetOutput())
+        assert w.Write()
+    assert str(pydicom.dcmread(files(patient_copy / "S04")[0]).file_meta.TransferSyntaxUID) == "1.2.840.10008.1.2.4.70"
+    table, hu = convert(patient_copy, tmp_path)
+    assert table.loc["np", "status"] == "ok"
+    np.testing.assert_array_equal(hu["np"], reference["np"])
+
+
 def test_monochrome1_is_not_inverted(patient_copy, reference, tmp_path):
     """MONOCHROME1 says how to display values, not what they measure: HU = slope x value + intercept."""
     for f in files(patient_copy / "S02"):

@@ -14,10 +14,12 @@ rule baseline_grade:
             labels={"table": "Cui Table 2"},
         ),
         md="results/tables/baseline_low_vs_high.md",
-    params:
-        config=baseline_params,
     log:
         "results/logs/baseline_grade.log",
+    conda:
+        "../../envs/ccgrade.yaml"
+    params:
+        config=baseline_params,
     shell:
         "python -m ccgrade.baseline --cohort {input.cohort:q} --split {input.split} --config {params.config:q}"
         " --by grade --out results/tables/baseline_low_vs_high > {log} 2>&1"
@@ -36,10 +38,12 @@ rule baseline_split:
             labels={"table": "Li Table 1", "split": "{scheme}"},
         ),
         md="results/tables/baseline_train_vs_test_{scheme}.md",
-    params:
-        config=baseline_params,
     log:
         "results/logs/baseline_split/{scheme}.log",
+    conda:
+        "../../envs/ccgrade.yaml"
+    params:
+        config=baseline_params,
     shell:
         "python -m ccgrade.baseline --cohort {input.cohort:q} --split {input.split} --config {params.config:q}"
         " --by split --out results/tables/baseline_train_vs_test_{wildcards.scheme} > {log} 2>&1"

@@ -10,11 +10,13 @@ rule kits_sheet:
     output:
         sheet="results/cohort/kits_sheet.tsv",
         left_out="results/cohort/kits_left_out.tsv",
-    params:
-        root=config["cohort"].get("kits", {}).get("root", ""),
-        histology=config["cohort"].get("kits", {}).get("histology", "clear_cell_rcc"),
     log:
         "results/logs/kits_sheet.log",
+    conda:
+        "../../envs/ccgrade.yaml"
+    params:
+        root=KITS["root"] if KITS else "",
+        histology=KITS["histology"] if KITS else "",
     shell:
         "python -m ccgrade.kits --root {params.root:q} --histology {params.histology}"
         " --sheet {output.sheet} --left-out {output.left_out} > {log} 2>&1"
@@ -27,19 +29,27 @@ rule tumour_geometry:
         code=code("geometry"),
     output:
         "results/geometry/{pid}.tsv",
-    params:
-        geometry=as_json({**config["geometry"], "tumour_label": config["mask_label"],
-                          "rtstruct_roi": config["rtstruct_roi"], "rtstruct_link": config["rtstruct_link"]}),
-        phase=lambda wc: geometry_phase(wc.pid),
-        args=geometry_args,
-        privacy=SECRET_ARG,
     log:
         "results/logs/tumour_geometry/{pid}.log",
     benchmark:
         "results/benchmarks/tumour_geometry/{pid}.tsv"
+    conda:
+        "../../envs/ccgrade.yaml"
     resources:
         mem_mb=3000,
         runtime=5,
+    params:
+        geometry=as_json(
+            {
+                **config["geometry"],
+                "tumour_label": config["mask_label"],
+                "rtstruct_roi": config["rtstruct_roi"],
+                "rtstruct_link": config["rtstruct_link"],
+            }
+        ),
+        phase=lambda wc: geometry_phase(wc.pid),
+        args=geometry_args,
+        privacy=SECRET_ARG,
     shell:
         "python -m ccgrade.geometry --patient {wildcards.pid} --phase {params.phase} {params.args}"
         " --params {params.geometry:q} --out {output} {params.privacy} > {log} 2>&1"
@@ -54,6 +64,8 @@ rule geometry_table:
         md="results/tables/tumour_geometry.md",
     log:
         "results/logs/geometry_table.log",
+    conda:
+        "../../envs/ccgrade.yaml"
     shell:
         "python -m ccgrade.collect geometry --tables {input.tables} --out results/tables/tumour_geometry > {log} 2>&1"
 
@@ -64,10 +76,12 @@ rule cohort_sheet:
         code=code("cohort", "collect"),
     output:
         COHORT_SHEET,
-    params:
-        config=as_json({"cohort": PUBLIC["cohort"], "columns": COHORT_COLUMNS}),
     log:
         "results/logs/cohort_sheet.log",
+    conda:
+        "../../envs/ccgrade.yaml"
+    params:
+        config=as_json({"cohort": PUBLIC["cohort"], "columns": COHORT_COLUMNS}),
     shell:
         "python -m ccgrade.collect cohort --sheet {input.sheet:q} --config {params.config:q} --out {output} > {log} 2>&1"
 
@@ -79,10 +93,12 @@ rule cohort_table:
         code=code("cohort", "collect"),
     output:
         report(COHORT_TABLE, caption="../report/cohort.rst", category="Cohort"),
-    params:
-        config=as_json({"cohort": PUBLIC["cohort"], "columns": COHORT_COLUMNS}),
     log:
         "results/logs/cohort_table.log",
+    conda:
+        "../../envs/ccgrade.yaml"
+    params:
+        config=as_json({"cohort": PUBLIC["cohort"], "columns": COHORT_COLUMNS}),
     shell:
         "python -m ccgrade.collect cohort --sheet {input.sheet:q} --config {params.config:q}"
         " --geometry {input.geometry} --out {output} > {log} 2>&1"

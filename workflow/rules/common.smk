@@ -7,19 +7,30 @@ import os
 import shlex
 import sys
 from pathlib import Path
+from types import SimpleNamespace
+
+from snakemake.settings.types import DeploymentMethod
 
 REPO = Path(workflow.basedir)
 sys.path.insert(0, str(REPO / "workflow" / "src"))
-# jobs call `python -m ccgrade...`: make that the interpreter running Snakemake (e.g. .venv/bin/python)
-os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
-# ... and make them import this checkout's package, not whichever copy the environment was installed from
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "workflow" / "src"), os.environ.get("PYTHONPATH")]))
+# Every job's shell: jobs import this checkout's package (not whichever copy an environment was installed
+# from) and, unless --sdm conda gives them the conda env's, call `python` as the interpreter running
+# Snakemake (e.g. .venv/bin/python). Set per job, not in Snakemake's own environment.
+_SHELL = [
+    "set -euo pipefail;",
+    f"export PYTHONPATH={shlex.quote(str(REPO / 'workflow' / 'src'))}${{{{PYTHONPATH:+:$PYTHONPATH}}}};",
+]
+if DeploymentMethod.CONDA not in workflow.deployment_settings.deployment_method:
+    _SHELL.append(f'export PATH={shlex.quote(os.path.dirname(sys.executable))}:"$PATH";')
+shell.prefix(" ".join(_SHELL) + " ")
 
 from ccgrade import demo as ccdemo  # noqa: E402
 from ccgrade import deps as ccdeps  # noqa: E402
 from ccgrade import kits as cckits  # noqa: E402
+from ccgrade import matrix as ccmatrix  # noqa: E402
 from ccgrade import preflight as ccpre  # noqa: E402
 from ccgrade import privacy as ccprivacy  # noqa: E402
+from ccgrade import provenance as ccprov  # noqa: E402
 from ccgrade.cohort import has_images, patient_sources, pick_source, used_columns  # noqa: E402
 from ccgrade.errors import ConfigError  # noqa: E402
 
@@ -28,8 +39,9 @@ try:
 except Exception:  # noqa: BLE001 - a dry run without --cores
     _CORES = 1
 # the pre-flight check: config, cohort and a cached header survey; the config derived from the cohort
-PLAN = ccpre.plan(config, configfiles=workflow.overwrite_configfiles, workers=_CORES,
-                  write_cache=workflow.is_main_process)
+PLAN = ccpre.plan(
+    config, configfiles=workflow.overwrite_configfiles, workers=_CORES, write_cache=workflow.is_main_process
+)
 if workflow.is_main_process:
     ccpre.check(PLAN)  # prints every problem at once; raises on errors before any job
 elif PLAN.errors:
@@ -54,6 +66,7 @@ IS_DEMO = SOURCE == "demo"
 PHASES = list(config["phases"])
 COHORT = PLAN.cohort
 SHEET = PLAN.sheet
+KITS = config["cohort"]["kits"] if SOURCE == "kits" else None  # the KiTS adapter's settings
 KITS_LEFT_OUT = ["results/cohort/kits_left_out.tsv"] if SOURCE == "kits" else []
 KITS_JSON = str(cckits.find_json(config["cohort"]["kits"]["root"])) if SOURCE == "kits" else ""
 PATIENTS = sorted(COHORT["patient_id"])
@@ -69,7 +82,7 @@ OUTLINES = ("mask", "rtstruct", "polygons")  # tumour outlines geometry reads (a
 def geometry_phase(pid):
     """The phase a patient's tumour is measured on: geometry.phase, or (geometry.fallback) the first phase in
     PHASES on which the patient has a usable outline when it has none there (shape does not depend on phase)."""
-    order = [GEOMETRY_PHASE] + ([p for p in PHASES if p != GEOMETRY_PHASE] if config["geometry"].get("fallback", True) else [])
+    order = [GEOMETRY_PHASE] + ([p for p in PHASES if p != GEOMETRY_PHASE] if config["geometry"]["fallback"] else [])
     for ph in order:
         src = SOURCES[pid].get(ph, {})
         if any(k in src and (k == "mask" or pid in IMAGED) for k in OUTLINES):
@@ -190,9 +203,13 @@ def split_params(wildcards):
 
 
 def baseline_params(wildcards):
-    adjust = config.get("statistics", {}).get("adjust", ["holm"])
-    return as_json({"seed": config["seed"], "cohort": PUBLIC["cohort"],
-                    "baseline": {**config["baseline"], "adjust": [adjust] if isinstance(adjust, str) else adjust}})
+    return as_json(
+        {
+            "seed": config["seed"],
+            "cohort": PUBLIC["cohort"],
+            "baseline": {**config["baseline"], "adjust": config["statistics"]["adjust"]},
+        }
+    )
 
 
 def secret_input(wildcards):
@@ -216,13 +233,196 @@ def privacy_sources():
 PRIVACY_SOURCES = f"{PRIVATE}/sources.json"
 if workflow.is_main_process:
     ccprivacy.write_sources(PRIVACY_SOURCES, privacy_sources())
-# the cohort rule reads the user's sheet through a private copy: the report lists a rule's input paths, and
-# the sheet's own path (its folders) may identify (same bytes and time, so nothing reruns for it)
+# the cohort job reads the user's sheet through a private copy (the report lists each job's input paths, and
+# the sheet's own path, its folders, may identify); same bytes and time, so nothing reruns for it
 SHEET_INPUT = SHEET
 if PSEUDONYMISE and SOURCE == "sheet" and SHEET:
     SHEET_INPUT = f"{PRIVATE}/cohort_sheet{Path(SHEET).suffix.lower() or '.tsv'}"
     if workflow.is_main_process:
         ccprivacy.mirror(SHEET, SHEET_INPUT)
+
+
+# ---------------------------------------------------------------- demo, ingest, privacy scan, provenance
+
+DEMO_IMAGE_KEYS = [k for k in config["demo"] if k != "n_patients"]
+
+
+def demo_root_of(path):
+    """The demo cohort's folder, from one of the files a demo job writes in it (its dicom/, annotations/ or sheet)."""
+    parts = Path(path).parts
+    return str(Path(*parts[: min(i for i, x in enumerate(parts) if x in ("dicom", "annotations", "cohort.tsv"))]))
+
+
+def demo_image_params(wildcards):
+    return as_json({k: config["demo"][k] for k in DEMO_IMAGE_KEYS})
+
+
+def phase_map_input(wildcards):
+    return [config["ingest"]["phase_map"]] if config["ingest"]["phase_map"] else []
+
+
+GIT = ccprov.git_commit(REPO)
+
+
+# ------------------------------------------------------------------------------------- the model matrix
+# one cached job per (study, architecture, phase set, variant, fold, seed), then each study's tables
+
+STUDIES = config["training"]["studies"] if IMAGED else {}
+MODEL_DIR = ccmatrix.CELL_DIR
+PAPER_TABLES = {  # the studies whose paper tables are built, and their outputs
+    "cui": ["results/tables/cui_table3.csv", "results/tables/cui_table4.csv", "results/figures/cui_roc.png"],
+    "li": [
+        "results/tables/li_table2.csv",
+        "results/tables/li_comparisons.csv",
+        "results/tables/li_table3.csv",
+        "results/tables/li_mcnemar.csv",
+        "results/figures/li_roc.png",
+        "results/figures/li_heatmaps.png",
+    ],
+    "dai": ["results/tables/dai_table5.csv", "results/figures/dai_roc.png"],
+}
+
+
+wildcard_constraints:
+    study="|".join(STUDIES) or "none",
+    arch="resnet18|resnet34|resnet50|se_resnet34|resnet3d18",
+    phases="[a-z0-9_]+",
+    variant="[a-z0-9_]+",
+    fold=r"\d+",
+    seed=r"\d+",
+
+
+def study_cells(study):
+    return ccmatrix.cells({**config, "training": {**config["training"], "studies": STUDIES}}, study)
+
+
+def cell_files(study, name):
+    return [f"{MODEL_DIR}/{name}".format(**c) for c in study_cells(study)]
+
+
+def cell_crops(study, arch, phases):
+    roi = ccmatrix.model_roi(STUDIES[study], arch)
+    return expand("results/crops/{roi}/{pid}/{t}.npz", roi=roi, pid=IMAGED, t=ccmatrix.crop_targets(phases, PHASES))
+
+
+def train_crops(wildcards):
+    return cell_crops(wildcards.study, wildcards.arch, wildcards.phases)
+
+
+def train_hp(wildcards):
+    """The cell's hyperparameters: preset, its architecture's overrides, its variant's (only)."""
+    return as_json(ccmatrix.hyper(config, wildcards.study, wildcards.arch, wildcards.variant))
+
+
+def study_models_json(study):
+    return as_json(
+        [
+            {**c, "dir": ccmatrix.cell_dir(c), "hp": ccmatrix.hyper(config, study, c["arch"], c["variant"])}
+            for c in study_cells(study)
+        ]
+    )
+
+
+def stats_json():
+    """The statistics settings every paper table is built with (a param: changing them reruns the tables)."""
+    return as_json(config["statistics"])
+
+
+def pinned_json(study):
+    """The phase sets a study's config fixes per architecture (Cui Table 4 says they were not selected)."""
+    return as_json(
+        {
+            a: list(v) if isinstance(v, list) else [v.get("phases")] if isinstance(v, dict) else v
+            for a, v in STUDIES[study]["models"].items()
+        }
+    )
+
+
+def study_targets():
+    return [f for s in STUDIES if s in PAPER_TABLES for f in PAPER_TABLES[s]]
+
+
+# ----------------------------------------------------------------------- radiomics, deep block, fusion
+
+RAD = config["radiomics"]
+FUSION = config["fusion"]
+RAD_PHASE = RAD["phase"]
+# the pyradiomics settings: a path relative to the working directory, else to the repository (its default)
+RAD_PARAMS = RAD["params"]
+if not Path(RAD_PARAMS).is_absolute() and not Path(RAD_PARAMS).exists():
+    RAD_PARAMS = str(REPO / RAD_PARAMS)
+# patients with images: full features on the phase's volume; mask-only patients: shape features
+RAD_PATIENTS = [p for p in PATIENTS if p in IMAGED or "mask" in SOURCES[p].get(RAD_PHASE, {})] if RAD["enabled"] else []
+DEEP = FUSION["deep"]
+DEEP_CELL = None
+if DEEP and IMAGED and DEEP["study"] in STUDIES:
+    DEEP_CELL = {
+        "study": DEEP["study"],
+        "arch": DEEP["arch"],
+        "phases": DEEP["phases"],
+        "variant": DEEP["variant"],
+        "fold": 0,
+        "seed": DEEP["seed"],
+    }
+
+
+def rad_sources(wildcards):
+    return crop_sources(SimpleNamespace(roi=RAD["roi"], pid=wildcards.pid)).get(RAD_PHASE, {})
+
+
+def rad_inputs(wildcards):
+    if wildcards.pid in IMAGED:
+        return {"volumes": f"results/volumes/{wildcards.pid}", "annotations": list(rad_sources(wildcards).values())}
+    return {"mask": SOURCES[wildcards.pid][RAD_PHASE]["mask"]}
+
+
+def rad_args(wildcards):
+    if wildcards.pid in IMAGED:
+        return (
+            f"--volumes results/volumes/{wildcards.pid} --roi {shlex.quote(as_json(config['rois'][RAD['roi']]))}"
+            f" --sources {shlex.quote(as_json(rad_sources(wildcards)))}"
+        )
+    return f"--mask {shlex.quote(SOURCES[wildcards.pid][RAD_PHASE]['mask'])}"
+
+
+NESTED_CV = int(FUSION["nested_cv"])
+# nested cross-validation of the whole pipeline (radiomics + clinical): its outputs only when asked for
+NESTED_CAPTION = str(REPO / "workflow/report/fusion_nested.rst")  # outside a rule: not relative to a rule file
+NESTED_OUTPUTS = (
+    {
+        "nested": "results/fusion/nested_predictions.tsv",
+        "nested_table": report(
+            "results/tables/fusion_nested_cv.csv",
+            caption=NESTED_CAPTION,
+            category="Sun et al.",
+            labels={"table": "Sun: nested cross-validation"},
+        ),
+        "nested_md": "results/tables/fusion_nested_cv.md",
+    }
+    if NESTED_CV
+    else {}
+)
+
+
+def fusion_params(wildcards):
+    types = {v["name"]: v["type"] for v in config["baseline"]["variables"]}
+    return as_json(
+        {
+            "clinical": [{"name": n, "type": types.get(n, "continuous")} for n in FUSION["clinical"]],
+            "seed": config["seed"],
+            "cv": FUSION["cv"],
+            "max_corr": FUSION["max_corr"],
+            "thresholds": FUSION["thresholds"],
+            "nested_cv": NESTED_CV,
+            "statistics": config["statistics"],
+        }
+    )
+
+
+def fusion_targets():
+    if not FUSION["enabled"] or not (RAD_PATIENTS or DEEP_CELL):
+        return []
+    return ["results/tables/fusion_models.csv", "results/figures/fusion_calibration_dca.png", *NESTED_OUTPUTS.values()]
 
 
 def all_targets():

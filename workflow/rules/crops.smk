@@ -11,6 +11,15 @@ rule crop_roi:
     output:
         npz=expand("results/crops/{{roi}}/{{pid}}/{target}.npz", target=CROP_TARGETS),
         manifest="results/crops/{roi}/{pid}/manifest.tsv",
+    log:
+        "results/logs/crop_roi/{roi}/{pid}.log",
+    benchmark:
+        "results/benchmarks/crop_roi/{roi}/{pid}.tsv"
+    conda:
+        "../../envs/ccgrade.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
     params:
         roi=roi_params,
         window=roi_window,
@@ -21,13 +30,6 @@ rule crop_roi:
         rtstruct_roi=config["rtstruct_roi"],
         rtstruct_link=config["rtstruct_link"],
         privacy=SECRET_ARG,
-    log:
-        "results/logs/crop_roi/{roi}/{pid}.log",
-    benchmark:
-        "results/benchmarks/crop_roi/{roi}/{pid}.tsv"
-    resources:
-        mem_mb=2000,
-        runtime=10,
     shell:
         "python -m ccgrade.crops --patient {wildcards.pid} --roi-name {wildcards.roi} --roi {params.roi:q}"
         " --window {params.window:q} --phases {params.phases} --stack {params.stack}"
@@ -44,6 +46,8 @@ rule crop_manifest:
         report("results/crops/manifest.tsv", caption="../report/manifest.rst", category="Crops"),
     log:
         "results/logs/crop_manifest.log",
+    conda:
+        "../../envs/ccgrade.yaml"
     shell:
         "python -m ccgrade.collect manifest --manifests {input.manifests} --out {output} > {log} 2>&1"
 
@@ -60,6 +64,8 @@ rule exclusions:
         md="results/tables/exclusions.md",
     log:
         "results/logs/exclusions.log",
+    conda:
+        "../../envs/ccgrade.yaml"
     shell:
         "python -m ccgrade.collect exclusions --ingest {input.ingest} --manifests {input.manifests}"
         " --splits {input.splits} --cohort {input.cohort} --out results/tables/exclusions > {log} 2>&1"
@@ -68,9 +74,7 @@ rule exclusions:
 rule roi_montage:
     input:
         volumes="results/volumes/{pid}",
-        crops=expand(
-            "results/crops/{roi}/{{pid}}/{target}.npz", roi=config["figures"]["montage_roi"], target=PHASES
-        ),
+        crops=expand("results/crops/{roi}/{{pid}}/{target}.npz", roi=config["figures"]["montage_roi"], target=PHASES),
         code=code("figures"),
     output:
         png=report(
@@ -80,12 +84,14 @@ rule roi_montage:
             labels={"figure": "Cui Figure 1", "patient": "{pid}"},
         ),
         pdf="results/figures/roi_montage/{pid}.pdf",
+    log:
+        "results/logs/roi_montage/{pid}.log",
+    conda:
+        "../../envs/ccgrade.yaml"
     params:
         phases=",".join(PHASES),
         roi=config["figures"]["montage_roi"],
         window=as_json(config["windows"][config["rois"][config["figures"]["montage_roi"]]["window"]]),
-    log:
-        "results/logs/roi_montage/{pid}.log",
     shell:
         "python -m ccgrade.figures --patient {wildcards.pid} --phases {params.phases} --volumes {input.volumes}"
         " --crops results/crops/{params.roi}/{wildcards.pid} --window {params.window:q} --roi {params.roi}"

@@ -1,10 +1,6 @@
 # DICOM ingest: header index + phase assignment (reviewable), then HU volumes as NIfTI.
 
 
-def phase_map_input(wildcards):
-    return [config["ingest"]["phase_map"]] if config["ingest"]["phase_map"] else []
-
-
 rule index_series:
     input:
         dicom=dicom_dir,
@@ -18,18 +14,20 @@ rule index_series:
         phases="results/ingest/{pid}/phases.tsv",
         exclusions="results/ingest/{pid}/exclusions.tsv",
         private=f"{PRIVATE}/ingest/{{pid}}.tsv" if PSEUDONYMISE else [],
+    log:
+        "results/logs/index_series/{pid}.log",
+    benchmark:
+        "results/benchmarks/index_series/{pid}.tsv"
+    conda:
+        "../../envs/ccgrade.yaml"
+    resources:
+        mem_mb=500,
+        runtime=5,
     params:
         ingest=as_json(config["ingest"]),
         phases=",".join(PHASES),
         sources=ingest_args,
         privacy=lambda wc, output: f"{SECRET_ARG} --private {output.private}" if PSEUDONYMISE else "",
-    log:
-        "results/logs/index_series/{pid}.log",
-    benchmark:
-        "results/benchmarks/index_series/{pid}.tsv"
-    resources:
-        mem_mb=500,
-        runtime=5,
     shell:
         "python -m ccgrade.ingest index --patient {wildcards.pid} {params.sources}"
         " --ingest {params.ingest:q} --phases {params.phases} --outdir results/ingest/{wildcards.pid}"
@@ -46,16 +44,18 @@ rule convert_volumes:
         code=code("ingest"),
     output:
         directory("results/volumes/{pid}"),
-    params:
-        sources=ingest_args,
-        privacy=SECRET_ARG,
     log:
         "results/logs/convert_volumes/{pid}.log",
     benchmark:
         "results/benchmarks/convert_volumes/{pid}.tsv"
+    conda:
+        "../../envs/ccgrade.yaml"
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        sources=ingest_args,
+        privacy=SECRET_ARG,
     shell:
         "python -m ccgrade.ingest convert --patient {wildcards.pid} {params.sources}"
         " --index-dir results/ingest/{wildcards.pid} --outdir {output} {params.privacy} > {log} 2>&1"
@@ -71,6 +71,8 @@ rule series_table:
         phases="results/ingest/phase_status.tsv",
     log:
         "results/logs/series_table.log",
+    conda:
+        "../../envs/ccgrade.yaml"
     shell:
         "python -m ccgrade.collect series --series {input.series} --phases {input.phases}"
         " --out-series {output.series} --out-phases {output.phases} > {log} 2>&1"
@@ -84,5 +86,7 @@ rule privacy_lookup:  # pseudonym -> original, for quality control: outside resu
         f"{PRIVATE}/lookup.tsv",
     log:
         f"{PRIVATE}/logs/privacy_lookup.log",
+    conda:
+        "../../envs/ccgrade.yaml"
     shell:
         "python -m ccgrade.privacy lookup --parts {input.parts} --out {output} > {log} 2>&1"

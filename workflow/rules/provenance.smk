@@ -2,24 +2,23 @@
 # Its params are the config and the commit, so a changed config or a new commit rewrites it (and
 # nothing else reruns because of it).
 
-from ccgrade import provenance as ccprov  # noqa: E402
-
-GIT = ccprov.git_commit(REPO)
-
 
 rule provenance:
     input:
         code=code("provenance"),
     output:
         report("results/provenance.json", caption="../report/provenance.rst", category="Provenance"),
-    params:
-        # the configs' hashes are taken here; the job sees the derived config without the user's paths
-        hashes=lambda wc: as_json({"config_sha256": ccprov.config_hash(INPUT_CONFIG),
-                                   "derived_config_sha256": ccprov.config_hash(config)}),
-        derived=lambda wc: as_json(PUBLIC),
-        git=as_json(GIT),
     log:
         "results/logs/provenance.log",
+    conda:
+        "../../envs/ccgrade.yaml"
+    params:
+        # the configs' hashes are taken here; the job sees the derived config without the user's paths
+        hashes=lambda wc: as_json(
+            {"config_sha256": ccprov.config_hash(INPUT_CONFIG), "derived_config_sha256": ccprov.config_hash(config)}
+        ),
+        derived=lambda wc: as_json(PUBLIC),
+        git=as_json(GIT),
     shell:
         "python -m ccgrade.provenance --hashes {params.hashes:q} --derived {params.derived:q} --git {params.git:q}"
         " --out {output} > {log} 2>&1"

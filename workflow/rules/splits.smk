@@ -9,10 +9,12 @@ rule split:
     output:
         json="results/splits/{scheme}.json",
         tsv=report("results/splits/{scheme}.tsv", caption="../report/splits.rst", category="Splits"),
-    params:
-        config=split_params,
     log:
         "results/logs/split/{scheme}.log",
+    conda:
+        "../../envs/ccgrade.yaml"
+    params:
+        config=split_params,
     shell:
         "python -m ccgrade.splits --cohort {input.cohort:q} --config {params.config:q} --scheme {wildcards.scheme}"
         " --phase-tables {input.phases} --json {output.json} --tsv {output.tsv} > {log} 2>&1"

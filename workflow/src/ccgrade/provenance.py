@@ -13,8 +13,8 @@ from importlib import metadata
 from pathlib import Path
 
 PACKAGES = ["snakemake", "snakemake-executor-plugin-slurm", "torch", "torchvision", "numpy", "scipy", "pandas",
-            "scikit-learn", "statsmodels", "pydicom", "pylibjpeg", "pylibjpeg-openjpeg", "pylibjpeg-libjpeg",
-            "pylibjpeg-rle", "pyjpegls", "SimpleITK", "nibabel", "pyradiomics", "matplotlib", "ccgrade"]
+            "scikit-learn", "statsmodels", "pydicom", "pylibjpeg", "pylibjpeg-openjpeg", "python-gdcm",
+            "pylibjpeg-rle", "pyjpegls", "pylibjpeg-libjpeg", "SimpleITK", "pyradiomics", "matplotlib", "ccgrade"]
 
 
 def config_hash(config: dict) -> str:

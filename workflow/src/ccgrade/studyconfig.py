@@ -52,10 +52,40 @@ def validate_against(instance: Any, schema: dict, what: str, exc: type = ConfigE
         raise exc(f"{what} is invalid:\n" + "\n".join(lines))
 
 
-def schema_problems(cfg: dict, schema_path: str | Path | None = None) -> list[Problem]:
-    """Every key of ``cfg`` the schema rejects, one problem each."""
+def _defaulting(cls):
+    """``cls`` extended to fill each absent property that has a schema ``default`` (a deep copy) before
+    validating it, the recipe of jsonschema's FAQ and of snakemake.utils.validate(set_default=True): a
+    default object is then itself filled from its properties' defaults. (Put no default under a oneOf
+    branch of objects: a branch that fails would still have written its defaults.)"""
+    base = cls.VALIDATORS["properties"]
+
+    def properties(validator, props, instance, schema):
+        if isinstance(instance, dict):
+            for name, sub in props.items():
+                if "default" in sub and name not in instance:
+                    instance[name] = copy.deepcopy(sub["default"])
+        yield from base(validator, props, instance, schema)
+
+    return jsonschema.validators.extend(cls, {"properties": properties})
+
+
+_FILLING = _defaulting(jsonschema.Draft202012Validator)
+
+
+def apply_defaults(cfg: dict, schema_path: str | Path | None = None) -> dict:
+    """``cfg`` with every schema default filled in where the key is absent (in place; also returned). The
+    schema is the one place a default is written: rules and stages read the filled config."""
     schema = load_yaml(schema_path or SCHEMA_DIR / "config.schema.yaml")
-    validator = jsonschema.Draft202012Validator(schema)
+    for _ in _FILLING(schema).iter_errors(cfg):
+        pass
+    return cfg
+
+
+def schema_problems(cfg: dict, schema_path: str | Path | None = None) -> list[Problem]:
+    """Every key of ``cfg`` the schema rejects, one problem each; the schema's defaults are filled in
+    (``apply_defaults``) as it is checked."""
+    schema = load_yaml(schema_path or SCHEMA_DIR / "config.schema.yaml")
+    validator = _FILLING(schema)
     out = []
     for e in sorted(validator.iter_errors(cfg), key=lambda e: list(map(str, e.absolute_path))):
         out.append(Problem("error", f"config key '{_key(e.absolute_path)}': {e.message}",

@@ -36,6 +36,38 @@ def test_se_resnet34_has_se_in_every_block_with_reduction_16():
     assert sum(p.numel() for p in net.parameters()) == base + extra
 
 
+class OldSqueezeExcitation(torch.nn.Module):
+    """The SE unit the project wrote before it used torchvision's (checkpoints of that time hold these)."""
+
+    def __init__(self, channels: int, reduction: int = 16):
+        super().__init__()
+        self.fc1 = torch.nn.Conv2d(channels, max(channels // reduction, 1), 1)
+        self.fc2 = torch.nn.Conv2d(max(channels // reduction, 1), channels, 1)
+
+    def forward(self, x):
+        return x * torch.sigmoid(self.fc2(torch.relu(self.fc1(x.mean(dim=(2, 3), keepdim=True)))))
+
+
+def test_se_unit_is_torchvisions_and_old_checkpoints_still_load(monkeypatch):
+    """The SE block is torchvision.ops.SqueezeExcitation; a checkpoint saved with the former hand-written
+    unit loads strictly (same parameter names) and gives the same logits."""
+    net = models.build_model("se_resnet34")
+    assert all(isinstance(b.se, torchvision.ops.SqueezeExcitation) for b in net.modules() if isinstance(b, models.SEBasicBlock))
+    # build the old network: the same blocks with the old unit swapped in, seeded, and save its weights
+    torch.manual_seed(4)
+    old = models.build_model("se_resnet34").eval()
+    for b in old.modules():
+        if isinstance(b, models.SEBasicBlock):
+            c = b.conv2.out_channels
+            b.se = OldSqueezeExcitation(c)
+    state = old.state_dict()
+    new = models.build_model("se_resnet34").eval()
+    new.load_state_dict(state, strict=True)
+    x = torch.randn(2, 1, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(new(x), old(x), rtol=1e-5, atol=1e-6)
+
+
 def test_imagenet_weights_from_local_file_only(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     with pytest.raises(FileNotFoundError, match=r"resnet34-.*\.pth.*nothing is downloaded"):

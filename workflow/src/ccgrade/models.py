@@ -1,7 +1,8 @@
 """The studies' networks, built on torchvision, with a two-class head.
 
 - ``resnet18`` / ``resnet34`` / ``resnet50``: torchvision ResNets (Li 2D, Cui, Sun/Dai);
-- ``se_resnet34``: ResNet34 with a squeeze-and-excitation unit (reduction 16) in every basic block,
+- ``se_resnet34``: ResNet34 with a squeeze-and-excitation unit (``torchvision.ops.SqueezeExcitation``,
+  reduction 16) in every basic block,
   applied to the residual branch before the addition (Hu et al.; Cui et al.), initialised from ResNet34
   weights wherever shapes match (the SE units start from their own initialisation);
 - ``resnet3d18``: torchvision's 3D ResNet-18 (``r3d_18``) for Li's 32³ tumour cubes.
@@ -26,26 +27,15 @@ WEIGHTS = {"resnet18": "ResNet18_Weights", "resnet34": "ResNet34_Weights", "resn
            "se_resnet34": "ResNet34_Weights"}
 
 
-class SqueezeExcitation(nn.Module):
-    """Channel attention: global average pool -> FC (C/r) -> ReLU -> FC (C) -> sigmoid -> rescale."""
-
-    def __init__(self, channels: int, reduction: int = 16):
-        super().__init__()
-        hidden = max(channels // reduction, 1)
-        self.fc1 = nn.Conv2d(channels, hidden, 1)
-        self.fc2 = nn.Conv2d(hidden, channels, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = x.mean(dim=(2, 3), keepdim=True)
-        return x * torch.sigmoid(self.fc2(torch.relu(self.fc1(w))))
-
-
 class SEBasicBlock(torchvision.models.resnet.BasicBlock):
     """torchvision's BasicBlock with squeeze-and-excitation on the residual branch."""
 
     def __init__(self, *args, reduction: int = 16, **kwargs):
         super().__init__(*args, **kwargs)
-        self.se = SqueezeExcitation(self.conv2.out_channels, reduction)
+        c = self.conv2.out_channels
+        # torchvision's unit (pool -> 1x1 conv fc1 -> ReLU -> fc2 -> sigmoid -> rescale); its parameter names
+        # (se.fc1, se.fc2) are those of the unit the project wrote before, so older checkpoints still load
+        self.se = torchvision.ops.SqueezeExcitation(c, max(c // reduction, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x

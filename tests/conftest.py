@@ -196,3 +196,16 @@ def one_phase_rtstruct_cohort(root: Path, n: int = 8, ids: list[str] | None = No
     sheet = root / "cohort.tsv"
     pd.DataFrame(rows).to_csv(sheet, sep="\t", index=False)
     return sheet
+
+
+def registry_outputs(kind: str, tables, figures, study: str | None = None):
+    """A study kind's files as the registry names them (ccgrade.studies), with results/tables and
+    results/figures moved to ``tables`` and ``figures``: what a rule would pass its builder."""
+    from ccgrade import studies
+    from ccgrade.outputs import Outputs
+
+    moved = {}
+    for role, p in studies.outputs(kind, study or kind).items():
+        base = Path(tables) if p.startswith(studies.TABLES) else Path(figures)
+        moved[role] = str(base / Path(p).name)
+    return Outputs(moved)

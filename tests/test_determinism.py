@@ -42,7 +42,7 @@ def test_two_runs_are_byte_identical_and_say_what_made_them(reduced_local_run, t
     # the epochs' records differ only in their timings (seconds, images/s); the numbers are identical
     import pandas as pd
 
-    cell = "results/models/cui/resnet34/cmp/base/fold0/seed1"
+    cell = "results/models/cui/box/resnet34/cmp/base/fold0/seed1"
     ea, eb = (pd.read_csv(d / cell / "epochs.tsv", sep="\t") for d in (first, tmp_path / "b"))
     pd.testing.assert_frame_equal(ea.drop(columns=["seconds", "images_per_s"]), eb.drop(columns=["seconds", "images_per_s"]))
     # provenance: the config's hash, the commit of this checkout, the installed versions

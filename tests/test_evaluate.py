@@ -11,6 +11,7 @@ from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar
 
 from ccgrade import evaluate, heatmaps, models, stats
 from ccgrade.outputs import write_tsv
+from conftest import registry_outputs
 
 RNG = np.random.default_rng(3)
 TEST = [f"T{i:02d}" for i in range(24)]
@@ -55,7 +56,7 @@ def test_li_tables(tmp_path):
     cells.append(write_cell(tmp_path, "resnet18", "cmp", pred_rows(TEST, "test", 0, per=6, runs=runs) +
                             pred_rows(TRAIN, "train", 0.5, per=6, seed=5)))
     # paper mode: the best phase picked on the test set (Li et al.'s procedure), and the footnote says so
-    out = evaluate.li_tables(cells, tmp_path / "paper", tmp_path / "figs", opt={"mode": "paper"})
+    out = evaluate.li_tables(cells, registry_outputs("li", tmp_path / "paper", tmp_path / "figs"), opt={"mode": "paper"})
     t2 = out["table2"].set_index(["phases", "set"])
     best = max(skill, key=lambda ph: t2.loc[(ph, "test"), "auc"])
     assert (out["table2"]["reference_phase"] == best).all()
@@ -73,7 +74,7 @@ def test_li_tables(tmp_path):
     for ph, want in zip(others, raw):
         assert t2.loc[(ph, "test"), "delong_p_vs_reference_holm"] == pytest.approx(holm[want], abs=1e-12)
     # honest default: the li split has no validation patients, so no phase is chosen; every pair is compared
-    out = evaluate.li_tables(cells, tmp_path / "tables", tmp_path / "figs")
+    out = evaluate.li_tables(cells, registry_outputs("li", tmp_path / "tables", tmp_path / "figs"))
     t2 = out["table2"].set_index(["phases", "set"])
     assert (out["table2"]["reference_phase"] == "").all() and out["table2"]["delong_p_vs_reference"].isna().all()
     comp = evaluate.read_table(tmp_path / "tables/li_comparisons.csv")
@@ -151,7 +152,7 @@ def test_li_reference_is_chosen_on_validation_patients_and_no_test_label_moves_i
 
     refs = []
     for flip in ((), ("T00", "T01", "T02")):
-        out = evaluate.li_tables(cells_with(flip), tmp_path / f"t{len(flip)}", tmp_path / "figs")
+        out = evaluate.li_tables(cells_with(flip), registry_outputs("li", tmp_path / f"t{len(flip)}", tmp_path / "figs"))
         t2 = out["table2"]
         assert set(t2["set"]) == {"train", "val", "test"}
         refs.append(set(t2["reference_phase"]))
@@ -168,7 +169,7 @@ def test_dai_table5_pools_the_folds(tmp_path):
             train_ids = [p for p in patients if p not in test]
             cells.append(write_cell(tmp_path, "resnet50", "cmp", pred_rows(test, "test", skill, per=3, seed=f) +
                                     pred_rows(train_ids, "train", skill, seed=f), variant=var, fold=f))
-    t5 = evaluate.dai_tables(cells, tmp_path / "tables", tmp_path / "figs").set_index(["variant", "level"])
+    t5 = evaluate.dai_tables(cells, registry_outputs("dai", tmp_path / "tables", tmp_path / "figs")).set_index(["variant", "level"])
     for var in ("b4", "b16"):
         parts = [evaluate.read_predictions(c) for c in cells if c["variant"] == var]
         test = pd.concat([p[p["set"] == "test"] for p in parts])
@@ -214,7 +215,7 @@ def test_cui_tables_cluster_image_level_intervals_and_adjust_table4(tmp_path):
     Table 4's DeLong P values per level are Holm-adjusted across the table, and pinned phase sets are said."""
     cells = [write_cell(tmp_path / "c", a, ph, pred_rows(TEST, "test", sk, per=4, seed=i), seed=1)
              for i, (a, ph, sk) in enumerate([("resnet34", "np", 0.5), ("resnet34", "cmp", 0.3), ("se_resnet34", "np", 0.7)])]
-    evaluate.cui_tables(cells, tmp_path / "t", tmp_path / "f", pinned={"se_resnet34": ["np"]})
+    evaluate.cui_tables(cells, registry_outputs("cui", tmp_path / "t", tmp_path / "f"), pinned={"se_resnet34": ["np"]})
     t3 = evaluate.read_table(tmp_path / "t/cui_table3.csv")
     pr = evaluate.read_predictions(cells[0])
     img = t3[(t3["phases"] == "np") & (t3["level"] == "image") & (t3["class"] == "high")].iloc[0]
@@ -230,8 +231,51 @@ def test_cui_tables_cluster_image_level_intervals_and_adjust_table4(tmp_path):
     assert [want[p] for p in tested["delong_p"]] == pytest.approx(tested["delong_p_holm"].tolist(), abs=1e-12)
     md = (tmp_path / "t/cui_table4.md").read_text()
     assert "this run did not select it" in md and "family is this table's" in md
-    evaluate.cui_tables(cells, tmp_path / "paper", tmp_path / "f", opt={"mode": "paper"})
+    evaluate.cui_tables(cells, registry_outputs("cui", tmp_path / "paper", tmp_path / "f"), opt={"mode": "paper"})
     p3 = evaluate.read_table(tmp_path / "paper/cui_table3.csv")
     pim = p3[(p3["phases"] == "np") & (p3["level"] == "image") & (p3["class"] == "high")].iloc[0]
     assert pim["auc_ci_low"] == img["auc_naive_ci_low"] and pim["ci_method"].startswith("DeLong, images as independent")
     assert "Paper mode" in (tmp_path / "paper/cui_table3.md").read_text()
+
+
+def test_sun_tables_compare_the_roi_settings(tmp_path):
+    """Sun's ROI settings: patient-level AUCs equal scikit-learn's on the mean P(high); with no validation
+    patients every pair is compared, each P equal to a literal O(mn) DeLong, Holm-adjusted as one family;
+    with validation patients the reference is the best validation AUC and only it is tested against."""
+    skill = {"box": 0.05, "tumor": 0.15, "box5mm": 0.3}
+    cells = []
+    for i, roi in enumerate(skill):
+        rows = pred_rows(TEST, "test", skill[roi], per=3, seed=i) + pred_rows(TEST[:10], "train", 0.5, seed=9)
+        c = write_cell(tmp_path / roi, "resnet50", "stack", rows)
+        cells.append({**c, "roi": roi})
+    out = evaluate.sun_tables(cells, registry_outputs("sun", tmp_path / "t", tmp_path / "f"))
+    t, comp = out["rois"], out["comparisons"]
+    y = np.array([LABEL[p] for p in TEST])
+    means = {}
+    for c in cells:
+        pr = pd.read_csv(f"{c['dir']}/predictions.tsv", sep="\t")
+        te = pr[pr["set"] == "test"].groupby("patient_id")["prob_high"].mean().loc[TEST].to_numpy()
+        means[c["roi"]] = te
+        row = t[(t["roi"] == c["roi"]) & (t["set"] == "test")].iloc[0]
+        assert row["auc"] == pytest.approx(roc_auc_score(y, te), abs=1e-12)
+    assert len(comp) == 3 and set(comp["reference"]) == {""}  # the li split has no validation patients
+    for _, r in comp.iterrows():
+        assert r["p_value"] == pytest.approx(literal_delong_p(y, means[r["roi_a"]], means[r["roi_b"]]), abs=1e-12)
+    ps = comp["p_value"].to_numpy()
+    order = np.argsort(ps)
+    holm = np.minimum(1, np.maximum.accumulate((3 - np.arange(3)) * ps[order]))
+    np.testing.assert_allclose(comp["p_value_holm"].to_numpy()[order], holm, atol=1e-15)
+    md = (tmp_path / "t/sun_rois.md").read_text()
+    assert "Pairs compared: box vs tumor: P" in md and "Holm" in md and "Reference: no validation patients" in md
+    assert (tmp_path / "f/sun_roc.png").exists() and (tmp_path / "f/sun_roc.pdf").exists()
+    # validation patients: the best validation setting is the reference (box wins there, box5mm on test)
+    val = [f"W{i:02d}" for i in range(12)]
+    LABEL.update({p: int(i % 3 == 0) for i, p in enumerate(val)})
+    cells2 = []
+    for i, roi in enumerate(skill):
+        rows = (pred_rows(TEST, "test", skill[roi], per=3, seed=i) +
+                pred_rows(val, "val", {"box": 0.9, "tumor": 0.3, "box5mm": 0.1}[roi], seed=20 + i))
+        cells2.append({**write_cell(tmp_path / "v" / roi, "resnet50", "stack", rows), "roi": roi})
+    comp2 = evaluate.sun_tables(cells2, registry_outputs("sun", tmp_path / "t2", tmp_path / "f2"))["comparisons"]
+    assert set(comp2["reference"]) == {"box"} and set(comp2["roi_b"]) == {"box"} and len(comp2) == 2
+    assert set(comp2["chosen_on"]) == {"best validation AUC"}

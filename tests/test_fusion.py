@@ -3,6 +3,8 @@ decision-curve numbers against hand computations."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,6 +12,20 @@ from sklearn.metrics import roc_auc_score
 
 from ccgrade import fusion
 
+
+
+def fusion_outputs(out, tables, figures) -> list[str]:
+    """The fusion job's --outputs as its rule declares them, under three test folders."""
+    import json
+
+    o, t, f = Path(out), Path(tables), Path(figures)
+    paths = {"predictions": o / "predictions.tsv", "left_out": o / "left_out.tsv", "selected": o / "selected_features.tsv",
+             "table": t / "fusion_models.csv", "table_md": t / "fusion_models.md", "coef": t / "fusion_coefficients.csv",
+             "coef_md": t / "fusion_coefficients.md", "roc": f / "fusion_roc.png", "roc_pdf": f / "fusion_roc.pdf",
+             "dca": f / "fusion_calibration_dca.png", "dca_pdf": f / "fusion_calibration_dca.pdf",
+             "nested": o / "nested_predictions.tsv", "nested_table": t / "fusion_nested_cv.csv",
+             "nested_table_md": t / "fusion_nested_cv.md"}
+    return ["--outputs", json.dumps({k: str(v) for k, v in paths.items()})]
 
 def cohort(n=120, seed=0):
     rng = np.random.default_rng(seed)
@@ -97,8 +113,7 @@ def test_the_command_line_stage_end_to_end(tmp_path):
            "cv": 4, "thresholds": [0.05, 0.95, 0.05], "nested_cv": 3}
     fusion.main(["fit", "--cohort", str(tmp_path / "cohort.tsv"), "--split", str(tmp_path / "split.json"),
                  "--radiomics", str(tmp_path / "rad.tsv"), "--deep", str(tmp_path / "deep.tsv"), "--params",
-                 json.dumps(prm), "--outdir", str(tmp_path / "out"), "--tables", str(tmp_path / "t"),
-                 "--figures", str(tmp_path / "f")])
+                 json.dumps(prm), *fusion_outputs(tmp_path / "out", tmp_path / "t", tmp_path / "f")])
     t = pd.read_csv(tmp_path / "t/fusion_models.csv")
     assert set(t["model"]) == {"radiomics", "deep", "clinical", "combined"}
     pred = pd.read_csv(tmp_path / "out/predictions.tsv", sep="\t")
@@ -135,8 +150,7 @@ def test_the_command_line_stage_end_to_end(tmp_path):
     split["folds"][0]["train"] = ids[:6]
     (tmp_path / "split.json").write_text(json.dumps(split))
     fusion.main(["fit", "--cohort", str(tmp_path / "cohort.tsv"), "--split", str(tmp_path / "split.json"),
-                 "--radiomics", str(tmp_path / "rad.tsv"), "--params", json.dumps(prm), "--outdir",
-                 str(tmp_path / "out2"), "--tables", str(tmp_path / "t2"), "--figures", str(tmp_path / "f2")])
+                 "--radiomics", str(tmp_path / "rad.tsv"), "--params", json.dumps(prm), *fusion_outputs(tmp_path / "out2", tmp_path / "t2", tmp_path / "f2")])
     assert "not fitted" in (tmp_path / "t2/fusion_models.md").read_text()
 
 
@@ -228,8 +242,7 @@ def test_only_too_little_data_is_written_up_as_not_fitted(tmp_path):
         (tmp_path / "split.json").write_text(json.dumps({"folds": [{"train": train, "test": ids[30:]}]}))
         prm = {"clinical": clinical, "seed": 1, "cv": 3, "nested_cv": 0}
         fusion.main(["fit", "--cohort", str(tmp_path / "cohort.tsv"), "--split", str(tmp_path / "split.json"),
-                     "--radiomics", str(tmp_path / "rad.tsv"), "--params", json.dumps(prm), "--outdir",
-                     str(tmp_path / out), "--tables", str(tmp_path / out / "t"), "--figures", str(tmp_path / out / "f")])
+                     "--radiomics", str(tmp_path / "rad.tsv"), "--params", json.dumps(prm), *fusion_outputs(tmp_path / out, tmp_path / out / "t", tmp_path / out / "f")])
 
     fit(ids[:5], [{"name": "age", "type": "continuous"}], "few")
     assert "not fitted: the training set holds" in (tmp_path / "few/t/fusion_models.md").read_text()

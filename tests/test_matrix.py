@@ -24,7 +24,7 @@ def test_cells_of_the_demo_config():
     assert {c["variant"] for c in by["cui"]} == {matrix.BASE_VARIANT}
     dirs = [matrix.cell_dir(c) for c in cells]
     assert len(set(dirs)) == len(dirs)  # every cell its own folder
-    assert matrix.cell_dir(by["dai"][0]) == "results/models/dai/resnet50/cmp/b8/fold0/seed1"
+    assert matrix.cell_dir(by["dai"][0]) == "results/models/dai/centroid/resnet50/cmp/b8/fold0/seed1"
 
 
 def test_hyperparameters_preset_then_override_then_variant():

@@ -52,7 +52,7 @@ TABLES = ["results/tables/baseline_low_vs_high.csv", "results/tables/baseline_tr
           "results/tables/exclusions.csv", "results/tables/tumour_geometry.csv", "results/tables/cui_table3.csv",
           "results/tables/cui_table4.csv", "results/splits/cui.tsv", "results/splits/li.tsv", "results/splits/dai.tsv",
           "results/cohort/cohort.tsv", "results/crops/manifest.tsv",
-          "results/models/cui/resnet34/cmp/base/fold0/seed1/predictions.tsv"]
+          "results/models/cui/box/resnet34/cmp/base/fold0/seed1/predictions.tsv"]
 
 
 def test_reduced_study_on_slurm_equals_the_local_run(cluster, reduced_local_run, tmp_path):
@@ -85,7 +85,7 @@ def test_reduced_study_on_slurm_equals_the_local_run(cluster, reduced_local_run,
     for rel in TABLES:
         a, b = (local / rel).read_bytes(), (on_slurm / rel).read_bytes()
         assert a == b, f"{rel} differs between the local and the SLURM run"
-    meta = json.loads((on_slurm / "results/models/cui/resnet34/cmp/base/fold0/seed1/meta.json").read_text())
+    meta = json.loads((on_slurm / "results/models/cui/box/resnet34/cmp/base/fold0/seed1/meta.json").read_text())
     assert meta["device"] == "cpu"  # a fake GPU: SLURM allocated it, torch found no CUDA and ran on the CPU
     # the figures exist in both (PNG bytes may carry timestamps; the tables above are the numbers)
     for rel in ("results/figures/cui_roc.png", "results/figures/roi_montage/DEMO001.png"):

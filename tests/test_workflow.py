@@ -16,14 +16,14 @@ pytestmark = pytest.mark.slow
 
 
 def copy_of_repository(dst):
-    """The workflow's own files (Snakefile, config, workflow/ with the ccgrade package): a code-change test
+    """The workflow's own files (Snakefile, config, workflow/ with the ccgrade package, envs/ its rules name): a code-change test
     edits the copy, never this checkout (jobs import the package of the Snakefile's checkout)."""
     import shutil
 
     dst.mkdir(parents=True, exist_ok=True)
     shutil.copy2(REPO / "Snakefile", dst / "Snakefile")
     shutil.copy2(REPO / "config.yaml", dst / "config.yaml")
-    for d in ("workflow", "config"):
+    for d in ("workflow", "config", "envs"):
         shutil.copytree(REPO / d, dst / d, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     return dst
 
@@ -114,12 +114,12 @@ def test_training_matrix_tables(study):
         assert (study / f"results/figures/cui_roc.{ext}").stat().st_size > 1000
     import json
 
-    meta = json.loads((study / "results/models/cui/se_resnet34/np/base/fold0/seed1/meta.json").read_text())
+    meta = json.loads((study / "results/models/cui/box/se_resnet34/np/base/fold0/seed1/meta.json").read_text())
     assert meta["hyperparameters"]["arch"] == "se_resnet34" and meta["device"] == "cpu"
-    assert not (study / "results/models/cui/se_resnet34/np/base/fold0/seed1/last.pt").exists()  # finished: no resume state
+    assert not (study / "results/models/cui/box/se_resnet34/np/base/fold0/seed1/last.pt").exists()  # finished: no resume state
     # no patient of the split's test set was trained on
     split = json.loads((study / "results/splits/cui.json").read_text())["folds"][0]
-    pred = pd.read_csv(study / "results/models/cui/resnet34/all/base/fold0/seed1/predictions.tsv", sep="\t")
+    pred = pd.read_csv(study / "results/models/cui/box/resnet34/all/base/fold0/seed1/predictions.tsv", sep="\t")
     assert set(pred.loc[pred["set"] == "test", "patient_id"]) <= set(split["test"])
     assert not set(split["test"]) & set(split["train"])
 
@@ -129,7 +129,7 @@ def test_one_architectures_learning_rate_reruns_only_its_jobs(study, tmp_path):
     cfg["training"]["studies"]["cui"]["overrides"] = {"se_resnet34": {"lr": 0.0005}}
     jobs = planned_with(study, cfg)
     assert {w for rule, w in jobs if rule == "train_model"} == {
-        "study=cui, arch=se_resnet34, phases=np, variant=base, fold=0, seed=1"}
+        "study=cui, roi=box, arch=se_resnet34, phases=np, variant=base, fold=0, seed=1"}
     # (the provenance record names the config's hash: a changed config rewrites it, and nothing reads it)
     assert {rule for rule, _ in jobs} == {"train_model", "cui_tables", "provenance", "privacy_scan", "all"}
 
@@ -149,7 +149,7 @@ def test_li_and_dai_tables_and_heatmaps(study):
     assert set(t5["variant"]) == {"b8", "b32"} and set(t5["batch"]) == {8, 32} and (t5["folds"] == 3).all()
     # out of fold: every patient of the k-fold split is predicted once per variant, by the fold that held it out
     for fold in range(3):
-        pred = pd.read_csv(study / f"results/models/dai/resnet50/cmp/b8/fold{fold}/seed1/predictions.tsv", sep="\t",
+        pred = pd.read_csv(study / f"results/models/dai/centroid/resnet50/cmp/b8/fold{fold}/seed1/predictions.tsv", sep="\t",
                            dtype={"patient_id": str})
         held = json.loads((study / "results/splits/dai.json").read_text())["folds"][fold]["test"]
         assert set(pred.loc[pred["set"] == "test", "patient_id"]) <= set(held)
@@ -157,6 +157,26 @@ def test_li_and_dai_tables_and_heatmaps(study):
     for stem in ("li_roc", "li_confusion", "li_heatmaps", "dai_roc", "dai_confusion"):
         for ext in ("png", "pdf"):
             assert (study / f"results/figures/{stem}.{ext}").stat().st_size > 1000, stem
+
+
+def test_sun_roi_settings_table(study):
+    """Sun's three ROI settings, an axis of the matrix: one cell each, compared in one table (the registry's)."""
+    t = pd.read_csv(study / "results/tables/sun_rois.csv")
+    assert set(t["roi"]) == {"box", "tumor", "box5mm"} and set(t["set"]) == {"train", "test"}
+    for roi in ("box", "tumor", "box5mm"):
+        assert (study / f"results/models/sun/{roi}/resnet50/stack/base/fold0/seed1/predictions.tsv").exists()
+    assert "Holm" in (study / "results/tables/sun_rois.md").read_text()
+    for ext in ("png", "pdf"):
+        assert (study / f"results/figures/sun_roc.{ext}").stat().st_size > 1000
+
+
+def test_every_file_a_job_writes_is_declared(study):
+    """Outputs named once (issue 16): `snakemake --list-untracked` finds no file in results/ (or anywhere the
+    jobs write) that no rule declares."""
+    r = smk(study, "--list-untracked")
+    listed = [line.strip() for line in (r.stdout + r.stderr).splitlines()
+              if line.strip().startswith(("results/", "resources/demo_cohort/"))]
+    assert not listed, listed
 
 
 def test_radiomics_and_fusion_outputs(study):
@@ -220,7 +240,7 @@ def test_one_variants_batch_size_reruns_only_its_folds(study):
     cfg["training"]["studies"]["dai"]["variants"]["b8"] = {"batch": 4}
     jobs = planned_with(study, cfg)
     assert {w for rule, w in jobs if rule == "train_model"} == {
-        f"study=dai, arch=resnet50, phases=cmp, variant=b8, fold={f}, seed=1" for f in range(3)}
+        f"study=dai, roi=centroid, arch=resnet50, phases=cmp, variant=b8, fold={f}, seed=1" for f in range(3)}
     assert {rule for rule, _ in jobs} == {"train_model", "dai_tables", "provenance", "privacy_scan", "all"}
 
 
@@ -246,7 +266,7 @@ def test_a_changed_window_preset_reruns_only_the_crops_that_use_it(study):
     jobs = planned_with(study, cfg)
     assert {w for rule, w in jobs if rule == "crop_roi"} == {f"roi=centroid, pid=DEMO00{i}" for i in range(1, 7)}
     trained = {w for rule, w in jobs if rule == "train_model"}
-    assert trained == {f"study=dai, arch=resnet50, phases=cmp, variant={v}, fold={f}, seed=1"
+    assert trained == {f"study=dai, roi=centroid, arch=resnet50, phases=cmp, variant={v}, fold={f}, seed=1"
                        for v in ("b8", "b32") for f in range(3)}
     assert {rule for rule, _ in jobs} == {"crop_roi", "crop_manifest", "exclusions", "train_model", "dai_tables",
                                           "provenance", "privacy_scan", "all"}
@@ -317,13 +337,17 @@ def test_editing_one_mask_reruns_only_what_reads_it(study):
     # tumour can change its side or size), but never the splits: they read the sheet without geometry
     assert {w for rule, w in jobs if rule == "tumour_geometry"} == {"pid=DEMO003"}
     # ... and that patient's radiomics, the fusion, and the models trained on mask-based crops (Li's cube
-    # and slice networks) with their tables; the box, centroid and box5mm models (Cui, Dai, Sun) stay
+    # and slice networks, Sun's tumour-only setting) with their tables; the box, centroid and box5mm models
+    # (Cui, Dai, Sun's other two settings and the fusion's deep block) stay
     assert {w for rule, w in jobs if rule == "radiomics_patient"} == {"pid=DEMO003"}
     trained = {w for rule, w in jobs if rule == "train_model"}
-    assert len(trained) == 6 and all(w.startswith("study=li,") for w in trained), trained
+    assert len(trained) == 7 and sum(w.startswith("study=li,") for w in trained) == 6, trained
+    assert {w for w in trained if w.startswith("study=sun,")} == {
+        "study=sun, roi=tumor, arch=resnet50, phases=stack, variant=base, fold=0, seed=1"}
     assert {rule for rule, _ in jobs} == {"crop_roi", "crop_manifest", "exclusions", "tumour_geometry", "geometry_table",
                                           "cohort_table", "baseline_grade", "baseline_split", "radiomics_patient",
-                                          "radiomics_table", "fusion", "train_model", "li_tables", "li_heatmaps", "privacy_scan",
+                                          "radiomics_table", "fusion", "train_model", "li_tables", "li_heatmaps", "sun_tables",
+                                          "privacy_scan",
                                           "all"}
 
 

@@ -22,7 +22,7 @@ rule baseline_grade:
         config=baseline_params,
     shell:
         "python -m ccgrade.baseline --cohort {input.cohort:q} --split {input.split} --config {params.config:q}"
-        " --by grade --out results/tables/baseline_low_vs_high > {log} 2>&1"
+        " --by grade --out {output.csv} --md {output.md} > {log} 2>&1"
 
 
 rule baseline_split:
@@ -46,4 +46,4 @@ rule baseline_split:
         config=baseline_params,
     shell:
         "python -m ccgrade.baseline --cohort {input.cohort:q} --split {input.split} --config {params.config:q}"
-        " --by split --out results/tables/baseline_train_vs_test_{wildcards.scheme} > {log} 2>&1"
+        " --by split --out {output.csv} --md {output.md} > {log} 2>&1"

@@ -67,7 +67,7 @@ rule geometry_table:
     conda:
         "../../envs/ccgrade.yaml"
     shell:
-        "python -m ccgrade.collect geometry --tables {input.tables} --out results/tables/tumour_geometry > {log} 2>&1"
+        "python -m ccgrade.collect geometry --tables {input.tables} --out {output.csv} --md {output.md} > {log} 2>&1"
 
 
 rule cohort_sheet:

@@ -31,6 +31,7 @@ from ccgrade import matrix as ccmatrix  # noqa: E402
 from ccgrade import preflight as ccpre  # noqa: E402
 from ccgrade import privacy as ccprivacy  # noqa: E402
 from ccgrade import provenance as ccprov  # noqa: E402
+from ccgrade import studies as ccstudies  # noqa: E402
 from ccgrade.cohort import has_images, patient_sources, pick_source, used_columns  # noqa: E402
 from ccgrade.errors import ConfigError  # noqa: E402
 
@@ -51,6 +52,7 @@ config.clear()
 config.update(PLAN.config)
 
 SRC = REPO / "workflow" / "src" / "ccgrade"
+REPORT_DIR = REPO / "workflow" / "report"  # captions by absolute path: report() outside a rule is not relative to it
 # privacy (README "Privacy"): pseudonymise UIDs and file names in results/ under a study key kept outside it
 PSEUDONYMISE = config["privacy"]["mode"] == "pseudonymise"
 PRIVATE = config["privacy"]["dir"]
@@ -265,22 +267,12 @@ GIT = ccprov.git_commit(REPO)
 
 
 # ------------------------------------------------------------------------------------- the model matrix
-# one cached job per (study, architecture, phase set, variant, fold, seed), then each study's tables
+# one cached job per (study, ROI setting, architecture, phase set, variant, fold, seed), then each study's tables
 
 STUDIES = config["training"]["studies"] if IMAGED else {}
 MODEL_DIR = ccmatrix.CELL_DIR
-PAPER_TABLES = {  # the studies whose paper tables are built, and their outputs
-    "cui": ["results/tables/cui_table3.csv", "results/tables/cui_table4.csv", "results/figures/cui_roc.png"],
-    "li": [
-        "results/tables/li_table2.csv",
-        "results/tables/li_comparisons.csv",
-        "results/tables/li_table3.csv",
-        "results/tables/li_mcnemar.csv",
-        "results/figures/li_roc.png",
-        "results/figures/li_heatmaps.png",
-    ],
-    "dai": ["results/tables/dai_table5.csv", "results/figures/dai_roc.png"],
-}
+# the studies that build tables, by kind (ccgrade.studies: the registry of builders, files and captions)
+STUDY_KINDS = ccstudies.study_kinds(STUDIES)
 
 
 wildcard_constraints:
@@ -300,13 +292,12 @@ def cell_files(study, name):
     return [f"{MODEL_DIR}/{name}".format(**c) for c in study_cells(study)]
 
 
-def cell_crops(study, arch, phases):
-    roi = ccmatrix.model_roi(STUDIES[study], arch)
+def cell_crops(roi, phases):
     return expand("results/crops/{roi}/{pid}/{t}.npz", roi=roi, pid=IMAGED, t=ccmatrix.crop_targets(phases, PHASES))
 
 
 def train_crops(wildcards):
-    return cell_crops(wildcards.study, wildcards.arch, wildcards.phases)
+    return cell_crops(wildcards.roi, wildcards.phases)
 
 
 def train_hp(wildcards):
@@ -321,6 +312,37 @@ def study_models_json(study):
             for c in study_cells(study)
         ]
     )
+
+
+def reported(path, caption, category, label, kind="table"):
+    return report(path, caption=str(REPORT_DIR / caption), category=category, labels={kind: label})
+
+
+def outputs_json(wildcards, output):
+    """The job's declared files by role (its rule's output names): stages write exactly these (``--outputs``)."""
+    return as_json(dict(output.items()))
+
+
+def study_outputs(study):
+    """A study's tables job's outputs, from the registry; the HTML report's items wrapped as such."""
+    kind = STUDY_KINDS[study]
+    items = ccstudies.report_items(kind, study)
+    return {role: as_report(path, items.get(role)) for role, path in ccstudies.outputs(kind, study).items()}
+
+
+def heatmap_outputs(study):
+    """The Grad-CAM figure of a study whose kind has one (Li Figure 6), from the registry."""
+    kind = STUDY_KINDS[study]
+    item = ccstudies.REGISTRY[kind].heatmaps
+    items = ccstudies.report_items(kind, study)
+    return {role: as_report(path, items.get(role)) for role, path in item.paths(study).items()}
+
+
+def as_report(path, item):
+    """``path`` as an item of the HTML report (caption, category, labels), or as it is when ``item`` is None."""
+    if item is None:
+        return path
+    return reported(path, item["caption"], item["category"], *next(iter(item["labels"].items()))[::-1])
 
 
 def stats_json():
@@ -339,7 +361,7 @@ def pinned_json(study):
 
 
 def study_targets():
-    return [f for s in STUDIES if s in PAPER_TABLES for f in PAPER_TABLES[s]]
+    return [f for s, k in STUDY_KINDS.items() for f in ccstudies.targets(k, s)]
 
 
 # ----------------------------------------------------------------------- radiomics, deep block, fusion
@@ -353,17 +375,7 @@ if not Path(RAD_PARAMS).is_absolute() and not Path(RAD_PARAMS).exists():
     RAD_PARAMS = str(REPO / RAD_PARAMS)
 # patients with images: full features on the phase's volume; mask-only patients: shape features
 RAD_PATIENTS = [p for p in PATIENTS if p in IMAGED or "mask" in SOURCES[p].get(RAD_PHASE, {})] if RAD["enabled"] else []
-DEEP = FUSION["deep"]
-DEEP_CELL = None
-if DEEP and IMAGED and DEEP["study"] in STUDIES:
-    DEEP_CELL = {
-        "study": DEEP["study"],
-        "arch": DEEP["arch"],
-        "phases": DEEP["phases"],
-        "variant": DEEP["variant"],
-        "fold": 0,
-        "seed": DEEP["seed"],
-    }
+DEEP_CELL = ccmatrix.deep_cell({**config, "training": {**config["training"], "studies": STUDIES}})
 
 
 def rad_sources(wildcards):
@@ -386,22 +398,43 @@ def rad_args(wildcards):
 
 
 NESTED_CV = int(FUSION["nested_cv"])
-# nested cross-validation of the whole pipeline (radiomics + clinical): its outputs only when asked for
-NESTED_CAPTION = str(REPO / "workflow/report/fusion_nested.rst")  # outside a rule: not relative to a rule file
-NESTED_OUTPUTS = (
-    {
-        "nested": "results/fusion/nested_predictions.tsv",
-        "nested_table": report(
-            "results/tables/fusion_nested_cv.csv",
-            caption=NESTED_CAPTION,
-            category="Sun et al.",
-            labels={"table": "Sun: nested cross-validation"},
+
+
+# the fusion job's files by role (the job writes exactly these); the nested CV's only when asked for
+FUSION_OUTPUTS = {
+    "predictions": "results/fusion/predictions.tsv",
+    "left_out": "results/fusion/left_out.tsv",
+    "selected": "results/fusion/selected_features.tsv",
+    "table": reported("results/tables/fusion_models.csv", "fusion.rst", "Sun et al.", "Sun: fused models"),
+    "table_md": "results/tables/fusion_models.md",
+    "coef": reported(
+        "results/tables/fusion_coefficients.csv",
+        "fusion_coefficients.rst",
+        "Sun et al.",
+        "Sun: coefficients (nomogram)",
+    ),
+    "coef_md": "results/tables/fusion_coefficients.md",
+    "roc": reported(
+        "results/figures/fusion_roc.png", "fusion.rst", "Sun et al.", "Sun: ROC curves (training, test)", "figure"
+    ),
+    "roc_pdf": "results/figures/fusion_roc.pdf",
+    "dca": reported(
+        "results/figures/fusion_calibration_dca.png",
+        "fusion.rst",
+        "Sun et al.",
+        "Sun: calibration and decision curves",
+        "figure",
+    ),
+    "dca_pdf": "results/figures/fusion_calibration_dca.pdf",
+}
+if NESTED_CV:
+    FUSION_OUTPUTS.update(
+        nested="results/fusion/nested_predictions.tsv",
+        nested_table=reported(
+            "results/tables/fusion_nested_cv.csv", "fusion_nested.rst", "Sun et al.", "Sun: nested cross-validation"
         ),
-        "nested_md": "results/tables/fusion_nested_cv.md",
-    }
-    if NESTED_CV
-    else {}
-)
+        nested_table_md="results/tables/fusion_nested_cv.md",
+    )
 
 
 def fusion_params(wildcards):
@@ -422,7 +455,7 @@ def fusion_params(wildcards):
 def fusion_targets():
     if not FUSION["enabled"] or not (RAD_PATIENTS or DEEP_CELL):
         return []
-    return ["results/tables/fusion_models.csv", "results/figures/fusion_calibration_dca.png", *NESTED_OUTPUTS.values()]
+    return list(FUSION_OUTPUTS.values())
 
 
 def all_targets():

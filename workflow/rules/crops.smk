@@ -23,6 +23,7 @@ rule crop_roi:
     params:
         roi=roi_params,
         window=roi_window,
+        outdir=lambda wc, output: os.path.dirname(output.manifest),
         phases=",".join(PHASES),
         stack=",".join(config["stack"]["phases"]),
         sources=lambda wc: as_json(crop_sources(wc)),
@@ -35,7 +36,7 @@ rule crop_roi:
         " --window {params.window:q} --phases {params.phases} --stack {params.stack}"
         " --volumes {input.volumes} --sources {params.sources:q} --mask-label {params.mask_label}"
         " --rtstruct-roi {params.rtstruct_roi:q} --rtstruct-link {params.rtstruct_link}"
-        " --outdir results/crops/{wildcards.roi}/{wildcards.pid} {params.privacy} > {log} 2>&1"
+        " --outdir {params.outdir} {params.privacy} > {log} 2>&1"
 
 
 rule crop_manifest:
@@ -68,7 +69,7 @@ rule exclusions:
         "../../envs/ccgrade.yaml"
     shell:
         "python -m ccgrade.collect exclusions --ingest {input.ingest} --manifests {input.manifests}"
-        " --splits {input.splits} --cohort {input.cohort} --out results/tables/exclusions > {log} 2>&1"
+        " --splits {input.splits} --cohort {input.cohort} --out {output.csv} --md {output.md} > {log} 2>&1"
 
 
 rule roi_montage:
@@ -91,8 +92,9 @@ rule roi_montage:
     params:
         phases=",".join(PHASES),
         roi=config["figures"]["montage_roi"],
+        crops=lambda wc, input: os.path.dirname(input.crops[0]),
         window=as_json(config["windows"][config["rois"][config["figures"]["montage_roi"]]["window"]]),
     shell:
         "python -m ccgrade.figures --patient {wildcards.pid} --phases {params.phases} --volumes {input.volumes}"
-        " --crops results/crops/{params.roi}/{wildcards.pid} --window {params.window:q} --roi {params.roi}"
-        " --out results/figures/roi_montage/{wildcards.pid} > {log} 2>&1"
+        " --crops {params.crops} --window {params.window:q} --roi {params.roi}"
+        " --out {output.png} --pdf {output.pdf} > {log} 2>&1"

@@ -51,7 +51,7 @@ rule radiomics_table:
 rule deep_features:
     input:
         weights=(f"{MODEL_DIR}/best.pt".format(**DEEP_CELL)) if DEEP_CELL else [],
-        crops=cell_crops(DEEP_CELL["study"], DEEP_CELL["arch"], DEEP_CELL["phases"]) if DEEP_CELL else [],
+        crops=cell_crops(DEEP_CELL["roi"], DEEP_CELL["phases"]) if DEEP_CELL else [],
         code=code("fusion"),
     output:
         "results/fusion/deep_features.tsv",
@@ -76,33 +76,7 @@ rule fusion:
         deep="results/fusion/deep_features.tsv" if DEEP_CELL else [],
         code=code("fusion"),
     output:
-        **NESTED_OUTPUTS,
-        predictions="results/fusion/predictions.tsv",
-        table=report(
-            "results/tables/fusion_models.csv",
-            caption="../report/fusion.rst",
-            category="Sun et al.",
-            labels={"table": "Sun: fused models"},
-        ),
-        md="results/tables/fusion_models.md",
-        coef=report(
-            "results/tables/fusion_coefficients.csv",
-            caption="../report/fusion_coefficients.rst",
-            category="Sun et al.",
-            labels={"table": "Sun: coefficients (nomogram)"},
-        ),
-        roc=report(
-            "results/figures/fusion_roc.png",
-            caption="../report/fusion.rst",
-            category="Sun et al.",
-            labels={"figure": "Sun: ROC curves (training, test)"},
-        ),
-        dca=report(
-            "results/figures/fusion_calibration_dca.png",
-            caption="../report/fusion.rst",
-            category="Sun et al.",
-            labels={"figure": "Sun: calibration and decision curves"},
-        ),
+        **FUSION_OUTPUTS,
     log:
         "results/logs/fusion.log",
     conda:
@@ -111,6 +85,7 @@ rule fusion:
         prm=fusion_params,
         rad=lambda wc, input: f"--radiomics {input.radiomics}" if input.radiomics else "",
         deep=lambda wc, input: f"--deep {input.deep}" if input.deep else "",
+        outputs=outputs_json,
     shell:
         "python -m ccgrade.fusion fit --cohort {input.cohort} --split {input.split} {params.rad} {params.deep}"
-        " --params {params.prm:q} --outdir results/fusion --tables results/tables --figures results/figures > {log} 2>&1"
+        " --params {params.prm:q} --outputs {params.outputs:q} > {log} 2>&1"

@@ -27,10 +27,11 @@ rule index_series:
         ingest=as_json(config["ingest"]),
         phases=",".join(PHASES),
         sources=ingest_args,
+        outdir=lambda wc, output: os.path.dirname(output.slices),
         privacy=lambda wc, output: f"{SECRET_ARG} --private {output.private}" if PSEUDONYMISE else "",
     shell:
         "python -m ccgrade.ingest index --patient {wildcards.pid} {params.sources}"
-        " --ingest {params.ingest:q} --phases {params.phases} --outdir results/ingest/{wildcards.pid}"
+        " --ingest {params.ingest:q} --phases {params.phases} --outdir {params.outdir}"
         " {params.privacy} > {log} 2>&1"
 
 
@@ -56,9 +57,10 @@ rule convert_volumes:
     params:
         sources=ingest_args,
         privacy=SECRET_ARG,
+        index_dir=lambda wc, input: os.path.dirname(input.slices),
     shell:
         "python -m ccgrade.ingest convert --patient {wildcards.pid} {params.sources}"
-        " --index-dir results/ingest/{wildcards.pid} --outdir {output} {params.privacy} > {log} 2>&1"
+        " --index-dir {params.index_dir} --outdir {output} {params.privacy} > {log} 2>&1"
 
 
 rule series_table:

@@ -215,7 +215,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--split", required=True, help="split TSV whose fold-0 patients form the analysed cohort")
     ap.add_argument("--config", required=True, help="JSON: {cohort, baseline, seed}")
     ap.add_argument("--by", choices=["grade", "split"], required=True)
-    ap.add_argument("--out", required=True, help="output stem")
+    ap.add_argument("--out", required=True, help="the CSV to write")
+    ap.add_argument("--md", help="the Markdown to write (default: beside the CSV)")
     a = ap.parse_args(argv)
     cfg = json.loads(a.config)
     cohort = validate_cohort(read_table(a.cohort), cfg, file=a.cohort,
@@ -236,7 +237,7 @@ def main(argv: list[str] | None = None) -> None:
     if lost:
         notes.append(f"Left out, not in the cohort: {', '.join(lost)} (named in baseline.variables).")
     md = _markdown_view(t)
-    write_table(a.out, t, footnotes=notes, title=title, markdown=md)
+    write_table(a.out, t, footnotes=notes, title=title, markdown=md, md=a.md)
     print(md.to_string())
 
 

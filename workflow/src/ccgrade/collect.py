@@ -60,13 +60,15 @@ def main(argv: list[str] | None = None) -> None:
     c.add_argument("--out", required=True)
     g = sub.add_parser("geometry", help="the tumour geometry table (CSV + Markdown)")
     g.add_argument("--tables", nargs="+", required=True)
-    g.add_argument("--out", required=True, help="output stem")
+    g.add_argument("--out", required=True, help="the CSV to write")
+    g.add_argument("--md", help="the Markdown to write (default: beside the CSV)")
     e = sub.add_parser("exclusions")
     e.add_argument("--ingest", nargs="*", default=[])
     e.add_argument("--manifests", nargs="*", default=[])
     e.add_argument("--splits", nargs="*", default=[])
     e.add_argument("--cohort", nargs="*", default=[], help="cases left out of the cohort by an adapter (TSV)")
-    e.add_argument("--out", required=True, help="output stem (CSV + Markdown)")
+    e.add_argument("--out", required=True, help="the CSV to write")
+    e.add_argument("--md", help="the Markdown to write (default: beside the CSV)")
     a = ap.parse_args(argv)
     if a.cmd == "cohort":
         from .cohort import analysis_cohort, validate_cohort
@@ -84,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
 
         t = concat_tsv(a.tables)
         df, kw = geometry_table(t)
-        write_table(a.out, df, **kw)
+        write_table(a.out, df, md=a.md, **kw)
         print(f"{len(t)} patients")
     elif a.cmd == "series":
         series = concat_tsv(a.series)
@@ -97,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
         print(man.groupby(["roi", "status"]).size().to_string())
     else:
         ex = exclusions(a.ingest, a.manifests, a.splits, a.cohort)
-        write_table(a.out, ex, title=f"Exclusions ({len(ex)} rows)",
+        write_table(a.out, ex, md=a.md, title=f"Exclusions ({len(ex)} rows)",
                     footnotes=["Each row is one patient x phase x ROI (or file) left out, with the reason; "
                                "nothing is dropped silently."])
         print(f"{len(ex)} exclusion rows")

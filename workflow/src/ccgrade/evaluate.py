@@ -21,15 +21,13 @@ Benjamini-Hochberg ones when asked) beside the raw ones, and names the family.
 
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from . import stats
-from .outputs import pyplot, read_table, save_figure, write_table
+from .outputs import Outputs, pyplot, read_table, save_figure
 
 PHASE_LABEL = {"up": "plain", "cmp": "corticomedullary", "np": "parenchymal", "ep": "excretory",
                "all": "four phases combined", "stack": "three phases as channels"}
@@ -198,7 +196,7 @@ def image_ci_note(opt: dict | None, what: str = "image") -> str:
             f"patient-clustered CI, auc_clustered_ci_*, and the patient-level bootstrap, {n_boot} resamples).")
 
 
-def cui_tables(models: list[dict], out_dir: Path, fig_dir: Path, table3_arch: str = "resnet34",
+def cui_tables(models: list[dict], out: Outputs, table3_arch: str = "resnet34",
                table4_arch: str = "se_resnet34", opt: dict | None = None, pinned: dict | None = None) -> None:
     """Cui Table 3 (one architecture over the phase sets), Table 4 (two architectures on a shared
     phase set, with DeLong P), and Figures 2-4 (ROC curves and confusion matrices). ``pinned`` names
@@ -223,7 +221,7 @@ def cui_tables(models: list[dict], out_dir: Path, fig_dir: Path, table3_arch: st
              "accuracy and AUC are shared). Each network's epoch was chosen on the validation patients."]
     if (t3["seed"].astype(str) == "mean").any():
         notes.append("Seeds: one row per seed, then the seeds' mean and SD (rows 'mean', 'sd').")
-    write_table(out_dir / "cui_table3", t3, title=f"Cui Table 3: {table3_arch} per phase set", footnotes=notes,
+    out.table("t3", t3, title=f"Cui Table 3: {table3_arch} per phase set", footnotes=notes,
                 markdown=_view(t3, ["phase set", "seed"]))
     # Table 4: both architectures on every phase set they share, with DeLong P per level
     shared = sorted({m["phases"] for m in models if m["arch"] == table4_arch} &
@@ -254,14 +252,14 @@ def cui_tables(models: list[dict], out_dir: Path, fig_dir: Path, table3_arch: st
     pinned_note = (f"{table4_arch}'s phase set ({', '.join(pinned[table4_arch])}) is set in the config "
                    f"(training.studies.cui.models.{table4_arch}), as Cui et al. chose theirs after Table 3; this run "
                    "did not select it." if pinned and pinned.get(table4_arch) else "")
-    write_table(out_dir / "cui_table4", t4, title=f"Cui Table 4: {table3_arch} vs {table4_arch}", markdown=v4,
+    out.table("t4", t4, title=f"Cui Table 4: {table3_arch} vs {table4_arch}", markdown=v4,
                 footnotes=notes[:2] + [f"DeLong P: {table4_arch} vs {table3_arch} on the same test images (image "
                                        "level, on the patient-clustered covariance unless paper mode) or patients "
                                        "(patient level), two-sided, once per level (on the low-class row).",
                                        family_note(t4, "delong_p", f"this table's {table4_arch} vs {table3_arch} "
                                                    "comparisons (phase sets x levels x seeds)", opt)]
                 + ([pinned_note] if pinned_note else []))
-    _figures(models, preds, fig_dir)
+    _figures(models, preds, out)
 
 
 def roc_panel(ax, curves: list[tuple[str, np.ndarray, np.ndarray]], title: str) -> None:
@@ -300,40 +298,41 @@ def confusion_panel(ax, y: np.ndarray | None, call: np.ndarray | None, title: st
     ax.set_title(title, fontsize=7)
 
 
-def roc_figure(panels: list[tuple[str, list]], stem: Path, ncols: int = 2) -> None:
-    """ROC panels (title, curves) on a grid, ``ncols`` per row (PNG + PDF)."""
+def roc_figure(panels: list[tuple[str, list]], png: Path, ncols: int = 2, pdf: Path | None = None) -> None:
+    """ROC panels (title, curves) on a grid, ``ncols`` per row (PNG + PDF, ``pdf`` beside it by default)."""
     plt = pyplot()
     nrows = -(-len(panels) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.5 * ncols, 4.2 * nrows), squeeze=False)
     for ax, (title, curves) in zip(axes.ravel(), panels):
         roc_panel(ax, curves, title)
     fig.tight_layout()
-    save_figure(fig, stem)
+    save_figure(fig, png, pdf=pdf)
     plt.close(fig)
 
 
-def confusion_figure(panels: list[tuple[str, np.ndarray | None, np.ndarray | None]], stem: Path) -> None:
+def confusion_figure(panels: list[tuple[str, np.ndarray | None, np.ndarray | None]], png: Path,
+                     pdf: Path | None = None) -> None:
     plt = pyplot()
     n = max(len(panels), 1)
     fig, axes = plt.subplots(1, n, figsize=(2.3 * n, 2.6), squeeze=False)
     for ax, (title, y, call) in zip(axes[0], panels):
         confusion_panel(ax, y, call, title)
     fig.tight_layout()
-    save_figure(fig, stem)
+    save_figure(fig, png, pdf=pdf)
     plt.close(fig)
 
 
-def _figures(models: list[dict], preds: dict, fig_dir: Path) -> None:
+def _figures(models: list[dict], preds: dict, out: Outputs) -> None:
     roc_figure([(f"ROC, test set, {level} level",
                  [(f"{m['arch']} {m['phases']}", *_levels(preds[m["arch"], m["phases"], m["seed"]])[level][:2])
                   for m in models if not preds[m["arch"], m["phases"], m["seed"]].empty])
-                for level in ("image", "patient")], fig_dir / "cui_roc")
+                for level in ("image", "patient")], out["roc"], pdf=out["roc_pdf"])
     panels = []
     for m in models:
         pr = preds[m["arch"], m["phases"], m["seed"]]
         y, p, _, _ = _levels(pr)["image"] if not pr.empty else (None, None, None, None)
         panels.append((f"{m['arch']}\n{m['phases']}", y, None if p is None else (p >= 0.5).astype(int)))
-    confusion_figure(panels, fig_dir / "cui_confusion")
+    confusion_figure(panels, out["confusion"], pdf=out["confusion_pdf"])
 
 
 # ----------------------------------------------------------------------------------------------- Li et al.
@@ -388,16 +387,17 @@ def _ci_text(r: dict | pd.Series, prefix: str = "") -> str:
     return "" if a != a else f"{a:.3f} ({r[f'{prefix}auc_ci_low']:.3f}–{r[f'{prefix}auc_ci_high']:.3f})"
 
 
-def choose_reference(t2: pd.DataFrame, seed, selection: str) -> tuple[str, str]:
-    """The reference phase of Li Table 2 for one seed, and what it was chosen on: the best AUC on the
-    validation patients (``selection`` validation), or on the test patients (``test``: the paper's post
-    hoc procedure); ("", reason) when no phase can be chosen without the test patients."""
+def choose_reference(t2: pd.DataFrame, seed, selection: str, key: str = "phases", what: str = "phase"
+                     ) -> tuple[str, str]:
+    """The reference ``key`` (Li Table 2: the phase; Sun: the ROI setting) for one seed, and what it was
+    chosen on: the best AUC on the validation patients (``selection`` validation), or on the test patients
+    (``test``: the papers' post hoc procedure); ("", reason) when none can be chosen without the test patients."""
     set_name = "val" if selection == "validation" else "test"
     cand = t2[(t2["set"] == set_name) & (t2["seed"] == seed) & t2["auc"].notna()]
     if cand.empty:
-        return "", ("no validation patients in the split: no phase is chosen, every pair of phases is compared"
+        return "", (f"no validation patients in the split: no {what} is chosen, every pair is compared"
                     if selection == "validation" else "no test AUC")
-    best = cand.sort_values(["auc", "phases"], ascending=[False, True], kind="stable")["phases"].iloc[0]
+    best = cand.sort_values(["auc", key], ascending=[False, True], kind="stable")[key].iloc[0]
     return best, ("best validation AUC" if set_name == "val" else "selected post hoc on the test set (paper mode)")
 
 
@@ -424,7 +424,7 @@ def li_comparisons(t2: pd.DataFrame, preds: dict, strong: str, opt: dict | None 
     return out
 
 
-def li_tables(models: list[dict], out_dir: Path, fig_dir: Path, strong: str = "resnet3d18",
+def li_tables(models: list[dict], out: Outputs, strong: str = "resnet3d18",
               weak: str = "resnet18", opt: dict | None = None) -> dict[str, pd.DataFrame]:
     """Li Table 2 (strong, per phase, DeLong P vs a reference phase chosen without test patients, or all
     pairs), its comparisons table, Table 3 (weak, slice and patient level), the strong-vs-weak
@@ -470,7 +470,7 @@ def li_tables(models: list[dict], out_dir: Path, fig_dir: Path, strong: str = "r
                        **{f"P ({ADJUST_NAMES[m]})": t2[f"delong_p_vs_reference_{m}"].map(_fmt) for m in o["adjust"]}}
                       ) if len(t2) else t2
     bases = sorted({b for b in comp["chosen_on"]} | ({b for b in t2["chosen_on"].dropna() if b} if len(t2) else set()))
-    write_table(out_dir / "li_table2", t2, title=f"Li Table 2: strongly supervised {strong} per phase", markdown=v2,
+    out.table("t2", t2, title=f"Li Table 2: strongly supervised {strong} per phase", markdown=v2,
                 footnotes=["One 32³ tumour cube per patient; threshold 0.5 on P(high); sensitivity for high grade. "
                            "AUC 95% CI by DeLong (bootstrap CI in the CSV).",
                            "DeLong P: each phase's test-set AUC against the reference phase's, on the same patients. "
@@ -481,7 +481,7 @@ def li_tables(models: list[dict], out_dir: Path, fig_dir: Path, strong: str = "r
                            family_note(comp, "p_value", "the phases' comparisons of each seed (li_comparisons)", o)])
     vc = comp.assign(**{c: comp[c].map(_fmt) for c in ["auc_a", "auc_b", "difference", "p_value"] +
                         [f"p_value_{m}" for m in o["adjust"]]})
-    write_table(out_dir / "li_comparisons", comp, title=f"Li Table 2's tests: {strong} phases compared (DeLong, test set)",
+    out.table("comparisons", comp, title=f"Li Table 2's tests: {strong} phases compared (DeLong, test set)",
                 markdown=vc, footnotes=["Each row: DeLong's test of two phases' test-set AUCs on the patients both "
                                         "models saw (two-sided); difference = AUC a - AUC b.",
                                         family_note(comp, "p_value", "all rows of this table", o)])
@@ -511,7 +511,7 @@ def li_tables(models: list[dict], out_dir: Path, fig_dir: Path, strong: str = "r
                        "Patients": t3["li_n"],
                        **{f">3 slices {c}": t3[f"li_{c}"].map(_fmt) for c in ("accuracy", "sensitivity", "specificity")},
                        "Patient AUC, mean P (95% CI)": [_ci_text(r, "mean_") for _, r in t3.iterrows()]}) if len(t3) else t3
-    write_table(out_dir / "li_table3", t3, title=f"Li Table 3: weakly supervised {weak} per phase", markdown=v3,
+    out.table("t3", t3, title=f"Li Table 3: weakly supervised {weak} per phase", markdown=v3,
                 footnotes=["Single slice: every tumour slice is one call. >3 slices: Li's patient rule, a grade needs "
                            "more than three consecutive slices with that call, adjacent slices linked by tumour-box "
                            "IoU > 0.3 (high wins if both; neither: mean probability). Threshold 0.5.",
@@ -559,23 +559,23 @@ def li_tables(models: list[dict], out_dir: Path, fig_dir: Path, strong: str = "r
                        "DeLong P (AUC)": mc.get("delong_p", pd.Series(np.nan, index=mc.index)).map(_fmt),
                        f"{ADJUST_NAMES[h]}  ": mc.get(f"delong_p_{h}", pd.Series(np.nan, index=mc.index)).map(_fmt)}) \
         if len(mc) else mc
-    write_table(out_dir / "li_mcnemar", mc, title="Li: strongly (3D) vs weakly (2D, >3-slice rule) supervised, test set",
+    out.table("mcnemar", mc, title="Li: strongly (3D) vs weakly (2D, >3-slice rule) supervised, test set",
                 markdown=vm, footnotes=["McNemar on paired correct/incorrect calls: sensitivity among the high-grade, "
                                         "specificity among the low-grade test patients (exact binomial; the CSV also "
                                         "gives chi-square with continuity correction).",
                                         "DeLong: the 3D P(high) against the 2D mean slice probability per patient.",
                                         family_note(mc, fam, "every test of this table (McNemar on sensitivity and "
                                                     "on specificity, and DeLong, per phase and seed)", o)])
-    _li_figures(models, preds, calls, fig_dir, strong, weak)
+    _li_figures(models, preds, calls, out, strong, weak)
     return {"table2": t2, "table3": t3, "mcnemar": mc}
 
 
-def _li_figures(models, preds, calls, fig_dir: Path, strong: str, weak: str) -> None:
+def _li_figures(models, preds, calls, out: Outputs, strong: str, weak: str) -> None:
     roc_figure([(f"{arch} ({what}), {set_name}ing set",
                  [(f"{m['phases'].upper()} s{m['seed']}", *_levels(preds[arch, m["phases"], m["seed"]], set_name)[level][:2])
                   for m in models if m["arch"] == arch and not preds[arch, m["phases"], m["seed"]].empty])
                 for arch, level, what in ((strong, "patient", "3D, per patient"), (weak, "image", "2D, per slice"))
-                for set_name in ("train", "test")], fig_dir / "li_roc")
+                for set_name in ("train", "test")], out["roc"], pdf=out["roc_pdf"])
     panels = []
     for m in models:
         pr = preds[m["arch"], m["phases"], m["seed"]]
@@ -587,12 +587,12 @@ def _li_figures(models, preds, calls, fig_dir: Path, strong: str, weak: str) -> 
         else:
             y, p, _, _ = _levels(pr)["patient"]
             panels.append((f"{m['arch']} {m['phases'].upper()}\nper patient", y, (p >= 0.5).astype(int)))
-    confusion_figure(panels, fig_dir / "li_confusion")
+    confusion_figure(panels, out["confusion"], pdf=out["confusion_pdf"])
 
 
 # --------------------------------------------------------------------------------------------------- Dai
 
-def dai_tables(models: list[dict], out_dir: Path, fig_dir: Path, opt: dict | None = None) -> pd.DataFrame:
+def dai_tables(models: list[dict], out: Outputs, opt: dict | None = None) -> pd.DataFrame:
     """Dai Table 5: per (architecture, phase set, variant, seed), the k folds' test predictions pooled
     (out of fold) at slice and patient level, and the mean and SD of the per-fold AUCs; Figures 9-10."""
     groups: dict[tuple, list[tuple[int, pd.DataFrame]]] = {}
@@ -626,7 +626,7 @@ def dai_tables(models: list[dict], out_dir: Path, fig_dir: Path, opt: dict | Non
                        "AUC (95% CI), pooled": [_ci_text(r) for _, r in t5.iterrows()],
                        "Fold AUC mean ± SD": [f"{a:.3f} ± {b:.3f}" if b == b else _fmt(a) for a, b in
                                               zip(t5["fold_auc_mean"], t5["fold_auc_sd"])]}) if len(t5) else t5
-    write_table(out_dir / "dai_table5", t5, title="Dai Table 5: k-fold cross-validation per variant (batch-size sweep)",
+    out.table("t5", t5, title="Dai Table 5: k-fold cross-validation per variant (batch-size sweep)",
                 markdown=v5, footnotes=["Pooled: every fold's test predictions together (each patient predicted once, "
                                         "by the model that did not train on it). Slice level: every slice is one "
                                         "call; patient level: mean probability. Threshold 0.5; sensitivity for high "
@@ -636,32 +636,93 @@ def dai_tables(models: list[dict], out_dir: Path, fig_dir: Path, opt: dict | Non
                                         "fold trains for its set number of epochs; there is no validation set)."])
     roc_figure([(f"ROC, out-of-fold, {'slice' if level == 'image' else level} level",
                  [(f"{a} {ph} {v} s{sd}", *_levels(t)[level][:2]) for (a, ph, v, sd), t in pooled.items() if len(t)])
-                for level in ("image", "patient")], fig_dir / "dai_roc")
+                for level in ("image", "patient")], out["roc"], pdf=out["roc_pdf"])
     panels = []
     for (a, ph, v, sd), t in pooled.items():
         y, p, _, _ = _levels(t)["image"] if len(t) else (None, None, None, None)
         panels.append((f"{a} {v}\nslices, out-of-fold", y, None if p is None else (p >= 0.5).astype(int)))
-    confusion_figure(panels, fig_dir / "dai_confusion")
+    confusion_figure(panels, out["confusion"], pdf=out["confusion_pdf"])
     return t5
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description="Paper tables and figures from the model matrix's predictions.")
-    ap.add_argument("--study", required=True, choices=["cui", "li", "dai"])
-    ap.add_argument("--models", required=True, help="JSON list of cells {arch, phases, variant, fold, seed, dir}")
-    ap.add_argument("--tables", required=True)
-    ap.add_argument("--figures", required=True)
-    ap.add_argument("--stats", default="{}", help="JSON: the config's statistics section (mode, adjust, n_boot)")
-    ap.add_argument("--pinned", default="{}", help="JSON: {arch: [phase sets]} the config fixes (Cui Table 4)")
-    a = ap.parse_args(argv)
-    models = json.loads(a.models)
-    opt = stats_options(json.loads(a.stats))
-    if a.study == "cui":
-        cui_tables(models, Path(a.tables), Path(a.figures), opt=opt, pinned=json.loads(a.pinned))
-    else:
-        {"li": li_tables, "dai": dai_tables}[a.study](models, Path(a.tables), Path(a.figures), opt=opt)
-    print(f"{len(models)} models evaluated")
+# ------------------------------------------------------------------------------------------ Sun et al.
 
-
-if __name__ == "__main__":
-    main()
+def sun_tables(models: list[dict], out: Outputs, opt: dict | None = None) -> dict[str, pd.DataFrame]:
+    """Sun et al.'s ROI settings compared: the same network on each ROI setting (rectangular box, tumour
+    only, box expanded 5 mm; config ``roi: [box, tumor, box5mm]``), patient-level AUC (mean P(high) over a
+    patient's crops) on the training and test patients, and the test image-level AUC with its
+    patient-clustered CI; DeLong tests against the setting with the best validation AUC, or every pair
+    when the split has no validation patients, with the family's adjusted P values; ROC curves per set."""
+    o = stats_options(opt)
+    preds = {(m["roi"], m["arch"], m["phases"], m["seed"]): read_predictions(m) for m in models}
+    rows = []
+    for (roi, arch, ph, sd), pr in preds.items():
+        for set_name in ("train", "val", "test"):
+            if pr.empty or not (pr["set"] == set_name).any():
+                continue
+            lv = _levels(pr, set_name)
+            y, p, _, _ = lv["patient"]
+            row = {"roi": roi, "arch": arch, "phases": ph, "seed": sd, "set": set_name, **binary_summary(y, p, opt=o)}
+            yi, pi, _, pid = lv["image"]
+            img = binary_summary(yi, pi, pid, opt=o)
+            row.update(image_n=img["n"], image_auc=img["auc"], image_auc_ci_low=img["auc_ci_low"],
+                       image_auc_ci_high=img["auc_ci_high"])
+            rows.append(row)
+    t = pd.DataFrame(rows)
+    comp_rows = []
+    for (arch, ph, sd) in sorted({(a, p_, s_) for _, a, p_, s_ in preds}):
+        sub = t[(t["arch"] == arch) & (t["phases"] == ph) & (t["seed"] == sd)] if len(t) else t
+        ref, basis = choose_reference(sub, sd, o["selection"], key="roi", what="ROI setting") if len(sub) else ("", "")
+        rois = [r for r, a, p_, s_ in preds if (a, p_, s_) == (arch, ph, sd) and not preds[r, a, p_, s_].empty]
+        pairs = [(r, ref) for r in rois if r != ref] if ref else [(a, b) for i, a in enumerate(rois) for b in rois[i + 1:]]
+        for a, b in pairs:
+            c = compare(preds[a, arch, ph, sd], preds[b, arch, ph, sd], o)["patient"]
+            comp_rows.append({"arch": arch, "phases": ph, "seed": sd, "roi_a": a, "roi_b": b, "reference": ref,
+                              "chosen_on": basis, "n": c.get("n"), "auc_a": c.get("auc_a", np.nan),
+                              "auc_b": c.get("auc_b", np.nan), "difference": c.get("difference", np.nan),
+                              "p_value": c["p_value"]})
+    comp = pd.DataFrame(comp_rows, columns=["arch", "phases", "seed", "roi_a", "roi_b", "reference", "chosen_on", "n",
+                                            "auc_a", "auc_b", "difference", "p_value"])
+    adjust_columns(comp, ["p_value"], o)
+    if len(t):  # each test row: its DeLong P against the reference (or, without one, see the pairs below)
+        t["reference_roi"] = ""
+        t["delong_p_vs_reference"] = np.nan
+        for m in o["adjust"]:
+            t[f"delong_p_vs_reference_{m}"] = np.nan
+        for _, c in comp[comp["reference"] != ""].iterrows():
+            i = t.index[(t["set"] == "test") & (t["roi"] == c["roi_a"]) & (t["arch"] == c["arch"]) &
+                        (t["phases"] == c["phases"]) & (t["seed"] == c["seed"])]
+            t.loc[i, "delong_p_vs_reference"] = c["p_value"]
+            for m in o["adjust"]:
+                t.loc[i, f"delong_p_vs_reference_{m}"] = c[f"p_value_{m}"]
+        for key, ref in {(r["arch"], r["phases"], r["seed"]): r["reference"] for _, r in comp.iterrows()}.items():
+            t.loc[(t["arch"] == key[0]) & (t["phases"] == key[1]) & (t["seed"] == key[2]), "reference_roi"] = ref
+        t = seed_summary(t, ["roi", "arch", "phases", "set"])
+    view = pd.DataFrame({"ROI setting": t["roi"], "Model": t["arch"] + " " + t["phases"], "Seed": t["seed"],
+                         "Set": t["set"], "n": t["n"], "AUC (95% CI), patient": [_ci_text(r) for _, r in t.iterrows()],
+                         **{c.capitalize(): t[c].map(_fmt) for c in ("accuracy", "sensitivity", "specificity")},
+                         "AUC (95% CI), image": [_ci_text(r, "image_") for _, r in t.iterrows()],
+                         "DeLong P vs reference": t["delong_p_vs_reference"].map(_fmt),
+                         **{f"P ({ADJUST_NAMES[m]})": t[f"delong_p_vs_reference_{m}"].map(_fmt) for m in o["adjust"]}}
+                        ) if len(t) else t
+    pairs_text = "; ".join(f"{a} vs {b}: P {_fmt(p)}" + "".join(f", {ADJUST_NAMES[m]} {_fmt(r[f'p_value_{m}'])}"
+                                                             for m in o["adjust"])
+                           for a, b, p, (_, r) in zip(comp["roi_a"], comp["roi_b"], comp["p_value"], comp.iterrows()))
+    bases = sorted({b for b in comp["chosen_on"] if b})
+    out.table("rois", t, title="Sun et al.: the ROI settings compared (the same network and phases on each)",
+              markdown=view, footnotes=[
+                  "Patient level: mean P(high) over a patient's crops; threshold 0.5; AUC 95% CI by DeLong. Image "
+                  "level (test): every crop one call, " + ("naive DeLong CI (paper mode)." if not o["clustered"] else
+                                                           "patient-clustered CI (Obuchowski 1997)."),
+                  "DeLong P: each setting's test-set patient-level AUC against the reference setting's, on the same "
+                  "patients. Reference: " + ("; ".join(bases) if bases else "none") + "." +
+                  (" Selected post hoc on the test set (paper mode)." if o["selection"] == "test" else
+                   " Never chosen on the test patients."),
+                  ("Pairs compared: " + pairs_text + "." if len(comp) else "No pair of settings could be compared."),
+                  family_note(comp, "p_value", "the ROI settings' comparisons of each model and seed", o)])
+    curves = [(f"ROC, {set_name} set, patient level",
+               [(f"{r} ({a} {p_}, s{sd})", *_levels(pr, set_name)["patient"][:2])
+                for (r, a, p_, sd), pr in preds.items() if not pr.empty and (pr["set"] == set_name).any()])
+              for set_name in ("train", "test")]
+    roc_figure(curves, out["roc"], pdf=out["roc_pdf"])
+    return {"rois": t, "comparisons": comp}

@@ -58,11 +58,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--crops", required=True)
     ap.add_argument("--window", required=True)
     ap.add_argument("--roi", required=True)
-    ap.add_argument("--out", required=True, help="output stem (PNG + PDF)")
+    ap.add_argument("--out", required=True, help="the PNG to write")
+    ap.add_argument("--pdf", help="the PDF to write (default: beside the PNG)")
     a = ap.parse_args(argv)
     fig = roi_montage(a.patient, a.phases.split(","), Path(a.volumes), Path(a.crops), json.loads(a.window), a.roi)
-    save_figure(fig, a.out)
-    print(f"wrote {a.out}.png/.pdf")
+    png, pdf = save_figure(fig, a.out, pdf=a.pdf)
+    print(f"wrote {png} and {pdf}")
 
 
 if __name__ == "__main__":

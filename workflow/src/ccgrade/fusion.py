@@ -31,6 +31,7 @@ from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 from sklearn.model_selection import StratifiedKFold
 
 from .errors import InsufficientDataError
+from .outputs import Outputs
 
 
 @dataclass
@@ -477,11 +478,9 @@ def comparison_notes(lr: bool, t: pd.DataFrame | None = None) -> list[str]:
     return notes
 
 
-def write_nested(pred: pd.DataFrame, tables: Path, *, outer: int, cv: int, dropped: list[str],
+def write_nested(pred: pd.DataFrame, out: Outputs, *, outer: int, cv: int, dropped: list[str],
                  opt: dict | None = None) -> pd.DataFrame:
-    """The nested cross-validation table (CSV + Markdown)."""
-    from .outputs import write_table
-
+    """The nested cross-validation table (CSV + Markdown, role ``nested_table``)."""
     t = nested_table(pred, opt)
     notes = [f"Every patient predicted once, by the whole pipeline refitted on the other {outer - 1} of {outer} "
              f"stratified outer folds (inner {cv}-fold CV for the LASSO penalty and the out-of-fold block scores); "
@@ -490,15 +489,16 @@ def write_nested(pred: pd.DataFrame, tables: Path, *, outer: int, cv: int, dropp
     if dropped:
         notes.append(f"Left out of the nested CV: the {', '.join(dropped)} block (its network was trained on a fixed "
                      "split, so its embeddings of that split's training patients carry their labels).")
-    write_table(tables / "fusion_nested_cv", t, title=NESTED_TITLE, markdown=_table_view(t), footnotes=notes)
+    out.table("nested_table", t, title=NESTED_TITLE, markdown=_table_view(t), footnotes=notes)
     return t
 
 
-def write_outputs(pred: pd.DataFrame, fitted: dict, left: pd.DataFrame, tables: Path, figures: Path,
+def write_outputs(pred: pd.DataFrame, fitted: dict, left: pd.DataFrame, out: Outputs,
                   thresholds: np.ndarray, opt: dict | None = None) -> pd.DataFrame:
-    """Fusion tables (models, coefficients, selected features) and figures (ROC, calibration, DCA)."""
+    """Fusion tables (models, coefficients) and figures (ROC, calibration and decision curves), written
+    to the rule's files by role (``table``, ``coef``, ``roc``, ``dca``)."""
     from .evaluate import _fmt, roc_figure
-    from .outputs import pyplot, save_figure, write_table
+    from .outputs import pyplot
 
     t = model_table(pred, fitted.get("lr"), opt)
     view = _table_view(t)
@@ -511,8 +511,8 @@ def write_outputs(pred: pd.DataFrame, fitted: dict, left: pd.DataFrame, tables: 
                      "patients, so its training scores (out-of-fold only at the LASSO step) are optimistic and the "
                      "combined model over-weights it; its test rows are honest. The nested CV leaves it out.")
     if len(left):
-        notes.append(f"{len(left)} patients left out (see fusion_left_out.tsv in results/fusion).")
-    write_table(tables / "fusion_models", t, title="Radiomics, deep and clinical models and their fusion (Sun et al.)",
+        notes.append(f"{len(left)} patients left out (see {out['left_out'].name} in {out['left_out'].parent}).")
+    out.table("table", t, title="Radiomics, deep and clinical models and their fusion (Sun et al.)",
                 markdown=view, footnotes=notes)
     coef = []
     if "combined" in fitted:
@@ -529,13 +529,13 @@ def write_outputs(pred: pd.DataFrame, fitted: dict, left: pd.DataFrame, tables: 
     ct = ct[["model", "term", "coef_per_sd", "odds_ratio_per_sd"] + [c for c in ("train_mean", "train_sd") if c in ct]]
     view = ct.assign(**{c: ct[c].map(_fmt) for c in ("coef_per_sd", "odds_ratio_per_sd")},
                      **{c: ct[c].map(lambda v: "" if v != v else f"{v:.4g}") for c in ("train_mean", "train_sd") if c in ct})
-    write_table(tables / "fusion_coefficients", ct, markdown=view, title="Model coefficients (per training SD; nomogram points "
+    out.table("coef", ct, markdown=view, title="Model coefficients (per training SD; nomogram points "
                 "are proportional to coefficient x standardised value)",
                 footnotes=["Block scores are LASSO linear predictors; their terms are the selected features."])
     sets = ("train", "test")
     roc_figure([(f"ROC, {s}ing set", [(m, *(lambda d: (d["label"].to_numpy(int), d["prob_high"].to_numpy(float)))(
         pred[(pred["set"] == s) & (pred["model"] == m)])) for m in MODEL_ORDER if m in set(pred["model"])])
-        for s in sets], figures / "fusion_roc")
+        for s in sets], out["roc"], pdf=out["roc_pdf"])
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9, 4.2))
     test = pred[pred["set"] == "test"]
@@ -562,27 +562,28 @@ def write_outputs(pred: pd.DataFrame, fitted: dict, left: pd.DataFrame, tables: 
     for ax in axes:
         ax.legend(fontsize=7)
     fig.tight_layout()
-    save_figure(fig, figures / "fusion_calibration_dca")
+    out.figure("dca", fig)
     plt.close(fig)
     return t
 
 
-def not_fitted(reason: str, outdir: Path, tables: Path, figures: Path) -> None:
+def not_fitted(reason: str, out: Outputs, left: pd.DataFrame | None = None) -> None:
     """The fusion outputs when the models cannot be fitted (e.g. a tiny cohort), each saying why."""
-    from .outputs import pyplot, save_figure, write_table, write_tsv
+    from .outputs import pyplot, write_tsv
 
-    write_tsv(outdir / "predictions.tsv", pd.DataFrame(columns=["patient_id", "set", "label", "model", "prob_high"]))
+    write_tsv(out["predictions"], pd.DataFrame(columns=["patient_id", "set", "label", "model", "prob_high"]))
+    write_tsv(out["left_out"], left if left is not None else pd.DataFrame(columns=["patient_id", "reason"]))
+    write_tsv(out["selected"], pd.DataFrame(columns=["block", "feature", "selected"]))
     note = [f"not fitted: {reason}"]
-    write_table(tables / "fusion_models", pd.DataFrame(columns=["model", "set", "n", "auc"]), footnotes=note,
-                title="Radiomics, deep and clinical models and their fusion (Sun et al.)")
-    write_table(tables / "fusion_coefficients", pd.DataFrame(columns=["model", "term", "coef_per_sd"]), footnotes=note,
-                title="Model coefficients")
+    out.table("table", pd.DataFrame(columns=["model", "set", "n", "auc"]), footnotes=note,
+              title="Radiomics, deep and clinical models and their fusion (Sun et al.)")
+    out.table("coef", pd.DataFrame(columns=["model", "term", "coef_per_sd"]), footnotes=note, title="Model coefficients")
     plt = pyplot()
-    for stem in ("fusion_roc", "fusion_calibration_dca"):
+    for role in ("roc", "dca"):
         fig, ax = plt.subplots(figsize=(5, 2))
         ax.axis("off")
         ax.text(0.5, 0.5, note[0], ha="center", va="center", wrap=True)
-        save_figure(fig, figures / stem)
+        out.figure(role, fig)
         plt.close(fig)
 
 
@@ -612,9 +613,8 @@ def main(argv: list[str] | None = None) -> None:
     f.add_argument("--radiomics")
     f.add_argument("--deep")
     f.add_argument("--params", required=True, help="JSON: clinical [{name, type}], seed, cv, max_corr, thresholds")
-    f.add_argument("--outdir", required=True)
-    f.add_argument("--tables", required=True)
-    f.add_argument("--figures", required=True)
+    f.add_argument("--outputs", required=True, help="JSON {role: path}: the files the rule declares (predictions, "
+                   "left_out, selected, table, coef, roc, dca with their _md/_pdf; nested, nested_table when nested_cv)")
     a = ap.parse_args(argv)
     if a.cmd == "deep":
         t = deep_feature_table(a.cell, json.loads(a.hp), a.crops)
@@ -625,32 +625,32 @@ def main(argv: list[str] | None = None) -> None:
     cohort = read_table(a.cohort)
     rad = read_table(a.radiomics) if a.radiomics else None
     deep = read_table(a.deep) if a.deep else None
-    out = Path(a.outdir)
+    out = Outputs.from_json(a.outputs)
     try:
         pred, fitted, left = run_fusion(cohort, _load_split(a.split), radiomics=rad, deep=deep,
                                         clinical=prm["clinical"], seed=prm["seed"], cv=prm.get("cv", 5),
                                         max_corr=prm.get("max_corr", 0.9))
     except InsufficientDataError as e:  # too few patients of a grade to select and cross-validate: say so
-        not_fitted(str(e), out, Path(a.tables), Path(a.figures))
+        not_fitted(str(e), out)
         print(f"not fitted: {e}")
     else:
-        write_tsv(out / "predictions.tsv", pred)
-        write_tsv(out / "left_out.tsv", left)
+        write_tsv(out["predictions"], pred)
+        write_tsv(out["left_out"], left)
         sel = [{"block": n, "feature": f, "selected": f in bm.selected} for n, bm in fitted["blocks"].items()
                for f in bm.kept]
-        write_tsv(out / "selected_features.tsv", pd.DataFrame(sel, columns=["block", "feature", "selected"]))
+        write_tsv(out["selected"], pd.DataFrame(sel, columns=["block", "feature", "selected"]))
         lo, hi, step = prm.get("thresholds", [0.01, 0.99, 0.01])
-        t = write_outputs(pred, fitted, left, Path(a.tables), Path(a.figures), np.arange(lo, hi + 1e-9, step),
+        t = write_outputs(pred, fitted, left, out, np.arange(lo, hi + 1e-9, step),
                           opt=prm.get("statistics"))
         print(t[["model", "set", "n", "auc", "auc_ci_low", "auc_ci_high"]].to_string(index=False))
     outer = int(prm.get("nested_cv", 0))
     if outer:  # the nested CV runs over all patients: it does not need the holdout fit to have worked
-        _run_nested(cohort, rad, prm, outer, out, Path(a.tables), dropped=["deep"] if deep is not None else [])
+        _run_nested(cohort, rad, prm, outer, out, dropped=["deep"] if deep is not None else [])
 
 
-def _run_nested(cohort: pd.DataFrame, rad: pd.DataFrame | None, prm: dict, outer: int, out: Path, tables: Path,
+def _run_nested(cohort: pd.DataFrame, rad: pd.DataFrame | None, prm: dict, outer: int, out: Outputs,
                 dropped: list[str]) -> None:
-    from .outputs import write_table, write_tsv
+    from .outputs import write_tsv
 
     cv = prm.get("cv", 5)
     df, blocks, _ = join_blocks(cohort, radiomics=rad, deep=None, clinical=prm["clinical"])
@@ -658,14 +658,13 @@ def _run_nested(cohort: pd.DataFrame, rad: pd.DataFrame | None, prm: dict, outer
         pred = nested_cv(df, blocks, clinical=prm["clinical"], seed=prm["seed"], outer=outer, cv=cv,
                          max_corr=prm.get("max_corr", 0.9))
     except InsufficientDataError as e:
-        write_tsv(out / "nested_predictions.tsv", pd.DataFrame(columns=["patient_id", "set", "label", "model",
-                                                                        "prob_high", "fold"]))
-        write_table(tables / "fusion_nested_cv", pd.DataFrame(columns=["model", "set", "n", "auc"]),
-                    title=NESTED_TITLE, footnotes=[f"not fitted: {e}"])
+        write_tsv(out["nested"], pd.DataFrame(columns=["patient_id", "set", "label", "model", "prob_high", "fold"]))
+        out.table("nested_table", pd.DataFrame(columns=["model", "set", "n", "auc"]), title=NESTED_TITLE,
+                  footnotes=[f"not fitted: {e}"])
         print(f"nested CV not fitted: {e}")
         return
-    write_tsv(out / "nested_predictions.tsv", pred)
-    t = write_nested(pred, tables, outer=int(pred["fold"].nunique()), cv=cv, dropped=dropped,
+    write_tsv(out["nested"], pred)
+    t = write_nested(pred, out, outer=int(pred["fold"].nunique()), cv=cv, dropped=dropped,
                      opt=prm.get("statistics"))
     print(t[["model", "set", "n", "auc", "auc_ci_low", "auc_ci_high", "fold_auc_mean"]].to_string(index=False))
 

@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 from torch.nn import functional as F
 
-from .outputs import pyplot, read_table, save_figure
+from .outputs import Outputs, pyplot, read_table, save_figure
 
 
 def grad_cam(net: torch.nn.Module, x: torch.Tensor, target: int = 1) -> np.ndarray:
@@ -65,7 +65,8 @@ def patient_image(crop_file: Path) -> tuple[np.ndarray, int] | None:
     return imgs[i], int(z["slice_index"][i])
 
 
-def heatmap_figure(cells: list[dict], crops: list[str], per_grade: int, stem: Path) -> pd.DataFrame:
+def heatmap_figure(cells: list[dict], crops: list[str], per_grade: int, png: Path, pdf: Path | None = None
+                   ) -> pd.DataFrame:
     """One row per model, one column per chosen test patient: CT (grey) with the Grad-CAM (jet) on top."""
     from . import train
 
@@ -107,7 +108,7 @@ def heatmap_figure(cells: list[dict], crops: list[str], per_grade: int, stem: Pa
                         ha="right", va="center", fontsize=7)
     fig.suptitle("Grad-CAM of the high-grade class (red: strongest evidence), test patients", fontsize=8)
     fig.tight_layout()
-    save_figure(fig, stem)
+    save_figure(fig, png, pdf=pdf)
     plt.close(fig)
     return pd.DataFrame(rows)
 
@@ -117,10 +118,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--models", required=True, help="JSON list of cells {arch, phases, seed, roi, dir, hp}")
     ap.add_argument("--crops", nargs="+", required=True)
     ap.add_argument("--patients", type=int, default=2, help="test patients per grade group")
-    ap.add_argument("--out", required=True, help="figure path without extension")
+    ap.add_argument("--outputs", required=True, help="JSON {heatmaps: PNG, heatmaps_pdf: PDF}: the rule's files")
     a = ap.parse_args(argv)
     torch.manual_seed(0)
-    shown = heatmap_figure(json.loads(a.models), a.crops, a.patients, Path(a.out))
+    out = Outputs.from_json(a.outputs)
+    shown = heatmap_figure(json.loads(a.models), a.crops, a.patients, out["heatmaps"], pdf=out["heatmaps_pdf"])
     print(shown.to_string(index=False))
 
 

@@ -1,8 +1,9 @@
-"""The model matrix of a config: one cell per (study, architecture, phase set, variant, fold, seed).
+"""The model matrix of a config: one cell per (study, ROI setting, architecture, phase set, variant, fold, seed).
 
 A study (config ``training.studies.<name>``) names a hyperparameter preset, a split scheme and its
 models. A model is an architecture with a list of phase sets, trained on the study's ROI setting, or an
-architecture with its own ``{roi, phases}`` (Li: the 3D network on ``cube``, the 2D one on ``slice``).
+architecture with its own ``{roi, phases}`` (Li: the 3D network on ``cube``, the 2D one on ``slice``). A
+list of ROI settings (Sun: ``roi: [box, tumor, box5mm]``) is an axis: every model is trained on each.
 ``variants`` multiply the cells by hyperparameter changes (Dai's batch-size sweep); a k-fold scheme
 multiplies them by its folds (a holdout scheme has one). A cell's hyperparameters are its preset, then
 its architecture's ``overrides``, then its variant's, so a changed override reruns only its cells.
@@ -10,24 +11,41 @@ its architecture's ``overrides``, then its variant's, so a changed override reru
 
 from __future__ import annotations
 
-CELL_DIR = "results/models/{study}/{arch}/{phases}/{variant}/fold{fold}/seed{seed}"
+CELL_DIR = "results/models/{study}/{roi}/{arch}/{phases}/{variant}/fold{fold}/seed{seed}"
 BASE_VARIANT = "base"
 PHASE_SETS_EXTRA = ("all", "stack")  # all: the phases' images pooled (Cui); stack: phases as channels (Sun)
 
 
+def _rois(value) -> list:
+    return list(value) if isinstance(value, list) else [value]
+
+
 def study_models(st: dict) -> list[tuple[str, str, list[str]]]:
-    """(architecture, ROI setting, phase sets) of a study's models."""
+    """(architecture, ROI setting, phase sets) of a study's models: one entry per ROI setting the model is
+    trained on (its own ``roi``, else the study's; either may be a list)."""
     out = []
     for arch, spec in st["models"].items():
-        if isinstance(spec, dict):
-            out.append((arch, spec.get("roi", st.get("roi")), list(spec["phases"])))
-        else:
-            out.append((arch, st.get("roi"), list(spec)))
+        own = spec.get("roi", st.get("roi")) if isinstance(spec, dict) else st.get("roi")
+        sets = list(spec["phases"]) if isinstance(spec, dict) else list(spec)
+        out += [(arch, roi, sets) for roi in _rois(own)]
     return out
 
 
-def model_roi(st: dict, arch: str) -> str:
-    return next(roi for a, roi, _ in study_models(st) if a == arch)
+def study_rois(st: dict) -> list[str]:
+    """Every ROI setting a study trains on, in order."""
+    return list(dict.fromkeys(roi for _, roi, _ in study_models(st)))
+
+
+def deep_cell(cfg: dict) -> dict | None:
+    """The trained cell whose embeddings are the fusion's deep block (``fusion.deep``; its ``roi`` defaults to
+    the first ROI setting the study trains that architecture on), or None."""
+    deep = cfg["fusion"]["deep"]
+    studies = cfg["training"]["studies"]
+    if not deep or deep["study"] not in studies:
+        return None
+    rois = [roi for a, roi, _ in study_models(studies[deep["study"]]) if a == deep["arch"]]
+    return {"study": deep["study"], "arch": deep["arch"], "phases": deep["phases"], "variant": deep["variant"],
+            "fold": 0, "seed": deep["seed"], "roi": deep["roi"] if "roi" in deep else rois[0]}
 
 
 def n_folds(scheme: dict) -> int:

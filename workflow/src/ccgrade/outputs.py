@@ -108,10 +108,13 @@ def markdown_table(df: pd.DataFrame, footnotes: list[str] | None = None, title: 
 
 
 def write_table(stem: str | os.PathLike, df: pd.DataFrame, *, footnotes: list[str] | None = None,
-                title: str | None = None, markdown: pd.DataFrame | None = None) -> tuple[Path, Path]:
-    """Write ``stem.csv`` (machine-readable) and ``stem.md`` (for people; ``markdown`` is an optional formatted view)."""
+                title: str | None = None, markdown: pd.DataFrame | None = None,
+                md: str | os.PathLike | None = None) -> tuple[Path, Path]:
+    """Write the table as CSV (machine-readable) and Markdown (for people; ``markdown`` is an optional
+    formatted view): ``stem`` is the CSV's path (or its stem) and ``md`` the Markdown's (default: beside it)."""
     stem = Path(stem)
-    csv, md = stem.with_suffix(".csv"), stem.with_suffix(".md")
+    csv = stem if stem.suffix == ".csv" else stem.with_suffix(".csv")
+    md = Path(md) if md else csv.with_suffix(".md")
     with atomic_path(csv) as tmp:
         df.to_csv(tmp, index=False, lineterminator="\n")
     write_text(md, markdown_table(df if markdown is None else markdown, footnotes, title))
@@ -128,13 +131,43 @@ def pyplot() -> Any:
     return plt
 
 
-def save_figure(fig: Any, stem: str | os.PathLike, dpi: int = 150) -> tuple[Path, Path]:
-    """Save a matplotlib figure as ``stem.png`` and ``stem.pdf`` (deterministic metadata)."""
+def save_figure(fig: Any, stem: str | os.PathLike, dpi: int = 150, pdf: str | os.PathLike | None = None
+                ) -> tuple[Path, Path]:
+    """Save a matplotlib figure as PNG and PDF (deterministic metadata): ``stem`` is the PNG's path (or its
+    stem) and ``pdf`` the PDF's (default: beside it)."""
     stem = Path(stem)
-    png, pdf = stem.with_suffix(".png"), stem.with_suffix(".pdf")
+    png = stem if stem.suffix == ".png" else stem.with_suffix(".png")
+    pdf = Path(pdf) if pdf else png.with_suffix(".pdf")
     with atomic_path(png) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi, metadata={"Software": None})
     with atomic_path(pdf) as tmp:
         fig.savefig(tmp, format="pdf", metadata={"CreationDate": None, "ModDate": None, "Producer": None,
                                                   "Creator": None})
     return png, pdf
+
+
+class Outputs:
+    """The files a job writes, by role, exactly as its rule declares them (the rule passes its ``output``
+    as JSON): a table's CSV under ``role`` and Markdown under ``role_md``, a figure's PNG and ``role_pdf``.
+    Stages write where they are told; a role the rule did not declare is an error, not a guessed path."""
+
+    def __init__(self, paths: dict[str, Any]):
+        self.paths = {k: v for k, v in paths.items()}
+
+    @classmethod
+    def from_json(cls, text: str) -> "Outputs":
+        return cls(json.loads(text))
+
+    def __contains__(self, role: str) -> bool:
+        return role in self.paths
+
+    def __getitem__(self, role: str) -> Path:
+        if role not in self.paths:
+            raise KeyError(f"the rule declares no output {role!r} (it declares: {', '.join(self.paths) or 'none'})")
+        return Path(self.paths[role])
+
+    def table(self, role: str, df: pd.DataFrame, **kw: Any) -> tuple[Path, Path]:
+        return write_table(self[role], df, md=self[f"{role}_md"], **kw)
+
+    def figure(self, role: str, fig: Any, **kw: Any) -> tuple[Path, Path]:
+        return save_figure(fig, self[role], pdf=self[f"{role}_pdf"], **kw)

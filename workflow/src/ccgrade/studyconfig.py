@@ -244,6 +244,8 @@ def fusion_problems(cfg: dict) -> list[Problem]:
             elif st["scheme"] != fus["scheme"]:
                 err("fusion.deep", f"the cell trains on split {st['scheme']!r} but the fusion uses {fus['scheme']!r}: "
                                    "its embeddings would have seen test patients")
+            elif "roi" in deep and deep["roi"] not in [r for a, r, _ in study_models(st) if a == deep["arch"]]:
+                err("fusion.deep.roi", f"{deep['study']}/{deep['arch']} is not trained on ROI setting {deep['roi']!r}")
         known = {v["name"] for v in cfg["baseline"]["variables"]}
         bad = [c for c in fus.get("clinical", []) if c not in known]
         if bad:
@@ -387,8 +389,18 @@ def derive_config(cfg: dict, facts: dict) -> tuple[dict, list[Problem]]:
     for sname, st in list(studies.items()):
         removed_models = set()
         for arch, roi, sets in study_models(st):
+            if arch not in st["models"]:
+                continue  # left out on an earlier ROI setting
             spec = st["models"][arch]
             if roi in removed_rois:
+                holder = spec if isinstance(spec, dict) and "roi" in spec else st
+                rois = holder.get("roi")
+                if isinstance(rois, list):  # an ROI axis: only that setting goes
+                    if roi in rois:
+                        rois.remove(roi)
+                        skip(f"training.studies.{sname}: ROI setting {roi!r} is left out of its ROI settings")
+                    if rois:
+                        continue
                 skip(f"training.studies.{sname}.models.{arch}: its ROI setting {roi!r} is left out")
                 del st["models"][arch]
                 removed_models.add(arch)

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from ccgrade import fusion
+from ccgrade import decision, fusion, fusion_report, stats
 
 
 
@@ -80,16 +80,16 @@ def test_decision_curve_and_calibration_by_hand():
     t = np.array([0.25, 0.5])
     # t = 0.25: treat p >= .25 -> patients 0-4: TP 2, FP 3; NB = 2/8 - 3/8 * (1/3)
     # t = 0.5: treat 0-2: TP 2, FP 1; NB = 2/8 - 1/8 * 1
-    np.testing.assert_allclose(fusion.net_benefit(y, p, t), [2 / 8 - 3 / 8 / 3, 2 / 8 - 1 / 8])
-    np.testing.assert_allclose(fusion.treat_all(y, t), [3 / 8 - 5 / 8 / 3, 3 / 8 - 5 / 8])
-    assert fusion.brier(y, p) == pytest.approx(np.mean((p - y) ** 2))
+    np.testing.assert_allclose(decision.net_benefit(y, p, t), [2 / 8 - 3 / 8 / 3, 2 / 8 - 1 / 8])
+    np.testing.assert_allclose(decision.treat_all(y, t), [3 / 8 - 5 / 8 / 3, 3 / 8 - 5 / 8])
+    assert decision.brier(y, p) == pytest.approx(np.mean((p - y) ** 2))
     # Hosmer-Lemeshow with 2 groups of 4 (by risk): low-risk {.05,.1,.2,.3} has 1 event, high {.4,.6,.8,.9} 2
     e1, e2 = 0.65, 2.7
     want = (1 - e1) ** 2 / (4 * (e1 / 4) * (1 - e1 / 4)) + (2 - e2) ** 2 / (4 * (e2 / 4) * (1 - e2 / 4))
-    hl = fusion.hosmer_lemeshow(y, p, groups=2)  # held out: g degrees of freedom; in sample g - 2 (at least 1)
+    hl = stats.hosmer_lemeshow(y, p, groups=2)  # held out: g degrees of freedom; in sample g - 2 (at least 1)
     assert hl["hl_chi2"] == pytest.approx(want) and hl["hl_df"] == 2
-    assert fusion.hosmer_lemeshow(y, p, groups=2, held_out=False)["hl_df"] == 1
-    cal = fusion.calibration_curve(y, p, bins=2)
+    assert stats.hosmer_lemeshow(y, p, groups=2, held_out=False)["hl_df"] == 1
+    cal = decision.calibration_curve(y, p, bins=2)
     assert cal["observed"].tolist() == [0.25, 0.5] and cal["mean_predicted"].tolist() == pytest.approx([e1 / 4, e2 / 4])
 
 
@@ -191,7 +191,7 @@ def test_nested_cv_refits_everything_without_the_held_out_fold():
     pd.testing.assert_series_equal(mine.sort_index(), direct.sort_index())
     assert (pred.set_index("patient_id")["label"].groupby(level=0).first()
             == pd.Series(y, index=df["patient_id"]).sort_index()).all()
-    t = fusion.nested_table(pred).set_index("model")
+    t = fusion_report.nested_table(pred).set_index("model")
     comb = pred[pred["model"] == "combined"]
     assert t.loc["combined", "auc"] == pytest.approx(roc_auc_score(comb["label"], comb["prob_high"]))
     assert t.loc["combined", "auc"] > 0.75  # the signal of f00/f01 and age survives honest validation

@@ -168,7 +168,7 @@ def read_predictions(m: dict) -> pd.DataFrame:
     return read_table(path, dtype={"source": str})
 
 
-def _fmt(v: float) -> str:
+def fmt(v: float) -> str:
     return "" if v != v else f"{v + 0.0:.3f}".replace("-0.000", "0.000")  # no "negative zero" after rounding
 
 
@@ -177,7 +177,7 @@ def _view(t: pd.DataFrame, first: list[str]) -> pd.DataFrame:
     v["AUC (95% CI)"] = [f"{a:.3f} ({lo:.3f}–{hi:.3f})" if a == a and a is not None else "" for a, lo, hi in
                          zip(v["auc"], v["auc_ci_low"], v["auc_ci_high"])]
     for c in ("accuracy", "precision", "sensitivity", "specificity", "f1"):
-        v[c] = v[c].map(_fmt)
+        v[c] = v[c].map(fmt)
     keep = first + ["level", "class", "n", "accuracy", "AUC (95% CI)", "precision", "sensitivity", "specificity", "f1",
                     "note"]
     v["note"] = v["note"].fillna("")
@@ -246,9 +246,9 @@ def cui_tables(models: list[dict], out: Outputs, table3_arch: str = "resnet34",
     adjust_columns(t4, ["delong_p"], opt)
     v4 = _view(t4, ["arch", "phases", "seed"]) if len(t4) else t4
     if len(t4):
-        v4["DeLong P"] = [_fmt(p) for p in t4["delong_p"]]
+        v4["DeLong P"] = [fmt(p) for p in t4["delong_p"]]
         for m in stats_options(opt)["adjust"]:
-            v4[f"P ({ADJUST_NAMES[m]})"] = [_fmt(p) for p in t4[f"delong_p_{m}"]]
+            v4[f"P ({ADJUST_NAMES[m]})"] = [fmt(p) for p in t4[f"delong_p_{m}"]]
     pinned_note = (f"{table4_arch}'s phase set ({', '.join(pinned[table4_arch])}) is set in the config "
                    f"(training.studies.cui.models.{table4_arch}), as Cui et al. chose theirs after Table 3; this run "
                    "did not select it." if pinned and pinned.get(table4_arch) else "")
@@ -380,7 +380,7 @@ def li_patient_calls(pred: pd.DataFrame, set_name: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["patient_id", "label", "prob_mean", "call_li", "basis"])
 
 
-def _ci_text(r: dict | pd.Series, prefix: str = "") -> str:
+def ci_text(r: dict | pd.Series, prefix: str = "") -> str:
     a = r[f"{prefix}auc"]
     if str(r.get("seed", "")) == "sd":  # the seeds' SD row: the SD of the AUC, no interval
         return "" if a != a else f"SD {a:.3f}"
@@ -463,11 +463,11 @@ def li_tables(models: list[dict], out: Outputs, strong: str = "resnet3d18",
                     t2.loc[i, f"delong_p_vs_reference_{m}"] = c[f"p_value_{m}"]
     t2 = seed_summary(t2, ["phases", "set"]) if len(t2) else t2
     v2 = pd.DataFrame({"Phase": t2["phases"].str.upper(), "Seed": t2["seed"], "Set": t2["set"], "n": t2["n"],
-                       "AUC (95% CI)": [_ci_text(r) for _, r in t2.iterrows()],
-                       **{c.capitalize(): t2[c].map(_fmt) for c in ("accuracy", "sensitivity", "specificity")},
+                       "AUC (95% CI)": [ci_text(r) for _, r in t2.iterrows()],
+                       **{c.capitalize(): t2[c].map(fmt) for c in ("accuracy", "sensitivity", "specificity")},
                        "Reference": t2["reference_phase"].fillna("").str.upper(),
-                       "DeLong P vs reference": t2["delong_p_vs_reference"].map(_fmt),
-                       **{f"P ({ADJUST_NAMES[m]})": t2[f"delong_p_vs_reference_{m}"].map(_fmt) for m in o["adjust"]}}
+                       "DeLong P vs reference": t2["delong_p_vs_reference"].map(fmt),
+                       **{f"P ({ADJUST_NAMES[m]})": t2[f"delong_p_vs_reference_{m}"].map(fmt) for m in o["adjust"]}}
                       ) if len(t2) else t2
     bases = sorted({b for b in comp["chosen_on"]} | ({b for b in t2["chosen_on"].dropna() if b} if len(t2) else set()))
     out.table("t2", t2, title=f"Li Table 2: strongly supervised {strong} per phase", markdown=v2,
@@ -479,7 +479,7 @@ def li_tables(models: list[dict], out: Outputs, strong: str = "resnet3d18",
                             "significance." if o["selection"] == "test" else
                             " Never chosen on the test patients; without a reference see li_comparisons."),
                            family_note(comp, "p_value", "the phases' comparisons of each seed (li_comparisons)", o)])
-    vc = comp.assign(**{c: comp[c].map(_fmt) for c in ["auc_a", "auc_b", "difference", "p_value"] +
+    vc = comp.assign(**{c: comp[c].map(fmt) for c in ["auc_a", "auc_b", "difference", "p_value"] +
                         [f"p_value_{m}" for m in o["adjust"]]})
     out.table("comparisons", comp, title=f"Li Table 2's tests: {strong} phases compared (DeLong, test set)",
                 markdown=vc, footnotes=["Each row: DeLong's test of two phases' test-set AUCs on the patients both "
@@ -506,11 +506,11 @@ def li_tables(models: list[dict], out: Outputs, strong: str = "resnet3d18",
                           **{f"mean_{k}": v for k, v in mean.items()}})
     t3 = seed_summary(pd.DataFrame(rows3), ["phases", "set"])
     v3 = pd.DataFrame({"Phase": t3["phases"].str.upper(), "Seed": t3["seed"], "Set": t3["set"],
-                       "Slices": t3["slice_n"], "Slice AUC (95% CI)": [_ci_text(r, "slice_") for _, r in t3.iterrows()],
-                       **{f"Slice {c}": t3[f"slice_{c}"].map(_fmt) for c in ("accuracy", "sensitivity", "specificity")},
+                       "Slices": t3["slice_n"], "Slice AUC (95% CI)": [ci_text(r, "slice_") for _, r in t3.iterrows()],
+                       **{f"Slice {c}": t3[f"slice_{c}"].map(fmt) for c in ("accuracy", "sensitivity", "specificity")},
                        "Patients": t3["li_n"],
-                       **{f">3 slices {c}": t3[f"li_{c}"].map(_fmt) for c in ("accuracy", "sensitivity", "specificity")},
-                       "Patient AUC, mean P (95% CI)": [_ci_text(r, "mean_") for _, r in t3.iterrows()]}) if len(t3) else t3
+                       **{f">3 slices {c}": t3[f"li_{c}"].map(fmt) for c in ("accuracy", "sensitivity", "specificity")},
+                       "Patient AUC, mean P (95% CI)": [ci_text(r, "mean_") for _, r in t3.iterrows()]}) if len(t3) else t3
     out.table("t3", t3, title=f"Li Table 3: weakly supervised {weak} per phase", markdown=v3,
                 footnotes=["Single slice: every tumour slice is one call. >3 slices: Li's patient rule, a grade needs "
                            "more than three consecutive slices with that call, adjacent slices linked by tumour-box "
@@ -550,14 +550,14 @@ def li_tables(models: list[dict], out: Outputs, strong: str = "resnet3d18",
     vm = pd.DataFrame({"Phase": mc["phases"].str.upper(), "Seed": mc["seed"], "Patients": mc["n"],
                        "Sensitivity strong / weak": [f"{a:.3f} / {b:.3f}" if a == a else "" for a, b in
                                                      zip(mc["sensitivity_strong"], mc["sensitivity_weak"])],
-                       "McNemar P (exact)": mc["sensitivity_p_exact"].map(_fmt),
-                       f"{ADJUST_NAMES[h]}": mc[f"sensitivity_p_exact_{h}"].map(_fmt),
+                       "McNemar P (exact)": mc["sensitivity_p_exact"].map(fmt),
+                       f"{ADJUST_NAMES[h]}": mc[f"sensitivity_p_exact_{h}"].map(fmt),
                        "Specificity strong / weak": [f"{a:.3f} / {b:.3f}" if a == a else "" for a, b in
                                                      zip(mc["specificity_strong"], mc["specificity_weak"])],
-                       "McNemar P (exact) ": mc["specificity_p_exact"].map(_fmt),
-                       f"{ADJUST_NAMES[h]} ": mc[f"specificity_p_exact_{h}"].map(_fmt),
-                       "DeLong P (AUC)": mc.get("delong_p", pd.Series(np.nan, index=mc.index)).map(_fmt),
-                       f"{ADJUST_NAMES[h]}  ": mc.get(f"delong_p_{h}", pd.Series(np.nan, index=mc.index)).map(_fmt)}) \
+                       "McNemar P (exact) ": mc["specificity_p_exact"].map(fmt),
+                       f"{ADJUST_NAMES[h]} ": mc[f"specificity_p_exact_{h}"].map(fmt),
+                       "DeLong P (AUC)": mc.get("delong_p", pd.Series(np.nan, index=mc.index)).map(fmt),
+                       f"{ADJUST_NAMES[h]}  ": mc.get(f"delong_p_{h}", pd.Series(np.nan, index=mc.index)).map(fmt)}) \
         if len(mc) else mc
     out.table("mcnemar", mc, title="Li: strongly (3D) vs weakly (2D, >3-slice rule) supervised, test set",
                 markdown=vm, footnotes=["McNemar on paired correct/incorrect calls: sensitivity among the high-grade, "
@@ -622,9 +622,9 @@ def dai_tables(models: list[dict], out: Outputs, opt: dict | None = None) -> pd.
     t5 = seed_summary(pd.DataFrame(rows), ["arch", "phases", "variant", "batch", "level"])
     v5 = pd.DataFrame({"Model": t5["arch"] + " " + t5["phases"].str.upper(), "Variant": t5["variant"],
                        "Batch": t5["batch"], "Level": t5["level"], "n": t5["n"],
-                       **{c.capitalize(): t5[c].map(_fmt) for c in ("sensitivity", "specificity", "accuracy")},
-                       "AUC (95% CI), pooled": [_ci_text(r) for _, r in t5.iterrows()],
-                       "Fold AUC mean ± SD": [f"{a:.3f} ± {b:.3f}" if b == b else _fmt(a) for a, b in
+                       **{c.capitalize(): t5[c].map(fmt) for c in ("sensitivity", "specificity", "accuracy")},
+                       "AUC (95% CI), pooled": [ci_text(r) for _, r in t5.iterrows()],
+                       "Fold AUC mean ± SD": [f"{a:.3f} ± {b:.3f}" if b == b else fmt(a) for a, b in
                                               zip(t5["fold_auc_mean"], t5["fold_auc_sd"])]}) if len(t5) else t5
     out.table("t5", t5, title="Dai Table 5: k-fold cross-validation per variant (batch-size sweep)",
                 markdown=v5, footnotes=["Pooled: every fold's test predictions together (each patient predicted once, "
@@ -699,13 +699,13 @@ def sun_tables(models: list[dict], out: Outputs, opt: dict | None = None) -> dic
             t.loc[(t["arch"] == key[0]) & (t["phases"] == key[1]) & (t["seed"] == key[2]), "reference_roi"] = ref
         t = seed_summary(t, ["roi", "arch", "phases", "set"])
     view = pd.DataFrame({"ROI setting": t["roi"], "Model": t["arch"] + " " + t["phases"], "Seed": t["seed"],
-                         "Set": t["set"], "n": t["n"], "AUC (95% CI), patient": [_ci_text(r) for _, r in t.iterrows()],
-                         **{c.capitalize(): t[c].map(_fmt) for c in ("accuracy", "sensitivity", "specificity")},
-                         "AUC (95% CI), image": [_ci_text(r, "image_") for _, r in t.iterrows()],
-                         "DeLong P vs reference": t["delong_p_vs_reference"].map(_fmt),
-                         **{f"P ({ADJUST_NAMES[m]})": t[f"delong_p_vs_reference_{m}"].map(_fmt) for m in o["adjust"]}}
+                         "Set": t["set"], "n": t["n"], "AUC (95% CI), patient": [ci_text(r) for _, r in t.iterrows()],
+                         **{c.capitalize(): t[c].map(fmt) for c in ("accuracy", "sensitivity", "specificity")},
+                         "AUC (95% CI), image": [ci_text(r, "image_") for _, r in t.iterrows()],
+                         "DeLong P vs reference": t["delong_p_vs_reference"].map(fmt),
+                         **{f"P ({ADJUST_NAMES[m]})": t[f"delong_p_vs_reference_{m}"].map(fmt) for m in o["adjust"]}}
                         ) if len(t) else t
-    pairs_text = "; ".join(f"{a} vs {b}: P {_fmt(p)}" + "".join(f", {ADJUST_NAMES[m]} {_fmt(r[f'p_value_{m}'])}"
+    pairs_text = "; ".join(f"{a} vs {b}: P {fmt(p)}" + "".join(f", {ADJUST_NAMES[m]} {fmt(r[f'p_value_{m}'])}"
                                                              for m in o["adjust"])
                            for a, b, p, (_, r) in zip(comp["roi_a"], comp["roi_b"], comp["p_value"], comp.iterrows()))
     bases = sorted({b for b in comp["chosen_on"] if b})

@@ -445,7 +445,8 @@ def main(argv: list[str] | None = None) -> None:
     write_tsv(out / "predictions.tsv", pred)
     hist = pd.read_csv(out / "epochs.tsv", sep="\t")
     curve_figure(hist, out / "curve", f"{hp['arch']} {out.parent.name}: best epoch {meta['best_epoch'] + 1}")
-    (out / "last.pt").unlink(missing_ok=True)  # finished: the resume state is no longer needed
+    (out / "last.pt").unlink(missing_ok=True)  # finished: the resume state is no longer needed, nor its stamp
+    stamp.unlink(missing_ok=True)
     print(json.dumps({k: meta[k] for k in ("best_epoch", "best_val_auc", "epochs_done", "device")}))
 
 

@@ -19,7 +19,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow" / "src"))
 
-from ccgrade import demo, ingest  # noqa: E402
+from ccgrade import demo, ingest, ingest_index, ingest_volumes  # noqa: E402
 
 
 def bare_read(files: list[Path]) -> float:
@@ -34,7 +34,7 @@ def our_ingest(folder: Path, cfg: dict) -> float:
     res = ingest.index_patient(folder, "BENCH", cfg["ingest"], ["up", "cmp", "np", "ep"])
     for r in res["phases"].itertuples():
         if r.status == "ok":
-            ingest.read_volume(folder, res["slices"][res["slices"]["series_uid"] == r.series_uid], "BENCH", r.phase)
+            ingest_volumes.read_volume(folder, res["slices"][res["slices"]["series_uid"] == r.series_uid], "BENCH", r.phase)
     return time.perf_counter() - t
 
 
@@ -56,7 +56,7 @@ def main() -> None:
         root = Path(tmp)
         demo.generate_patient(0, dict(cfg["demo"], matrix=a.matrix or cfg["demo"]["matrix"]), root)
         folder = root / "dicom" / "DEMO001"
-        files = ingest.find_dicom_files(folder)
+        files = ingest_index.find_dicom_files(folder)
         bare_read(files)  # warm the page cache for both
         bs, os_ = [], []
         for _ in range(7):  # interleaved rounds, best of each: robust to other load on the machine

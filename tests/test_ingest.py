@@ -8,7 +8,7 @@ import pytest
 import SimpleITK as sitk
 from pydicom.data import get_testdata_file
 
-from ccgrade import ingest
+from ccgrade import ingest, ingest_index, ingest_series, ingest_volumes
 from ccgrade.errors import DicomError
 from conftest import PHASES, SHARED_DATA, ingest_to, repo_config, shared_data
 
@@ -173,7 +173,7 @@ def test_pydicom_ct5n_ok_and_ct2_gap_rejected(tmp_path):
     ok = run_index(base / "98892001" / "CT5N", "PYD1", phases=["up"], cfg={**CFG, "keywords": {"up": [""]}})
     ser = ok["series"]
     assert ser["status"].tolist() == ["candidate"] and int(ser["n_files"].iloc[0]) == 5
-    gap = ingest.summarise_series(ingest.index_folder(base / "77654033" / "CT2", "PYD2")[0], 0.01)
+    gap = ingest_series.summarise_series(ingest_index.index_folder(base / "77654033" / "CT2", "PYD2")[0], 0.01)
     assert gap["status"].tolist() == ["bad"] and "missing slice" in gap["reason"].iloc[0]
 
 
@@ -181,11 +181,11 @@ def test_pydicom_ct5n_ok_and_ct2_gap_rejected(tmp_path):
 def test_real_siemens_jpeg2000_series_matches_nifti(tmp_path):
     folder = shared_data("totalseg", "dicom")
     ref = sitk.ReadImage(str(shared_data("totalseg", "example_seg_dicom.nii.gz")))
-    slices, problems = ingest.index_folder(folder, "TS1")
+    slices, problems = ingest_index.index_folder(folder, "TS1")
     assert not problems and slices["transfer_syntax"].eq("1.2.840.10008.1.2.4.90").all()
-    ser = ingest.summarise_series(slices, 0.01)
+    ser = ingest_series.summarise_series(slices, 0.01)
     assert ser["status"].tolist() == ["candidate"], ser["reason"].tolist()
-    img, _ = ingest.read_volume(folder, slices, "TS1", "np")
+    img, _ = ingest_volumes.read_volume(folder, slices, "TS1", "np")
     assert img.GetSize() == ref.GetSize()
     assert np.allclose(img.GetSpacing(), ref.GetSpacing(), atol=1e-3)
     # the NIfTI export stores rows flipped (RAS-style direction): compare the physical voxel-centre corners
@@ -229,7 +229,7 @@ def test_implicit_vr_12bit_signed_series_reads_the_right_hu(tmp_path):
     want = _implicit_12bit_series(tmp_path / "ct")
     f = sorted((tmp_path / "ct").iterdir())[0]
     assert pydicom.dcmread(f).is_implicit_VR
-    rec = ingest.read_header(f, f.parent, "P")
+    rec = ingest_index.read_header(f, f.parent, "P")
     assert (rec["bits_stored"], rec["pixel_representation"], rec["bits_allocated"]) == (12, 1, 16)
     assert (rec["rows"], rec["cols"], rec["intercept"], rec["slope"]) == (128, 128, -24.0, 1.0)
     res, vol = ingest_to(tmp_path / "ct", "P", tmp_path / "work")
@@ -250,8 +250,8 @@ def test_dcm2niix_12bit_and_transfer_syntax_files_read_as_their_authors_state():
         raw = np.frombuffer(ds.PixelData, "<u2").reshape(ds.Rows, ds.Columns).astype(np.int32)
         low = raw & 0x0FFF  # PS3.5 8.1.1: only bits 0..11 (HighBit 11) hold the value
         want = np.where(low >= 2048, low - 4096, low) if ds.PixelRepresentation else low
-        rec = ingest.read_header(bits / name, bits, "P")
-        px = ingest.read_pixels(bits / name, pd.Series(rec)).astype(np.int32)
+        rec = ingest_index.read_header(bits / name, bits, "P")
+        px = ingest_volumes.read_pixels(bits / name, pd.Series(rec)).astype(np.int32)
         np.testing.assert_array_equal(px, want, err_msg=name)
         assert rec["bits_stored"] == 12
         if "0x0F0F" in name:  # the stripes: 3855 and 4095 unsigned, -241 and -1 signed
@@ -261,13 +261,13 @@ def test_dcm2niix_12bit_and_transfer_syntax_files_read_as_their_authors_state():
         else:
             assert raw.max() == 4379 and px.max() == 2908  # overlay bits above bit 11 are not image data
     ts = shared_data("dcm_qa", "ts")
-    ref = ingest.read_pixels(ts / "1.dcm", pd.Series(ingest.read_header(ts / "1.dcm", ts, "P"))).astype(np.int32)
+    ref = ingest_volumes.read_pixels(ts / "1.dcm", pd.Series(ingest_index.read_header(ts / "1.dcm", ts, "P"))).astype(np.int32)
     for k in range(1, 10):
         f = ts / f"{k}.dcm"
-        rec = ingest.read_header(f, ts, "P")
+        rec = ingest_index.read_header(f, ts, "P")
         assert (rec["bits_stored"], rec["rows"], rec["cols"]) == (12, ref.shape[0], ref.shape[1]), f
-        assert not ingest.codec_problem(rec["transfer_syntax"]), f
-        np.testing.assert_array_equal(ingest.read_pixels(f, pd.Series(rec)).astype(np.int32), ref, err_msg=str(f))
+        assert not ingest_series.codec_problem(rec["transfer_syntax"]), f
+        np.testing.assert_array_equal(ingest_volumes.read_pixels(f, pd.Series(rec)).astype(np.int32), ref, err_msg=str(f))
 
 
 def test_volume_files_as_phase_images(demo_root, tmp_path):
@@ -326,18 +326,18 @@ def _reference_header(f: Path) -> dict:
 def test_header_index_equals_a_full_pydicom_read(name):
     """Across explicit/implicit VR, big/little endian and compressed files."""
     f = Path(get_testdata_file(name))
-    a, b = ingest.read_header(f, f.parent, "P"), _reference_header(f)
+    a, b = ingest_index.read_header(f, f.parent, "P"), _reference_header(f)
     for k, v in b.items():
         assert a[k] == v or (a[k] != a[k] and v != v), (k, a[k], v)
 
 
 def test_header_index_on_demo_and_real_series(demo_root):
-    files = ingest.find_dicom_files(demo_root / "dicom" / "DEMO001")[:8]
+    files = ingest_index.find_dicom_files(demo_root / "dicom" / "DEMO001")[:8]
     real = SHARED_DATA / "totalseg" / "dicom"
     if real.is_dir():
-        files += ingest.find_dicom_files(real)[:4]
+        files += ingest_index.find_dicom_files(real)[:4]
     for f in files:
-        a, b = ingest.read_header(f, f.parent, "P"), _reference_header(f)
+        a, b = ingest_index.read_header(f, f.parent, "P"), _reference_header(f)
         assert {k: a[k] for k in b} == b, f
 
 
@@ -346,8 +346,8 @@ def test_oblique_volume_file_is_excluded(tmp_path):
     c, s = np.cos(0.3), np.sin(0.3)
     img.SetDirection((c, -s, 0, s, c, 0, 0, 0, 1))
     sitk.WriteImage(img, str(tmp_path / "oblique.nii.gz"))
-    row = ingest.image_file_phase(tmp_path / "oblique.nii.gz", "P1", "cmp")
+    row = ingest_volumes.image_file_phase(tmp_path / "oblique.nii.gz", "P1", "cmp")
     assert row["status"] == "excluded" and "oblique.nii.gz: oblique orientation" in row["reason"]
     img.SetDirection((0, 0, 1, 0, 1, 0, -1, 0, 0))  # KiTS-like axis order: accepted, reoriented at convert
     sitk.WriteImage(img, str(tmp_path / "kits.nii.gz"))
-    assert ingest.image_file_phase(tmp_path / "kits.nii.gz", "P1", "cmp")["status"] == "ok"
+    assert ingest_volumes.image_file_phase(tmp_path / "kits.nii.gz", "P1", "cmp")["status"] == "ok"

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import PrivacyError
-from .ingest import find_dicom_files
+from .ingest_index import find_dicom_files
 from .outputs import write_json, write_tsv
 from .privacy import MODES
 

@@ -33,8 +33,8 @@ from .errors import CcgradeError, CohortError, ConfigError, Problem, problem
 
 ALL_PHASES = list(PHASE_NAMES)
 CACHE = Path(".snakemake") / "ccgrade" / "survey.json"
-#: the modules whose logic decides a survey (a change invalidates the cache)
-SURVEY_CODE = ("preflight.py", "ingest.py", "rtstruct.py", "cohort.py", "annotations.py")
+#: the modules whose logic decides a survey (a change invalidates the cache): these and what they import
+SURVEY_MODULES = ("preflight", "ingest", "rtstruct", "cohort", "annotations")
 
 
 @dataclass
@@ -376,10 +376,12 @@ def _signature(rec: dict) -> list:
 
 
 def _code_hash() -> str:
+    from .deps import closure
+
     here = Path(__file__).parent
     h = hashlib.sha256()
-    for name in SURVEY_CODE:
-        h.update((here / name).read_bytes())
+    for name in closure(str(here), SURVEY_MODULES):
+        h.update((here / f"{name}.py").read_bytes())
     return h.hexdigest()[:16]
 
 

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -168,6 +169,35 @@ def test_sun_roi_settings_table(study):
     assert "Holm" in (study / "results/tables/sun_rois.md").read_text()
     for ext in ("png", "pdf"):
         assert (study / f"results/figures/sun_roc.{ext}").stat().st_size > 1000
+
+
+def test_a_bundle_reproduces_the_cells_test_predictions(study):
+    """`bundles` exports a cell; bundle.load(path).predict(volumes, annotations) crops each test patient with the
+    recorded preprocessing (no config) and gives predictions.tsv's P(high) to 1e-5."""
+    import json
+
+    from ccgrade import bundle
+    from ccgrade.cohort import patient_sources
+
+    cell = "cui/box/resnet34/cmp/base/fold0/seed1"
+    smk(study, "--cores", "2", f"results/bundles/{cell}/metadata.json")
+    b = bundle.load(study / f"results/bundles/{cell}")
+    md = json.loads((study / f"results/bundles/{cell}/metadata.json").read_text())
+    assert md["outputs"]["prob_high"]["threshold"] == 0.5 and md["inputs"]["image"]["shape"] == [1, 32, 32]
+    pred = pd.read_csv(study / f"results/models/{cell}/predictions.tsv", sep="\t", dtype={"patient_id": str})
+    test = pred[pred["set"] == "test"]
+    sheet = pd.read_csv(study / "resources/demo_cohort/cohort.tsv", sep="\t", dtype={"patient_id": str})
+    recs = {r["patient_id"]: r for r in sheet.to_dict("records")}
+    assert len(test) and md["evaluation"]["test"]["n_patients"] == test["patient_id"].nunique()
+    for pid, want in test.groupby("patient_id"):
+        src = patient_sources(recs[pid], ["up", "cmp", "np", "ep"], assume_layout=True)
+        src = {ph: {f: str(study / v) for f, v in s.items()} for ph, s in src.items()}
+        got = b.predict(study / f"results/volumes/{pid}", src, patient=pid)
+        assert list(got["slice_index"]) == list(want["slice_index"])
+        np.testing.assert_allclose(got["prob_high"].to_numpy(), want["prob_high"].to_numpy(), atol=1e-5)
+    # a volume folder without the phase the model needs: an error naming the patient and the phase
+    with pytest.raises(ValueError, match=r"DEMO001: the bundle needs phase\(s\) \['cmp'\]"):
+        b.predict(study / "results/ingest", {}, patient="DEMO001")
 
 
 def test_every_file_a_job_writes_is_declared(study):

@@ -271,6 +271,7 @@ GIT = ccprov.git_commit(REPO)
 
 STUDIES = config["training"]["studies"] if IMAGED else {}
 MODEL_DIR = ccmatrix.CELL_DIR
+BUNDLE_DIR = ccmatrix.BUNDLE_DIR
 # the studies that build tables, by kind (ccgrade.studies: the registry of builders, files and captions)
 STUDY_KINDS = ccstudies.study_kinds(STUDIES)
 

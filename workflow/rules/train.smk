@@ -38,6 +38,41 @@ rule train_model:
         " --threads {threads} --outdir {params.outdir} > {log} 2>&1"
 
 
+rule export_bundle:  # a trained cell as a model bundle (README "Use a trained model"); target: bundles
+    input:
+        meta=f"{MODEL_DIR}/meta.json",
+        predictions=f"{MODEL_DIR}/predictions.tsv",
+        weights=f"{MODEL_DIR}/best.pt",
+        code=code("bundle"),
+    output:
+        weights=f"{BUNDLE_DIR}/weights.pt",
+        preprocess=f"{BUNDLE_DIR}/preprocess.json",
+        metadata=f"{BUNDLE_DIR}/metadata.json",
+        readme=f"{BUNDLE_DIR}/README.md",
+    log:
+        f"results/logs/bundle/{{study}}/{{roi}}/{{arch}}/{{phases}}/{{variant}}/fold{{fold}}/seed{{seed}}.log",
+    conda:
+        "../../envs/ccgrade.yaml"
+    params:
+        cell=lambda wc: as_json({**dict(wc.items()), "fold": int(wc.fold), "seed": int(wc.seed)}),
+        config=as_json(
+            {
+                k: config[k]
+                for k in ("rois", "windows", "phases", "stack", "mask_label", "rtstruct_roi", "rtstruct_link")
+            }
+        ),
+        cell_dir=lambda wc, input: os.path.dirname(input.meta),
+        out_dir=lambda wc, output: os.path.dirname(output.metadata),
+    shell:
+        "python -m ccgrade.bundle --cell-dir {params.cell_dir} --cell {params.cell:q} --config {params.config:q}"
+        " --out-dir {params.out_dir} > {log} 2>&1"
+
+
+rule bundles:  # every trained cell of every study exported
+    input:
+        [f"{BUNDLE_DIR}/metadata.json".format(**c) for s in STUDIES for c in study_cells(s)],
+
+
 for _study, _kind in STUDY_KINDS.items():
 
     rule:

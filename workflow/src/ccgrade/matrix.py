@@ -12,6 +12,8 @@ its architecture's ``overrides``, then its variant's, so a changed override reru
 from __future__ import annotations
 
 CELL_DIR = "results/models/{study}/{roi}/{arch}/{phases}/{variant}/fold{fold}/seed{seed}"
+#: a cell's exported model bundle (ccgrade.bundle)
+BUNDLE_DIR = CELL_DIR.replace("results/models/", "results/bundles/", 1)
 BASE_VARIANT = "base"
 PHASE_SETS_EXTRA = ("all", "stack")  # all: the phases' images pooled (Cui); stack: phases as channels (Sun)
 

@@ -1,0 +1,70 @@
+"""Model bundles (ccgrade.bundle): what they record, and that they load without the repository's config.
+(That a bundle reproduces a cell's test predictions from the volumes is tested on the tiny demo DAG.)"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from ccgrade import bundle, models
+from ccgrade.outputs import write_tsv
+from conftest import repo_config
+
+
+def fake_cell(tmp_path, trained=True):
+    torch.manual_seed(0)
+    net = models.build_model("resnet18", in_channels=1)
+    d = tmp_path / "cell"
+    d.mkdir(parents=True)
+    torch.save(net.state_dict(), d / "best.pt")
+    hp = {"arch": "resnet18", "lr": 0.001, "batch": 8, "epochs": 1, "optimizer": "sgd", "weights_file": "/home/x/w.pth"}
+    meta = {"hyperparameters": hp, "input_shape": [1, 32, 32], "best_epoch": 0, "n_train_images": 40,
+            "selection": "last epoch", "label_meaning": {"0": "low", "1": "high"}}
+    if not trained:
+        meta = {"status": "not trained", "reason": "one grade group", "hyperparameters": hp}
+    (d / "meta.json").write_text(json.dumps(meta))
+    rng = np.random.default_rng(1)
+    rows = []
+    for i in range(20):
+        y = int(i % 3 == 0)
+        for k in range(3):
+            rows.append({"patient_id": f"P{i:02d}", "set": "test" if i < 12 else "train", "source": "cmp",
+                         "slice_index": k, "label": y, "prob_high": float(np.clip(0.4 + 0.3 * y + rng.normal(0, 0.2), 0, 1))})
+    write_tsv(d / "predictions.tsv", pd.DataFrame(rows))
+    return d, net, pd.DataFrame(rows)
+
+
+def test_export_records_preprocessing_and_evaluation_and_loads_without_config(tmp_path):
+    from ccgrade import stats
+
+    d, net, pred = fake_cell(tmp_path)
+    cfg = repo_config()
+    cfg["phases"] = ["up", "cmp", "np", "ep"]
+    cfg["stack"]["phases"] = ["cmp", "np", "ep"]
+    cell = {"study": "cui", "roi": "box", "arch": "resnet18", "phases": "cmp", "variant": "base", "fold": 0, "seed": 1}
+    md = bundle.export(d, tmp_path / "b", config=cfg, cell=cell, study="cui")
+    pre = json.loads((tmp_path / "b/preprocess.json").read_text())
+    assert pre["roi"] == cfg["rois"]["box"] and pre["window"] == cfg["windows"]["cui"] and pre["targets"] == ["cmp"]
+    assert pre["input_shape"] == [1, 32, 32] and pre["threshold"] == 0.5
+    test = pred[pred["set"] == "test"].groupby("patient_id").agg(y=("label", "first"), p=("prob_high", "mean"))
+    ev = md["evaluation"]["test"]
+    assert ev["auc"] == pytest.approx(roc_auc_score(test["y"], test["p"]), abs=1e-12)
+    _, lo, hi = stats.auc_ci(test["y"].to_numpy(), test["p"].to_numpy())
+    assert ev["auc_ci_95"] == pytest.approx([lo, hi], abs=1e-12) and ev["n_patients"] == 12
+    assert md["training_data"]["n_patients"] == 8 and "weights_file" not in md["training_data"]["hyperparameters"]
+    assert "/home/x" not in (tmp_path / "b/metadata.json").read_text()
+    b = bundle.load(tmp_path / "b")  # from its own files only
+    x = torch.randn(2, 1, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(b.net(x), net.eval()(x))
+    # a cell that was not trained: a bundle that says so, and refuses to load as a network
+    d2, _, _ = fake_cell(tmp_path / "n", trained=False)
+    md2 = bundle.export(d2, tmp_path / "b2", config=cfg, cell=cell, study="cui")
+    assert md2["trained"] is False and md2["reason"] == "one grade group"
+    with pytest.raises(ValueError, match="holds no network: one grade group"):
+        bundle.load(tmp_path / "b2")

@@ -236,7 +236,8 @@ def test_html_report_gathers_every_paper_item(study):
     assert html.lstrip().lower().startswith("<!doctype html") and len(html) > 100_000
     for item in ("Cui Table 2", "Cui Table 3", "Cui Table 4", "Cui Figure 1", "Cui Figures 2-4", "Li Table 1",
                  "Li Table 2", "Li Table 3", "Li strong vs weak", "Li Figures 4-5", "Li Figure 6", "Dai Table 5",
-                 "Dai Figures 9-10", "Sun: fused models", "Sun: calibration and decision curves"):
+                 "Dai Figures 9-10", "Sun: fused models", "Sun: calibration and decision curves",
+                 "Sun: the three ROI settings", "Sun: ROC curves per ROI setting"):
         assert item in html, item
     for category in ("Cui et al.", "Li et al.", "Dai", "Sun et al.", "Cohort", "Ingest"):
         assert category in html, category

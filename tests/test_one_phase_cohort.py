@@ -96,9 +96,9 @@ def test_baseline_tables_say_there_is_no_clinical_column(run):
 def test_model_cells_and_a_radiomics_only_fusion(run):
     res = run["res"]
     cells = sorted(p.parent.relative_to(res / "models").as_posix() for p in (res / "models").rglob("predictions.tsv"))
-    assert "cui/resnet34/up/base/fold0/seed1" in cells and "li/resnet3d18/up/base/fold0/seed1" in cells
+    assert "cui/box/resnet34/up/base/fold0/seed1" in cells and "li/cube/resnet3d18/up/base/fold0/seed1" in cells
     assert not any(c.startswith("sun/") for c in cells)
-    pred = pd.read_csv(res / "models/cui/resnet34/up/base/fold0/seed1/predictions.tsv", sep="\t", dtype={"patient_id": str})
+    pred = pd.read_csv(res / "models/cui/box/resnet34/up/base/fold0/seed1/predictions.tsv", sep="\t", dtype={"patient_id": str})
     split = json.loads((res / "splits/cui.json").read_text())["folds"][0]
     assert set(pred.loc[pred["set"] == "test", "patient_id"]) == set(split["test"])
     fus = pd.read_csv(res / "tables/fusion_models.csv")

@@ -191,8 +191,8 @@ def test_a_bundle_reproduces_the_cells_test_predictions(study):
     assert len(test) and md["evaluation"]["test"]["n_patients"] == test["patient_id"].nunique()
     for pid, want in test.groupby("patient_id"):
         src = patient_sources(recs[pid], ["up", "cmp", "np", "ep"], assume_layout=True)
-        src = {ph: {f: str(study / v) for f, v in s.items()} for ph, s in src.items()}
-        got = b.predict(study / f"results/volumes/{pid}", src, patient=pid)
+        src = {ph: {f: str(study / "resources/demo_cohort" / v) for f, v in s.items()} for ph, s in src.items()}  # sheet-relative
+        got = b.predict(study / f"results/volumes/{pid}", src, patient=pid, secret=study / "resources/private/secret.key")
         assert list(got["slice_index"]) == list(want["slice_index"])
         np.testing.assert_allclose(got["prob_high"].to_numpy(), want["prob_high"].to_numpy(), atol=1e-5)
     # a volume folder without the phase the model needs: an error naming the patient and the phase
@@ -202,15 +202,16 @@ def test_a_bundle_reproduces_the_cells_test_predictions(study):
 
 def test_every_file_a_job_writes_is_declared(study):
     """Outputs named once (issue 16): `snakemake --list-untracked` finds no file that no rule declares. It
-    cannot see three kinds of declared file, which are set aside by their declaration: job logs and
+    cannot see some kinds of declared file, which are set aside by their declaration: job logs and
     benchmarks (log:, benchmark:), the files inside directory() outputs (the demo's DICOM and labelme
-    folders, a patient's volumes) and the config itself; and the privacy scan's private list of hits, kept
-    outside results/ on purpose so that a failing scan (which deletes its declared outputs) leaves it."""
+    folders, a patient's volumes), outputs of targets outside the default one (the bundle the test above
+    exported) and the config itself; and the privacy scan's private list of hits, kept outside results/ on
+    purpose so that a failing scan (which deletes its declared outputs) leaves it."""
     r = smk(study, "--list-untracked")
-    directories = ("resources/demo_cohort/dicom/", "results/volumes/")
+    set_aside = ("resources/demo_cohort/dicom/", "results/volumes/", "results/bundles/")
     listed = [x.strip() for x in r.stdout.splitlines() if x.strip() and not x.startswith(("ccgrade pre-flight", "Building"))]
     undeclared = [f for f in listed if not (
-        f.startswith(("results/logs/", "results/benchmarks/") + directories) or "/labelme/" in f
+        f.startswith(("results/logs/", "results/benchmarks/") + set_aside) or "/labelme/" in f
         or f == "config.yaml" or f.endswith("/privacy_scan_values.tsv"))]
     assert not undeclared, undeclared
     assert any(f.startswith("results/logs/") for f in listed)  # the listing itself works

@@ -137,8 +137,13 @@ class Bundle:
         self.net.load_state_dict(torch.load(self.path / "weights.pt", map_location=device, weights_only=True))
         self.net.to(device).eval()
 
-    def crops(self, volumes: str | Path, sources: dict[str, dict[str, str]], patient: str = "patient") -> dict:
-        """The patient's crops made with the recorded preprocessing: {target: npz arrays}."""
+    def crops(self, volumes: str | Path, sources: dict[str, dict[str, str]], patient: str = "patient",
+              secret: str | Path | None = None) -> dict:
+        """The patient's crops made with the recorded preprocessing: {target: npz arrays}. ``secret``: the
+        privacy key file the volumes were ingested with when they were pseudonymised (their slices' file
+        names are then pseudonyms, which a labelme file's imagePath is matched to through the key)."""
+        from .privacy import Keyer
+
         from .crops import crop_patient
 
         pre = self.preprocess
@@ -149,7 +154,7 @@ class Bundle:
         with tempfile.TemporaryDirectory() as tmp:
             man = crop_patient(patient, pre["roi_name"], pre["roi"], pre["window"], pre["phases"], pre["stack_phases"],
                                Path(volumes), sources, pre["mask_label"], Path(tmp), pre["rtstruct_roi"],
-                               pre["rtstruct_link"])
+                               pre["rtstruct_link"], key=Keyer.from_file(secret))
             out = {}
             for t in pre["targets"]:
                 z = np.load(Path(tmp) / f"{t}.npz")
@@ -157,13 +162,13 @@ class Bundle:
         out["_manifest"] = man
         return out
 
-    def predict(self, volumes: str | Path, sources: dict[str, dict[str, str]], patient: str = "patient"
-                ) -> pd.DataFrame:
+    def predict(self, volumes: str | Path, sources: dict[str, dict[str, str]], patient: str = "patient",
+                secret: str | Path | None = None) -> pd.DataFrame:
         """P(high) per image of one patient (columns patient_id, source, slice_index, prob_high), in the
         order of the crop files; a shape other than the network's input is an error naming both."""
         from .train import predict
 
-        crops = self.crops(volumes, sources, patient)
+        crops = self.crops(volumes, sources, patient, secret)
         rows = []
         for t in self.preprocess["targets"]:
             z = crops[t]

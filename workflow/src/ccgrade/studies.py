@@ -18,9 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import dataclass
-from typing import Callable
 
-from . import evaluate
 from .outputs import Outputs
 
 TABLES, FIGURES = "results/tables", "results/figures"
@@ -47,11 +45,12 @@ class Item:
 
 @dataclass(frozen=True)
 class Kind:
-    """A kind of study: its builder (a function of the package, imported here so that the rules' code
-    inputs, which follow imports, include it), report category and items."""
+    """A kind of study: its builder (the name of a function of ``evaluate``, imported by ``builder`` only
+    when a tables job runs: the Snakefile reads the registry at parse time and should not pay for scipy),
+    report category and items."""
 
     name: str
-    builder: Callable
+    builder: str
     category: str
     items: tuple[Item, ...]
     #: items made by a job of their own (Li's Grad-CAM figure needs the weights, not only predictions)
@@ -69,13 +68,13 @@ def _f(role: str, stem: str, caption: str, label: str) -> Item:
 
 
 REGISTRY: dict[str, Kind] = {
-    "cui": Kind("cui", evaluate.cui_tables, "Cui et al.", (
+    "cui": Kind("cui", "cui_tables", "Cui et al.", (
         _t("t3", "{study}_table3", "cui_tables.rst", "Cui Table 3"),
         _t("t4", "{study}_table4", "cui_tables.rst", "Cui Table 4"),
         _f("roc", "{study}_roc", "cui_roc.rst", "Cui Figures 2-4"),
         _f("confusion", "{study}_confusion", "cui_roc.rst", "Cui Figures 2-4 (confusion matrices)"),
     ), pinned=True),
-    "li": Kind("li", evaluate.li_tables, "Li et al.", (
+    "li": Kind("li", "li_tables", "Li et al.", (
         _t("t2", "{study}_table2", "li_tables.rst", "Li Table 2"),
         _t("comparisons", "{study}_comparisons", "li_tables.rst", "Li Table 2 tests"),
         _t("t3", "{study}_table3", "li_tables.rst", "Li Table 3"),
@@ -83,12 +82,12 @@ REGISTRY: dict[str, Kind] = {
         _f("roc", "{study}_roc", "li_roc.rst", "Li Figures 4-5"),
         _f("confusion", "{study}_confusion", "li_roc.rst", "Li Figures A1-A2"),
     ), heatmaps=_f("heatmaps", "{study}_heatmaps", "li_heatmaps.rst", "Li Figure 6")),
-    "dai": Kind("dai", evaluate.dai_tables, "Dai", (
+    "dai": Kind("dai", "dai_tables", "Dai", (
         _t("t5", "{study}_table5", "dai_tables.rst", "Dai Table 5"),
         _f("roc", "{study}_roc", "dai_tables.rst", "Dai Figures 9-10"),
         _f("confusion", "{study}_confusion", "dai_tables.rst", "Dai Figure 10 (confusion matrices)"),
     )),
-    "sun": Kind("sun", evaluate.sun_tables, "Sun et al.", (
+    "sun": Kind("sun", "sun_tables", "Sun et al.", (
         _t("rois", "{study}_rois", "sun_rois.rst", "Sun: the three ROI settings"),
         _f("roc", "{study}_roc", "sun_rois.rst", "Sun: ROC curves per ROI setting"),
     )),
@@ -137,12 +136,20 @@ def report_items(kind: str, study: str) -> dict[str, dict]:
     return out
 
 
+def builder(kind: str):
+    """The kind's builder function. (Imported here, inside a function: the rules' code inputs follow
+    such imports too, so a tables job still reruns when ``evaluate`` changes.)"""
+    from . import evaluate
+
+    return getattr(evaluate, REGISTRY[kind].builder)
+
+
 def build(kind: str, models: list[dict], out: Outputs, opt: dict | None = None, pinned: dict | None = None):
     """Run the kind's builder on the study's cells, writing to ``out`` (the rule's declared files)."""
     kw = {"opt": opt}
     if REGISTRY[kind].pinned:
         kw["pinned"] = pinned or {}
-    return REGISTRY[kind].builder(models, out, **kw)
+    return builder(kind)(models, out, **kw)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -154,8 +161,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--pinned", default="{}", help="JSON: {arch: [phase sets]} the config fixes (Cui Table 4)")
     a = ap.parse_args(argv)
     models = json.loads(a.models)
-    build(a.kind, models, Outputs.from_json(a.outputs), evaluate.stats_options(json.loads(a.stats)),
-          json.loads(a.pinned))
+    from .evaluate import stats_options
+
+    build(a.kind, models, Outputs.from_json(a.outputs), stats_options(json.loads(a.stats)), json.loads(a.pinned))
     print(f"{len(models)} models evaluated")
 
 

@@ -38,8 +38,7 @@ def test_a_study_is_of_its_kind_or_named_after_one():
     out = studies.outputs("cui", "cui_ext")
     assert out["t3"] == "results/tables/cui_ext_table3.csv" and out["t3_md"] == "results/tables/cui_ext_table3.md"
     assert studies.outputs("cui", "cui")["roc_pdf"] == "results/figures/cui_roc.pdf"  # the papers' names kept
-    labels = studies.report_items("cui", "cui_ext")["t3"]["labels"]
-    assert labels == {"table": "Cui Table 3 (cui_ext)"}
+    assert studies.report_items("cui", "cui_ext")["t3"]["label"] == ("Cui Table 3 (cui_ext)", "table")
     assert studies.targets("li", "li")[-2:] == ["results/figures/li_heatmaps.png", "results/figures/li_heatmaps.pdf"]
 
 

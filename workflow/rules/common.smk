@@ -274,6 +274,8 @@ MODEL_DIR = ccmatrix.CELL_DIR
 BUNDLE_DIR = ccmatrix.BUNDLE_DIR
 # the studies that build tables, by kind (ccgrade.studies: the registry of builders, files and captions)
 STUDY_KINDS = ccstudies.study_kinds(STUDIES)
+# the config the matrix is read from: the studies the cohort can feed
+MATRIX_CONFIG = {**config, "training": {**config["training"], "studies": STUDIES}}
 
 
 wildcard_constraints:
@@ -286,7 +288,7 @@ wildcard_constraints:
 
 
 def study_cells(study):
-    return ccmatrix.cells({**config, "training": {**config["training"], "studies": STUDIES}}, study)
+    return ccmatrix.cells(MATRIX_CONFIG, study)
 
 
 def cell_files(study, name):
@@ -326,24 +328,25 @@ def outputs_json(wildcards, output):
 
 def study_outputs(study):
     """A study's tables job's outputs, from the registry; the HTML report's items wrapped as such."""
-    kind = STUDY_KINDS[study]
-    items = ccstudies.report_items(kind, study)
-    return {role: as_report(path, items.get(role)) for role, path in ccstudies.outputs(kind, study).items()}
+    return registry_outputs(study, ccstudies.outputs(STUDY_KINDS[study], study))
 
 
 def heatmap_outputs(study):
     """The Grad-CAM figure of a study whose kind has one (Li Figure 6), from the registry."""
-    kind = STUDY_KINDS[study]
-    item = ccstudies.REGISTRY[kind].heatmaps
-    items = ccstudies.report_items(kind, study)
-    return {role: as_report(path, items.get(role)) for role, path in item.paths(study).items()}
+    return registry_outputs(study, ccstudies.REGISTRY[STUDY_KINDS[study]].heatmaps.paths(study))
 
 
-def as_report(path, item):
-    """``path`` as an item of the HTML report (caption, category, labels), or as it is when ``item`` is None."""
-    if item is None:
-        return path
-    return reported(path, item["caption"], item["category"], *next(iter(item["labels"].items()))[::-1])
+def registry_outputs(study, paths):
+    """``paths`` (role -> file) with the report's items (ccgrade.studies.report_items) wrapped for the report."""
+    items = ccstudies.report_items(STUDY_KINDS[study], study)
+    return {
+        role: (
+            reported(path, items[role]["caption"], items[role]["category"], *items[role]["label"])
+            if role in items
+            else path
+        )
+        for role, path in paths.items()
+    }
 
 
 def stats_json():
@@ -376,7 +379,7 @@ if not Path(RAD_PARAMS).is_absolute() and not Path(RAD_PARAMS).exists():
     RAD_PARAMS = str(REPO / RAD_PARAMS)
 # patients with images: full features on the phase's volume; mask-only patients: shape features
 RAD_PATIENTS = [p for p in PATIENTS if p in IMAGED or "mask" in SOURCES[p].get(RAD_PHASE, {})] if RAD["enabled"] else []
-DEEP_CELL = ccmatrix.deep_cell({**config, "training": {**config["training"], "studies": STUDIES}})
+DEEP_CELL = ccmatrix.deep_cell(MATRIX_CONFIG)
 
 
 def rad_sources(wildcards):

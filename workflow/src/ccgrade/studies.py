@@ -127,13 +127,11 @@ def targets(kind: str, study: str) -> list[str]:
 
 
 def report_items(kind: str, study: str) -> dict[str, dict]:
-    """Per output role that goes into the HTML report: its caption file, category and labels."""
+    """Per output role that goes into the HTML report: its caption file, category, and label with its kind
+    (table or figure)."""
     k = REGISTRY[kind]
-    out = {}
-    for item in k.items + ((k.heatmaps,) if k.heatmaps else ()):
-        out[item.role] = {"caption": item.caption, "category": k.category,
-                          "labels": {item.kind: label(item, study, kind)}}
-    return out
+    return {item.role: {"caption": item.caption, "category": k.category, "label": (label(item, study, kind), item.kind)}
+            for item in k.items + ((k.heatmaps,) if k.heatmaps else ())}
 
 
 def builder(kind: str):

@@ -27,6 +27,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/fusion.smk"
 include: "workflow/rules/provenance.smk"
 include: "workflow/rules/privacy.smk"
+include: "workflow/rules/predict.smk"
 
 
 rule all:

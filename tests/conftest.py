@@ -38,6 +38,7 @@ def tiny_config() -> dict:
     cfg["rois"]["centroid"]["box_px"] = 32
     cfg["splits"]["schemes"]["dai"]["k"] = 3
     cfg["figures"]["montage_patients"] = 1
+    cfg["predict"]["demo_patients"] = 2
     for name in ("demo", "demo_li", "demo_dai"):
         cfg["training"]["presets"][name].update(epochs=1, batch=8)
     return cfg

@@ -39,7 +39,11 @@ def test_a_study_is_of_its_kind_or_named_after_one():
     assert out["t3"] == "results/tables/cui_ext_table3.csv" and out["t3_md"] == "results/tables/cui_ext_table3.md"
     assert studies.outputs("cui", "cui")["roc_pdf"] == "results/figures/cui_roc.pdf"  # the papers' names kept
     assert studies.report_items("cui", "cui_ext")["t3"]["label"] == ("Cui Table 3 (cui_ext)", "table")
-    assert studies.targets("li", "li")[-2:] == ["results/figures/li_heatmaps.png", "results/figures/li_heatmaps.pdf"]
+    t = studies.targets("li", "li")
+    assert t[-8:-6] == ["results/figures/li_heatmaps.png", "results/figures/li_heatmaps.pdf"]
+    assert t[-6:] == ["results/tables/li_failures.csv", "results/tables/li_failures.md", "results/tables/li_error_rates.csv",
+                      "results/tables/li_error_rates.md", "results/figures/li_failures.png", "results/figures/li_failures.pdf"]
+    assert studies.report_items("li", "li")["error_rates"]["label"] == ("Failure analysis: error rates by subgroup (li)", "table")
 
 
 def test_a_second_study_of_a_kind_is_one_config_block(tmp_path):

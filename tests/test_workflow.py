@@ -200,15 +200,79 @@ def test_a_bundle_reproduces_the_cells_test_predictions(study):
         b.predict(study / "results/ingest", {}, patient="DEMO001")
 
 
+def test_predict_on_the_studys_own_test_patients_gives_the_studys_probabilities(study, tmp_path):
+    """`predict` over a sheet of the cell's own test patients (ingested again under results/predict/, cropped
+    with the bundle's recorded preprocessing) gives predictions.tsv's patient P(high) to 1e-5, with the
+    study's grades turned into metrics; nothing is retrained."""
+    cell = "cui/box/resnet34/cmp/base/fold0/seed1"
+    pred = pd.read_csv(study / f"results/models/{cell}/predictions.tsv", sep="\t", dtype={"patient_id": str})
+    test = pred[pred["set"] == "test"]
+    want = test.groupby("patient_id")["prob_high"].mean()
+    sheet = pd.read_csv(study / "resources/demo_cohort/cohort.tsv", sep="\t", dtype={"patient_id": str})
+    own = sheet[sheet["patient_id"].isin(want.index)].copy()
+    for col in ("dicom_dir", "annotation_dir"):
+        own[col] = str(study / "resources/demo_cohort") + "/" + own[col]
+    own.to_csv(tmp_path / "own_test.tsv", sep="\t", index=False)  # the user's files: outside the study's folder
+    (tmp_path / "predict_own.yaml").write_text(yaml.safe_dump({"predict": {
+        "sheet": str(tmp_path / "own_test.tsv"), "name": "own_test", "model": {"study": "cui", "arch": "resnet34", "phases": "cmp"}}}))
+    trained = (study / f"results/models/{cell}/best.pt").stat().st_mtime
+    smk(study, "predict", "--cores", "2", "--configfile", str(tmp_path / "predict_own.yaml"))
+    got = pd.read_csv(study / "results/predict/own_test/predictions.csv", dtype={"patient_id": str})
+    assert list(got["patient_id"]) == sorted(want.index)
+    np.testing.assert_allclose(got["prob_high"], want.loc[got["patient_id"]].to_numpy(), atol=1e-5)
+    assert (got["n_members"] == 1).all() and (got["call"] == np.where(got["prob_high"] >= 0.5, "high", "low")).all()
+    m = pd.read_csv(study / "results/predict/own_test/metrics.csv")
+    assert m["n_graded"].iloc[0] == len(want) and m["n_ungraded"].iloc[0] == 0
+    assert (study / f"results/models/{cell}/best.pt").stat().st_mtime == trained  # not retrained
+    # a new patient whose images lack the phase the model reads: the pre-flight names it, before any job
+    lame = tmp_path / "lame" / "dicom"
+    import shutil
+
+    shutil.copytree(study / "resources/demo_cohort/dicom/DEMO001/S02", lame / "S02")  # the plain phase only
+    pd.DataFrame([{"patient_id": "X01", "dicom_dir": "lame/dicom", "annotation_dir": str(study / "resources/demo_cohort/"
+                   "annotations/DEMO001")}]).to_csv(tmp_path / "lame.tsv", sep="\t", index=False)  # dicom_dir: sheet-relative
+    (tmp_path / "predict_lame.yaml").write_text(yaml.safe_dump({"predict": {
+        "sheet": str(tmp_path / "lame.tsv"), "name": "lame", "model": {"study": "cui", "arch": "resnet34", "phases": "cmp"}}}))
+    r = smk(study, "predict", "-n", "--cores", "2", "--configfile", str(tmp_path / "predict_lame.yaml"), check=False)
+    assert r.returncode != 0
+    assert f"patient X01, phase cmp, file {tmp_path / 'lame.tsv'}: the model (cui resnet34 on cmp" in r.stderr
+    assert "usable phases: up" in r.stderr and not (study / "results/predict/lame").exists()
+
+
+def test_predict_grades_the_demos_new_patients_with_the_fold_ensemble(study):
+    """The demo's `predict`: new synthetic patients (drawn after the cohort's) graded by Dai's fold models
+    averaged; per patient a summary and a page; the table, the metrics and a clean privacy scan."""
+    smk(study, "--cores", "2", "predict")
+    d = study / "results/predict/new"
+    t = pd.read_csv(d / "predictions.csv", dtype={"patient_id": str})
+    import json
+
+    metas = [json.loads(f.read_text()) for f in sorted((study / "results/bundles/dai").glob("**/metadata.json"))]
+    trained = [m for m in metas if m["cell"]["variant"] == metas[0]["cell"]["variant"] and m["trained"]]
+    assert len({m["cell"]["fold"] for m in metas}) == 3 and trained  # a fold the tiny cohort cannot train is left out
+    assert list(t["patient_id"]) == ["DEMO007", "DEMO008"] and (t["n_members"] == len(trained)).all()
+    for pid in t["patient_id"]:
+        img = pd.read_csv(d / f"patients/{pid}/images.tsv", sep="\t")
+        per = img.groupby("member")["prob_high"].mean()
+        assert sorted(per.index) == list(range(len(trained)))
+        assert t.loc[t["patient_id"] == pid, "prob_high"].iloc[0] == pytest.approx(per.mean(), abs=1e-6)
+        assert (d / f"patients/{pid}/page.png").stat().st_size > 10_000 and (d / f"patients/{pid}/page.pdf").exists()
+    assert pd.read_csv(d / "metrics.csv")["n_graded"].iloc[0] == 2
+    assert pd.read_csv(d / "privacy_scan.tsv", sep="\t").empty
+    assert "Nothing to be done" in (lambda r: r.stdout + r.stderr)(smk(study, "--cores", "2", "predict"))
+
+
 def test_every_file_a_job_writes_is_declared(study):
     """Outputs named once (issue 16): `snakemake --list-untracked` finds no file that no rule declares. It
     cannot see some kinds of declared file, which are set aside by their declaration: job logs and
     benchmarks (log:, benchmark:), the files inside directory() outputs (the demo's DICOM and labelme
     folders, a patient's volumes), outputs of targets outside the default one (the bundle the test above
-    exported) and the config itself; and the privacy scan's private list of hits, kept outside results/ on
+    exported, `predict`'s outputs and the demo's new patients it grades) and the config itself; and the privacy scan's private list of hits, kept outside results/ on
     purpose so that a failing scan (which deletes its declared outputs) leaves it."""
     r = smk(study, "--list-untracked")
-    set_aside = ("resources/demo_cohort/dicom/", "results/volumes/", "results/bundles/")
+    set_aside = ("resources/demo_cohort/dicom/", "results/volumes/", "results/bundles/", "results/predict/",
+                 "resources/private/predict/", "resources/demo_cohort/annotations/DEMO007/",
+                 "resources/demo_cohort/annotations/DEMO008/")
     listed = [x.strip() for x in r.stdout.splitlines() if x.strip() and not x.startswith(("ccgrade pre-flight", "Building"))]
     undeclared = [f for f in listed if not (
         f.startswith(("results/logs/", "results/benchmarks/") + set_aside) or "/labelme/" in f
@@ -229,6 +293,29 @@ def test_radiomics_and_fusion_outputs(study):
         assert (study / f"results/figures/fusion_calibration_dca.{ext}").exists()
 
 
+def test_failure_analysis_of_every_study(study):
+    """Each study's failure analysis judges its first model's test patients (Dai: the fold models pooled, each
+    patient once): the errors recounted from the cells' predictions, most confident first, and the error rates."""
+    for name, cells in (("cui", ["cui/box/resnet34/up/base/fold0/seed1"]),
+                        ("dai", sorted(str(p.parent.relative_to(study / "results/models")) for p in
+                                       (study / "results/models/dai").glob("centroid/resnet50/cmp/*/fold*/seed1/predictions.tsv")))):
+        if name == "dai":  # the first variant only (the config's order, as the matrix)
+            first = cells[0].split("/")[4]
+            cells = [c for c in cells if c.split("/")[4] == first]
+        preds = [pd.read_csv(study / f"results/models/{c}/predictions.tsv", sep="\t", dtype={"patient_id": str})
+                 for c in cells]
+        test = pd.concat([p[p["set"] == "test"] for p in preds if len(p)])
+        per = test.groupby("patient_id").agg(y=("label", "first"), p=("prob_high", "mean"))
+        wrong = per[(per["p"] >= 0.5).astype(int) != per["y"]]
+        f = pd.read_csv(study / f"results/tables/{name}_failures.csv", dtype={"patient_id": str})
+        assert set(f["patient_id"]) == set(wrong.index) and per.index.is_unique
+        assert list(f["confidence"]) == sorted(f["confidence"], reverse=True)
+        r = pd.read_csv(study / f"results/tables/{name}_error_rates.csv")
+        assert r.loc[r["subgroup"] == "all", ["n", "errors"]].values.tolist() == [[len(per), len(wrong)]]
+        assert {"size band", "centre", "sex", "usable phases"} <= set(r["subgroup"])
+        assert (study / f"results/figures/{name}_failures.png").stat().st_size > 5000
+
+
 def test_html_report_gathers_every_paper_item(study):
     """`snakemake --report` (README command 1 ends with it): one self-contained HTML page holding every
     table and figure marked for the report, under the papers' categories, with their captions."""
@@ -238,7 +325,9 @@ def test_html_report_gathers_every_paper_item(study):
     for item in ("Cui Table 2", "Cui Table 3", "Cui Table 4", "Cui Figure 1", "Cui Figures 2-4", "Li Table 1",
                  "Li Table 2", "Li Table 3", "Li strong vs weak", "Li Figures 4-5", "Li Figure 6", "Dai Table 5",
                  "Dai Figures 9-10", "Sun: fused models", "Sun: calibration and decision curves",
-                 "Sun: the three ROI settings", "Sun: ROC curves per ROI setting"):
+                 "Sun: the three ROI settings", "Sun: ROC curves per ROI setting",
+                 "Failure analysis: most confident errors (cui)", "Failure analysis: error rates by subgroup (dai)",
+                 "Failure analysis: crops and Grad-CAM (li)"):
         assert item in html, item
     for category in ("Cui et al.", "Li et al.", "Dai", "Sun et al.", "Cohort", "Ingest"):
         assert category in html, category
@@ -308,7 +397,7 @@ def test_a_changed_window_preset_reruns_only_the_crops_that_use_it(study):
     assert trained == {f"study=dai, roi=centroid, arch=resnet50, phases=cmp, variant={v}, fold={f}, seed=1"
                        for v in ("b8", "b32") for f in range(3)}
     assert {rule for rule, _ in jobs} == {"crop_roi", "crop_manifest", "exclusions", "train_model", "dai_tables",
-                                          "provenance", "privacy_scan", "all"}
+                                          "dai_failures", "provenance", "privacy_scan", "all"}
 
 
 def test_a_code_change_to_one_stage_reruns_that_stage_and_its_dependants_only(study):
@@ -386,8 +475,9 @@ def test_editing_one_mask_reruns_only_what_reads_it(study):
     assert {rule for rule, _ in jobs} == {"crop_roi", "crop_manifest", "exclusions", "tumour_geometry", "geometry_table",
                                           "cohort_table", "baseline_grade", "baseline_split", "radiomics_patient",
                                           "radiomics_table", "fusion", "train_model", "li_tables", "li_heatmaps", "sun_tables",
-                                          "privacy_scan",
-                                          "all"}
+                                          "privacy_scan", "all",
+                                          # every failure analysis reads the analysis cohort (size bands)
+                                          "cui_failures", "li_failures", "dai_failures", "sun_failures"}
 
 
 def test_bad_config_key_is_named_before_any_job(study, tmp_path):

@@ -26,6 +26,7 @@ shell.prefix(" ".join(_SHELL) + " ")
 
 from ccgrade import demo as ccdemo  # noqa: E402
 from ccgrade import deps as ccdeps  # noqa: E402
+from ccgrade import failures as ccfailures  # noqa: E402
 from ccgrade import kits as cckits  # noqa: E402
 from ccgrade import matrix as ccmatrix  # noqa: E402
 from ccgrade import preflight as ccpre  # noqa: E402
@@ -99,6 +100,14 @@ def geometry_sources(pid):
 
 
 MEASURED = [p for p in PATIENTS if config["geometry"]["enabled"] and geometry_sources(p)]
+# the new patients `predict` grades (README "Use a trained model"): a cohort of their own, ingested and cropped
+# with the bundles' recorded preprocessing under results/predict/<name>/
+PREDICT = config["predict"]
+PRED_DIR = f"results/predict/{PREDICT['name']}"
+PRED_RECORDS = {r["patient_id"]: r for r in PLAN.predict.to_dict("records")}
+PRED_PATIENTS = sorted(PRED_RECORDS)
+PRED_SOURCES = {p: patient_sources(PRED_RECORDS[p], PHASES, assume_layout=IS_DEMO) for p in PRED_PATIENTS}
+PRED_CELLS = PLAN.predict_cells
 CROP_TARGETS = PHASES + ["stack"]
 ROIS = list(config["rois"])
 SCHEMES = list(config["splits"]["schemes"])
@@ -125,39 +134,42 @@ def as_json(obj):
     return json.dumps(obj, sort_keys=True, separators=(",", ":"))
 
 
-def dicom_dir(wildcards):
-    d = RECORDS[wildcards.pid].get("dicom_dir")
+def dicom_dir(wildcards, records=None):
+    d = (RECORDS if records is None else records)[wildcards.pid].get("dicom_dir")
     return [d] if isinstance(d, str) else []
 
 
-def phase_images(wildcards):
+def phase_images(wildcards, sources=None):
     """Per-phase image volumes (NIfTI/NRRD) named in the sheet for this patient."""
-    return {ph: s["image"] for ph, s in SOURCES[wildcards.pid].items() if "image" in s}
+    return {
+        ph: s["image"] for ph, s in (SOURCES if sources is None else sources)[wildcards.pid].items() if "image" in s
+    }
 
 
-def ingest_args(wildcards):
-    """Command-line arguments naming the patient's DICOM folder and per-phase volumes."""
-    d, imgs = dicom_dir(wildcards), phase_images(wildcards)
+def ingest_args(wildcards, records=None, sources=None):
+    """Command-line arguments naming the patient's DICOM folder and per-phase volumes (of the cohort, or of
+    the cohort ``records``/``sources`` given: predict's new patients)."""
+    d, imgs = dicom_dir(wildcards, records), phase_images(wildcards, sources)
     out = [f"--dicom-dir {shlex.quote(d[0])}"] if d else []
     if imgs:
         out.append("--images " + " ".join(shlex.quote(f"{ph}={p}") for ph, p in imgs.items()))
     return " ".join(out)
 
 
-def crop_sources(wildcards):
+def crop_sources(wildcards, sources=None):
     """The annotation files (by format) of the phases an ROI setting reads for one patient."""
     roi = config["rois"][wildcards.roi]
     out = {}
-    for ph, s in SOURCES[wildcards.pid].items():
+    for ph, s in (SOURCES if sources is None else sources)[wildcards.pid].items():
         fmt, path = pick_source(roi, s)
         if path:
             out[ph] = {fmt: path}
     return out
 
 
-def crop_annotations(wildcards):
+def crop_annotations(wildcards, sources=None):
     """The annotation files an ROI setting reads for one patient: inputs, so that editing one reruns its crops."""
-    out, sources = [], crop_sources(wildcards)
+    out, sources = [], crop_sources(wildcards, sources)
     for ph in dict.fromkeys(PHASES + config["stack"]["phases"][:1]):
         for path in sources.get(ph, {}).values():
             if IS_DEMO:
@@ -228,7 +240,11 @@ def privacy_sources():
         d = RECORDS[p].get("dicom_dir")
         files = sorted({path for s in SOURCES[p].values() for path in s.values() if isinstance(path, str)})
         pats[p] = {"dicom_dir": d if isinstance(d, str) else "", "files": files}
-    paths = [x for x in (SHEET if SOURCE == "sheet" else "", config["ingest"]["phase_map"]) if x]
+    for p in PRED_PATIENTS:  # the new patients predict grades: their values are searched for too
+        d = PRED_RECORDS[p].get("dicom_dir")
+        files = sorted({path for s in PRED_SOURCES[p].values() for path in s.values() if isinstance(path, str)})
+        pats[p if p not in pats else f"{p}.predict"] = {"dicom_dir": d if isinstance(d, str) else "", "files": files}
+    paths = [x for x in (SHEET if SOURCE == "sheet" else "", config["ingest"]["phase_map"], PREDICT["sheet"]) if x]
     return {"patients": pats, "root": root, "paths": paths, "own": [str(Path.cwd().resolve()), str(REPO.resolve())]}
 
 
@@ -308,13 +324,22 @@ def train_hp(wildcards):
     return as_json(ccmatrix.hyper(config, wildcards.study, wildcards.arch, wildcards.variant))
 
 
-def study_models_json(study):
+def study_models_json(study, cells=None):
     return as_json(
         [
             {**c, "dir": ccmatrix.cell_dir(c), "hp": ccmatrix.hyper(config, study, c["arch"], c["variant"])}
-            for c in study_cells(study)
+            for c in (study_cells(study) if cells is None else cells)
         ]
     )
+
+
+def failure_cells(study):
+    """The cells a study's failure analysis reads: its first model, every fold (ccgrade.failures)."""
+    return ccfailures.analysed_cells(study_cells(study))
+
+
+def failure_outputs(study):
+    return registry_outputs(study, ccstudies.failure_outputs(study))
 
 
 def reported(path, caption, category, label, kind="table"):
@@ -480,3 +505,52 @@ def all_targets():
     if PSEUDONYMISE and IMAGED:
         out.append(f"{PRIVATE}/lookup.tsv")
     return out
+
+
+# ------------------------------------------------------------------------ predict: new patients graded
+
+PRED_ROI = PRED_CELLS[0]["roi"] if PRED_CELLS else None
+
+
+def pred_wc(wildcards):
+    """A new patient's wildcards with the ensemble's ROI setting (what its crop sources are chosen by)."""
+    return SimpleNamespace(pid=wildcards.pid, roi=PRED_ROI)
+
+
+def pred_bundles(name):
+    return [f"{BUNDLE_DIR}/{name}".format(**c) for c in PRED_CELLS]
+
+
+def pred_grade(wildcards):
+    g = PRED_RECORDS[wildcards.pid].get("grade_group")
+    return g if isinstance(g, str) else ""
+
+
+def pred_sheet_json():
+    """The new patients' grades (when the sheet gives them): the metrics' labels."""
+    out = []
+    for p, r in PRED_RECORDS.items():
+        g = r.get("grade")
+        out.append(
+            {
+                "patient_id": p,
+                "grade": int(g) if g is not None and g == g else None,
+                "grade_group": r.get("grade_group") or "",
+            }
+        )
+    return as_json(out)
+
+
+def predict_model_name():
+    from ccgrade.predict import model_name
+
+    return model_name(PRED_CELLS) if PRED_CELLS else ""
+
+
+def predict_files():
+    if not PRED_PATIENTS:
+        return []
+    per = ("images.tsv", "summary.json", "page.png", "page.pdf")
+    return [f"{PRED_DIR}/{n}" for n in ("predictions.csv", "predictions.md", "metrics.csv", "metrics.md")] + [
+        f"{PRED_DIR}/patients/{p}/{n}" for p in PRED_PATIENTS for n in per
+    ]

@@ -120,3 +120,27 @@ for _study, _kind in STUDY_KINDS.items():
             shell:
                 "python -m ccgrade.heatmaps --models {params.models:q} --crops {input.crops} --patients {params.n}"
                 " --outputs {params.outputs:q} > {log} 2>&1"
+
+    rule:
+        name:
+            f"{_study}_failures"
+        input:
+            weights=[f"{ccmatrix.cell_dir(c)}/best.pt" for c in failure_cells(_study)],
+            predictions=[f"{ccmatrix.cell_dir(c)}/predictions.tsv" for c in failure_cells(_study)],
+            crops=sorted({f for c in failure_cells(_study) for f in cell_crops(c["roi"], c["phases"])}),
+            cohort=COHORT_TABLE,
+            phases="results/ingest/phase_status.tsv",
+            code=code("failures"),
+        output:
+            **failure_outputs(_study),
+        log:
+            f"results/logs/{_study}_failures.log",
+        conda:
+            "../../envs/ccgrade.yaml"
+        params:
+            models=study_models_json(_study, failure_cells(_study)),
+            n=config["figures"]["failure_patients"],
+            outputs=outputs_json,
+        shell:
+            "python -m ccgrade.failures --models {params.models:q} --crops {input.crops} --cohort {input.cohort}"
+            " --phases {input.phases} --n {params.n} --outputs {params.outputs:q} > {log} 2>&1"

@@ -166,9 +166,13 @@ class Bundle:
                 secret: str | Path | None = None) -> pd.DataFrame:
         """P(high) per image of one patient (columns patient_id, source, slice_index, prob_high), in the
         order of the crop files; a shape other than the network's input is an error naming both."""
+        return self.predict_crops(self.crops(volumes, sources, patient, secret), patient)
+
+    def predict_crops(self, crops: dict, patient: str = "patient") -> pd.DataFrame:
+        """``predict`` on crops ``crops`` made (so that a caller drawing them, as ``ccgrade.predict`` does,
+        crops once)."""
         from .train import predict
 
-        crops = self.crops(volumes, sources, patient, secret)
         rows = []
         for t in self.preprocess["targets"]:
             z = crops[t]

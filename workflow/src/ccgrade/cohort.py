@@ -142,14 +142,17 @@ def column_problems(columns: list[str], cfg: dict, file: str) -> list[Problem]:
 
 def cohort_problems(df: pd.DataFrame, cfg: dict, *, file: str = "<cohort sheet>", base: Path | None = None,
                     schema_path: str | Path | None = None,
-                    check_paths: bool = True) -> tuple[pd.DataFrame, list[Problem]]:
+                    check_paths: bool = True, grade_optional: bool = False) -> tuple[pd.DataFrame, list[Problem]]:
     """Every problem of a cohort table at once (IDs, grades, values, columns, paths) and the table with
-    parsed grades, grade groups and resolved paths."""
+    parsed grades, grade groups and resolved paths. ``grade_optional`` (new patients to be graded by a
+    model, ``predict.sheet``): the grade column may be absent or empty; a grade given is still checked."""
     schema = load_yaml(schema_path or SCHEMA_DIR / "cohort.schema.yaml")
     df = df.copy()
     df.columns = [str(c).strip() for c in df.columns]
     if "center" in df.columns and "centre" not in df.columns:  # American spelling of the site column
         df = df.rename(columns={"center": "centre"})
+    if grade_optional and "grade" not in df.columns:
+        df["grade"] = np.nan
     missing = [c for c in schema.get("required", []) if c not in df.columns]
     if missing:
         return df, [problem("error", f"cohort sheet lacks required column(s) {missing}",
@@ -168,6 +171,9 @@ def cohort_problems(df: pd.DataFrame, cfg: dict, *, file: str = "<cohort sheet>"
                                  file=file))
     grades = []
     for v, pid in zip(df["grade"], df["patient_id"]):
+        if grade_optional and (v is None or (isinstance(v, float) and v != v) or (isinstance(v, str) and not v.strip())):
+            grades.append(np.nan)
+            continue
         try:
             grades.append(parse_grade(v, pid, file))
         except CohortError as e:
@@ -193,7 +199,7 @@ def cohort_problems(df: pd.DataFrame, cfg: dict, *, file: str = "<cohort sheet>"
     if check_paths:
         for rec in df.to_dict("records"):
             probs += source_problems(rec, file)
-    if not any(p.level == "error" for p in probs):
+    if not any(p.level == "error" for p in probs) and not df["grade"].isna().any():
         df["grade"] = df["grade"].astype(int)
     return df, probs
 

@@ -103,10 +103,12 @@ def draw_patient(seed: int, i: int, demo: dict, high_from: int = 3) -> dict:
     return {"clinical": rec, "phantom": phantom}
 
 
-def draw_cohort(demo: dict, high_from: int = 3, root: str | Path = "resources/demo_cohort") -> pd.DataFrame:
-    """The demo cohort sheet (clinical columns plus image and annotation folders); cheap, no images."""
+def draw_cohort(demo: dict, high_from: int = 3, root: str | Path = "resources/demo_cohort", start: int = 0
+                ) -> pd.DataFrame:
+    """The demo cohort sheet (clinical columns plus image and annotation folders); cheap, no images. Patients
+    ``start`` .. ``n_patients - 1`` (the demo's new patients to grade, ``predict``, follow the cohort's)."""
     rows = []
-    for i in range(demo["n_patients"]):
+    for i in range(start, demo["n_patients"]):
         rec = dict(draw_patient(demo["seed"], i, demo, high_from)["clinical"])
         rec["dicom_dir"] = str(Path(root) / "dicom" / rec["patient_id"])
         rec["annotation_dir"] = str(Path(root) / "annotations" / rec["patient_id"])

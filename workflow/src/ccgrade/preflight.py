@@ -47,6 +47,10 @@ class Plan:
     problems: list[Problem] = field(default_factory=list)
     survey: dict[str, dict] = field(default_factory=dict)
     facts: dict = field(default_factory=dict)
+    #: the new patients ``predict`` grades (none unless predict.sheet is set or the cohort is the demo's) and
+    #: the cells whose bundles grade them
+    predict: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["patient_id", "grade", "grade_group"]))
+    predict_cells: list[dict] = field(default_factory=list)
 
     @property
     def errors(self) -> list[Problem]:
@@ -552,7 +556,46 @@ def plan(config: dict, *, configfiles: list | None = None, workers: int = 1, cac
             for pid in cohort["patient_id"])
         facts["eligible"] = eligible
         probs += split_size_problems(derived, eligible)
+        pred, members, pp = predict_cohort(derived, cache=cache, workers=workers, write_cache=write_cache,
+                                           demo_root=demo_root)
+        probs += pp
+        return Plan(derived, cohort, sheet, probs, surveys, facts, pred, members)
     return Plan(derived, cohort, sheet, probs, surveys, facts)
+
+
+def predict_cohort(cfg: dict, *, cache: Path | None = CACHE, workers: int = 1, write_cache: bool = True,
+                   demo_root: str = "resources/demo_cohort") -> tuple[pd.DataFrame, list[dict], list[Problem]]:
+    """The new patients of ``predict`` (predict.sheet, surveyed like the cohort and checked against what the
+    model reads; with the demo and no sheet, ``predict.demo_patients`` synthetic patients drawn after the
+    cohort's), the ensemble's cells, and every problem."""
+    from . import demo as ccdemo
+    from .cohort import cohort_problems, read_sheet
+    from .predict import model_cells, sheet_problems
+
+    pc = cfg["predict"]
+    empty = pd.DataFrame(columns=["patient_id", "grade", "grade_group"])
+    source = cfg["cohort"]["source"]
+    if not pc["sheet"] and source != "demo":
+        return empty, [], []
+    members, probs = model_cells(cfg)
+    if not pc["sheet"]:
+        n = cfg["demo"]["n_patients"]
+        demo = {**cfg["demo"], "n_patients": n + pc["demo_patients"]}
+        return ccdemo.draw_cohort(demo, cfg["cohort"]["high_grade_from"], demo_root, start=n), members, probs
+    sheet = pc["sheet"]
+    try:
+        raw = read_sheet(sheet)
+    except CohortError as e:
+        return empty, members, probs + [Problem("error", f"predict sheet: {e}", "check config key predict.sheet")]
+    cohort, p = cohort_problems(raw, cfg, file=sheet, base=Path(sheet).parent, grade_optional=True)
+    probs += p
+    if [x for x in p if x.level == "error"] or "patient_id" not in cohort:
+        return cohort, members, probs
+    recs = cohort.to_dict("records")
+    surveys = survey_cohort(recs, cfg, cache.with_name("survey_predict.json") if cache else None, workers, write_cache)
+    for pid in surveys:  # said to be of the new patients (their IDs may be the cohort's too)
+        probs += [Problem(x["level"], f"predict.sheet: {x['message']}", x["fix"]) for x in surveys[pid]["problems"]]
+    return cohort, members, probs + sheet_problems(cohort, surveys, cfg, members, sheet)
 
 
 # ------------------------------------------------------------------------------------------ the report

@@ -94,6 +94,22 @@ REGISTRY: dict[str, Kind] = {
 }
 
 
+#: every study's failure analysis (``ccgrade.failures``), made by a job of its own: it needs the weights and crops
+FAILURES: tuple[Item, ...] = (
+    _t("failures", "{study}_failures", "failures.rst", "Failure analysis: most confident errors"),
+    _t("error_rates", "{study}_error_rates", "failures.rst", "Failure analysis: error rates by subgroup"),
+    _f("failure_montage", "{study}_failures", "failures.rst", "Failure analysis: crops and Grad-CAM"),
+)
+
+
+def failure_outputs(study: str) -> dict[str, str]:
+    """The files of a study's failure-analysis job, by role."""
+    out: dict[str, str] = {}
+    for item in FAILURES:
+        out.update(item.paths(study))
+    return out
+
+
 def kind_of(name: str, study: dict) -> str | None:
     """A configured study's kind: its ``kind``, else its name when that is registered, else None (train only)."""
     kind = study.get("kind", name if name in REGISTRY else None)
@@ -123,15 +139,19 @@ def targets(kind: str, study: str) -> list[str]:
     out = list(outputs(kind, study).values())
     if k.heatmaps:
         out += list(k.heatmaps.paths(study).values())
-    return out
+    return out + list(failure_outputs(study).values())
 
 
 def report_items(kind: str, study: str) -> dict[str, dict]:
     """Per output role that goes into the HTML report: its caption file, category, and label with its kind
     (table or figure)."""
     k = REGISTRY[kind]
-    return {item.role: {"caption": item.caption, "category": k.category, "label": (label(item, study, kind), item.kind)}
-            for item in k.items + ((k.heatmaps,) if k.heatmaps else ())}
+    out = {item.role: {"caption": item.caption, "category": k.category, "label": (label(item, study, kind), item.kind)}
+           for item in k.items + ((k.heatmaps,) if k.heatmaps else ())}
+    # every study has these: their labels always name the study
+    out.update({item.role: {"caption": item.caption, "category": k.category, "label": (f"{item.label} ({study})", item.kind)}
+                for item in FAILURES})
+    return out
 
 
 def builder(kind: str):

@@ -1,0 +1,146 @@
+# Grade new patients with a trained model (README "Use a trained model"): the new patients (predict.sheet, or
+# the demo's new synthetic ones) are ingested as the cohort is, then each is cropped with exactly the
+# preprocessing its model's bundles record and graded by them (an ensemble: the fold models averaged); one
+# page per patient, then the table (and, with grades, the metrics). Nothing is retrained. Target: predict
+
+
+rule predict_index:
+    input:
+        dicom=lambda wc: dicom_dir(wc, PRED_RECORDS),
+        images=lambda wc: list(phase_images(wc, PRED_SOURCES).values()),
+        phase_map=phase_map_input,
+        secret=secret_input,
+        code=code("ingest"),
+    output:
+        slices=f"{PRED_DIR}/ingest/{{pid}}/slices.tsv",
+        series=f"{PRED_DIR}/ingest/{{pid}}/series.tsv",
+        phases=f"{PRED_DIR}/ingest/{{pid}}/phases.tsv",
+        exclusions=f"{PRED_DIR}/ingest/{{pid}}/exclusions.tsv",
+        private=f"{PRIVATE}/predict/{PREDICT['name']}/ingest/{{pid}}.tsv" if PSEUDONYMISE else [],
+    log:
+        f"results/logs/predict/{PREDICT['name']}/index/{{pid}}.log",
+    conda:
+        "../../envs/ccgrade.yaml"
+    resources:
+        mem_mb=500,
+        runtime=5,
+    params:
+        ingest=as_json(config["ingest"]),
+        phases=",".join(PHASES),
+        sources=lambda wc: ingest_args(wc, PRED_RECORDS, PRED_SOURCES),
+        outdir=lambda wc, output: os.path.dirname(output.slices),
+        privacy=lambda wc, output: f"{SECRET_ARG} --private {output.private}" if PSEUDONYMISE else "",
+    shell:
+        "python -m ccgrade.ingest index --patient {wildcards.pid} {params.sources}"
+        " --ingest {params.ingest:q} --phases {params.phases} --outdir {params.outdir}"
+        " {params.privacy} > {log} 2>&1"
+
+
+rule predict_volumes:
+    input:
+        dicom=lambda wc: dicom_dir(wc, PRED_RECORDS),
+        images=lambda wc: list(phase_images(wc, PRED_SOURCES).values()),
+        slices=f"{PRED_DIR}/ingest/{{pid}}/slices.tsv",
+        phases=f"{PRED_DIR}/ingest/{{pid}}/phases.tsv",
+        secret=secret_input,
+        code=code("ingest"),
+    output:
+        directory(f"{PRED_DIR}/volumes/{{pid}}"),
+    log:
+        f"results/logs/predict/{PREDICT['name']}/volumes/{{pid}}.log",
+    conda:
+        "../../envs/ccgrade.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        sources=lambda wc: ingest_args(wc, PRED_RECORDS, PRED_SOURCES),
+        privacy=SECRET_ARG,
+        index_dir=lambda wc, input: os.path.dirname(input.slices),
+    shell:
+        "python -m ccgrade.ingest convert --patient {wildcards.pid} {params.sources}"
+        " --index-dir {params.index_dir} --outdir {output} {params.privacy} > {log} 2>&1"
+
+
+rule predict_patient:
+    input:
+        volumes=f"{PRED_DIR}/volumes/{{pid}}",
+        annotations=lambda wc: crop_annotations(pred_wc(wc), PRED_SOURCES),
+        weights=pred_bundles("weights.pt"),
+        preprocess=pred_bundles("preprocess.json"),
+        metadata=pred_bundles("metadata.json"),
+        secret=secret_input,
+        code=code("predict"),
+    output:
+        images=f"{PRED_DIR}/patients/{{pid}}/images.tsv",
+        summary=f"{PRED_DIR}/patients/{{pid}}/summary.json",
+        page=f"{PRED_DIR}/patients/{{pid}}/page.png",
+        page_pdf=f"{PRED_DIR}/patients/{{pid}}/page.pdf",
+    log:
+        f"results/logs/predict/{PREDICT['name']}/patient/{{pid}}.log",
+    conda:
+        "../../envs/ccgrade.yaml"
+    resources:
+        mem_mb=3000,
+        runtime=10,
+    params:
+        bundles=lambda wc, input: " ".join(os.path.dirname(f) for f in input.metadata),
+        sources=lambda wc: as_json(crop_sources(pred_wc(wc), PRED_SOURCES)),
+        grade=pred_grade,
+        privacy=SECRET_ARG,
+        outputs=outputs_json,
+    shell:
+        "python -m ccgrade.predict patient --patient {wildcards.pid} --bundles {params.bundles}"
+        " --volumes {input.volumes} --sources {params.sources:q} --grade {params.grade:q} {params.privacy}"
+        " --outputs {params.outputs:q} > {log} 2>&1"
+
+
+rule predict_table:
+    input:
+        summaries=expand(f"{PRED_DIR}/patients/{{pid}}/summary.json", pid=PRED_PATIENTS),
+        code=code("predict"),
+    output:
+        predictions=f"{PRED_DIR}/predictions.csv",
+        predictions_md=f"{PRED_DIR}/predictions.md",
+        metrics=f"{PRED_DIR}/metrics.csv",
+        metrics_md=f"{PRED_DIR}/metrics.md",
+    log:
+        f"results/logs/predict/{PREDICT['name']}/table.log",
+    conda:
+        "../../envs/ccgrade.yaml"
+    params:
+        sheet=pred_sheet_json(),
+        model=predict_model_name(),
+        stats=stats_json(),
+        outputs=outputs_json,
+    shell:
+        "python -m ccgrade.predict table --summaries {input.summaries} --sheet {params.sheet:q}"
+        " --model {params.model:q} --stats {params.stats:q} --outputs {params.outputs:q} > {log} 2>&1"
+
+
+rule predict_privacy_scan:  # the new patients' outputs searched for their identifying values (README "Privacy")
+    input:
+        files=predict_files(),
+        sources=PRIVACY_SOURCES,
+        code=code("phiscan"),
+    output:
+        hits=f"{PRED_DIR}/privacy_scan.tsv",
+        summary=f"{PRED_DIR}/privacy_scan.json",
+    log:
+        f"results/logs/predict/{PREDICT['name']}/privacy_scan.log",
+    conda:
+        "../../envs/ccgrade.yaml"
+    params:
+        config=lambda wc: as_json(PUBLIC),
+        mode=config["privacy"]["mode"],
+        private=f"{PRIVATE}/predict/{PREDICT['name']}/privacy_scan_values.tsv",
+    shell:
+        "python -m ccgrade.phiscan --results results --sources {input.sources} --config {params.config:q}"
+        " --mode {params.mode} --out {output.hits} --summary {output.summary} --private-out {params.private}"
+        " --only {input.files} > {log} 2>&1"
+
+
+rule predict:  # every new patient graded: the table, the metrics (with grades), one page per patient, the scan
+    input:
+        predict_files(),
+        f"{PRED_DIR}/privacy_scan.tsv" if PRED_PATIENTS else [],

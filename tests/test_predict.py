@@ -102,6 +102,18 @@ def test_the_demo_grades_new_patients_drawn_after_the_cohort():
     assert preflight.predict_cohort(cfg, cache=None)[0].empty
 
 
+def test_a_demo_that_does_not_train_the_predict_model_skips_its_new_patients_instead_of_failing():
+    cfg = derived()
+    cfg["training"]["studies"] = {"cui": cfg["training"]["studies"]["cui"]}  # predict.model.study stays dai
+    cohort, members, probs = preflight.predict_cohort(cfg, cache=None)
+    assert cohort.empty and not members and [x.level for x in probs] == ["skipped"]
+    assert "predict.model.study" in probs[0].message and "snakemake predict" in probs[0].fix
+    cfg["predict"]["sheet"] = "new.csv"  # asked for by a sheet: an error (with the missing sheet's, at once)
+    probs = preflight.predict_cohort(cfg, cache=None)[2]
+    assert {x.level for x in probs} == {"error"} and any("predict.model.study" in x.message for x in probs)
+    assert any("new.csv" in x.message for x in probs)
+
+
 def test_ensemble_arithmetic_on_a_real_patient(demo_root, tmp_path):
     """Two bundles (distinct networks) grade an ingested demo patient: each member's image probabilities are its
     bundle's own, the patient's P(high) is the mean of the members' means, the call is at the bundles'

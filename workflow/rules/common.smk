@@ -236,14 +236,16 @@ def privacy_sources():
     results/ in the private folder and rewritten only when they change."""
     root = DEMO_ROOT if IS_DEMO else config["cohort"]["kits"]["root"] if SOURCE == "kits" else str(Path(SHEET).parent)
     pats = {}
-    for p in PATIENTS:
-        d = RECORDS[p].get("dicom_dir")
-        files = sorted({path for s in SOURCES[p].values() for path in s.values() if isinstance(path, str)})
-        pats[p] = {"dicom_dir": d if isinstance(d, str) else "", "files": files}
-    for p in PRED_PATIENTS:  # the new patients predict grades: their values are searched for too
-        d = PRED_RECORDS[p].get("dicom_dir")
-        files = sorted({path for s in PRED_SOURCES[p].values() for path in s.values() if isinstance(path, str)})
-        pats[p if p not in pats else f"{p}.predict"] = {"dicom_dir": d if isinstance(d, str) else "", "files": files}
+    # the cohort's patients, then the new patients predict grades (their values are searched for too; an ID
+    # the cohort has is keyed apart)
+    for records, sources, pids in ((RECORDS, SOURCES, PATIENTS), (PRED_RECORDS, PRED_SOURCES, PRED_PATIENTS)):
+        for p in pids:
+            d = records[p].get("dicom_dir")
+            files = sorted({path for s in sources[p].values() for path in s.values() if isinstance(path, str)})
+            pats[p if p not in pats else f"{p}.predict"] = {
+                "dicom_dir": d if isinstance(d, str) else "",
+                "files": files,
+            }
     paths = [x for x in (SHEET if SOURCE == "sheet" else "", config["ingest"]["phase_map"], PREDICT["sheet"]) if x]
     return {"patients": pats, "root": root, "paths": paths, "own": [str(Path.cwd().resolve()), str(REPO.resolve())]}
 

@@ -93,10 +93,11 @@ def auc_cis(y: np.ndarray, p: np.ndarray, clusters: np.ndarray | None = None, se
     return out
 
 
-def binary_summary(y: np.ndarray, p: np.ndarray, clusters: np.ndarray | None = None, opt: dict | None = None) -> dict:
-    """n, AUC (CIs as ``auc_cis``), accuracy, sensitivity (high) and specificity (low) at 0.5."""
+def binary_summary(y: np.ndarray, p: np.ndarray, clusters: np.ndarray | None = None, opt: dict | None = None,
+                   threshold: float = 0.5) -> dict:
+    """n, AUC (CIs as ``auc_cis``), accuracy, sensitivity (high) and specificity (low) at ``threshold``."""
     y, p = np.asarray(y, int), np.asarray(p, float)
-    call = (p >= 0.5).astype(int)
+    call = (p >= threshold).astype(int)
     out = {"n": len(y), "n_high": int(y.sum()), "accuracy": float((call == y).mean()) if len(y) else np.nan,
            "sensitivity": float(call[y == 1].mean()) if (y == 1).any() else np.nan,
            "specificity": float(1 - call[y == 0].mean()) if (y == 0).any() else np.nan}

@@ -116,7 +116,7 @@ def montage(top: pd.DataFrame, cells: list[dict], crops: dict[tuple[str, str], l
     import torch
 
     from . import train
-    from .heatmaps import grad_cam
+    from .heatmaps import draw_cam, spread
 
     plt = pyplot()
     nrow = max(len(top), 1)
@@ -131,18 +131,15 @@ def montage(top: pd.DataFrame, cells: list[dict], crops: dict[tuple[str, str], l
         for f in crops.get((c["roi"], p.patient_id), []):
             z = np.load(f)
             if str(z["status"]) == "ok" and z["images"].shape[0]:
-                idx = np.unique(np.linspace(0, len(z["images"]) - 1, min(4, len(z["images"]))).round().astype(int))
-                imgs += [(Path(f).stem, int(z["slice_index"][i]), z["images"][i].astype(np.float32)) for i in idx]
+                imgs += [(Path(f).stem, int(z["slice_index"][i]), z["images"][i].astype(np.float32))
+                         for i in spread(len(z["images"]))]
         imgs = imgs[:4]
         if not imgs:
             axes[r, 0].set_title(f"{p.patient_id}: no crop", fontsize=6)
             continue
         net = train.load_best(Path(c["dir"]), c["hp"], in_channels=imgs[0][2].shape[0])
         for k, (t, sl, img) in enumerate(imgs):
-            cam = grad_cam(net, torch.from_numpy(img[None]))[0]
-            show, heat = (img[0], cam) if img.ndim == 3 else (img[0, img.shape[1] // 2], cam[cam.shape[0] // 2])
-            axes[r, k].imshow(show, cmap="gray")
-            axes[r, k].imshow(heat, cmap="jet", alpha=0.35, vmin=0, vmax=1)
+            draw_cam(axes[r, k], net, img, alpha=0.35)
             axes[r, k].set_title(f"{t} {'cube' if img.ndim == 4 else f'slice {sl}'}", fontsize=6)
         truth = "high" if p.label else "low"
         axes[r, 0].text(-0.1, 0.5, f"{p.patient_id}\n{truth} grade\nP(high) {p.prob_high:.2f}",

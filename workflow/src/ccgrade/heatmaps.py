@@ -49,6 +49,24 @@ def grad_cam(net: torch.nn.Module, x: torch.Tensor, target: int = 1) -> np.ndarr
     return (flat / top[:, None]).reshape(cam.shape).numpy()
 
 
+def draw_cam(ax, net: torch.nn.Module, img: np.ndarray, alpha: float = 0.4) -> float:
+    """Draw one crop (C, H, W: its first channel) or cube (C, D, H, W: its middle axial plane) in grey with
+    its Grad-CAM (jet) on top; return the network's P(high) for it."""
+    x = torch.from_numpy(img[None])
+    cam = grad_cam(net, x)[0]
+    with torch.no_grad():
+        prob = float(torch.softmax(net(x), 1)[0, 1])
+    show, heat = (img[0], cam) if img.ndim == 3 else (img[0, img.shape[1] // 2], cam[cam.shape[0] // 2])
+    ax.imshow(show, cmap="gray")
+    ax.imshow(heat, cmap="jet", alpha=alpha, vmin=0, vmax=1)
+    return prob
+
+
+def spread(n: int, k: int = 4) -> np.ndarray:
+    """Up to ``k`` of ``n`` image indices, evenly spaced from the first to the last."""
+    return np.unique(np.linspace(0, n - 1, min(k, n)).round().astype(int))
+
+
 def pick_patients(pred: pd.DataFrame, per_grade: int) -> list[str]:
     """The first ``per_grade`` test patients of each grade group (sorted IDs: deterministic)."""
     t = pred[pred["set"] == "test"].groupby("patient_id")["label"].first()
@@ -93,13 +111,7 @@ def heatmap_figure(cells: list[dict], crops: list[str], per_grade: int, png: Pat
             img, sl = got
             if net is None:
                 net = train.load_best(Path(c["dir"]), c["hp"], in_channels=img.shape[0])
-            x = torch.from_numpy(img[None])
-            cam = grad_cam(net, x)[0]
-            with torch.no_grad():
-                prob = float(torch.softmax(net(x), 1)[0, 1])
-            show, heat = (img[0], cam) if img.ndim == 3 else (img[0, img.shape[1] // 2], cam[cam.shape[0] // 2])
-            ax.imshow(show, cmap="gray")
-            ax.imshow(heat, cmap="jet", alpha=0.4, vmin=0, vmax=1)
+            prob = draw_cam(ax, net, img)
             grade = "high" if int(first.loc[first["patient_id"] == pid, "label"].iloc[0]) else "low"
             ax.set_title(f"{pid} ({grade})\nP(high) {prob:.2f}", fontsize=6)
             rows.append({"arch": c["arch"], "phases": c["phases"], "seed": c["seed"], "patient_id": pid,

@@ -155,12 +155,13 @@ def patient_summary(images: pd.DataFrame, threshold: float) -> dict:
 
 def _shown(crops: dict, images: pd.DataFrame, n: int = 4) -> list[tuple[str, int, np.ndarray]]:
     """Up to ``n`` images for the page: evenly spaced through the tumour (a cube: itself)."""
+    from .heatmaps import spread
+
     out = []
     first = images[images["member"] == images["member"].min()]
-    for t, grp in first.groupby("source", sort=False):
+    for t in dict.fromkeys(first["source"]):
         z = crops[t]
-        idx = np.unique(np.linspace(0, len(z["images"]) - 1, min(n, len(z["images"]))).round().astype(int))
-        out += [(t, int(z["slice_index"][i]), z["images"][i].astype(np.float32)) for i in idx]
+        out += [(t, int(z["slice_index"][i]), z["images"][i].astype(np.float32)) for i in spread(len(z["images"]), n)]
     return out[:n]
 
 
@@ -171,7 +172,7 @@ def patient_page(bundle, crops: dict, images: pd.DataFrame, summary: dict, patie
     import torch
 
     from .bundle import INTENDED_USE
-    from .heatmaps import grad_cam
+    from .heatmaps import draw_cam
 
     plt = pyplot()
     shown = _shown(crops, images)
@@ -191,13 +192,7 @@ def patient_page(bundle, crops: dict, images: pd.DataFrame, summary: dict, patie
     for k, (t, sl, img) in enumerate(shown):
         ax = fig.add_subplot(grid[1, k])
         ax.axis("off")
-        x = torch.from_numpy(img[None])
-        cam = grad_cam(bundle.net, x)[0]
-        with torch.no_grad():
-            prob = float(torch.softmax(bundle.net(x), 1)[0, 1])
-        show, heat = (img[0], cam) if img.ndim == 3 else (img[0, img.shape[1] // 2], cam[cam.shape[0] // 2])
-        ax.imshow(show, cmap="gray")
-        ax.imshow(heat, cmap="jet", alpha=0.35, vmin=0, vmax=1)
+        prob = draw_cam(ax, bundle.net, img, alpha=0.35)
         where = "cube, middle plane" if img.ndim == 4 else f"slice {sl}"
         ax.set_title(f"{t} {where}\nP(high) {prob:.2f}", fontsize=6.5)
     bar = fig.add_subplot(grid[2, :])
@@ -259,12 +254,7 @@ def metrics_table(t: pd.DataFrame, opt: dict | None = None) -> pd.DataFrame:
     y = (graded["grade_group"] == "high").to_numpy(int)
     p = graded["prob_high"].to_numpy(float)
     thr = float(t["threshold"].iloc[0]) if len(t) else 0.5
-    row = evaluate.binary_summary(y, p, opt=opt) if len(y) else {"n": 0}
-    if len(y):  # binary_summary calls at 0.5; the model's stated threshold decides here
-        call = (p >= thr).astype(int)
-        row.update(accuracy=float((call == y).mean()),
-                   sensitivity=float(call[y == 1].mean()) if (y == 1).any() else np.nan,
-                   specificity=float(1 - call[y == 0].mean()) if (y == 0).any() else np.nan)
+    row = evaluate.binary_summary(y, p, opt=opt, threshold=thr) if len(y) else {"n": 0}
     return pd.DataFrame([{"n_graded": len(y), "n_ungraded": int(len(t) - len(graded)), "threshold": thr, **row}])
 
 

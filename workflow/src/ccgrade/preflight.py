@@ -578,6 +578,9 @@ def predict_cohort(cfg: dict, *, cache: Path | None = CACHE, workers: int = 1, w
     if not pc["sheet"] and source != "demo":
         return empty, [], []
     members, probs = model_cells(cfg)
+    if not pc["sheet"] and probs:  # the demo's new patients are an extra, not asked for: said, not an error
+        return empty, [], [Problem("skipped", f"predict: the demo's new patients are not drawn, as {x.message}",
+                                   x.fix + " to grade them (snakemake predict)") for x in probs]
     if not pc["sheet"]:
         n = cfg["demo"]["n_patients"]
         demo = {**cfg["demo"], "n_patients": n + pc["demo_patients"]}

@@ -1,5 +1,6 @@
 """Integration: the Snakemake DAG on a tiny demo cohort (marked slow; run by .ci/run)."""
 
+import json
 import os
 import re
 import subprocess
@@ -132,7 +133,8 @@ def test_one_architectures_learning_rate_reruns_only_its_jobs(study, tmp_path):
     assert {w for rule, w in jobs if rule == "train_model"} == {
         "study=cui, roi=box, arch=se_resnet34, phases=np, variant=base, fold=0, seed=1"}
     # (the provenance record names the config's hash: a changed config rewrites it, and nothing reads it)
-    assert {rule for rule, _ in jobs} == {"train_model", "cui_tables", "provenance", "privacy_scan", "all"}
+    # (and the checklist, which quotes the cells' hyperparameters)
+    assert {rule for rule, _ in jobs} == {"train_model", "cui_tables", "provenance", "checklist", "privacy_scan", "all"}
 
 
 def test_li_and_dai_tables_and_heatmaps(study):
@@ -316,6 +318,32 @@ def test_failure_analysis_of_every_study(study):
         assert (study / f"results/figures/{name}_failures.png").stat().st_size > 5000
 
 
+def test_the_checklist_answers_from_the_runs_own_files(study):
+    """results/checklist.{csv,md}: all 42 CLAIM items, and the numbers it quotes are the run's (checked here
+    against the cohort and the first Cui model's predictions, recomputed)."""
+    from sklearn.metrics import roc_auc_score
+
+    t = pd.read_csv(study / "results/checklist.csv", dtype={"item": str})
+    claim = t[t["guideline"] == "CLAIM"].set_index("item")
+    assert list(claim.index) == [str(i) for i in range(1, 43)]
+    assert (claim["status"] == "filled").sum() >= 20 and (claim["status"] == "authors").sum() >= 8
+    cohort = pd.read_csv(study / "results/cohort/cohort.tsv", sep="\t")
+    n_high = int((cohort["grade_group"] == "high").sum())
+    assert f"{n_high} high grade, {len(cohort) - n_high} low grade" in claim.loc["14", "answer"]
+    m = re.search(r"cui \(resnet34 on (\w+), box\)", claim.loc["36", "answer"])  # the study's first model
+    assert m, claim.loc["36", "answer"]
+    cell = study / f"results/models/cui/box/resnet34/{m.group(1)}/base/fold0/seed1"
+    pred = pd.read_csv(cell / "predictions.tsv", sep="\t")
+    pat = pred[pred["set"] == "test"].groupby("patient_id").agg(y=("label", "first"), p=("prob_high", "mean"))
+    want = f"{len(pat)} test patients, AUC {roc_auc_score(pat['y'], pat['p']):.3f}" if pat["y"].nunique() == 2 else \
+        f"{len(pat)} test patients, AUC n/a"
+    assert want in claim.loc["36", "answer"], claim.loc["36", "answer"]
+    commit = json.loads((study / "results/provenance.json").read_text())["git"]["commit"]
+    assert commit in claim.loc["41", "answer"]
+    md = (study / "results/checklist.md").read_text()
+    assert "## CLAIM" in md and "## TRIPOD+AI" in md and "to be completed by the authors" in md
+
+
 def test_html_report_gathers_every_paper_item(study):
     """`snakemake --report` (README command 1 ends with it): one self-contained HTML page holding every
     table and figure marked for the report, under the papers' categories, with their captions."""
@@ -329,7 +357,7 @@ def test_html_report_gathers_every_paper_item(study):
                  "Failure analysis: most confident errors (cui)", "Failure analysis: error rates by subgroup (dai)",
                  "Failure analysis: crops and Grad-CAM (li)"):
         assert item in html, item
-    for category in ("Cui et al.", "Li et al.", "Dai", "Sun et al.", "Cohort", "Ingest"):
+    for category in ("Cui et al.", "Li et al.", "Dai", "Sun et al.", "Cohort", "Ingest", "Reporting checklist"):
         assert category in html, category
     assert "net benefit" in html  # a caption's text, not only its label
     assert "^Synthetic" not in html and "MRN" not in html  # no DICOM names or MRNs (the demo writes both)
@@ -369,7 +397,7 @@ def test_one_variants_batch_size_reruns_only_its_folds(study):
     jobs = planned_with(study, cfg)
     assert {w for rule, w in jobs if rule == "train_model"} == {
         f"study=dai, roi=centroid, arch=resnet50, phases=cmp, variant=b8, fold={f}, seed=1" for f in range(3)}
-    assert {rule for rule, _ in jobs} == {"train_model", "dai_tables", "provenance", "privacy_scan", "all"}
+    assert {rule for rule, _ in jobs} == {"train_model", "dai_tables", "provenance", "checklist", "privacy_scan", "all"}
 
 
 def test_a_new_patient_reruns_only_its_own_jobs_and_the_cohort_level_ones(study):
@@ -397,7 +425,7 @@ def test_a_changed_window_preset_reruns_only_the_crops_that_use_it(study):
     assert trained == {f"study=dai, roi=centroid, arch=resnet50, phases=cmp, variant={v}, fold={f}, seed=1"
                        for v in ("b8", "b32") for f in range(3)}
     assert {rule for rule, _ in jobs} == {"crop_roi", "crop_manifest", "exclusions", "train_model", "dai_tables",
-                                          "dai_failures", "provenance", "privacy_scan", "all"}
+                                          "dai_failures", "provenance", "checklist", "privacy_scan", "all"}
 
 
 def test_a_code_change_to_one_stage_reruns_that_stage_and_its_dependants_only(study):
@@ -475,7 +503,7 @@ def test_editing_one_mask_reruns_only_what_reads_it(study):
     assert {rule for rule, _ in jobs} == {"crop_roi", "crop_manifest", "exclusions", "tumour_geometry", "geometry_table",
                                           "cohort_table", "baseline_grade", "baseline_split", "radiomics_patient",
                                           "radiomics_table", "fusion", "train_model", "li_tables", "li_heatmaps", "sun_tables",
-                                          "privacy_scan", "all",
+                                          "privacy_scan", "all", "checklist",  # it counts the cohort's grades
                                           # every failure analysis reads the analysis cohort (size bands)
                                           "cui_failures", "li_failures", "dai_failures", "sun_failures"}
 

@@ -489,6 +489,47 @@ def fusion_targets():
     return list(FUSION_OUTPUTS.values())
 
 
+def checklist_inputs(wildcards):
+    """The run's files the reporting checklist reads (ccgrade.checklist), by role."""
+    out = {
+        "provenance": "results/provenance.json",
+        "cohort": COHORT_TABLE,
+        "exclusions": "results/tables/exclusions.csv",
+        "splits": expand("results/splits/{scheme}.json", scheme=SCHEMES),
+        "meta": [f"{ccmatrix.cell_dir(c)}/meta.json" for s in STUDY_KINDS for c in study_cells(s)],
+        "predictions": [f"{ccmatrix.cell_dir(c)}/predictions.tsv" for s in STUDY_KINDS for c in failure_cells(s)],
+        "error_rates": [ccstudies.failure_outputs(s)["error_rates"] for s in STUDY_KINDS],
+    }
+    if IMAGED:
+        out.update(phase_status="results/ingest/phase_status.tsv", manifest="results/crops/manifest.tsv")
+        out["series"] = "results/ingest/series.tsv"
+    if fusion_targets():
+        out["fusion"] = FUSION_OUTPUTS["table"]
+    return out
+
+
+def checklist_files(input):
+    """The checklist's files as its job reads them (error rates by study), and the tables it only names."""
+    files = {
+        k: (list(v) if k == "splits" else str(v))
+        for k, v in input.items()
+        if k not in ("code", "meta", "predictions", "error_rates")
+    }
+    files["error_rates"] = dict(zip(STUDY_KINDS, input.error_rates))
+    files["baseline"] = [
+        "results/tables/baseline_low_vs_high.csv",
+        f"results/tables/baseline_train_vs_test_{TT_SPLIT}.csv",
+    ]
+    files["tables"] = [
+        p for s, k in STUDY_KINDS.items() for p in ccstudies.outputs(k, s).values() if p.endswith(".csv")
+    ]
+    return files
+
+
+def checklist_studies():
+    return {s: {"kind": k, "cells": json.loads(study_models_json(s))} for s, k in STUDY_KINDS.items()}
+
+
 def all_targets():
     """Every final table and figure of the stages built so far (only those the cohort's data allow)."""
     out = [
@@ -503,7 +544,7 @@ def all_targets():
         out += expand("results/figures/roi_montage/{pid}.png", pid=MONTAGE_PATIENTS)
     if MEASURED:
         out.append("results/tables/tumour_geometry.csv")
-    out += study_targets() + fusion_targets() + ["results/provenance.json"]
+    out += study_targets() + fusion_targets() + ["results/provenance.json", "results/checklist.csv"]
     if PSEUDONYMISE and IMAGED:
         out.append(f"{PRIVATE}/lookup.tsv")
     return out

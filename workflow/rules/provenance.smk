@@ -22,3 +22,30 @@ rule provenance:
     shell:
         "python -m ccgrade.provenance --hashes {params.hashes:q} --derived {params.derived:q} --git {params.git:q}"
         " --out {output} > {log} 2>&1"
+
+
+# The reporting checklist (README "Reporting checklist"): CLAIM and TRIPOD+AI, each item answered from the
+# run's own files or marked for the authors; the Markdown goes into a manuscript's supplement.
+
+
+rule checklist:
+    input:
+        unpack(checklist_inputs),
+        code=code("checklist"),
+    output:
+        csv=report("results/checklist.csv", caption="../report/checklist.rst", category="Reporting checklist"),
+        md="results/checklist.md",
+    log:
+        "results/logs/checklist.log",
+    conda:
+        "../../envs/ccgrade.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        config=lambda wc: as_json(PUBLIC),
+        files=lambda wc, input: as_json(checklist_files(input)),
+        studies=lambda wc: as_json(checklist_studies()),
+    shell:
+        "python -m ccgrade.checklist --config {params.config:q} --files {params.files:q}"
+        " --studies {params.studies:q} --csv {output.csv} --md {output.md} > {log} 2>&1"

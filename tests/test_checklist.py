@@ -1,0 +1,149 @@
+"""The reporting checklist: every CLAIM item answered from the run or marked, and the run's numbers right."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+from ccgrade import checklist
+from conftest import PHASES, tiny_config
+
+PIDS = [f"P{i:03d}" for i in range(1, 21)]
+
+
+def derived():
+    cfg = copy.deepcopy(tiny_config())
+    cfg["phases"] = list(PHASES)
+    cfg["stack"]["phases"] = ["cmp", "np", "ep"]
+    cfg["splits"]["require_phases"] = ["cmp"]
+    cfg["radiomics"]["phase"] = "cmp"
+    cfg["cohort"]["source"] = "sheet"
+    return cfg
+
+
+def fake_run(tmp_path, overlap=False):
+    """A run's files: 20 patients (8 high), a 10/10 holdout, one study of two archs, error rates."""
+    rng = np.random.default_rng(3)
+    labels = np.array([1] * 8 + [0] * 12)
+    cohort = pd.DataFrame({"patient_id": PIDS, "grade": np.where(labels == 1, 3, 1), "grade_group":
+                           np.where(labels == 1, "high", "low"), "centre": ["A"] * 12 + ["B"] * 8,
+                           "age": [60.0] * 19 + [np.nan], "sex": ["M", "F"] * 10})
+    cohort.to_csv(tmp_path / "cohort.tsv", sep="\t", index=False)
+    pd.DataFrame([{"patient_id": "P099", "stage": "ingest", "phase": "ep", "roi": "", "file": "x.dcm",
+                   "reason": "localizer"}]).to_csv(tmp_path / "exclusions.csv", index=False)
+    train, test = PIDS[::2], PIDS[1::2]
+    if overlap:
+        test = test + [train[0]]
+    (tmp_path / "cui.json").write_text(json.dumps({"scheme": "cui", "kind": "holdout", "seed": 5, "n_patients": 20,
+                                                   "excluded": [{"patient_id": "P099"}],
+                                                   "folds": [{"train": train, "val": [], "test": test}]}))
+    (tmp_path / "prov.json").write_text(json.dumps({
+        "config_sha256": "a" * 64, "derived_config_sha256": "b" * 64, "git": {"commit": "c0ffee", "dirty": False},
+        "python": "3.11.2", "packages": {"torch": "2.14.1", "pydicom": "3.0.1", "SimpleITK": "not installed"}}))
+    cells, probs = [], {}
+    for arch in ("resnet34", "se_resnet34"):
+        d = tmp_path / arch
+        d.mkdir()
+        rows = []
+        for i, pid in enumerate(PIDS):
+            p = float(np.clip(0.3 + 0.25 * labels[i] + rng.normal(0, 0.2), 0.01, 0.99))
+            for k in range(3):  # three images per patient
+                rows.append({"patient_id": pid, "set": "test" if pid in test else "train", "label": labels[i],
+                             "prob_high": float(np.clip(p + rng.normal(0, 0.05), 0, 1)), "source": "np",
+                             "slice_index": k})
+        pd.DataFrame(rows).to_csv(d / "predictions.tsv", sep="\t", index=False)
+        (d / "meta.json").write_text(json.dumps({"selection": "best validation AUC (ties: lower validation loss)",
+                                                 "input_shape": [1, 32, 32]}))
+        probs[arch] = pd.DataFrame(rows)
+        cells.append({"study": "cui", "arch": arch, "roi": "box", "phases": "np", "variant": "default", "fold": 0,
+                      "seed": 1, "dir": str(d), "hp": {"optimizer": "sgd", "lr": 0.001, "batch": 32, "epochs": 50,
+                                                       "weight_decay": 0.0001, "class_weight": "balanced",
+                                                       "augment": {"hflip": True}, "pretrained": "imagenet"}})
+    pd.DataFrame([{"subgroup": "all", "level": "all test patients", "n": 10, "errors": 3, "error_rate": 0.3,
+                   "ci_low": 0.0667, "ci_high": 0.6525, "n_high": 4}]).to_csv(tmp_path / "rates.csv", index=False)
+    files = {"provenance": str(tmp_path / "prov.json"), "cohort": str(tmp_path / "cohort.tsv"),
+             "exclusions": str(tmp_path / "exclusions.csv"), "splits": [str(tmp_path / "cui.json")],
+             "baseline": ["results/tables/baseline_low_vs_high.csv"], "tables": ["results/tables/cui_table3.csv"],
+             "error_rates": {"cui": str(tmp_path / "rates.csv")}}
+    return files, {"cui": {"kind": "cui", "cells": cells}}, probs, test
+
+
+def answer(t, guideline, item=None, topic=None):
+    sub = t[(t["guideline"] == guideline) & ((t["item"] == item) if item else t["topic"].str.startswith(topic))]
+    assert len(sub) == 1, (item, topic)
+    return sub.iloc[0]
+
+
+def test_every_claim_item_is_filled_or_marked_and_the_numbers_are_the_runs(tmp_path):
+    files, studies, probs, test = fake_run(tmp_path)
+    t = checklist.build(derived(), files, studies)
+    claim = t[t["guideline"] == "CLAIM"]
+    assert list(claim["item"]) == [str(i) for i in range(1, 43)]
+    assert set(t["status"]) <= set(checklist.STATUS_TEXT) and (t["answer"].str.len() > 20).all()
+    for r in t.itertuples():  # what the run cannot know says so; what it answered is not left blank
+        assert (checklist.AUTHORS in r.answer) == (r.status != "filled") or "NOT" in r.answer, (r.item, r.answer)
+    # item 36: the first model's patient-level test AUC, checked against scikit-learn
+    pred = probs["resnet34"]
+    pat = pred[pred["set"] == "test"].groupby("patient_id").agg(y=("label", "first"), p=("prob_high", "mean"))
+    auc = roc_auc_score(pat["y"], pat["p"])
+    assert 0.5 < auc < 1  # not a degenerate case
+    sens = float(((pat["p"] >= 0.5) & (pat["y"] == 1)).sum() / (pat["y"] == 1).sum())
+    a36 = answer(t, "CLAIM", "36").answer
+    assert f"{len(test)} test patients" in a36 and f"AUC {auc:.3f}" in a36 and f"sensitivity {sens:.3f}" in a36
+    assert "resnet34 on np" in a36 and "se_resnet34" not in a36
+    assert "3 of 10 test patients misclassified" in answer(t, "CLAIM", "37").answer
+    assert "torch 2.14.1" in answer(t, "CLAIM", "23").answer and "SimpleITK" not in answer(t, "CLAIM", "23").answer
+    assert "c0ffee" in answer(t, "CLAIM", "41").answer
+    assert "train 10, val 0, test 10" in answer(t, "CLAIM", "20").answer and "seed 5" in answer(t, "CLAIM", "20").answer
+    assert "no patient in two sets" in answer(t, "CLAIM", "21").answer
+    assert "age 1" in answer(t, "CLAIM", "13").answer  # one missing age
+    assert "8 high grade, 12 low grade" in answer(t, "CLAIM", "14").answer
+    assert "ingest 1 patient(s)" in answer(t, "CLAIM", "8").answer
+    assert "Not performed" in answer(t, "CLAIM", "32").answer
+    assert "ImageNet" in answer(t, "CLAIM", "24").answer and "sgd lr 0.001" in answer(t, "CLAIM", "25").answer
+    # no patient identifier in any answer
+    assert not any(p in text for p in PIDS + ["P099"] for text in t["answer"])
+    md = checklist.markdown(t, "c0ffee")
+    assert "## CLAIM" in md and "## TRIPOD+AI" in md and md.count("| 36 |") == 1
+    n = t[t["guideline"] == "CLAIM"]["status"].value_counts()
+    assert f"{n.get('filled', 0)} filled from the run, {n.get('partly', 0)} partly filled" in md
+
+
+def test_partitions_that_share_a_patient_are_reported_as_not_disjoint(tmp_path):
+    files, studies, _, _ = fake_run(tmp_path, overlap=True)
+    a21 = answer(checklist.build(derived(), files, studies), "CLAIM", "21").answer
+    assert a21.startswith("NOT disjoint") and "cui fold 0: train and test" in a21
+
+
+def test_a_run_without_trained_models_or_imaging_files_still_gives_every_item(tmp_path):
+    files, studies, _, _ = fake_run(tmp_path)
+    for c in studies["cui"]["cells"]:
+        for f in ("predictions.tsv", "meta.json"):
+            (tmp_path / c["arch"] / f).unlink()
+    files.pop("error_rates")
+    t = checklist.build(derived(), files, studies)
+    assert len(t[t["guideline"] == "CLAIM"]) == 42
+    assert "cui: no trained model" in answer(t, "CLAIM", "36").answer
+    assert answer(t, "CLAIM", "37").status == "authors"
+
+
+def test_calibration_is_the_logistic_recalibration_of_the_first_models_test_patients(tmp_path):
+    import statsmodels.api as sm
+
+    files, studies, probs, _ = fake_run(tmp_path)
+    pd.DataFrame([{"model": "combined", "set": "test", "n": 10, "auc": 0.8, "cal_slope": 0.71, "cal_intercept": -0.2},
+                  {"model": "combined", "set": "train", "n": 10, "auc": 0.9, "cal_slope": 1.0, "cal_intercept": 0.0}]
+                 ).to_csv(tmp_path / "fusion.csv", index=False)
+    files["fusion"] = str(tmp_path / "fusion.csv")
+    a = answer(checklist.build(derived(), files, studies), "TRIPOD+AI", topic="Calibration")
+    pred = probs["resnet34"]
+    pat = pred[pred["set"] == "test"].groupby("patient_id").agg(y=("label", "first"), p=("prob_high", "mean"))
+    lp = np.log(pat["p"] / (1 - pat["p"]))
+    slope = sm.GLM(pat["y"], sm.add_constant(lp), family=sm.families.Binomial()).fit().params.iloc[1]
+    icpt = sm.GLM(pat["y"], np.ones((len(lp), 1)), family=sm.families.Binomial(), offset=lp).fit().params.iloc[0]
+    assert a.status == "filled" and f"cui: slope {slope:.2f}, intercept {icpt:.2f}" in a.answer, a.answer
+    assert "combined: slope 0.71, intercept -0.20" in a.answer and "slope 1.00" not in a.answer  # test rows only

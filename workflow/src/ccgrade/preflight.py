@@ -496,7 +496,7 @@ def plan(config: dict, *, configfiles: list | None = None, workers: int = 1, cac
     """The study's plan: config problems, the cohort and its survey, the derived config, and every problem."""
     from . import demo as ccdemo
     from . import kits as cckits
-    from .cohort import cohort_problems, read_sheet
+    from .cohort import cohort_problems
     from .privacy import settings as privacy_settings
     from .studyconfig import apply_replace, config_problems, derive_config, schema_problems, split_size_problems
 
@@ -525,17 +525,10 @@ def plan(config: dict, *, configfiles: list | None = None, workers: int = 1, cac
         sheet = "results/cohort/kits_sheet.tsv"
     else:
         sheet = cfg["cohort"].get("sheet") or ""
-        try:
-            raw = read_sheet(sheet)
-        except CohortError as e:
-            return Plan(cfg, pd.DataFrame(columns=["patient_id"]), sheet, probs + [
-                Problem("error", str(e), "check config key cohort.sheet")])
-        cohort, p = cohort_problems(raw, cfg, file=sheet, base=Path(sheet).parent)
-        if "patient_id" in cohort:  # every patient's headers, whatever else is wrong: all problems in one run
-            recs = list({r["patient_id"]: r for r in cohort.to_dict("records")}.values())
-            surveys = survey_cohort(recs, cfg, cache, workers, write_cache)
-            for pid in surveys:
-                p += [Problem(**x) for x in surveys[pid]["problems"]]
+        cohort, surveys, p = sheet_cohort(sheet, cfg, "cohort.sheet", cache=cache, workers=workers,
+                                          write_cache=write_cache)
+        if cohort is None:
+            return Plan(cfg, pd.DataFrame(columns=["patient_id"]), sheet, probs + p)
     probs += p
     facts = cohort_facts(cohort, surveys, cfg, source) if "patient_id" in cohort else {}
     if [x for x in probs if x.level == "error"]:
@@ -569,7 +562,6 @@ def predict_cohort(cfg: dict, *, cache: Path | None = CACHE, workers: int = 1, w
     model reads; with the demo and no sheet, ``predict.demo_patients`` synthetic patients drawn after the
     cohort's), the ensemble's cells, and every problem."""
     from . import demo as ccdemo
-    from .cohort import cohort_problems, read_sheet
     from .predict import model_cells, sheet_problems
 
     pc = cfg["predict"]
@@ -586,19 +578,35 @@ def predict_cohort(cfg: dict, *, cache: Path | None = CACHE, workers: int = 1, w
         demo = {**cfg["demo"], "n_patients": n + pc["demo_patients"]}
         return ccdemo.draw_cohort(demo, cfg["cohort"]["high_grade_from"], demo_root, start=n), members, probs
     sheet = pc["sheet"]
+    # said to be of the new patients (their IDs may be the cohort's too), with their own survey cache
+    cohort, surveys, p = sheet_cohort(sheet, cfg, "predict.sheet", cache=cache.with_name("survey_predict.json")
+                                      if cache else None, workers=workers, write_cache=write_cache,
+                                      grade_optional=True, prefix="predict.sheet: ")
+    probs += p
+    if cohort is None or [x for x in p if x.level == "error"] or "patient_id" not in cohort:
+        return empty if cohort is None else cohort, members, probs
+    return cohort, members, probs + sheet_problems(cohort, surveys, cfg, members, sheet)
+
+
+def sheet_cohort(sheet: str, cfg: dict, key: str, *, cache: Path | None, workers: int = 1, write_cache: bool = True,
+                 grade_optional: bool = False, prefix: str = "") -> tuple[pd.DataFrame | None, dict, list[Problem]]:
+    """A cohort sheet read and checked, and every patient's headers surveyed whatever else is wrong (all
+    problems in one run): (cohort, surveys, problems), the cohort None when the sheet cannot be read (config
+    key ``key`` names it). ``prefix`` starts the survey's messages (another sheet than the cohort's)."""
+    from .cohort import cohort_problems, read_sheet
+
     try:
         raw = read_sheet(sheet)
     except CohortError as e:
-        return empty, members, probs + [Problem("error", f"predict sheet: {e}", "check config key predict.sheet")]
-    cohort, p = cohort_problems(raw, cfg, file=sheet, base=Path(sheet).parent, grade_optional=True)
-    probs += p
-    if [x for x in p if x.level == "error"] or "patient_id" not in cohort:
-        return cohort, members, probs
-    recs = cohort.to_dict("records")
-    surveys = survey_cohort(recs, cfg, cache.with_name("survey_predict.json") if cache else None, workers, write_cache)
-    for pid in surveys:  # said to be of the new patients (their IDs may be the cohort's too)
-        probs += [Problem(x["level"], f"predict.sheet: {x['message']}", x["fix"]) for x in surveys[pid]["problems"]]
-    return cohort, members, probs + sheet_problems(cohort, surveys, cfg, members, sheet)
+        return None, {}, [Problem("error", f"{prefix}{e}", f"check config key {key}")]
+    cohort, probs = cohort_problems(raw, cfg, file=sheet, base=Path(sheet).parent, grade_optional=grade_optional)
+    surveys: dict[str, dict] = {}
+    if "patient_id" in cohort:
+        recs = list({r["patient_id"]: r for r in cohort.to_dict("records")}.values())
+        surveys = survey_cohort(recs, cfg, cache, workers, write_cache)
+        for pid in surveys:
+            probs += [Problem(x["level"], prefix + x["message"], x["fix"]) for x in surveys[pid]["problems"]]
+    return cohort, surveys, probs
 
 
 # ------------------------------------------------------------------------------------------ the report

@@ -172,3 +172,40 @@ def test_metrics_of_graded_new_patients_match_scikit_learn(tmp_path):
     assert r["auc_ci_low"] < r["auc"] < r["auc_ci_high"]
     assert "AUC CI: DeLong" in (tmp_path / "metrics_md.md").read_text()
     assert len(pd.read_csv(out["predictions"])) == 30
+
+
+def test_graded_new_patients_are_compared_with_the_models_own_test_patients(tmp_path):
+    """Where the new patients come from another centre this is external validation: their AUC beside the
+    model's internal test AUC (the members' test patients pooled), the difference with its test, and the
+    calibration at the frozen model."""
+    import statsmodels.api as sm
+
+    from ccgrade import stats
+
+    rng = np.random.default_rng(1)
+    files = []
+    for k in range(2):  # two fold models, each with its own test patients (4 images each)
+        d = tmp_path / f"fold{k}"
+        d.mkdir()
+        rows = [{"patient_id": f"I{k}{i:02d}", "set": s, "label": int(i % 2), "prob_high":
+                 float(np.clip(0.3 + 0.4 * (i % 2) + rng.normal(0, 0.15), 0, 1)), "source": "cmp", "slice_index": j}
+                for i in range(12) for j in range(4) for s in (("test",) if i < 10 else ("train",))]
+        pd.DataFrame(rows).to_csv(d / "predictions.tsv", sep="\t", index=False)
+        files.append(str(d / "predictions.tsv"))
+    internal = predict.internal_patients(files + [str(tmp_path / "untrained/predictions.tsv")])
+    assert len(internal) == 20 and set(internal["fold"]) == {0, 1}
+    pred = pd.concat(pd.read_csv(f, sep="\t") for f in files)
+    pat = pred[pred["set"] == "test"].groupby("patient_id").agg(y=("label", "first"), p=("prob_high", "mean"))
+    new = pd.DataFrame({"patient_id": [f"N{i:02d}" for i in range(24)], "threshold": 0.5,
+                        "prob_high": np.clip(0.4 + 0.15 * (np.arange(24) % 3 == 0) + rng.normal(0, 0.2, 24), 0.01, 0.99),
+                        "grade_group": np.where(np.arange(24) % 3 == 0, "high", "low")})
+    r = predict.metrics_table(new, {"n_boot": 300}, internal).iloc[0]
+    y, p = (new["grade_group"] == "high").to_numpy(int), new["prob_high"].to_numpy()
+    assert r["internal_n"] == 20 and r["internal_auc"] == pytest.approx(roc_auc_score(pat["y"], pat["p"]))
+    assert r["auc_difference"] == pytest.approx(roc_auc_score(y, p) - roc_auc_score(pat["y"], pat["p"]))
+    want = stats.unpaired_auc_test(y, p, pat["y"].to_numpy(), pat["p"].to_numpy(), n_boot=300)
+    assert r["auc_difference_p"] == pytest.approx(want["p_value"])
+    lp = np.log(p / (1 - p))
+    slope = sm.GLM(y, sm.add_constant(lp), family=sm.families.Binomial()).fit().params[1]
+    assert r["cal_slope"] == pytest.approx(slope, rel=1e-6)
+    assert "internal_auc" not in predict.metrics_table(new, {"n_boot": 300}).columns  # no model predictions given

@@ -343,3 +343,28 @@ def test_separation_check_agrees_with_a_diverging_unpenalised_fit():
     cal = stats.calibration_slope_intercept(y_sep, 1 / (1 + np.exp(-lp)))
     assert np.isnan(cal["cal_slope"]) and cal["cal_note"] == "separation"
     assert stats.calibration_slope_intercept(y_mix, 1 / (1 + np.exp(-lp)))["cal_note"] == ""
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_unpaired_auc_test_is_the_z_test_of_two_independent_delong_variances(seed):
+    """Internal vs external AUC: independent samples, so the difference's variance is the sum of the two
+    DeLong variances (written out with placement values here), and the bootstrap CI of the difference
+    resamples each sample on its own."""
+    y_a, a, _ = data(seed, n=90)
+    rng = np.random.default_rng(seed + 10)
+    y_b = (rng.random(70) < 0.5).astype(int)
+    b = y_b * 0.3 + rng.normal(size=70)  # a weaker model on the other cohort
+    r = stats.unpaired_auc_test(y_a, a, y_b, b, n_boot=500, seed=3)
+    (auc_a,), va = naive_delong(y_a, a)
+    (auc_b,), vb = naive_delong(y_b, b)
+    assert r["auc_a"] == pytest.approx(roc_auc_score(y_a, a)) and r["auc_b"] == pytest.approx(roc_auc_score(y_b, b))
+    z = (auc_a - auc_b) / np.sqrt(va[0, 0] + vb[0, 0])
+    assert r["z"] == pytest.approx(z) and r["p_value"] == pytest.approx(2 * sps.norm.sf(abs(z)))
+    assert r["diff_boot_low"] < r["difference"] < r["diff_boot_high"]
+    # the two samples' bootstraps are independent: the same seeds give the same interval, a swap negates it
+    assert stats.unpaired_auc_test(y_a, a, y_b, b, n_boot=500, seed=3)["diff_boot_low"] == r["diff_boot_low"]
+    s = stats.unpaired_auc_test(y_b, b, y_a, a, n_boot=500, seed=3)
+    assert s["z"] == pytest.approx(-r["z"]) and s["p_value"] == pytest.approx(r["p_value"])
+    # one sample against itself: no difference
+    same = stats.unpaired_auc_test(y_a, a, y_a, a, n_boot=200)
+    assert same["difference"] == 0 and same["p_value"] == pytest.approx(1.0)

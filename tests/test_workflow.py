@@ -225,6 +225,9 @@ def test_predict_on_the_studys_own_test_patients_gives_the_studys_probabilities(
     assert (got["n_members"] == 1).all() and (got["call"] == np.where(got["prob_high"] >= 0.5, "high", "low")).all()
     m = pd.read_csv(study / "results/predict/own_test/metrics.csv")
     assert m["n_graded"].iloc[0] == len(want) and m["n_ungraded"].iloc[0] == 0
+    assert m["internal_n"].iloc[0] == len(want)  # the model's own test patients, the very ones graded here
+    if "auc_difference" in m:  # (both grades among them): the same patients, the same AUC
+        assert abs(m["auc_difference"].iloc[0]) < 1e-5
     assert (study / f"results/models/{cell}/best.pt").stat().st_mtime == trained  # not retrained
     # a new patient whose images lack the phase the model reads: the pre-flight names it, before any job
     lame = tmp_path / "lame" / "dicom"

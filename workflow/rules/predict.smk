@@ -98,6 +98,7 @@ rule predict_patient:
 rule predict_table:
     input:
         summaries=expand(f"{PRED_DIR}/patients/{{pid}}/summary.json", pid=PRED_PATIENTS),
+        internal=[f"{ccmatrix.cell_dir(c)}/predictions.tsv" for c in PRED_CELLS],  # the model's own test patients
         code=code("predict"),
     output:
         predictions=f"{PRED_DIR}/predictions.csv",
@@ -115,7 +116,8 @@ rule predict_table:
         outputs=outputs_json,
     shell:
         "python -m ccgrade.predict table --summaries {input.summaries} --sheet {params.sheet:q}"
-        " --model {params.model:q} --stats {params.stats:q} --outputs {params.outputs:q} > {log} 2>&1"
+        " --model {params.model:q} --stats {params.stats:q} --internal {input.internal}"
+        " --outputs {params.outputs:q} > {log} 2>&1"
 
 
 rule predict_privacy_scan:  # the new patients' outputs searched for their identifying values (README "Privacy")

@@ -245,21 +245,46 @@ def prediction_table(summaries: list[dict], sheet: pd.DataFrame) -> pd.DataFrame
     return t.sort_values("patient_id").reset_index(drop=True)
 
 
-def metrics_table(t: pd.DataFrame, opt: dict | None = None) -> pd.DataFrame:
+def internal_patients(prediction_files: list[str]) -> pd.DataFrame:
+    """The model's own test patients, one row each (label, P(high) the mean of its test images), from its
+    members' ``predictions.tsv``: a fold ensemble's members pooled, each patient judged by the fold model
+    that did not see it (as the failure analysis judges them)."""
+    from .failures import test_patients
+
+    return test_patients([{"dir": str(Path(f).parent), "fold": i} for i, f in enumerate(prediction_files)
+                          if Path(f).exists()])
+
+
+def metrics_table(t: pd.DataFrame, opt: dict | None = None, internal: pd.DataFrame | None = None) -> pd.DataFrame:
     """The study tables' metrics on the graded new patients (patient level): AUC with DeLong and
-    bootstrap 95% CIs, accuracy, sensitivity and specificity at the model's threshold."""
-    from . import evaluate
+    bootstrap 95% CIs, accuracy, sensitivity and specificity at the model's threshold, and calibration
+    (logistic recalibration slope and intercept). With ``internal`` (the model's own test patients, see
+    ``internal_patients``) also their AUC and the new-minus-internal difference: the z test of two
+    independent samples' DeLong variances and the bootstrap CI (``stats.unpaired_auc_test``)."""
+    from . import evaluate, stats
 
     graded = t[t["grade_group"].isin(["low", "high"])]
     y = (graded["grade_group"] == "high").to_numpy(int)
     p = graded["prob_high"].to_numpy(float)
     thr = float(t["threshold"].iloc[0]) if len(t) else 0.5
     row = evaluate.binary_summary(y, p, opt=opt, threshold=thr) if len(y) else {"n": 0}
+    if len(y):
+        row.update(stats.calibration_slope_intercept(y, p))
+    if internal is not None and len(internal):
+        yi, pi = internal["label"].to_numpy(int), internal["prob_high"].to_numpy(float)
+        both = len(np.unique(yi)) == 2
+        ci = stats.auc_ci(yi, pi) if both else (np.nan, np.nan, np.nan)
+        row.update(internal_n=len(yi), internal_auc=ci[0], internal_auc_ci_low=ci[1], internal_auc_ci_high=ci[2])
+        if both and len(np.unique(y)) == 2:
+            o = evaluate.stats_options(opt)
+            c = stats.unpaired_auc_test(y, p, yi, pi, n_boot=o["n_boot"])
+            row.update(auc_difference=c["difference"], auc_difference_p=c["p_value"],
+                       auc_difference_boot_low=c["diff_boot_low"], auc_difference_boot_high=c["diff_boot_high"])
     return pd.DataFrame([{"n_graded": len(y), "n_ungraded": int(len(t) - len(graded)), "threshold": thr, **row}])
 
 
 def write_tables(summary_files: list[str], sheet: pd.DataFrame, model: str, out: Outputs,
-                 opt: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                 opt: dict | None = None, internal: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     from .evaluate import ci_text, fmt
 
     t = prediction_table([json.loads(Path(f).read_text()) for f in summary_files], sheet)
@@ -272,17 +297,34 @@ def write_tables(summary_files: list[str], sheet: pd.DataFrame, model: str, out:
     notes.append("Research use only; not validated for clinical decisions.")
     out.table("predictions", t, markdown=view[[c for c in cols if c in view]],
               title=f"Predicted grade of the new patients: {model}", footnotes=notes)
-    m = metrics_table(t, opt)
+    m = metrics_table(t, opt, internal)
     mview = m.copy()
     if "auc" in m and m["n_graded"].iloc[0]:
         mview["auc (95% CI)"] = [ci_text(r) for _, r in m.iterrows()]
+    if "internal_auc" in m:
+        mview["internal test AUC (95% CI)"] = [ci_text(r, "internal_") for _, r in m.iterrows()]
+    if "auc_difference" in m:
+        mview["ΔAUC new - internal (95% CI)"] = [
+            f"{r.auc_difference:+.3f} ({r.auc_difference_boot_low:+.3f} to {r.auc_difference_boot_high:+.3f})"
+            for r in m.itertuples()]
+        mview["P"] = m["auc_difference_p"]
     keep = [c for c in ("n_graded", "n_high", "n_ungraded", "auc (95% CI)", "accuracy", "sensitivity", "specificity",
-                        "threshold") if c in mview]
+                        "threshold", "cal_slope", "cal_intercept", "internal_n", "internal test AUC (95% CI)",
+                        "ΔAUC new - internal (95% CI)", "P") if c in mview]
     mview = mview[keep].map(lambda v: fmt(v) if isinstance(v, float) else v)
+    notes = ["Patient level. AUC CI: DeLong; the bootstrap CI (resampling patients) is in the CSV. Sensitivity "
+             "(high) and specificity (low) at the model's threshold, frozen (not re-chosen on these patients). "
+             "Calibration: logistic recalibration slope and intercept (ideal 1 and 0; n/a when the classes "
+             "separate or one is absent)."]
+    if "internal_auc" in m:
+        notes.append("Internal: the model's own test patients (a fold ensemble's out-of-fold patients, each judged by "
+                     "one fold model, while the new patients get the members' average). ΔAUC: new minus internal; "
+                     "P from the z test of two independent samples' DeLong variances, CI from independent patient "
+                     "bootstraps of the two. Where the new patients come from another centre, this is the "
+                     "external validation of the model.")
     out.table("metrics", m, markdown=mview, title=f"The new patients with a grade: {model}",
-              footnotes=["Patient level. AUC CI: DeLong; the bootstrap CI (resampling patients) is in the CSV. "
-                         "Sensitivity (high) and specificity (low) at the model's threshold."
-                         if len(m) and m["n_graded"].iloc[0] else "No patient of the sheet has a grade: no metrics."])
+              footnotes=notes if len(m) and m["n_graded"].iloc[0] else
+              ["No patient of the sheet has a grade: no metrics."])
     return t, m
 
 
@@ -304,6 +346,7 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--sheet", required=True, help="JSON records {patient_id, grade, grade_group}")
     t.add_argument("--model", required=True)
     t.add_argument("--stats", default="{}")
+    t.add_argument("--internal", nargs="*", default=[], help="the members' predictions.tsv (their own test patients)")
     t.add_argument("--outputs", required=True)
     a = ap.parse_args(argv)
     out = Outputs.from_json(a.outputs)
@@ -312,7 +355,8 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(s))
     else:
         sheet = pd.DataFrame(json.loads(a.sheet), columns=["patient_id", "grade", "grade_group"])
-        t, m = write_tables(a.summaries, sheet, a.model, out, json.loads(a.stats) or None)
+        t, m = write_tables(a.summaries, sheet, a.model, out, json.loads(a.stats) or None,
+                            internal_patients(a.internal) if a.internal else None)
         print(t.to_string(index=False))
         print(m.T.to_string())
 

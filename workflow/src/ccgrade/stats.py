@@ -86,6 +86,30 @@ def delong_test(y: np.ndarray, score_a: np.ndarray, score_b: np.ndarray, cluster
             "var_difference": float(var)}
 
 
+def unpaired_auc_test(y_a: np.ndarray, score_a: np.ndarray, y_b: np.ndarray, score_b: np.ndarray,
+                      clusters_a: np.ndarray | None = None, clusters_b: np.ndarray | None = None,
+                      n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> dict:
+    """Two AUCs of independent samples (a model on its internal test patients vs an external cohort): the
+    z test on their difference with each sample's DeLong (or, with ``clusters``, Obuchowski's) variance,
+    two-sided, and the percentile CI of the difference from independent patient-level bootstraps of the two
+    samples (``cluster_bootstrap``, seeded ``seed`` and ``seed + 1``)."""
+    (auc_a,), va = auc_variance(y_a, score_a, clusters_a)
+    (auc_b,), vb = auc_variance(y_b, score_b, clusters_b)
+    var = float(va[0, 0] + vb[0, 0])
+    diff = float(auc_a - auc_b)
+    if var <= 1e-15:
+        z, p = 0.0, 1.0 if abs(diff) < 1e-12 else 0.0
+    else:
+        z = diff / np.sqrt(var)
+        p = float(2 * stats.norm.sf(abs(z)))
+    da = cluster_bootstrap(y_a, score_a, clusters_a, n_boot=n_boot, level=level, seed=seed)["draws"][:, 0]
+    db = cluster_bootstrap(y_b, score_b, clusters_b, n_boot=n_boot, level=level, seed=seed + 1)["draws"][:, 0]
+    k = min(len(da), len(db))
+    lo, hi = np.quantile(da[:k] - db[:k], [(1 - level) / 2, 1 - (1 - level) / 2])
+    return {"auc_a": float(auc_a), "auc_b": float(auc_b), "difference": diff, "z": float(z), "p_value": p,
+            "var_difference": var, "diff_boot_low": float(lo), "diff_boot_high": float(hi)}
+
+
 def bootstrap_auc_ci(y: np.ndarray, score: np.ndarray, n_boot: int = 2000, level: float = 0.95,
                      seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap CI of the AUC, resampling positives and negatives separately (seeded).

@@ -363,7 +363,10 @@ def test_html_report_gathers_every_paper_item(study):
     for category in ("Cui et al.", "Li et al.", "Dai", "Sun et al.", "Cohort", "Ingest", "Reporting checklist"):
         assert category in html, category
     assert "net benefit" in html  # a caption's text, not only its label
-    assert "^Synthetic" not in html and "MRN" not in html  # no DICOM names or MRNs (the demo writes both)
+    # no DICOM names or MRNs (the demo writes both) in the page's text; its embedded files are base64, where
+    # any three letters turn up by chance (the privacy_report rule decodes and scans them)
+    text = re.sub(r"[A-Za-z0-9+/=]{200,}", "", html)
+    assert "^Synthetic" not in text and "MRN" not in text
     assert r.returncode == 0
 
 

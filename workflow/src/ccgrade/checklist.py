@@ -175,6 +175,7 @@ class Run:
         self.provenance = json.loads(Path(files["provenance"]).read_text()) if files.get("provenance") else {}
         self._estimates: dict | None = None
         self._patients: dict[str, pd.DataFrame] = {}
+        self._meta: dict[str, dict] = {}
 
     def _table(self, key: str) -> pd.DataFrame | None:
         p = self.files.get(key)
@@ -204,8 +205,12 @@ class Run:
         return list(dict.fromkeys(c["roi"] for s in self.studies for c in self.cells(s)))
 
     def meta(self, cell: dict) -> dict:
-        p = Path(cell["dir"]) / "meta.json"
-        return json.loads(p.read_text()) if p.exists() else {}
+        """The cell's meta.json, read once ({} while untrained)."""
+        d = cell["dir"]
+        if d not in self._meta:
+            p = Path(d) / "meta.json"
+            self._meta[d] = json.loads(p.read_text()) if p.exists() else {}
+        return self._meta[d]
 
     def models_of(self, study: str) -> str:
         by: dict[tuple, list[str]] = {}

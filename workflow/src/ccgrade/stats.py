@@ -71,17 +71,21 @@ def auc_ci(y: np.ndarray, score: np.ndarray, level: float = 0.95, clusters: np.n
     return a, max(0.0, a - z * se), min(1.0, a + z * se)
 
 
+def _z_test(diff: float, var: float) -> tuple[float, float]:
+    """Two-sided z test of an AUC difference with its variance (no variance: P 1 when equal, else 0)."""
+    if var <= 1e-15:
+        return 0.0, 1.0 if abs(diff) < 1e-12 else 0.0
+    z = diff / np.sqrt(var)
+    return float(z), float(2 * stats.norm.sf(abs(z)))
+
+
 def delong_test(y: np.ndarray, score_a: np.ndarray, score_b: np.ndarray, clusters: np.ndarray | None = None) -> dict:
     """DeLong's test of two correlated AUCs on the same patients (two-sided); with ``clusters`` (images in
     patients) the correlated comparison of Obuchowski (1997) on the clustered covariance."""
     aucs, cov = auc_variance(y, np.vstack([score_a, score_b]), clusters)
     var = cov[0, 0] + cov[1, 1] - 2 * cov[0, 1]
     diff = float(aucs[0] - aucs[1])
-    if var <= 1e-15:
-        z, p = 0.0, 1.0 if abs(diff) < 1e-12 else 0.0
-    else:
-        z = diff / np.sqrt(var)
-        p = float(2 * stats.norm.sf(abs(z)))
+    z, p = _z_test(diff, var)
     return {"auc_a": float(aucs[0]), "auc_b": float(aucs[1]), "difference": diff, "z": float(z), "p_value": p,
             "var_difference": float(var)}
 
@@ -97,11 +101,7 @@ def unpaired_auc_test(y_a: np.ndarray, score_a: np.ndarray, y_b: np.ndarray, sco
     (auc_b,), vb = auc_variance(y_b, score_b, clusters_b)
     var = float(va[0, 0] + vb[0, 0])
     diff = float(auc_a - auc_b)
-    if var <= 1e-15:
-        z, p = 0.0, 1.0 if abs(diff) < 1e-12 else 0.0
-    else:
-        z = diff / np.sqrt(var)
-        p = float(2 * stats.norm.sf(abs(z)))
+    z, p = _z_test(diff, var)
     da = cluster_bootstrap(y_a, score_a, clusters_a, n_boot=n_boot, level=level, seed=seed)["draws"][:, 0]
     db = cluster_bootstrap(y_b, score_b, clusters_b, n_boot=n_boot, level=level, seed=seed + 1)["draws"][:, 0]
     k = min(len(da), len(db))

@@ -1,21 +1,20 @@
 # The built-in synthetic cohort (real DICOM CT series + labelme, NIfTI and polygon annotations).
-# Patient i depends only on the demo settings other than n_patients: growing the cohort adds patients.
+# Patient i depends only on the demo settings other than n_patients: growing the cohort adds patients. The
+# external centre's patients (external.demo) are written under their own folder with its shifted settings.
 
 
 rule demo_patient:
     input:
         code=code("demo"),
     output:
-        dicom=directory(f"{DEMO_ROOT}/dicom/{{pid}}"),
-        masks=expand(f"{DEMO_ROOT}/annotations/{{{{pid}}}}/{{phase}}/mask.nii.gz", phase=ccdemo.PHASES),
-        polygons=expand(f"{DEMO_ROOT}/annotations/{{{{pid}}}}/{{phase}}/polygons.json", phase=ccdemo.PHASES),
-        labelme=[
-            directory(p) for p in expand(f"{DEMO_ROOT}/annotations/{{{{pid}}}}/{{phase}}/labelme", phase=ccdemo.PHASES)
-        ],
+        dicom=directory("resources/{demo}/dicom/{pid}"),
+        masks=expand("resources/{{demo}}/annotations/{{pid}}/{phase}/mask.nii.gz", phase=ccdemo.PHASES),
+        polygons=expand("resources/{{demo}}/annotations/{{pid}}/{phase}/polygons.json", phase=ccdemo.PHASES),
+        labelme=[directory(p) for p in expand("resources/{{demo}}/annotations/{{pid}}/{phase}/labelme", phase=ccdemo.PHASES)],
     log:
-        "results/logs/demo_patient/{pid}.log",
+        "results/logs/demo_patient/{demo}/{pid}.log",
     benchmark:
-        "results/benchmarks/demo_patient/{pid}.tsv"
+        "results/benchmarks/demo_patient/{demo}/{pid}.tsv"
     conda:
         "../../envs/ccgrade.yaml"
     resources:
@@ -24,9 +23,8 @@ rule demo_patient:
     params:
         demo=demo_image_params,
         high_from=config["cohort"]["high_grade_from"],
-        root=lambda wc, output: demo_root_of(output[0]),
     shell:
-        "python -m ccgrade.demo --demo {params.demo:q} --high-from {params.high_from} --root {params.root}"
+        "python -m ccgrade.demo --demo {params.demo:q} --high-from {params.high_from} --root resources/{wildcards.demo}"
         " --patient {wildcards.pid} > {log} 2>&1"
 
 

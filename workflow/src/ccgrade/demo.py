@@ -35,7 +35,12 @@ SERIES_STYLES = (
     {"up": "Abdomen Plain 5.0", "cmp": "Arterial Phase 5.0", "np": "Venous Phase 5.0", "ep": "Delayed 5.0"},
     {"up": "NC 5mm", "cmp": "CMP 5mm", "np": "NP 5mm", "ep": "EP 5mm"},
     {"up": "Series 2", "cmp": "Series 3", "np": "Series 4", "ep": "Series 5"},  # uninformative
+    # another vendor's protocol names (the demo's external centre): whole words ingest's keywords know
+    {"up": "Pre Contrast 3.0 B30f", "cmp": "Arterial 3.0 B30f", "np": "Portal Venous 3.0 B30f",
+     "ep": "Delayed 3.0 B30f"},
 )
+#: demo ``series_style``: mixed (a centre-dependent mix of the first three) or one style by name
+STYLE_NAMES = {"mixed": None, "named": 0, "abbreviated": 1, "numbered": 2, "vendor": 3}
 #: clinical distributions by grade group, after Cui et al. Table 2 (low n=124, high n=34).
 CLINICAL = {
     "low": dict(male=0.653, age=(57.5, 9.0), left=0.49, bmi=(25.8, 3.5), htn=0.58, dm=0.23, size=(4.3, 2.0)),
@@ -47,9 +52,19 @@ def _sigmoid(x: float) -> float:
     return float(1.0 / (1.0 + np.exp(-x)))
 
 
-def patient_id(i: int) -> str:
-    """Cohort ID of the i-th demo patient (0-based)."""
-    return f"DEMO{i + 1:03d}"
+def patient_id(i: int, prefix: str = "DEMO") -> str:
+    """Cohort ID of the i-th demo patient (0-based); the external centre's patients have their own prefix."""
+    return f"{prefix}{i + 1:03d}"
+
+
+#: the ID prefix of the demo's external centre (its patients are numbered apart from the cohort's)
+EXTERNAL_PREFIX = "EXT"
+
+
+def external_settings(demo: dict, shift: dict, centre: str) -> dict:
+    """The demo's external centre (config ``external.demo``): the cohort's image settings with the centre's
+    shift (noise, slice thickness and count, grade mix, series names, its own seed), one centre, its own IDs."""
+    return {**demo, **shift, "centres": {centre: 1.0}, "id_prefix": EXTERNAL_PREFIX}
 
 
 def draw_patient(seed: int, i: int, demo: dict, high_from: int = 3) -> dict:
@@ -69,7 +84,7 @@ def draw_patient(seed: int, i: int, demo: dict, high_from: int = 3) -> dict:
     aggr = (1.0 if high else 0.0) + rng.normal(0, 0.7)
     s = _sigmoid(2.0 * (aggr - 0.5))
     rec = {
-        "patient_id": patient_id(i), "grade": grade,
+        "patient_id": patient_id(i, demo.get("id_prefix", "DEMO")), "grade": grade,
         "grade_group": "high" if grade >= high_from else "low", "centre": centre,
         "age": int(np.clip(round(rng.normal(*c["age"])), 25, 88)),
         "sex": "M" if rng.random() < c["male"] else "F",
@@ -100,6 +115,9 @@ def draw_patient(seed: int, i: int, demo: dict, high_from: int = 3) -> dict:
                 "accession": f"ACC{rng.integers(10**8):08d}", "institution": f"Synthetic General Hospital {centre}",
                 "physician": f"Yy{rng.integers(10**5):05d}^Referrer"},
     }
+    fixed = STYLE_NAMES[demo.get("series_style", "mixed")]
+    if fixed is not None:  # drawn above all the same, so that the other draws do not move
+        phantom["style"] = fixed
     return {"clinical": rec, "phantom": phantom}
 
 
@@ -390,7 +408,7 @@ def main(argv: list[str] | None = None) -> None:
     demo = json.loads(a.demo)
     root = Path(a.root)
     if a.patient:
-        i = int(a.patient.removeprefix("DEMO")) - 1
+        i = int(a.patient.removeprefix(demo.get("id_prefix", "DEMO"))) - 1
         generate_patient(i, demo, root, a.high_from)
         print(f"wrote demo patient {a.patient}")
     if a.sheet:

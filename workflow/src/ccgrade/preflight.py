@@ -51,6 +51,10 @@ class Plan:
     #: the cells whose bundles grade them
     predict: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["patient_id", "grade", "grade_group"]))
     predict_cells: list[dict] = field(default_factory=list)
+    #: the external cohort (``external``: another centre's sheet, or the demo's shifted centre) on which every
+    #: trained cell is evaluated unchanged, and those cells
+    external: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["patient_id", "grade", "grade_group"]))
+    external_cells: list[dict] = field(default_factory=list)
 
     @property
     def errors(self) -> list[Problem]:
@@ -552,7 +556,9 @@ def plan(config: dict, *, configfiles: list | None = None, workers: int = 1, cac
         pred, members, pp = predict_cohort(derived, cache=cache, workers=workers, write_cache=write_cache,
                                            demo_root=demo_root)
         probs += pp
-        return Plan(derived, cohort, sheet, probs, surveys, facts, pred, members)
+        ext, ext_cells, pe = external_cohort(derived, cache=cache, workers=workers, write_cache=write_cache)
+        probs += pe
+        return Plan(derived, cohort, sheet, probs, surveys, facts, pred, members, ext, ext_cells)
     return Plan(derived, cohort, sheet, probs, surveys, facts)
 
 
@@ -586,6 +592,48 @@ def predict_cohort(cfg: dict, *, cache: Path | None = CACHE, workers: int = 1, w
     if cohort is None or [x for x in p if x.level == "error"] or "patient_id" not in cohort:
         return empty if cohort is None else cohort, members, probs
     return cohort, members, probs + sheet_problems(cohort, surveys, cfg, members, sheet)
+
+
+def external_cohort(cfg: dict, *, cache: Path | None = CACHE, workers: int = 1, write_cache: bool = True,
+                    ) -> tuple[pd.DataFrame, list[dict], list[Problem]]:
+    """The external cohort (config ``external``): its sheet, surveyed like the cohort's (grades required), or
+    with the demo and no sheet the demo's shifted centre; every trained cell (each is evaluated on it
+    unchanged) and every problem. A patient lacking what a model reads is a warning: that model is evaluated
+    without the patient, and the table says how many it had."""
+    from . import demo as ccdemo
+    from .matrix import cells
+    from .predict import sheet_problems
+
+    ec = cfg["external"]
+    empty = pd.DataFrame(columns=["patient_id", "grade", "grade_group"])
+    members = cells(cfg)
+    demo = not ec["sheet"] and cfg["cohort"]["source"] == "demo" and ec["demo"]["n_patients"] > 0
+    if not (ec["sheet"] or demo) or not members:
+        return empty, [], []
+    if demo:
+        settings = ccdemo.external_settings(cfg["demo"], ec["demo"], ec["name"])
+        return ccdemo.draw_cohort(settings, cfg["cohort"]["high_grade_from"], external_demo_root(ec["name"])), \
+            members, []
+    sheet = ec["sheet"]
+    cohort, surveys, probs = sheet_cohort(sheet, cfg, "external.sheet", cache=cache.with_name("survey_external.json")
+                                          if cache else None, workers=workers, write_cache=write_cache,
+                                          prefix="external.sheet: ")
+    if cohort is None or [x for x in probs if x.level == "error"] or "patient_id" not in cohort:
+        return empty if cohort is None else cohort, members, probs
+    seen: set[str] = set()
+    for key in dict.fromkeys((c["study"], c["roi"], c["phases"]) for c in members):
+        cell = next(c for c in members if (c["study"], c["roi"], c["phases"]) == key)
+        for x in sheet_problems(cohort, surveys, cfg, [cell], sheet):
+            if x.message not in seen:  # one line per patient and need, whichever models share it
+                seen.add(x.message)
+                probs.append(Problem("warning", f"external.sheet: {x.message}; the models that need it are evaluated "
+                                                "without this patient", x.fix))
+    return cohort, members, probs
+
+
+def external_demo_root(name: str) -> str:
+    """Where the demo's external centre is written (apart from the cohort's patients)."""
+    return f"resources/demo_external/{name}"
 
 
 def sheet_cohort(sheet: str, cfg: dict, key: str, *, cache: Path | None, workers: int = 1, write_cache: bool = True,

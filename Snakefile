@@ -28,6 +28,7 @@ include: "workflow/rules/fusion.smk"
 include: "workflow/rules/provenance.smk"
 include: "workflow/rules/privacy.smk"
 include: "workflow/rules/predict.smk"
+include: "workflow/rules/external.smk"
 
 
 rule all:

@@ -39,6 +39,8 @@ def tiny_config() -> dict:
     cfg["splits"]["schemes"]["dai"]["k"] = 3
     cfg["figures"]["montage_patients"] = 1
     cfg["predict"]["demo_patients"] = 2
+    # the external centre: 3 patients, the shift kept (noise, thinner slices over the same length, vendor names)
+    cfg["external"]["demo"].update(n_patients=3, n_slices=23, slice_thickness_mm=3.0)
     for name in ("demo", "demo_li", "demo_dai"):
         cfg["training"]["presets"][name].update(epochs=1, batch=8)
     return cfg
@@ -52,6 +54,7 @@ def reduced_config() -> dict:
     cfg["figures"]["montage_roi"] = "box"
     cfg["radiomics"]["enabled"] = False
     cfg["fusion"]["enabled"] = False
+    cfg["external"]["demo"]["n_patients"] = 0
     cui = cfg["training"]["studies"]["cui"]
     cui["models"] = {"resnet34": ["cmp"]}
     cfg["training"]["studies"] = {"cui": cui}

@@ -147,3 +147,16 @@ def test_calibration_is_the_logistic_recalibration_of_the_first_models_test_pati
     icpt = sm.GLM(pat["y"], np.ones((len(lp), 1)), family=sm.families.Binomial(), offset=lp).fit().params.iloc[0]
     assert a.status == "filled" and f"cui: slope {slope:.2f}, intercept {icpt:.2f}" in a.answer, a.answer
     assert "combined: slope 0.71, intercept -0.20" in a.answer and "slope 1.00" not in a.answer  # test rows only
+
+
+def test_external_validation_is_answered_from_the_studies_external_tables(tmp_path):
+    files, studies, _, _ = fake_run(tmp_path)
+    pd.DataFrame([{"roi": "box", "arch": a, "phases": "np", "variant": "default", "n_external": 16, "n_high": 7,
+                   "auc": auc, "auc_difference": d} for a, auc, d in (("resnet34", 0.612, -0.201),
+                                                                      ("se_resnet34", 0.701, -0.05))]
+                 ).to_csv(tmp_path / "cui_external.csv", index=False)
+    files["external"] = {"cui": str(tmp_path / "cui_external.csv")}
+    a32 = answer(checklist.build(derived(), files, studies), "CLAIM", "32")
+    assert a32.status == "filled" and "External centre C" in a32.answer
+    assert "cui: 2 model(s) on 16 patients (7 high grade), external AUC 0.61-0.70" in a32.answer
+    assert "external minus internal -0.20 to -0.05" in a32.answer

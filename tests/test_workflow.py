@@ -134,7 +134,10 @@ def test_one_architectures_learning_rate_reruns_only_its_jobs(study, tmp_path):
         "study=cui, roi=box, arch=se_resnet34, phases=np, variant=base, fold=0, seed=1"}
     # (the provenance record names the config's hash: a changed config rewrites it, and nothing reads it)
     # (and the checklist, which quotes the cells' hyperparameters)
-    assert {rule for rule, _ in jobs} == {"train_model", "cui_tables", "provenance", "checklist", "privacy_scan", "all"}
+    # (and its bundle, which grades the external centre's patients again: the study's external table)
+    assert {rule for rule, _ in jobs} == {"train_model", "cui_tables", "provenance", "checklist", "privacy_scan", "all",
+                                          "export_bundle", "external_patient", "cui_external"}
+    assert {w for rule, w in jobs if rule == "external_patient"} == {f"study=cui, pid=EXT00{i}" for i in (1, 2, 3)}
 
 
 def test_li_and_dai_tables_and_heatmaps(study):
@@ -265,6 +268,48 @@ def test_predict_grades_the_demos_new_patients_with_the_fold_ensemble(study):
     assert pd.read_csv(d / "metrics.csv")["n_graded"].iloc[0] == 2
     assert pd.read_csv(d / "privacy_scan.tsv", sep="\t").empty
     assert "Nothing to be done" in (lambda r: r.stdout + r.stderr)(smk(study, "--cores", "2", "predict"))
+
+
+def test_every_study_is_validated_on_the_demos_external_centre(study):
+    """The demo's second centre (another vendor's series names, noisier thinner slices) is ingested apart and
+    graded by every bundle of every study; each study's external table agrees with the per-patient files and
+    the models' own predictions, recomputed here."""
+    from sklearn.metrics import roc_auc_score
+
+    ext = study / "results/external/C"
+    sheet = pd.read_csv(study / "resources/demo_external/C/cohort.tsv", sep="\t", dtype={"patient_id": str})
+    assert list(sheet["patient_id"]) == ["EXT001", "EXT002", "EXT003"] and set(sheet["centre"]) == {"C"}
+    series = pd.read_csv(ext / "ingest/EXT001/series.tsv", sep="\t")
+    assert series["series_description"].str.endswith("3.0 B30f").all()  # the vendor's names, mapped to phases
+    status = pd.read_csv(ext / "ingest/EXT001/phases.tsv", sep="\t")
+    assert (status["status"] == "ok").all() and (status["n_slices"] == 23).all()
+    grades = sheet.set_index("patient_id")["grade_group"]
+    for s in ("cui", "li", "dai", "sun"):
+        t = pd.read_csv(study / f"results/tables/{s}_external.csv")
+        assert (study / f"results/tables/{s}_external.md").read_text().startswith(f"**{s}: external validation")
+        assert (study / f"results/figures/{s}_external.png").stat().st_size > 10_000
+        img = pd.concat(pd.read_csv(ext / f"{s}/patients/{p}.tsv", sep="\t", dtype={"patient_id": str})
+                        for p in sheet["patient_id"])
+        ok = img[img["status"] == "ok"]
+        keys = ["roi", "arch", "phases", "variant"]
+        assert len(t) == len(img.groupby(keys))
+        per = ok.groupby(keys + ["fold", "seed", "patient_id"])["prob_high"].mean().groupby(keys + ["patient_id"]).mean()
+        for _, r in t.iterrows():
+            p = per.loc[tuple(r[k] for k in keys)]
+            y = (grades.loc[p.index] == "high").to_numpy(int)
+            assert r["n_graded"] == len(p)
+            if len(set(y)) == 2:
+                assert r["auc"] == pytest.approx(roc_auc_score(y, p.to_numpy()), abs=1e-9)
+            call = p.to_numpy() >= 0.5
+            if (y == 1).any():
+                assert r["sensitivity"] == pytest.approx(call[y == 1].mean())
+    # the frozen bundle grades an external patient as its own loader does
+    b = __import__("ccgrade.bundle", fromlist=["load"]).load(study / "results/bundles/cui/box/resnet34/cmp/base/fold0/seed1")
+    src = {"cmp": {"labelme": str(study / "resources/demo_external/C/annotations/EXT002/cmp/labelme")}}
+    own = b.predict(ext / "volumes/EXT002", src, patient="EXT002")
+    img = pd.read_csv(ext / "cui/patients/EXT002.tsv", sep="\t", dtype={"patient_id": str})
+    mine = img[(img["arch"] == "resnet34") & (img["phases"] == "cmp")]
+    np.testing.assert_allclose(mine["prob_high"], own["prob_high"], atol=1e-5)
 
 
 def test_every_file_a_job_writes_is_declared(study):
@@ -403,7 +448,8 @@ def test_one_variants_batch_size_reruns_only_its_folds(study):
     jobs = planned_with(study, cfg)
     assert {w for rule, w in jobs if rule == "train_model"} == {
         f"study=dai, roi=centroid, arch=resnet50, phases=cmp, variant=b8, fold={f}, seed=1" for f in range(3)}
-    assert {rule for rule, _ in jobs} == {"train_model", "dai_tables", "provenance", "checklist", "privacy_scan", "all"}
+    assert {rule for rule, _ in jobs} == {"train_model", "dai_tables", "provenance", "checklist", "privacy_scan", "all",
+                                          "export_bundle", "external_patient", "dai_external"}
 
 
 def test_a_new_patient_reruns_only_its_own_jobs_and_the_cohort_level_ones(study):
@@ -415,7 +461,9 @@ def test_a_new_patient_reruns_only_its_own_jobs_and_the_cohort_level_ones(study)
     jobs = planned_with(study, cfg)
     per_patient = {"demo_patient", "index_series", "convert_volumes", "crop_roi", "tumour_geometry", "radiomics_patient"}
     assert {w for rule, w in jobs if rule in per_patient} == {
-        "pid=DEMO007", *(f"roi={r}, pid=DEMO007" for r in tiny_config()["rois"])}
+        "pid=DEMO007", "demo=demo_cohort, pid=DEMO007", *(f"roi={r}, pid=DEMO007" for r in tiny_config()["rois"])}
+    # (the external centre's patients are drawn apart: none of theirs but their grading by the new models)
+    assert not {w for rule, w in jobs if rule in ("graded_index", "graded_volumes")}
     # the cohort-level stages: the new patient changes the splits, so every model and table after them
     assert {"demo_cohort", "cohort_sheet", "split", "baseline_grade", "crop_manifest", "radiomics_table",
             "train_model", "cui_tables", "fusion"} <= {rule for rule, _ in jobs}
@@ -431,7 +479,8 @@ def test_a_changed_window_preset_reruns_only_the_crops_that_use_it(study):
     assert trained == {f"study=dai, roi=centroid, arch=resnet50, phases=cmp, variant={v}, fold={f}, seed=1"
                        for v in ("b8", "b32") for f in range(3)}
     assert {rule for rule, _ in jobs} == {"crop_roi", "crop_manifest", "exclusions", "train_model", "dai_tables",
-                                          "dai_failures", "provenance", "checklist", "privacy_scan", "all"}
+                                          "dai_failures", "provenance", "checklist", "privacy_scan", "all",
+                                          "export_bundle", "external_patient", "dai_external"}
 
 
 def test_a_code_change_to_one_stage_reruns_that_stage_and_its_dependants_only(study):
@@ -511,7 +560,9 @@ def test_editing_one_mask_reruns_only_what_reads_it(study):
                                           "radiomics_table", "fusion", "train_model", "li_tables", "li_heatmaps", "sun_tables",
                                           "privacy_scan", "all", "checklist",  # it counts the cohort's grades
                                           # every failure analysis reads the analysis cohort (size bands)
-                                          "cui_failures", "li_failures", "dai_failures", "sun_failures"}
+                                          "cui_failures", "li_failures", "dai_failures", "sun_failures",
+                                          # the retrained models' bundles grade the external centre again
+                                          "export_bundle", "external_patient", "li_external", "sun_external"}
 
 
 def test_bad_config_key_is_named_before_any_job(study, tmp_path):

@@ -4,6 +4,7 @@
 
 import json
 import os
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -108,6 +109,20 @@ PRED_RECORDS = {r["patient_id"]: r for r in PLAN.predict.to_dict("records")}
 PRED_PATIENTS = sorted(PRED_RECORDS)
 PRED_SOURCES = {p: patient_sources(PRED_RECORDS[p], PHASES, assume_layout=IS_DEMO) for p in PRED_PATIENTS}
 PRED_CELLS = PLAN.predict_cells
+# the external centre (README "External validation"): every trained cell, unchanged, on another centre's cohort
+# (external.sheet, or the demo's shifted centre), ingested as predict's new patients are, under results/external/<name>/
+EXTERNAL = config["external"]
+EXT_NAME = EXTERNAL["name"]
+EXT_DIR = f"results/external/{EXT_NAME}"
+EXT_RECORDS = {r["patient_id"]: r for r in PLAN.external.to_dict("records")}
+EXT_PATIENTS = sorted(EXT_RECORDS)
+EXT_SOURCES = {p: patient_sources(EXT_RECORDS[p], PHASES, assume_layout=IS_DEMO) for p in EXT_PATIENTS}
+EXT_DEMO_ROOT = ccpre.external_demo_root(EXT_NAME)
+# the cohorts graded by frozen models, each ingested under results/<group>/: their records and sources
+GRADED = {
+    f"predict/{PREDICT['name']}": (PRED_RECORDS, PRED_SOURCES),
+    f"external/{EXT_NAME}": (EXT_RECORDS, EXT_SOURCES),
+}
 CROP_TARGETS = PHASES + ["stack"]
 ROIS = list(config["rois"])
 SCHEMES = list(config["splits"]["schemes"])
@@ -120,6 +135,8 @@ COHORT_TABLE = "results/cohort/cohort.tsv"
 
 wildcard_constraints:
     pid=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    group="|".join(re.escape(g) for g in GRADED),
+    demo="|".join(re.escape(r.removeprefix("resources/")) for r in (DEMO_ROOT, EXT_DEMO_ROOT)),
     roi="|".join(ROIS),
     scheme="|".join(SCHEMES),
 
@@ -236,17 +253,18 @@ def privacy_sources():
     results/ in the private folder and rewritten only when they change."""
     root = DEMO_ROOT if IS_DEMO else config["cohort"]["kits"]["root"] if SOURCE == "kits" else str(Path(SHEET).parent)
     pats = {}
-    # the cohort's patients, then the new patients predict grades (their values are searched for too; an ID
-    # the cohort has is keyed apart)
-    for records, sources, pids in ((RECORDS, SOURCES, PATIENTS), (PRED_RECORDS, PRED_SOURCES, PRED_PATIENTS)):
-        for p in pids:
+    # the cohort's patients, then those frozen models grade, predict's and the external centre's (their values
+    # are searched for too; an ID the cohort has is keyed apart)
+    for group, (records, sources) in {"cohort": (RECORDS, SOURCES), **GRADED}.items():
+        for p in sorted(records):
             d = records[p].get("dicom_dir")
             files = sorted({path for s in sources[p].values() for path in s.values() if isinstance(path, str)})
-            pats[p if p not in pats else f"{p}.predict"] = {
+            pats[p if p not in pats else f"{p}.{group.split('/')[0]}"] = {
                 "dicom_dir": d if isinstance(d, str) else "",
                 "files": files,
             }
-    paths = [x for x in (SHEET if SOURCE == "sheet" else "", config["ingest"]["phase_map"], PREDICT["sheet"]) if x]
+    paths = [SHEET if SOURCE == "sheet" else "", config["ingest"]["phase_map"], PREDICT["sheet"], EXTERNAL["sheet"]]
+    paths = [x for x in paths if x]
     return {"patients": pats, "root": root, "paths": paths, "own": [str(Path.cwd().resolve()), str(REPO.resolve())]}
 
 
@@ -274,6 +292,11 @@ def demo_root_of(path):
 
 
 def demo_image_params(wildcards):
+    """The image settings of a demo patient's cohort: the training cohort's (and predict's new patients'), or
+    the external centre's shifted ones."""
+    if f"resources/{wildcards.demo}" == EXT_DEMO_ROOT:
+        demo = ccdemo.external_settings(config["demo"], EXTERNAL["demo"], EXT_NAME)
+        return as_json({k: v for k, v in demo.items() if k != "n_patients"})
     return as_json({k: config["demo"][k] for k in DEMO_IMAGE_KEYS})
 
 
@@ -505,6 +528,8 @@ def checklist_inputs(wildcards):
         out["series"] = "results/ingest/series.tsv"
     if fusion_targets():
         out["fusion"] = FUSION_OUTPUTS["table"]
+    if external_targets():
+        out["external"] = [external_outputs(s)["table"] for s in STUDY_KINDS]
     return out
 
 
@@ -513,8 +538,10 @@ def checklist_files(input):
     files = {
         k: (list(v) if k == "splits" else str(v))
         for k, v in input.items()
-        if k not in ("code", "meta", "predictions", "error_rates")
+        if k not in ("code", "meta", "predictions", "error_rates", "external")
     }
+    if "external" in input.keys():
+        files["external"] = dict(zip(STUDY_KINDS, input.external))
     files["error_rates"] = dict(zip(STUDY_KINDS, input.error_rates))
     files["baseline"] = [
         "results/tables/baseline_low_vs_high.csv",
@@ -544,7 +571,8 @@ def all_targets():
         out += expand("results/figures/roi_montage/{pid}.png", pid=MONTAGE_PATIENTS)
     if MEASURED:
         out.append("results/tables/tumour_geometry.csv")
-    out += study_targets() + fusion_targets() + ["results/provenance.json", "results/checklist.csv"]
+    out += study_targets() + fusion_targets() + external_targets()
+    out += ["results/provenance.json", "results/checklist.csv"]
     if PSEUDONYMISE and IMAGED:
         out.append(f"{PRIVATE}/lookup.tsv")
     return out
@@ -569,10 +597,11 @@ def pred_grade(wildcards):
     return g if isinstance(g, str) else ""
 
 
-def pred_sheet_json():
-    """The new patients' grades (when the sheet gives them): the metrics' labels."""
+def pred_sheet_json(records=None):
+    """The new patients' grades (when the sheet gives them; or of ``records``: the external centre's): the
+    metrics' labels."""
     out = []
-    for p, r in PRED_RECORDS.items():
+    for p, r in (PRED_RECORDS if records is None else records).items():
         g = r.get("grade")
         out.append(
             {
@@ -597,3 +626,46 @@ def predict_files():
     return [f"{PRED_DIR}/{n}" for n in ("predictions.csv", "predictions.md", "metrics.csv", "metrics.md")] + [
         f"{PRED_DIR}/patients/{p}/{n}" for p in PRED_PATIENTS for n in per
     ]
+
+
+# ------------------------------------------------------------------ the external centre: every model, unchanged
+
+
+def ext_rois(study):
+    return list(dict.fromkeys(c["roi"] for c in study_cells(study)))
+
+
+def ext_bundles(study, name):
+    return [f"{BUNDLE_DIR}/{name}".format(**c) for c in study_cells(study)]
+
+
+def ext_sources(wildcards):
+    """An external patient's annotation files per ROI setting the study's models read."""
+    return {
+        roi: crop_sources(SimpleNamespace(pid=wildcards.pid, roi=roi), EXT_SOURCES) for roi in ext_rois(wildcards.study)
+    }
+
+
+def ext_annotations(wildcards):
+    return sorted(
+        {
+            f
+            for roi in ext_rois(wildcards.study)
+            for f in crop_annotations(SimpleNamespace(pid=wildcards.pid, roi=roi), EXT_SOURCES)
+        }
+    )
+
+
+def external_outputs(study):
+    return {
+        "table": f"results/tables/{study}_external.csv",
+        "table_md": f"results/tables/{study}_external.md",
+        "figure": f"results/figures/{study}_external.png",
+        "figure_pdf": f"results/figures/{study}_external.pdf",
+    }
+
+
+def external_targets():
+    if not EXT_PATIENTS:
+        return []
+    return [f for s in STUDY_KINDS for f in external_outputs(s).values()]

@@ -4,21 +4,21 @@
 # page per patient, then the table (and, with grades, the metrics). Nothing is retrained. Target: predict
 
 
-rule predict_index:
+rule graded_index:  # predict's new patients and the external centre's (README "External validation"), by {group}
     input:
-        dicom=lambda wc: dicom_dir(wc, PRED_RECORDS),
-        images=lambda wc: list(phase_images(wc, PRED_SOURCES).values()),
+        dicom=lambda wc: dicom_dir(wc, GRADED[wc.group][0]),
+        images=lambda wc: list(phase_images(wc, GRADED[wc.group][1]).values()),
         phase_map=phase_map_input,
         secret=secret_input,
         code=code("ingest"),
     output:
-        slices=f"{PRED_DIR}/ingest/{{pid}}/slices.tsv",
-        series=f"{PRED_DIR}/ingest/{{pid}}/series.tsv",
-        phases=f"{PRED_DIR}/ingest/{{pid}}/phases.tsv",
-        exclusions=f"{PRED_DIR}/ingest/{{pid}}/exclusions.tsv",
-        private=f"{PRIVATE}/predict/{PREDICT['name']}/ingest/{{pid}}.tsv" if PSEUDONYMISE else [],
+        slices="results/{group}/ingest/{pid}/slices.tsv",
+        series="results/{group}/ingest/{pid}/series.tsv",
+        phases="results/{group}/ingest/{pid}/phases.tsv",
+        exclusions="results/{group}/ingest/{pid}/exclusions.tsv",
+        private=f"{PRIVATE}/{{group}}/ingest/{{pid}}.tsv" if PSEUDONYMISE else [],
     log:
-        f"results/logs/predict/{PREDICT['name']}/index/{{pid}}.log",
+        "results/logs/{group}/index/{pid}.log",
     conda:
         "../../envs/ccgrade.yaml"
     resources:
@@ -27,7 +27,7 @@ rule predict_index:
     params:
         ingest=as_json(config["ingest"]),
         phases=",".join(PHASES),
-        sources=lambda wc: ingest_args(wc, PRED_RECORDS, PRED_SOURCES),
+        sources=lambda wc: ingest_args(wc, *GRADED[wc.group]),
         outdir=lambda wc, output: os.path.dirname(output.slices),
         privacy=lambda wc, output: f"{SECRET_ARG} --private {output.private}" if PSEUDONYMISE else "",
     shell:
@@ -36,25 +36,25 @@ rule predict_index:
         " {params.privacy} > {log} 2>&1"
 
 
-rule predict_volumes:
+rule graded_volumes:
     input:
-        dicom=lambda wc: dicom_dir(wc, PRED_RECORDS),
-        images=lambda wc: list(phase_images(wc, PRED_SOURCES).values()),
-        slices=f"{PRED_DIR}/ingest/{{pid}}/slices.tsv",
-        phases=f"{PRED_DIR}/ingest/{{pid}}/phases.tsv",
+        dicom=lambda wc: dicom_dir(wc, GRADED[wc.group][0]),
+        images=lambda wc: list(phase_images(wc, GRADED[wc.group][1]).values()),
+        slices="results/{group}/ingest/{pid}/slices.tsv",
+        phases="results/{group}/ingest/{pid}/phases.tsv",
         secret=secret_input,
         code=code("ingest"),
     output:
-        directory(f"{PRED_DIR}/volumes/{{pid}}"),
+        directory("results/{group}/volumes/{pid}"),
     log:
-        f"results/logs/predict/{PREDICT['name']}/volumes/{{pid}}.log",
+        "results/logs/{group}/volumes/{pid}.log",
     conda:
         "../../envs/ccgrade.yaml"
     resources:
         mem_mb=2000,
         runtime=10,
     params:
-        sources=lambda wc: ingest_args(wc, PRED_RECORDS, PRED_SOURCES),
+        sources=lambda wc: ingest_args(wc, *GRADED[wc.group]),
         privacy=SECRET_ARG,
         index_dir=lambda wc, input: os.path.dirname(input.slices),
     shell:

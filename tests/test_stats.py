@@ -288,6 +288,9 @@ def test_calibration_slope_and_intercept_are_the_recalibration_mles():
     assert got["cal_slope"] == pytest.approx(ab[1], abs=1e-5) and got["cal_intercept"] == pytest.approx(a0, abs=1e-5)
     perfect = stats.calibration_slope_intercept(y, 1 / (1 + np.exp(-(0.3 + 0.6 * lp))))
     assert abs(perfect["cal_slope"] - 1) < 0.35 and abs(perfect["cal_intercept"]) < 0.35
+    # a saturated network gives every patient the same risk (an external centre's shift can): no slope, said why
+    same = stats.calibration_slope_intercept(np.array([0, 1, 1]), np.array([1.0, 1.0, 1.0]))
+    assert np.isnan(same["cal_slope"]) and same["cal_note"] == "constant predictions"
 
 
 def test_spiegelhalter_z_is_the_standardised_brier_score():

@@ -277,8 +277,12 @@ def test_every_study_is_validated_on_the_demos_external_centre(study):
     from sklearn.metrics import roc_auc_score
 
     ext = study / "results/external/C"
-    sheet = pd.read_csv(study / "resources/demo_external/C/cohort.tsv", sep="\t", dtype={"patient_id": str})
+    from ccgrade import demo
+
+    cfg = tiny_config()
+    sheet = demo.draw_cohort(demo.external_settings(cfg["demo"], cfg["external"]["demo"], "C"))
     assert list(sheet["patient_id"]) == ["EXT001", "EXT002", "EXT003"] and set(sheet["centre"]) == {"C"}
+    assert set(sheet["grade_group"]) == {"low", "high"}  # (the tiny centre's seed gives both)
     series = pd.read_csv(ext / "ingest/EXT001/series.tsv", sep="\t")
     assert series["series_description"].str.endswith("3.0 B30f").all()  # the vendor's names, mapped to phases
     status = pd.read_csv(ext / "ingest/EXT001/phases.tsv", sep="\t")
@@ -403,9 +407,10 @@ def test_html_report_gathers_every_paper_item(study):
                  "Dai Figures 9-10", "Sun: fused models", "Sun: calibration and decision curves",
                  "Sun: the three ROI settings", "Sun: ROC curves per ROI setting",
                  "Failure analysis: most confident errors (cui)", "Failure analysis: error rates by subgroup (dai)",
-                 "Failure analysis: crops and Grad-CAM (li)"):
+                 "Failure analysis: crops and Grad-CAM (li)", "External validation (dai)"):
         assert item in html, item
-    for category in ("Cui et al.", "Li et al.", "Dai", "Sun et al.", "Cohort", "Ingest", "Reporting checklist"):
+    for category in ("Cui et al.", "Li et al.", "Dai", "Sun et al.", "Cohort", "Ingest", "Reporting checklist",
+                     "External validation"):
         assert category in html, category
     assert "net benefit" in html  # a caption's text, not only its label
     # no DICOM names or MRNs (the demo writes both) in the page's text; its embedded files are base64, where

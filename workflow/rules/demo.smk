@@ -10,7 +10,9 @@ rule demo_patient:
         dicom=directory("resources/{demo}/dicom/{pid}"),
         masks=expand("resources/{{demo}}/annotations/{{pid}}/{phase}/mask.nii.gz", phase=ccdemo.PHASES),
         polygons=expand("resources/{{demo}}/annotations/{{pid}}/{phase}/polygons.json", phase=ccdemo.PHASES),
-        labelme=[directory(p) for p in expand("resources/{{demo}}/annotations/{{pid}}/{phase}/labelme", phase=ccdemo.PHASES)],
+        labelme=[
+            directory(p) for p in expand("resources/{{demo}}/annotations/{{pid}}/{phase}/labelme", phase=ccdemo.PHASES)
+        ],
     log:
         "results/logs/demo_patient/{demo}/{pid}.log",
     benchmark:

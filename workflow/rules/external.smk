@@ -42,9 +42,17 @@ for _study in STUDY_KINDS if EXT_PATIENTS else []:
             code=code("external"),
         output:
             **{
-                role: reported(path, "external.rst", "External validation", _study, "figure" if "figure" in role else "table")
-                if role in ("table", "figure")
-                else path
+                role: (
+                    reported(
+                        path,
+                        "external.rst",
+                        "External validation",
+                        f"External validation ({_study})",
+                        "figure" if "figure" in role else "table",
+                    )
+                    if role in ("table", "figure")
+                    else path
+                )
                 for role, path in external_outputs(_study).items()
             },
         log:

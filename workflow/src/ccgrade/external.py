@@ -175,10 +175,10 @@ def write_table(image_files: list[str], sheet: pd.DataFrame, models: list[dict],
              "CSV).",
              f"Sensitivity (high) and specificity (low) at the frozen threshold {t['threshold'].iloc[0] if len(t) and 'threshold' in t else 0.5}. "
              "Calibration: logistic recalibration slope and intercept on the external patients (ideal 1 and 0; "
-             "empty when the classes separate or one is absent).",
-             "ΔAUC: external minus internal; P from the z test of two independent samples' DeLong variances, CI "
-             "from independent patient bootstraps of the two."]
+             "empty when the classes separate or one is absent)."]
     if "auc_difference_p" in t:
+        notes.append("ΔAUC: external minus internal; P from the z test of two independent samples' DeLong variances, "
+                     "CI from independent patient bootstraps of the two (empty where either set has one grade group).")
         notes.append(family_note(t, "auc_difference_p", "the external-vs-internal comparisons of this table's "
                                                         "models", opt))
     if len(t) and (t["n_not_graded"] > 0).any():

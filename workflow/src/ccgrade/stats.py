@@ -345,10 +345,12 @@ def calibration_slope_intercept(y: np.ndarray, p: np.ndarray) -> dict:
            "cal_note": ""}
     if len(np.unique(y)) < 2:
         return {**out, "cal_note": "one class"}
+    if np.ptp(lp) == 0:  # every patient the same risk (e.g. a saturated network): no slope to fit
+        return {**out, "cal_note": "constant predictions"}
     if separated(y, np.column_stack([np.ones(len(y)), lp])):
         return {**out, "cal_note": "separation"}  # the risks order the classes perfectly: no finite slope
     try:
-        f1 = sm.GLM(y, sm.add_constant(lp), family=sm.families.Binomial()).fit()
+        f1 = sm.GLM(y, sm.add_constant(lp, has_constant="add"), family=sm.families.Binomial()).fit()
         f0 = sm.GLM(y, np.ones((len(y), 1)), family=sm.families.Binomial(), offset=lp).fit()
     except Exception as e:  # noqa: BLE001 - a fit that does not converge: no estimate, said why
         return {**out, "cal_note": f"not fitted: {e}"}

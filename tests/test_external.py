@@ -70,12 +70,12 @@ def test_an_external_patient_a_model_cannot_read_is_a_warning_naming_patient_and
     monkeypatch.setattr(preflight, "sheet_cohort", fake)
     cohort, cells, probs = preflight.external_cohort(cfg, cache=None)
     assert seen["path"] == "ext.tsv" and seen["key"] == "external.sheet" and not seen.get("grade_optional")
-    assert list(cohort["patient_id"]) == ["007"] and probs and {p.level for p in probs} == {"warning"}
-    phases = {p.message.split("phase ")[1].split(",")[0] for p in probs}
-    assert phases == {"up", "np", "ep"}  # cui's one-phase models and "all" read them; cmp is there
-    assert all(p.message.startswith("external.sheet: patient 007") and "evaluated without this patient" in p.message
-               for p in probs)
-    assert len({p.message for p in probs}) == len(probs)  # one line per patient and need
+    assert list(cohort["patient_id"]) == ["007"] and len(probs) == 1 and probs[0].level == "warning"
+    msg = probs[0].message  # one line for the patient, whichever models share a need
+    assert msg.startswith("external.sheet: patient 007, file ext.tsv: 5 of 6 models cannot grade this patient")
+    assert "cui resnet34 on up (box)" in msg and "on cmp" not in msg and "cui se_resnet34 on np (box)" in msg
+    assert "phase(s) up, np, ep not among its images (usable: cmp)" in msg and "no annotation box reads on up, np, ep" in msg
+    assert "ingest.phase_map" in probs[0].fix
 
 
 def test_every_member_grades_an_external_patient_and_one_that_cannot_says_why(demo_root, tmp_path):
@@ -182,3 +182,28 @@ def test_the_external_table_agrees_with_an_independent_computation(tmp_path):
     assert "external validation on centre C" in md and "Holm" in md and "n_not_graded" in md
     assert (tmp_path / "f.png").stat().st_size > 10_000 and (tmp_path / "f.pdf").stat().st_size > 5_000
     assert len(pd.read_csv(tmp_path / "t.csv")) == 2
+
+
+def test_the_fusions_deep_block_on_an_external_patient_is_the_frozen_cells_embedding(demo_root, tmp_path):
+    from ccgrade import external_deep
+
+    cfg = derived()
+    cfg["rois"]["box"]["size"] = 32
+    d, net, _ = fake_cell(tmp_path / "c")
+    cell = {"study": "sun", "roi": "box", "arch": "resnet18", "phases": "cmp", "variant": "base", "fold": 0, "seed": 1}
+    bundle.export(d, tmp_path / "b", config=cfg, cell=cell, study="sun")
+    _, vol = ingest_to(demo_root / "dicom" / "DEMO002", "DEMO002", tmp_path / "ing")
+    src = patient_sources({"annotation_dir": str(demo_root / "annotations" / "DEMO002")}, PHASES)
+    src = {ph: {"labelme": s["labelme"]} for ph, s in src.items()}
+    hp = {"arch": "resnet18"}
+    t = external_deep.deep_features(tmp_path / "b", d, hp, {"DEMO002": {"volumes": str(vol), "sources": src},
+                                                            "GONE": {"volumes": str(tmp_path / "none"), "sources": {}}})
+    assert list(t["patient_id"]) == ["DEMO002"] and t.shape[1] == 1 + 512  # the uncroppable patient has no row
+    x = torch.from_numpy(bundle.load(tmp_path / "b").crops(vol, src, "DEMO002")["cmp"]["images"].astype(np.float32))
+    net.eval()
+    with torch.no_grad():
+        want = models.embed(net, x).mean(dim=0).numpy()
+    np.testing.assert_allclose(t.iloc[0, 1:].to_numpy(float), want, rtol=1e-5, atol=1e-5)
+    untrained, _, _ = fake_cell(tmp_path / "u", trained=False)
+    bundle.export(untrained, tmp_path / "ub", config=cfg, cell=cell, study="sun")
+    assert external_deep.deep_features(tmp_path / "ub", untrained, hp, {}).empty

@@ -248,3 +248,83 @@ def test_only_too_little_data_is_written_up_as_not_fitted(tmp_path):
     assert "not fitted: the training set holds" in (tmp_path / "few/t/fusion_models.md").read_text()
     with pytest.raises(ValueError, match=r"clinical variables \['bmi'\] are not columns"):
         fit(ids[:30], [{"name": "bmi", "type": "continuous"}], "nobmi")
+
+
+def test_an_external_centre_is_scored_by_the_fitted_models_unchanged(tmp_path):
+    """The external set's P(high) is the fitted parts applied to its features (block score -> its calibration;
+    clinical standardised by the training patients; the combined model on both), nothing re-fitted; a
+    patient without radiomics is left out as external; a centre lacking a clinical variable is not scored."""
+    df, y = cohort(n=120, seed=5)
+    df["grade_group"] = np.where(y == 1, "high", "low")
+    cols = [f"f{j:02d}" for j in range(12)]
+    clinical = [{"name": "age", "type": "continuous"}, {"name": "sex", "type": "categorical"}]
+    main_ids, ext_ids = df["patient_id"][:90].tolist(), df["patient_id"][90:].tolist()
+    rad = df[["patient_id"] + cols].assign(status="ok", reason="")
+    ext_cohort = df.iloc[90:][["patient_id", "grade_group", "age", "sex"]].copy()
+    ext_cohort["patient_id"] = ["X" + p for p in ext_cohort["patient_id"]]  # its own IDs
+    ext_rad = rad.iloc[90:].copy()
+    ext_rad["patient_id"] = ext_cohort["patient_id"].to_numpy()
+    ext_rad.iloc[0, ext_rad.columns.get_loc("status")] = "excluded"
+    ext_rad.iloc[0, ext_rad.columns.get_loc("reason")] = "the tumour mask is empty"
+    split = (main_ids[:60], main_ids[60:])
+    external = {"name": "C", "cohort": ext_cohort, "radiomics": ext_rad.rename(columns=lambda c: c)}
+    rad_r = rad.rename(columns={c: c for c in cols})
+    pred, fitted, left = fusion.run_fusion(df.iloc[:90], split, radiomics=rad_r, deep=None, clinical=clinical,
+                                           seed=2, cv=4, external=external)
+    ext = pred[pred["set"] == "external"]
+    assert set(ext["patient_id"]) == set(ext_cohort["patient_id"][1:]) and fitted["external"] == "C"
+    assert left["reason"].tolist() == ["external: radiomics: the tumour mask is empty"]
+    # by hand from the fitted parts: the radiomics block's score through its calibration, the combined model
+    e = ext_cohort.iloc[1:].merge(ext_rad.rename(columns={c: f"radiomics:{c}" for c in cols}), on="patient_id")
+    bm = fitted["blocks"]["radiomics"]
+    s = bm.score(e)
+    c_tr = fusion.clinical_matrix(df.iloc[:90][df["patient_id"][:90].isin(split[0])].reset_index(drop=True), clinical)
+    c_x = fusion.clinical_matrix(e, clinical, reference=df.iloc[:60])
+    want = fitted["combined"].prob(pd.concat([pd.DataFrame({"radiomics_score": s}), c_x], axis=1))
+    got = ext[ext["model"] == "combined"].set_index("patient_id").loc[e["patient_id"], "prob_high"].to_numpy()
+    np.testing.assert_allclose(got, want, atol=1e-12)
+    assert list(c_tr.columns) == list(c_x.columns)
+    lab = ext[ext["model"] == "combined"].set_index("patient_id")["label"]
+    assert (lab == (e.set_index("patient_id")["grade_group"] == "high").astype(int)).all()
+    # the fitted parts are those without the external centre
+    pred0, fitted0, _ = fusion.run_fusion(df.iloc[:90], split, radiomics=rad_r, deep=None, clinical=clinical, seed=2,
+                                          cv=4)
+    np.testing.assert_array_equal(fitted0["combined"].model.coef_, fitted["combined"].model.coef_)
+    pd.testing.assert_frame_equal(pred0, pred[pred["set"] != "external"].reset_index(drop=True))
+    # a centre without a variable the models use: not scored, said why
+    _, _, left2 = fusion.run_fusion(df.iloc[:90], split, radiomics=rad_r, deep=None, clinical=clinical, seed=2, cv=4,
+                                    external={**external, "cohort": ext_cohort.drop(columns="age")})
+    assert "external centre not scored: its sheet lacks the clinical variable(s) ['age']" in left2["reason"].tolist()
+    # the table gets the external rows and the figure its panel
+    t = fusion_report.model_table(pred)
+    r = t[(t["model"] == "combined") & (t["set"] == "external")].iloc[0]
+    assert r["auc"] == pytest.approx(roc_auc_score(lab, got), abs=1e-12) and r["n"] == len(got)
+
+
+def test_the_fusion_job_writes_the_external_centres_rows_and_curves(tmp_path):
+    import json
+
+    df, y = cohort(n=110, seed=6)
+    ids = df["patient_id"].tolist()
+    sheet = df[["patient_id", "age", "sex"]].assign(grade_group=np.where(y == 1, "high", "low"))
+    sheet.iloc[:80].to_csv(tmp_path / "cohort.tsv", sep="\t", index=False)
+    (tmp_path / "split.json").write_text(json.dumps({"folds": [{"train": ids[:55], "val": [], "test": ids[55:80]}]}))
+    cols = [f"f{j:02d}" for j in range(15)]
+    rad = df[["patient_id"] + cols].assign(phase="cmp", mode="full", status="ok", reason="", pyradiomics_version="v3")
+    rad.iloc[:80].to_csv(tmp_path / "rad.tsv", sep="\t", index=False)
+    rad.iloc[80:].to_csv(tmp_path / "ext_rad.tsv", sep="\t", index=False)
+    ext = {"name": "C", "cohort": sheet.iloc[80:].to_dict("records")}
+    prm = {"clinical": [{"name": "age", "type": "continuous"}, {"name": "sex", "type": "categorical"}], "seed": 3,
+           "cv": 4, "thresholds": [0.05, 0.95, 0.05], "nested_cv": 0}
+    fusion.main(["fit", "--cohort", str(tmp_path / "cohort.tsv"), "--split", str(tmp_path / "split.json"),
+                 "--radiomics", str(tmp_path / "rad.tsv"), "--external", json.dumps(ext), "--external-radiomics",
+                 str(tmp_path / "ext_rad.tsv"), "--params", json.dumps(prm),
+                 *fusion_outputs(tmp_path / "out", tmp_path / "t", tmp_path / "f")])
+    t = pd.read_csv(tmp_path / "t/fusion_models.csv")
+    pred = pd.read_csv(tmp_path / "out/predictions.tsv", sep="\t")
+    e = pred[(pred["set"] == "external") & (pred["model"] == "combined")]
+    assert set(e["patient_id"]) == set(ids[80:])
+    r = t[(t["model"] == "combined") & (t["set"] == "external")].iloc[0]
+    assert r["n"] == 30 and r["auc"] == pytest.approx(roc_auc_score(e["label"], e["prob_high"]))
+    assert "centre C's patients scored by these models unchanged" in (tmp_path / "t/fusion_models.md").read_text()
+    assert (tmp_path / "f/fusion_calibration_dca.png").stat().st_size > 1000

@@ -310,7 +310,7 @@ def test_every_study_is_validated_on_the_demos_external_centre(study):
     # the frozen bundle grades an external patient as its own loader does
     b = __import__("ccgrade.bundle", fromlist=["load"]).load(study / "results/bundles/cui/box/resnet34/cmp/base/fold0/seed1")
     src = {"cmp": {"labelme": str(study / "resources/demo_external/C/annotations/EXT002/cmp/labelme")}}
-    own = b.predict(ext / "volumes/EXT002", src, patient="EXT002")
+    own = b.predict(ext / "volumes/EXT002", src, patient="EXT002", secret=study / "resources/private/secret.key")
     img = pd.read_csv(ext / "cui/patients/EXT002.tsv", sep="\t", dtype={"patient_id": str})
     mine = img[(img["arch"] == "resnet34") & (img["phases"] == "cmp")]
     np.testing.assert_allclose(mine["prob_high"], own["prob_high"], atol=1e-5)

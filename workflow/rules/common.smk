@@ -669,3 +669,56 @@ def external_targets():
     if not EXT_PATIENTS:
         return []
     return [f for s in STUDY_KINDS for f in external_outputs(s).values()]
+
+
+# the fusion on the external centre: its radiomics (the cohort's settings) and deep block (the frozen cell)
+EXT_FUSION = bool(EXT_PATIENTS) and bool(fusion_targets())
+EXT_RAD_PATIENTS = EXT_PATIENTS if EXT_FUSION and RAD["enabled"] else []
+
+
+def ext_rad_sources(wildcards):
+    return crop_sources(SimpleNamespace(roi=RAD["roi"], pid=wildcards.pid), EXT_SOURCES).get(RAD_PHASE, {})
+
+
+def ext_deep_patients():
+    return as_json(
+        {
+            p: {
+                "volumes": f"{EXT_DIR}/volumes/{p}",
+                "sources": crop_sources(SimpleNamespace(roi=DEEP_CELL["roi"], pid=p), EXT_SOURCES),
+            }
+            for p in EXT_PATIENTS
+        }
+    )
+
+
+def ext_deep_annotations(wildcards):
+    return sorted(
+        {f for p in EXT_PATIENTS for f in crop_annotations(SimpleNamespace(roi=DEEP_CELL["roi"], pid=p), EXT_SOURCES)}
+    )
+
+
+def fusion_external_inputs(wildcards):
+    if not EXT_FUSION:
+        return {}
+    out = {}
+    if EXT_RAD_PATIENTS:
+        out["ext_radiomics"] = f"{EXT_DIR}/radiomics/features.tsv"
+    if DEEP_CELL:
+        out["ext_deep"] = f"{EXT_DIR}/fusion/deep_features.tsv"
+    return out
+
+
+def fusion_external_args(wildcards, input):
+    """The fusion job's external centre: its clinical variables and grades (the named columns only), and its
+    radiomics and deep features."""
+    if not EXT_FUSION:
+        return ""
+    keep = ["patient_id", "grade_group"] + list(FUSION["clinical"])
+    rows = [{k: EXT_RECORDS[p].get(k) for k in keep if k in EXT_RECORDS[p]} for p in EXT_PATIENTS]
+    args = f"--external {shlex.quote(as_json({'name': EXT_NAME, 'cohort': rows}))}"
+    if "ext_radiomics" in input.keys():
+        args += f" --external-radiomics {input.ext_radiomics}"
+    if "ext_deep" in input.keys():
+        args += f" --external-deep {input.ext_deep}"
+    return args

@@ -70,3 +70,82 @@ for _study in STUDY_KINDS if EXT_PATIENTS else []:
             "python -m ccgrade.external table --images {input.images} --sheet {params.sheet:q}"
             " --models {params.models:q} --study {params.study} --centre {params.centre} --stats {params.stats:q}"
             " --outputs {params.outputs:q} > {log} 2>&1"
+
+
+# the fusion (Sun) on the external centre: its radiomics with the cohort's settings, its deep block by the
+# frozen cell; the fusion job scores them with the models it fits (rule fusion)
+
+
+rule external_radiomics:
+    input:
+        volumes=f"{EXT_DIR}/volumes/{{pid}}",
+        annotations=lambda wc: list(ext_rad_sources(wc).values()),
+        params=RAD_PARAMS,
+        secret=secret_input,
+        code=code("radiomics"),
+    output:
+        f"{EXT_DIR}/radiomics/patients/{{pid}}.tsv",
+    log:
+        f"results/logs/external/{EXT_NAME}/radiomics/{{pid}}.log",
+    conda:
+        "../../envs/ccgrade.yaml"
+    resources:
+        mem_mb=3000,
+        runtime=20,
+    params:
+        roi=as_json(config["rois"][RAD["roi"]]),
+        sources=lambda wc: as_json(ext_rad_sources(wc)),
+        phase=RAD_PHASE,
+        mask_label=config["mask_label"],
+        rtstruct_roi=config["rtstruct_roi"],
+        rtstruct_link=config["rtstruct_link"],
+        shape="--shape-only" if RAD["shape_only"] else "",
+        privacy=SECRET_ARG,
+    shell:
+        "python -m ccgrade.radiomics patient --patient {wildcards.pid} --phase {params.phase} --params {input.params}"
+        " --volumes {input.volumes} --roi {params.roi:q} --sources {params.sources:q}"
+        " --mask-label {params.mask_label} --rtstruct-roi {params.rtstruct_roi:q}"
+        " --rtstruct-link {params.rtstruct_link} {params.shape} --out {output} {params.privacy} > {log} 2>&1"
+
+
+rule external_radiomics_table:
+    input:
+        rows=expand(f"{EXT_DIR}/radiomics/patients/{{pid}}.tsv", pid=EXT_RAD_PATIENTS),
+        code=code("radiomics"),
+    output:
+        f"{EXT_DIR}/radiomics/features.tsv",
+    log:
+        f"results/logs/external/{EXT_NAME}/radiomics_table.log",
+    conda:
+        "../../envs/ccgrade.yaml"
+    shell:
+        "python -m ccgrade.radiomics table --rows {input.rows} --out {output} > {log} 2>&1"
+
+
+if EXT_FUSION and DEEP_CELL:
+
+    rule external_deep_features:
+        input:
+            volumes=expand(f"{EXT_DIR}/volumes/{{pid}}", pid=EXT_PATIENTS),
+            annotations=ext_deep_annotations(None),
+            weights=f"{BUNDLE_DIR}/weights.pt".format(**DEEP_CELL),
+            metadata=f"{BUNDLE_DIR}/metadata.json".format(**DEEP_CELL),
+            best=f"{MODEL_DIR}/best.pt".format(**DEEP_CELL),
+            secret=secret_input,
+            code=code("external_deep"),
+        output:
+            f"{EXT_DIR}/fusion/deep_features.tsv",
+        log:
+            f"results/logs/external/{EXT_NAME}/deep_features.log",
+        conda:
+            "../../envs/ccgrade.yaml"
+        threads: 2
+        params:
+            bundle=lambda wc, input: os.path.dirname(input.metadata),
+            cell=ccmatrix.cell_dir(DEEP_CELL),
+            hp=as_json(ccmatrix.hyper(config, DEEP_CELL["study"], DEEP_CELL["arch"], DEEP_CELL["variant"])),
+            patients=ext_deep_patients(),
+            privacy=SECRET_ARG,
+        shell:
+            "python -m ccgrade.external_deep --bundle {params.bundle} --cell {params.cell} --hp {params.hp:q}"
+            " --patients {params.patients:q} {params.privacy} --out {output} > {log} 2>&1"

@@ -70,6 +70,7 @@ rule deep_features:
 
 rule fusion:
     input:
+        unpack(fusion_external_inputs),  # the external centre's blocks (README "External validation")
         cohort=COHORT_TABLE,
         split=f"results/splits/{FUSION['scheme']}.json",
         radiomics="results/radiomics/features.tsv" if RAD_PATIENTS else [],
@@ -85,7 +86,8 @@ rule fusion:
         prm=fusion_params,
         rad=lambda wc, input: f"--radiomics {input.radiomics}" if input.radiomics else "",
         deep=lambda wc, input: f"--deep {input.deep}" if input.deep else "",
+        external=fusion_external_args,
         outputs=outputs_json,
     shell:
         "python -m ccgrade.fusion fit --cohort {input.cohort} --split {input.split} {params.rad} {params.deep}"
-        " --params {params.prm:q} --outputs {params.outputs:q} > {log} 2>&1"
+        " {params.external} --params {params.prm:q} --outputs {params.outputs:q} > {log} 2>&1"

@@ -70,6 +70,7 @@ def grade_patient(bundles: list[str | Path], volumes: str | Path, sources: dict[
         rows += [{**key, **r, "status": "ok"} for r in img.to_dict("records")]
     out = pd.DataFrame(rows).reindex(columns=COLUMNS)
     out["patient_id"] = patient
+    out["slice_index"] = out["slice_index"].astype("Int64")  # an integer beside a status row's blank
     out["threshold"] = 0.5 if not bundles else _threshold(bundles)
     return out
 

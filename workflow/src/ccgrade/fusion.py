@@ -159,18 +159,23 @@ class Standardised:
 
 
 def fit_fusion(train: pd.DataFrame, test: pd.DataFrame, y_train: np.ndarray, *, blocks: dict[str, list[str]],
-               clinical: list[dict], seed: int, cv: int = 5, min_var: float = 1e-8, max_corr: float = 0.9
-               ) -> tuple[pd.DataFrame, dict]:
+               clinical: list[dict], seed: int, cv: int = 5, min_var: float = 1e-8, max_corr: float = 0.9,
+               extra: dict[str, pd.DataFrame] | None = None) -> tuple[pd.DataFrame, dict]:
     """Every model's P(high) for the training and test patients, and the fitted parts.
 
     ``blocks`` maps a block name (radiomics, deep) to its feature columns in ``train``/``test``.
     Models: one per block (its LASSO score through a one-variable logistic calibration), the clinical
-    model, and the combined model (block scores + clinical variables).
+    model, and the combined model (block scores + clinical variables). ``extra``: further sets (e.g. the
+    external centre, with the same columns) predicted by the fitted parts unchanged, as the test set is.
     """
     kw = {"cv": cv, "min_var": min_var, "max_corr": max_corr}
     preds = {"train": {}, "test": {}}
+    others = {k: v for k, v in (extra or {}).items() if len(v)}
     fitted: dict = {"blocks": {}}
     score_cols_tr, score_cols_te = {}, {}
+    for k in others:
+        preds[k] = {}
+    score_cols_x: dict[str, dict] = {k: {} for k in others}
     for name, cols in blocks.items():
         bm = fit_block(train[cols], y_train, seed=seed, **kw)
         fitted["blocks"][name] = bm
@@ -180,7 +185,11 @@ def fit_fusion(train: pd.DataFrame, test: pd.DataFrame, y_train: np.ndarray, *, 
         cal = Standardised(seed).fit(pd.DataFrame({f"{name}_score": s_tr_oof}), y_train)
         preds["train"][name] = cal.prob(pd.DataFrame({f"{name}_score": bm.score(train[cols])}))
         preds["test"][name] = cal.prob(pd.DataFrame({f"{name}_score": s_te}))
+        for k, df in others.items():
+            score_cols_x[k][f"{name}_score"] = s = bm.score(df[cols])
+            preds[k][name] = cal.prob(pd.DataFrame({f"{name}_score": s}))
     parts_tr, parts_te = [pd.DataFrame(score_cols_tr, index=train.index)], [pd.DataFrame(score_cols_te, index=test.index)]
+    parts_x = {k: [pd.DataFrame(score_cols_x[k], index=df.index)] for k, df in others.items()}
     if clinical:
         c_tr = clinical_matrix(train, clinical)
         c_te = clinical_matrix(test, clinical, reference=train)
@@ -189,6 +198,10 @@ def fit_fusion(train: pd.DataFrame, test: pd.DataFrame, y_train: np.ndarray, *, 
         preds["train"]["clinical"], preds["test"]["clinical"] = clin.prob(c_tr), clin.prob(c_te)
         parts_tr.append(c_tr)
         parts_te.append(c_te)
+        for k, df in others.items():
+            c_x = clinical_matrix(df, clinical, reference=train)
+            preds[k]["clinical"] = clin.prob(c_x)
+            parts_x[k].append(c_x)
     if len(blocks) + bool(clinical) > 1:
         X_tr, X_te = pd.concat(parts_tr, axis=1), pd.concat(parts_te, axis=1)
         comb = Standardised(seed).fit(X_tr, y_train)
@@ -198,9 +211,11 @@ def fit_fusion(train: pd.DataFrame, test: pd.DataFrame, y_train: np.ndarray, *, 
         for name, cols in blocks.items():
             X_tr_in[f"{name}_score"] = fitted["blocks"][name].score(train[cols])
         preds["train"]["combined"], preds["test"]["combined"] = comb.prob(X_tr_in), comb.prob(X_te)
+        for k in others:
+            preds[k]["combined"] = comb.prob(pd.concat(parts_x[k], axis=1))
         fitted["lr"] = nested_lr_tests(X_tr, y_train, blocks, c_tr.columns if clinical else [])
     rows = []
-    for set_name, df in (("train", train), ("test", test)):
+    for set_name, df in (("train", train), ("test", test), *others.items()):
         for model, p in preds[set_name].items():
             rows.append(pd.DataFrame({"patient_id": df["patient_id"].to_numpy(), "set": set_name, "model": model,
                                       "prob_high": p}))
@@ -294,8 +309,10 @@ def join_blocks(cohort: pd.DataFrame, *, radiomics: pd.DataFrame | None, deep: p
 
 def run_fusion(cohort: pd.DataFrame, split: tuple[list[str], list[str]], *, radiomics: pd.DataFrame | None,
                deep: pd.DataFrame | None, clinical: list[dict], seed: int, cv: int = 5, max_corr: float = 0.9,
-               min_var: float = 1e-8) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
-    """Join the blocks per patient, fit on the split's training patients, predict both sets.
+               min_var: float = 1e-8, external: dict | None = None) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
+    """Join the blocks per patient, fit on the split's training patients, predict both sets, and with
+    ``external`` ({"cohort", "radiomics", "deep"}: another centre's patients and their blocks) that centre's
+    patients too, as set ``external``, by the models fitted here, unchanged.
 
     Returns (predictions, fitted parts, the patients left out with the reason)."""
     df, blocks, left = join_blocks(cohort, radiomics=radiomics, deep=deep, clinical=clinical)
@@ -304,11 +321,44 @@ def run_fusion(cohort: pd.DataFrame, split: tuple[list[str], list[str]], *, radi
     te = df[df["patient_id"].isin(test_ids)].reset_index(drop=True)
     y_tr = (tr["grade_group"] == "high").astype(int).to_numpy()
     _check_trainable(y_tr, cv)
+    ext, ext_left = external_blocks(external, blocks, clinical) if external else (None, [])
     pred, fitted = fit_fusion(tr, te, y_tr, blocks=blocks, clinical=clinical, seed=seed, cv=cv, min_var=min_var,
-                              max_corr=max_corr)
+                              max_corr=max_corr, extra={EXTERNAL_SET: ext} if ext is not None else None)
     labels = dict(zip(df["patient_id"], (df["grade_group"] == "high").astype(int)))
-    pred.insert(2, "label", pred["patient_id"].map(labels))
+    ext_labels = dict(zip(ext["patient_id"], (ext["grade_group"] == "high").astype(int))) if ext is not None else {}
+    pred.insert(2, "label", [ext_labels.get(p) if s == EXTERNAL_SET else labels.get(p)
+                             for p, s in zip(pred["patient_id"], pred["set"])])
+    if ext_left:
+        left = pd.concat([left, pd.DataFrame(ext_left)], ignore_index=True)
+    fitted["external"] = external.get("name", "") if external else ""
     return pred, fitted, left
+
+
+EXTERNAL_SET = "external"
+
+
+def external_blocks(external: dict, blocks: dict[str, list[str]], clinical: list[dict]
+                    ) -> tuple[pd.DataFrame | None, list[dict]]:
+    """The external centre's patients with the training blocks' columns (a feature the centre lacks is
+    missing, imputed by the training medians as any missing value is), or None with the reason when the
+    centre cannot be scored (a clinical variable the models use is not in its sheet; no graded patient).
+    Patients lacking a block's features are left out (``external: ...`` reasons)."""
+    coh = external["cohort"]
+    graded = coh[coh["grade_group"].isin(["low", "high"])] if "grade_group" in coh else coh.iloc[:0]
+    missing = [v["name"] for v in clinical if v["name"] not in coh]
+    if missing or graded.empty:
+        why = (f"its sheet lacks the clinical variable(s) {missing}" if missing else "no patient has a grade")
+        return None, [{"patient_id": "", "reason": f"external centre not scored: {why}"}]
+    rad = external.get("radiomics") if "radiomics" in blocks else None
+    deep = external.get("deep") if "deep" in blocks else None
+    df, _, left = join_blocks(graded, radiomics=rad, deep=deep, clinical=clinical)
+    for name, cols in blocks.items():
+        if (rad if name == "radiomics" else deep) is None:  # the centre has no such block: every patient lacks it
+            return None, [{"patient_id": "", "reason": f"external centre not scored: no {name} features"}]
+        for c in cols:
+            if c not in df:
+                df[c] = np.nan
+    return df, [{"patient_id": r["patient_id"], "reason": f"external: {r['reason']}"} for r in left.to_dict("records")]
 
 
 NESTED_SET = "nested CV"
@@ -364,6 +414,10 @@ def main(argv: list[str] | None = None) -> None:
     f.add_argument("--split", required=True)
     f.add_argument("--radiomics")
     f.add_argument("--deep")
+    f.add_argument("--external", help="JSON {name, cohort: records (patient_id, grade_group, the clinical "
+                   "variables)}: another centre's patients, scored by the fitted models unchanged")
+    f.add_argument("--external-radiomics")
+    f.add_argument("--external-deep")
     f.add_argument("--params", required=True, help="JSON: clinical [{name, type}], seed, cv, max_corr, thresholds")
     f.add_argument("--outputs", required=True, help="JSON {role: path}: the files the rule declares (predictions, "
                    "left_out, selected, table, coef, roc, dca with their _md/_pdf; nested, nested_table when nested_cv)")
@@ -378,10 +432,16 @@ def main(argv: list[str] | None = None) -> None:
     rad = read_table(a.radiomics) if a.radiomics else None
     deep = read_table(a.deep) if a.deep else None
     out = Outputs.from_json(a.outputs)
+    external = None
+    if a.external:
+        e = json.loads(a.external)
+        external = {"name": e["name"], "cohort": pd.DataFrame(e["cohort"]).astype({"patient_id": str}),
+                    "radiomics": read_table(a.external_radiomics) if a.external_radiomics else None,
+                    "deep": read_table(a.external_deep) if a.external_deep else None}
     try:
         pred, fitted, left = run_fusion(cohort, _load_split(a.split), radiomics=rad, deep=deep,
                                         clinical=prm["clinical"], seed=prm["seed"], cv=prm.get("cv", 5),
-                                        max_corr=prm.get("max_corr", 0.9))
+                                        max_corr=prm.get("max_corr", 0.9), external=external)
     except InsufficientDataError as e:  # too few patients of a grade to select and cross-validate: say so
         not_fitted(str(e), out)
         print(f"not fitted: {e}")

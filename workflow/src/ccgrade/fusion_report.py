@@ -148,6 +148,13 @@ def write_outputs(pred: pd.DataFrame, fitted: dict, left: pd.DataFrame, out: Out
         notes.append("In-sample deep block: its features are embeddings of a CNN trained on these same training "
                      "patients, so its training scores (out-of-fold only at the LASSO step) are optimistic and the "
                      "combined model over-weights it; its test rows are honest. The nested CV leaves it out.")
+    if fitted.get("external"):
+        ext = pred[pred["set"] == "external"]
+        notes.append(f"external: centre {fitted['external']}'s patients scored by these models unchanged (fitted on the "
+                     "main cohort's training patients; nothing re-fitted there): the radiomics from its own images, "
+                     "the deep block by the frozen network with its bundle's preprocessing, its clinical variables "
+                     "standardised by the training patients'. " + ("" if len(ext) else "Not scored: see "
+                                                                    f"{out['left_out'].name}."))
     if len(left):
         notes.append(f"{len(left)} patients left out (see {out['left_out'].name} in {out['left_out'].parent}).")
     out.table("table", t, title="Radiomics, deep and clinical models and their fusion (Sun et al.)",
@@ -170,12 +177,28 @@ def write_outputs(pred: pd.DataFrame, fitted: dict, left: pd.DataFrame, out: Out
     out.table("coef", ct, markdown=view, title="Model coefficients (per training SD; nomogram points "
                 "are proportional to coefficient x standardised value)",
                 footnotes=["Block scores are LASSO linear predictors; their terms are the selected features."])
-    sets = ("train", "test")
-    roc_figure([(f"ROC, {s}ing set", [(m, *(lambda d: (d["label"].to_numpy(int), d["prob_high"].to_numpy(float)))(
+    sets = [x for x in ("train", "test", "external") if x in set(pred["set"])]
+    roc_figure([(f"ROC, {s}ing set" if s != "external" else f"ROC, external centre {fitted.get('external', '')}", [(m, *(lambda d: (d["label"].to_numpy(int), d["prob_high"].to_numpy(float)))(
         pred[(pred["set"] == s) & (pred["model"] == m)])) for m in MODEL_ORDER if m in set(pred["model"])])
         for s in sets], out["roc"], pdf=out["roc_pdf"])
     plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(9, 4.2))
+    has_ext = "external" in set(pred["set"])
+    fig, axes = plt.subplots(1, 3 if has_ext else 2, figsize=(13.5 if has_ext else 9, 4.2))
+    if has_ext:  # the external centre's decision curves, beside the test set's
+        ext = pred[pred["set"] == "external"]
+        for m in MODEL_ORDER:
+            d = ext[ext["model"] == m]
+            if len(d):
+                axes[2].plot(thresholds, net_benefit(d["label"].to_numpy(), d["prob_high"].to_numpy(), thresholds),
+                             label=m)
+        ye = ext.drop_duplicates("patient_id")["label"].to_numpy()
+        if len(ye):
+            axes[2].plot(thresholds, treat_all(ye, thresholds), "--", color="grey", label="treat all")
+        axes[2].axhline(0, color="black", lw=0.8, label="treat none")
+        axes[2].set_ylim(-0.05, max(0.05, float(np.mean(ye)) if len(ye) else 0.05) * 1.2)
+        axes[2].set_xlabel("threshold probability")
+        axes[2].set_ylabel("net benefit")
+        axes[2].set_title(f"Decision curves, external centre {fitted.get('external', '')}", fontsize=9)
     test = pred[pred["set"] == "test"]
     for m in MODEL_ORDER:
         d = test[test["model"] == m]

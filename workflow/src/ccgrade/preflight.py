@@ -620,15 +620,53 @@ def external_cohort(cfg: dict, *, cache: Path | None = CACHE, workers: int = 1, 
                                           prefix="external.sheet: ")
     if cohort is None or [x for x in probs if x.level == "error"] or "patient_id" not in cohort:
         return empty if cohort is None else cohort, members, probs
-    seen: set[str] = set()
-    for key in dict.fromkeys((c["study"], c["roi"], c["phases"]) for c in members):
-        cell = next(c for c in members if (c["study"], c["roi"], c["phases"]) == key)
-        for x in sheet_problems(cohort, surveys, cfg, [cell], sheet):
-            if x.message not in seen:  # one line per patient and need, whichever models share it
-                seen.add(x.message)
-                probs.append(Problem("warning", f"external.sheet: {x.message}; the models that need it are evaluated "
-                                                "without this patient", x.fix))
-    return cohort, members, probs
+    return cohort, members, probs + external_problems(cohort, surveys, cfg, members, sheet)
+
+
+def external_problems(cohort: pd.DataFrame, surveys: dict[str, dict], cfg: dict, members: list[dict], sheet: str
+                      ) -> list[Problem]:
+    """One warning per external patient that some models cannot grade (a phase they read not among its
+    images, no annotation their ROI setting reads where they place the crop): how many models, which, and
+    what is missing. Those models are evaluated without the patient; the others grade it."""
+    from .cohort import patient_sources, pick_source
+    from .predict import needs
+
+    models = {(c["study"], c["roi"], c["arch"], c["phases"], c["variant"]): c for c in members}
+    out = []
+    for rec in cohort.to_dict("records"):
+        pid = rec["patient_id"]
+        images = (surveys.get(pid) or {}).get("images", {})
+        usable = sorted(p for p, i in images.items() if i.get("status") == "ok")
+        src = patient_sources(rec, list(cfg["phases"]))
+        lost, no_image, no_outline = [], set(), set()
+        for cell in models.values():
+            need = needs(cfg, cell)
+            roi = cfg["rois"][need["roi"]]
+            mi = {ph for ph in need["images"] if images.get(ph, {}).get("status") != "ok"}
+            ma = {(need["roi"], ph) for ph in need["outlines"] if pick_source(roi, src.get(ph, {}))[1] is None}
+            if mi or ma:
+                lost.append(f"{cell['study']} {cell['arch']} on {cell['phases']} ({cell['roi']}"
+                            + (f", {cell['variant']})" if cell["variant"] != "base" else ")"))
+                no_image |= mi
+                no_outline |= ma
+        if not lost:
+            continue
+        what = []
+        if no_image:
+            what.append(f"phase(s) {', '.join(p for p in cfg['phases'] if p in no_image)} not among its images "
+                        f"(usable: {', '.join(usable) or 'none'})")
+        if no_outline:
+            rois = sorted({r for r, _ in no_outline})
+            what.append("no annotation " + "; ".join(
+                f"{r} reads on {', '.join(p for p in cfg['phases'] if (r, p) in no_outline)}" for r in rois))
+        shown = ", ".join(dict.fromkeys(lost))
+        x = problem("warning", f"{len(lost)} of {len(models)} models cannot grade this patient "
+                                      f"and are evaluated without it ({shown}): {'; '.join(what)}",
+                           "add the series (or map it with ingest.phase_map) and the annotations (sheet columns or "
+                           "annotation_dir) if the centre has them; otherwise the tables count the patient as not "
+                           "graded by those models", patient=pid, file=sheet)
+        out.append(Problem(x.level, f"external.sheet: {x.message}", x.fix))
+    return out
 
 
 def external_demo_root(name: str) -> str:

@@ -349,6 +349,20 @@ def train_hp(wildcards):
     return as_json(ccmatrix.hyper(config, wildcards.study, wildcards.arch, wildcards.variant))
 
 
+def bundle_config(wildcards):
+    """The config a cell's bundle records: its own ROI setting and window (so that editing another's
+    re-exports only the bundles that use it), the phases, the stack and the annotation settings."""
+    roi = config["rois"][wildcards.roi]
+    keep = ("phases", "stack", "mask_label", "rtstruct_roi", "rtstruct_link")
+    return as_json(
+        {
+            "rois": {wildcards.roi: roi},
+            "windows": {roi["window"]: config["windows"][roi["window"]]},
+            **{k: config[k] for k in keep},
+        }
+    )
+
+
 def study_models_json(study, cells=None):
     return as_json(
         [

@@ -142,7 +142,7 @@ if EXT_FUSION and DEEP_CELL:
         threads: 2
         params:
             bundle=lambda wc, input: os.path.dirname(input.metadata),
-            cell=ccmatrix.cell_dir(DEEP_CELL),
+            cell=lambda wc, input: os.path.dirname(input.best),
             hp=as_json(ccmatrix.hyper(config, DEEP_CELL["study"], DEEP_CELL["arch"], DEEP_CELL["variant"])),
             patients=ext_deep_patients(),
             privacy=SECRET_ARG,

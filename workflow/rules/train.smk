@@ -55,12 +55,7 @@ rule export_bundle:  # a trained cell as a model bundle (README "Use a trained m
         "../../envs/ccgrade.yaml"
     params:
         cell=lambda wc: as_json({**dict(wc.items()), "fold": int(wc.fold), "seed": int(wc.seed)}),
-        config=as_json(
-            {
-                k: config[k]
-                for k in ("rois", "windows", "phases", "stack", "mask_label", "rtstruct_roi", "rtstruct_link")
-            }
-        ),
+        config=bundle_config,
         cell_dir=lambda wc, input: os.path.dirname(input.meta),
         out_dir=lambda wc, output: os.path.dirname(output.metadata),
     shell:

@@ -329,3 +329,21 @@ def test_a_series_without_uid_is_keyed_by_a_pseudonym_not_its_folder(demo_root, 
     assert "Secret Hospital" not in text and "Qzxwv" not in text
     assert pz["phases"].set_index("phase").loc["cmp", "status"] == "ok"
     assert pz["phases"].set_index("phase").loc["cmp", "series_uid"].startswith("2.25.")
+
+
+def test_each_patient_is_searched_below_its_own_cohorts_root(tmp_path):
+    """An external centre's patients lie below their own root: the folders above it (the study's, e.g. the
+    demo's `demo_external`) are not patient values, the patient's own folders and files are."""
+    from ccgrade import phiscan
+
+    for root, pid in (("main_cohort", "P1"), ("second_site/C", "X1")):
+        f = tmp_path / root / "patients" / f"{pid}_Jones" / "scan.nii.gz"
+        f.parent.mkdir(parents=True)
+        f.write_bytes(b"")
+    src = {"patients": {"P1": {"dicom_dir": "", "files": [str(tmp_path / "main_cohort/patients/P1_Jones/scan.nii.gz")]},
+                        "X1": {"dicom_dir": "", "files": [str(tmp_path / "second_site/C/patients/X1_Jones/scan.nii.gz")],
+                               "root": str(tmp_path / "second_site/C")}},
+           "root": str(tmp_path / "main_cohort"), "paths": [], "own": []}
+    values = {(n.patient, n.value) for n in phiscan.collect_needles(src)}
+    assert ("X1", "X1_Jones") in values and ("P1", "P1_Jones") in values
+    assert not {v for _, v in values} & {"second_site", "main_cohort"}

@@ -420,6 +420,10 @@ def test_html_report_gathers_every_paper_item(study):
     text = re.sub(r"[A-Za-z0-9+/=]{200,}", "", html)
     assert "^Synthetic" not in text and "MRN" not in text
     assert r.returncode == 0
+    # and the page scanned as README command 1 does last: clean (the rules' wildcard constraints name the demo's
+    # external folder, which is the study's path, not a patient's)
+    smk(study, "--cores", "1", "privacy_report", "-q")
+    assert pd.read_csv(study / "results/privacy_scan_report.tsv", sep="\t").empty
 
 
 def test_no_dicom_phi_anywhere_in_results(study):

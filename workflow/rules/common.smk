@@ -254,7 +254,10 @@ def privacy_sources():
     root = DEMO_ROOT if IS_DEMO else config["cohort"]["kits"]["root"] if SOURCE == "kits" else str(Path(SHEET).parent)
     pats = {}
     # the cohort's patients, then those frozen models grade, predict's and the external centre's (their values
-    # are searched for too; an ID the cohort has is keyed apart)
+    # are searched for too; an ID the cohort has is keyed apart), each below its own cohort's root: the folders
+    # above it are the study's, not the patient's
+    ext_root = EXT_DEMO_ROOT if IS_DEMO and not EXTERNAL["sheet"] else str(Path(EXTERNAL["sheet"] or ".").parent)
+    roots = {f"external/{EXT_NAME}": ext_root}
     for group, (records, sources) in {"cohort": (RECORDS, SOURCES), **GRADED}.items():
         for p in sorted(records):
             d = records[p].get("dicom_dir")
@@ -262,6 +265,7 @@ def privacy_sources():
             pats[p if p not in pats else f"{p}.{group.split('/')[0]}"] = {
                 "dicom_dir": d if isinstance(d, str) else "",
                 "files": files,
+                "root": roots.get(group, root),
             }
     paths = [SHEET if SOURCE == "sheet" else "", config["ingest"]["phase_map"], PREDICT["sheet"], EXTERNAL["sheet"]]
     paths = [x for x in paths if x]

@@ -150,9 +150,10 @@ def collect_needles(sources: dict, vocabulary: set[str] | None = None) -> list[N
     needles: list[Needle] = []
     ids = {str(p).lower() for p in sources["patients"]}
     for pid, src in sources["patients"].items():
+        root = src.get("root", sources.get("root"))  # the patient's cohort's root (an external centre has its own)
         folder = src.get("dicom_dir")
         if folder and Path(folder).is_dir():
-            for part in path_components(folder, sources.get("root")):
+            for part in path_components(folder, root):
                 needles.append(Needle("path component", pid, part))
             seen_series = set()
             for f in find_dicom_files(folder):
@@ -167,7 +168,7 @@ def collect_needles(sources: dict, vocabulary: set[str] | None = None) -> list[N
                 needles += [n for n in hn if n.kind in UID_TAGS.values() or key not in seen_series]
                 seen_series.add(key)
         for f in src.get("files", []):
-            for part in path_components(f, sources.get("root")):
+            for part in path_components(f, root):
                 needles.append(Needle("path component", pid, part))
             fp = Path(f)
             files = sorted(fp.glob("*")) if fp.is_dir() else [fp] if fp.is_file() else []

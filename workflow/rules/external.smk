@@ -76,50 +76,51 @@ for _study in STUDY_KINDS if EXT_PATIENTS else []:
 # frozen cell; the fusion job scores them with the models it fits (rule fusion)
 
 
-rule external_radiomics:
-    input:
-        volumes=f"{EXT_DIR}/volumes/{{pid}}",
-        annotations=lambda wc: list(ext_rad_sources(wc).values()),
-        params=RAD_PARAMS,
-        secret=secret_input,
-        code=code("radiomics"),
-    output:
-        f"{EXT_DIR}/radiomics/patients/{{pid}}.tsv",
-    log:
-        f"results/logs/external/{EXT_NAME}/radiomics/{{pid}}.log",
-    conda:
-        "../../envs/ccgrade.yaml"
-    resources:
-        mem_mb=3000,
-        runtime=20,
-    params:
-        roi=as_json(config["rois"][RAD["roi"]]),
-        sources=lambda wc: as_json(ext_rad_sources(wc)),
-        phase=RAD_PHASE,
-        mask_label=config["mask_label"],
-        rtstruct_roi=config["rtstruct_roi"],
-        rtstruct_link=config["rtstruct_link"],
-        shape="--shape-only" if RAD["shape_only"] else "",
-        privacy=SECRET_ARG,
-    shell:
-        "python -m ccgrade.radiomics patient --patient {wildcards.pid} --phase {params.phase} --params {input.params}"
-        " --volumes {input.volumes} --roi {params.roi:q} --sources {params.sources:q}"
-        " --mask-label {params.mask_label} --rtstruct-roi {params.rtstruct_roi:q}"
-        " --rtstruct-link {params.rtstruct_link} {params.shape} --out {output} {params.privacy} > {log} 2>&1"
+if EXT_RAD_PATIENTS:
 
+    rule external_radiomics:
+        input:
+            volumes=f"{EXT_DIR}/volumes/{{pid}}",
+            annotations=lambda wc: list(ext_rad_sources(wc).values()),
+            params=RAD_PARAMS,
+            secret=secret_input,
+            code=code("radiomics"),
+        output:
+            f"{EXT_DIR}/radiomics/patients/{{pid}}.tsv",
+        log:
+            f"results/logs/external/{EXT_NAME}/radiomics/{{pid}}.log",
+        conda:
+            "../../envs/ccgrade.yaml"
+        resources:
+            mem_mb=3000,
+            runtime=20,
+        params:
+            roi=as_json(config["rois"][RAD["roi"]]),
+            sources=lambda wc: as_json(ext_rad_sources(wc)),
+            phase=RAD_PHASE,
+            mask_label=config["mask_label"],
+            rtstruct_roi=config["rtstruct_roi"],
+            rtstruct_link=config["rtstruct_link"],
+            shape="--shape-only" if RAD["shape_only"] else "",
+            privacy=SECRET_ARG,
+        shell:
+            "python -m ccgrade.radiomics patient --patient {wildcards.pid} --phase {params.phase} --params {input.params}"
+            " --volumes {input.volumes} --roi {params.roi:q} --sources {params.sources:q}"
+            " --mask-label {params.mask_label} --rtstruct-roi {params.rtstruct_roi:q}"
+            " --rtstruct-link {params.rtstruct_link} {params.shape} --out {output} {params.privacy} > {log} 2>&1"
 
-rule external_radiomics_table:
-    input:
-        rows=expand(f"{EXT_DIR}/radiomics/patients/{{pid}}.tsv", pid=EXT_RAD_PATIENTS),
-        code=code("radiomics"),
-    output:
-        f"{EXT_DIR}/radiomics/features.tsv",
-    log:
-        f"results/logs/external/{EXT_NAME}/radiomics_table.log",
-    conda:
-        "../../envs/ccgrade.yaml"
-    shell:
-        "python -m ccgrade.radiomics table --rows {input.rows} --out {output} > {log} 2>&1"
+    rule external_radiomics_table:
+        input:
+            rows=expand(f"{EXT_DIR}/radiomics/patients/{{pid}}.tsv", pid=EXT_RAD_PATIENTS),
+            code=code("radiomics"),
+        output:
+            f"{EXT_DIR}/radiomics/features.tsv",
+        log:
+            f"results/logs/external/{EXT_NAME}/radiomics_table.log",
+        conda:
+            "../../envs/ccgrade.yaml"
+        shell:
+            "python -m ccgrade.radiomics table --rows {input.rows} --out {output} > {log} 2>&1"
 
 
 if EXT_FUSION and DEEP_CELL:

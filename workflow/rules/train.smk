@@ -26,6 +26,7 @@ rule train_model:
     threads: 2
     resources:
         gpu=1,
+        gpu_slots=config["training"].get("gpu_slots", 1),  # a resource, not a param: changing it retrains nothing
         mem_mb=6000,
         runtime=240,
     params:
@@ -35,7 +36,7 @@ rule train_model:
     shell:
         "python -m ccgrade.train --cohort {input.cohort} --split {input.split} --fold {wildcards.fold}"
         " --crops {input.crops} --hp {params.hp:q} --seed {wildcards.seed} --device {params.device}"
-        " --threads {threads} --outdir {params.outdir} > {log} 2>&1"
+        " --threads {threads} --slots {resources.gpu_slots} --outdir {params.outdir} > {log} 2>&1"
 
 
 rule export_bundle:  # a trained cell as a model bundle (README "Use a trained model"); target: bundles

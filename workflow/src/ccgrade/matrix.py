@@ -86,6 +86,8 @@ def hyper(cfg: dict, study: str, arch: str, variant: str) -> dict:
     hp = dict(cfg["training"]["presets"][st["preset"]])
     hp.update(st.get("overrides", {}).get(arch, {}))
     hp.update(variants(st).get(variant, {}))
+    if cfg["training"].get("fast"):  # only when set: the default recipes (and their cached cells) stay as they were
+        hp.setdefault("fast", True)
     hp["arch"] = arch
     return hp
 

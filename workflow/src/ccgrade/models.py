@@ -21,6 +21,8 @@ import torch
 import torchvision
 from torch import nn
 
+from . import weights
+
 ARCHS = ("resnet18", "resnet34", "resnet50", "se_resnet34", "resnet3d18")
 #: torchvision weight enums of the ImageNet-pretrainable 2D architectures (file names, never fetched)
 WEIGHTS = {"resnet18": "ResNet18_Weights", "resnet34": "ResNet34_Weights", "resnet50": "ResNet50_Weights",
@@ -48,10 +50,7 @@ class SEBasicBlock(torchvision.models.resnet.BasicBlock):
 
 def weights_path(arch: str, weights_file: str | None = None) -> Path:
     """Where the ImageNet weights of ``arch`` are expected (the configured file, else the torch cache)."""
-    if weights_file:
-        return Path(weights_file)
-    enum = getattr(torchvision.models, WEIGHTS[arch]).IMAGENET1K_V1
-    return Path(torch.hub.get_dir()) / "checkpoints" / Path(enum.url).name
+    return weights.imagenet_path(arch, weights_file)
 
 
 def _adapt_first_conv(state: dict, key: str, in_channels: int) -> dict:
@@ -82,9 +81,7 @@ def build_model(arch: str, in_channels: int = 1, *, pretrained: str = "none", we
         if pretrained == "imagenet":
             path = weights_path(arch, weights_file)
             if not path.exists():
-                raise FileNotFoundError(
-                    f"ImageNet weights for {arch} not found at {path}: nothing is downloaded at run time; copy "
-                    f"torchvision's file there (or set the model's weights_file), or use pretrained: none")
+                raise FileNotFoundError(weights.missing_message(arch, path))
             state = torch.load(path, map_location="cpu", weights_only=True)
             state = _adapt_first_conv(state, "conv1.weight", in_channels)
             own = net.state_dict()

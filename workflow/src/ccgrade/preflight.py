@@ -503,6 +503,7 @@ def plan(config: dict, *, configfiles: list | None = None, workers: int = 1, cac
     from .cohort import cohort_problems
     from .privacy import settings as privacy_settings
     from .studyconfig import apply_replace, config_problems, derive_config, schema_problems, split_size_problems
+    from .weights import missing_weights
 
     cfg = json.loads(json.dumps(config))  # a plain copy
     probs = apply_replace(cfg, user_configs(configfiles or []))
@@ -547,6 +548,7 @@ def plan(config: dict, *, configfiles: list | None = None, workers: int = 1, cac
     probs += notes
     if not [x for x in notes if x.level == "error"]:
         probs += config_problems(derived)
+        probs += missing_weights(derived)
         need = set(derived["splits"]["require_phases"])
         eligible = len(cohort) if source != "sheet" else sum(
             need <= {ph for ph, i in surveys.get(pid, {}).get("images", {}).items() if i["status"] == "ok"}
@@ -696,6 +698,32 @@ def sheet_cohort(sheet: str, cfg: dict, key: str, *, cache: Path | None, workers
 
 
 # ------------------------------------------------------------------------------------------ the report
+
+def resource_value(r) -> int | None:
+    """A global resource as Snakemake holds it (a number, or an object with ``.value``), as an int."""
+    try:
+        return None if r is None else int(getattr(r, "value", r))
+    except (TypeError, ValueError):
+        return None
+
+
+def gpu_slot_problems(gpu: int | None, slots: int, executor: str = "local") -> list[Problem]:
+    """``--resources gpu=N`` against ``training.gpu_slots`` on one machine: N cells train at once on the
+    one GPU (Snakemake hands out no device numbers), each planning for 1/gpu_slots of its memory. A
+    cluster executor gives each cell a GPU of its own (SLURM: --gpus=1), so there the two are unrelated."""
+    if gpu is None or executor not in ("local", "dryrun", "touch", ""):
+        return []
+    if gpu > slots:
+        return [Problem("warning", f"--resources gpu={gpu} runs {gpu} training cells at once on this machine's "
+                        f"GPU, but training.gpu_slots is {slots}: each plans for 1/{slots} of its memory, so "
+                        "together they can run out of it",
+                        f"set training.gpu_slots: {gpu} (cells sharing one GPU), or run with --resources gpu={slots}")]
+    if slots > gpu:
+        return [Problem("warning", f"training.gpu_slots is {slots} but --resources gpu={gpu}: at most {gpu} cell(s) "
+                        f"train at once, each within 1/{slots} of the GPU's memory",
+                        f"run with --resources gpu={slots}")]
+    return []
+
 
 def report(p: Plan, limit: int = 60) -> str:
     """The pre-flight report: a summary line, then every problem (errors first), each with its fix."""

@@ -105,49 +105,181 @@ def class_weights(labels: np.ndarray, spec) -> torch.Tensor:
     return torch.tensor([float(v) for v in spec], dtype=torch.float32)
 
 
-def augment(x: torch.Tensor, cfg: dict, gen: torch.Generator) -> torch.Tensor:
-    """Random in-plane rotation and flips of a batch (N, C, H, W) or (N, C, D, H, W) on its device
-    (a 3D sample turns as a whole about its depth axis: every axial plane by the same angle)."""
+def draw_augment(n: int, cfg: dict, gen: torch.Generator) -> dict[str, torch.Tensor]:
+    """The random draws of one batch's augmentation (on the host generator, in a fixed order: rotation,
+    horizontal flip, vertical flip): ``angle`` in degrees, ``hflip`` and ``vflip`` masks."""
+    p: dict[str, torch.Tensor] = {}
+    if cfg.get("rotate_set"):  # Li: 0 or +-one of the listed angles
+        choices = torch.tensor([0.0] + [float(a) for a in cfg["rotate_set"]])
+        p["angle"] = choices[torch.randint(len(choices), (n,), generator=gen)] * torch.where(
+            torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
+    elif cfg.get("rotate_deg"):  # Cui: uniform within +-rotate_deg
+        p["angle"] = (torch.rand(n, generator=gen) * 2 - 1) * float(cfg["rotate_deg"])
+    for key in ("hflip", "vflip"):
+        if cfg.get(key):
+            p[key] = torch.rand(n, generator=gen) < 0.5
+    return p
+
+
+def apply_augment(x: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Rotate and flip a batch (N, C, H, W) or (N, C, D, H, W) by the draws ``p`` (on the batch's device;
+    a 3D sample turns as a whole about its depth axis: every axial plane by the same angle)."""
     n = x.shape[0]
-    dev = x.device
-    if x.dim() == 5 and (cfg.get("rotate_deg") or cfg.get("rotate_set")):
+    if "angle" in p:
         shape = x.shape
-        x = augment(x.reshape(n, -1, *shape[-2:]), {k: cfg.get(k) for k in ("rotate_deg", "rotate_set")}, gen)
-        x = x.reshape(shape)
-        cfg = {k: v for k, v in cfg.items() if k not in ("rotate_deg", "rotate_set")}
-    if x.dim() == 4 and (cfg.get("rotate_deg") or cfg.get("rotate_set")):
-        if cfg.get("rotate_set"):
-            choices = torch.tensor([0.0] + [float(a) for a in cfg["rotate_set"]])
-            ang = choices[torch.randint(len(choices), (n,), generator=gen)] * torch.where(
-                torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
-        else:
-            ang = (torch.rand(n, generator=gen) * 2 - 1) * float(cfg["rotate_deg"])
-        t = ang * math.pi / 180
-        theta = torch.zeros(n, 2, 3)
+        x2 = x.reshape(n, -1, *shape[-2:]) if x.dim() == 5 else x
+        t = p["angle"] * math.pi / 180
+        theta = torch.zeros(n, 2, 3, dtype=t.dtype, device=t.device)
         theta[:, 0, 0], theta[:, 0, 1], theta[:, 1, 0], theta[:, 1, 1] = t.cos(), -t.sin(), t.sin(), t.cos()
-        grid = F.affine_grid(theta.to(dev, x.dtype), list(x.shape), align_corners=False)
-        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        grid = F.affine_grid(theta.to(x.device, x.dtype), list(x2.shape), align_corners=False)
+        x = F.grid_sample(x2, grid, mode="bilinear", padding_mode="zeros", align_corners=False).reshape(shape)
     spatial = list(range(2, x.dim()))
     for ax, key in ((spatial[-1], "hflip"), (spatial[-2], "vflip")):
-        if cfg.get(key):
-            m = (torch.rand(n, generator=gen) < 0.5).to(dev)
-            x = torch.where(m.view(-1, *[1] * (x.dim() - 1)), x.flip(ax), x)
+        if key in p:
+            x = torch.where(p[key].to(x.device).view(-1, *[1] * (x.dim() - 1)), x.flip(ax), x)
     return x
 
 
-def predict(net: nn.Module, images: np.ndarray, device: str, batch: int = 64) -> np.ndarray:
-    """P(high grade) per image."""
+def augment(x: torch.Tensor, cfg: dict, gen: torch.Generator) -> torch.Tensor:
+    """Random in-plane rotation and flips of a batch (``draw_augment`` then ``apply_augment``)."""
+    return apply_augment(x, draw_augment(x.shape[0], cfg, gen))
+
+
+def epoch_plan(n: int, batch: int, copies: int, cfg: dict, gen: torch.Generator
+               ) -> tuple[torch.Tensor, list[tuple[int, int]], dict[str, torch.Tensor]]:
+    """One epoch's random order (``copies`` permutations of the ``n`` training images), its batches as
+    (start, end) spans of that order, and every batch's augmentation draws concatenated in batch order:
+    drawn up front on the host generator (the same draws, in the same order, as batch by batch), so that
+    they reach the device in one copy per epoch. A last batch of one image is skipped (batch norm needs two)."""
+    order = torch.cat([torch.randperm(n, generator=gen) for _ in range(copies)])
+    spans, draws = [], []
+    for s in range(0, len(order), batch):
+        e = min(s + batch, len(order))
+        if e - s < 2 and len(order) > 1:
+            continue
+        spans.append((s, e))
+        draws.append(draw_augment(e - s, cfg, gen))
+    params = {k: torch.cat([d[k] for d in draws]) for k in (draws[0] if draws else {})}
+    return order, spans, params
+
+
+@dataclass
+class Placement:
+    """Where a cell's training and validation images live while it trains."""
+    where: str         # device: on the accelerator for the whole cell; pinned: page-locked host memory,
+                       # copied per batch without blocking; host: CPU training (the images as loaded)
+    dtype: str         # storage type (float16 on an accelerator: the crops are float16 on disk, so lossless)
+    data_bytes: int    # what the images take in that type
+    budget_bytes: int  # what the cell may give them on the device (0 on CPU)
+    reason: str
+
+    def as_dict(self) -> dict:
+        return {"where": self.where, "dtype": self.dtype, "data_gib": round(self.data_bytes / 2**30, 3),
+                "budget_gib": round(self.budget_bytes / 2**30, 3), "reason": self.reason}
+
+
+DATA_SHARE = 0.5  # of the cell's share of device memory: the rest is the network's, its activations' and workspace
+
+
+def plan_placement(n_values: int, device: str, *, slots: int = 1, free: int | None = None,
+                   total: int | None = None, force: str = "auto") -> Placement:
+    """Keep the images on the accelerator when they fit in half of this cell's share of its memory (the
+    free memory, and 1/``slots`` of the whole when cells share the GPU), else in pinned host memory.
+    ``n_values``: image values (training + validation); ``free``/``total``: the device's memory in bytes."""
+    if force not in ("auto", "device", "pinned"):
+        raise ValueError(f"placement must be auto, device or pinned, not {force!r}")
+    need = 2 * n_values  # float16
+    if not str(device).startswith("cuda"):
+        if force == "device":  # the accelerator's code path on the CPU (float16 storage, indexed batches): tests
+            return Placement("device", "float16", need, 0, "asked for")
+        return Placement("host", "float32", 4 * n_values, 0, "CPU training: the images stay where they are loaded")
+    share = min(int(free), int(total) // max(int(slots), 1))
+    budget = int(DATA_SHARE * share)
+    if force == "device" or (force == "auto" and need <= budget):
+        why = "asked for" if force == "device" else (
+            f"{need / 2**30:.2f} GiB fit in half of this cell's {share / 2**30:.1f} GiB share")
+        return Placement("device", "float16", need, budget, why)
+    why = "asked for" if force == "pinned" else (
+        f"{need / 2**30:.2f} GiB exceed half of this cell's {share / 2**30:.1f} GiB share")
+    return Placement("pinned", "float16", need, budget, why)
+
+
+def slot_count(slots: int, environ: dict | None = None) -> int:
+    """Cells sharing this job's GPU: ``training.gpu_slots`` on one machine; 1 in a SLURM job, which has
+    its GPU to itself (each cell is one ``--gpus=1`` job)."""
+    import os
+
+    env = os.environ if environ is None else environ
+    return 1 if env.get("SLURM_JOB_ID") else max(int(slots), 1)
+
+
+class Images:
+    """A set of images placed as ``Placement`` says, handing out batches on the training device as float32:
+    on the device, indexed there; in pinned memory, gathered into page-locked buffers and copied without
+    blocking, the next batch gathered while the device computes the current one; on the host, as they are."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, device: str, placement: Placement):
+        self.device, self.where = device, placement.where
+        x, y = torch.from_numpy(images), torch.from_numpy(labels)
+        if self.where == "device":
+            self.x, self.y = x.to(device, torch.float16), y.to(device)
+        elif self.where == "pinned":
+            self.x, self.y = x.to(torch.float16).pin_memory(), y.pin_memory()
+        else:
+            self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def batches(self, order: torch.Tensor, spans: list[tuple[int, int]]):
+        """(x, y) per span of ``order`` (a host index tensor), on the device."""
+        if self.where == "device":
+            order = order.to(self.device, non_blocking=True)  # one copy per epoch
+            for s, e in spans:
+                bi = order[s:e]
+                yield self.x[bi].float(), self.y[bi]
+        elif self.where == "pinned":
+            nxt = self._gather(order[spans[0][0]:spans[0][1]]) if spans else None
+            for k in range(len(spans)):
+                cur = nxt
+                if k + 1 < len(spans):  # gathered on the host while the device works on the current batch
+                    nxt = self._gather(order[spans[k + 1][0]:spans[k + 1][1]])
+                yield cur[0].float(), cur[1]
+        else:
+            for s, e in spans:
+                bi = order[s:e]
+                yield self.x[bi].to(self.device), self.y[bi].to(self.device)
+
+    def _gather(self, bi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # page-locked buffers from torch's caching host allocator, which reuses one only after its copy is done
+        xb = torch.empty((len(bi), *self.x.shape[1:]), dtype=self.x.dtype, pin_memory=True)
+        yb = torch.empty(len(bi), dtype=self.y.dtype, pin_memory=True)
+        torch.index_select(self.x, 0, bi, out=xb)
+        torch.index_select(self.y, 0, bi, out=yb)
+        return xb.to(self.device, non_blocking=True), yb.to(self.device, non_blocking=True)
+
+    def all(self) -> torch.Tensor | np.ndarray:
+        """Every image, for evaluation (a device tensor when they live there)."""
+        return self.x if self.where == "device" else self.x.numpy() if self.where == "host" else self.x
+
+
+def predict(net: nn.Module, images: np.ndarray | torch.Tensor, device: str, batch: int | None = None,
+            amp: bool = True) -> np.ndarray:
+    """P(high grade) per image, in batches of ``batch`` (default 64 on CPU, 256 on an accelerator); the
+    images may be a device tensor (``Images.all``). One copy back to the host at the end."""
     net.eval()
-    cuda = device.startswith("cuda")
+    cuda = str(device).startswith("cuda")
+    batch = batch or (256 if cuda else 64)
     out = []
     with torch.no_grad():
         for s in range(0, len(images), batch):
-            x = torch.from_numpy(images[s:s + batch]).to(device)
+            x = images[s:s + batch]
+            x = (torch.from_numpy(x) if isinstance(x, np.ndarray) else x).to(device, non_blocking=True).float()
             if cuda and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast("cuda", enabled=cuda):
-                out.append(torch.softmax(net(x).float(), dim=1)[:, 1].cpu().numpy())
-    return np.concatenate(out) if out else np.zeros(0)
+            with torch.autocast("cuda", enabled=cuda and amp):
+                out.append(torch.softmax(net(x).float(), dim=1)[:, 1])
+    return torch.cat(out).cpu().numpy() if out else np.zeros(0)
 
 
 def patient_mean(patients: np.ndarray, prob: np.ndarray) -> pd.Series:
@@ -168,14 +300,25 @@ def _device(spec: str) -> str:
 
 
 def train_model(data: CropSet, split: dict[str, list[str]], hp: dict, *, seed: int, outdir: Path,
-                device: str = "auto", max_epochs: int | None = None, progress=print) -> dict:
+                device: str = "auto", max_epochs: int | None = None, slots: int = 1, progress=print) -> dict:
     """Train on ``split['train']``, select the epoch by validation AUC (``split['val']``; without one,
     the last epoch), and write ``last.pt`` (each epoch), ``best.pt``, ``epochs.tsv`` and ``meta.json``.
-    ``max_epochs`` stops early (as an interruption would); calling again resumes from ``last.pt``."""
+    ``max_epochs`` stops early (as an interruption would); calling again resumes from ``last.pt``.
+    ``slots``: cells sharing this GPU (``training.gpu_slots``; each keeps to its share of the memory).
+
+    On an accelerator the images live on the device (``plan_placement``), the epoch's order and
+    augmentation draws reach it in one copy, the loss is summed there and read once per epoch, and the
+    optimiser is fused (no per-step wait for the device). ``hp['fast']`` adds cuDNN autotuning and
+    ``torch.compile`` (CUDA only; not bit-reproducible); ``hp['amp']`` (default on) mixed precision."""
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     dev = _device(device)
-    cuda = dev.startswith("cuda")  # AMP and channels-last on CUDA only
+    cuda = dev.startswith("cuda")  # AMP, channels-last, a fused optimiser and device-resident data on CUDA only
+    amp = cuda and bool(hp.get("amp", True))
+    fast = bool(hp.get("fast", False))
+    if cuda:
+        torch.backends.cudnn.benchmark = fast  # autotuning picks kernels by timing: not reproducible
+        torch.backends.cudnn.deterministic = not fast
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
     train = data.subset(set(split["train"]))
@@ -188,13 +331,15 @@ def train_model(data: CropSet, split: dict[str, list[str]], hp: dict, *, seed: i
     if cuda and data.images.ndim == 4:
         net = net.to(memory_format=torch.channels_last)
     params = [p for p in net.parameters() if p.requires_grad]
+    fused = {"fused": True} if cuda else {}  # a fused step takes AMP's inf check on the device: no host sync
     if hp["optimizer"] == "sgd":
-        opt = torch.optim.SGD(params, lr=hp["lr"], momentum=hp.get("momentum", 0.9), weight_decay=hp.get("weight_decay", 0))
+        opt = torch.optim.SGD(params, lr=hp["lr"], momentum=hp.get("momentum", 0.9),
+                              weight_decay=hp.get("weight_decay", 0), **fused)
     else:
         opt = torch.optim.Adam(params, lr=hp["lr"], weight_decay=hp.get("weight_decay", 0),
-                               betas=(hp.get("momentum", 0.9), 0.999))  # momentum: Adam's beta1 (Dai: 0.8)
+                               betas=(hp.get("momentum", 0.9), 0.999), **fused)  # momentum: Adam's beta1 (Dai: 0.8)
     loss_fn = nn.CrossEntropyLoss(weight=class_weights(train.labels, hp.get("class_weight", "balanced")).to(dev))
-    scaler = torch.amp.GradScaler("cuda", enabled=cuda)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
     gen = torch.Generator().manual_seed(seed)
     start, history, best, best_state = 0, [], {"epoch": -1, "val_auc": -1.0}, None
     last = outdir / "last.pt"
@@ -206,37 +351,56 @@ def train_model(data: CropSet, split: dict[str, list[str]], hp: dict, *, seed: i
         torch.set_rng_state(st["torch_rng"])
         start, history, best, best_state = st["epoch"] + 1, st["history"], st["best"], st["best_model"]
         progress(f"resuming after epoch {st['epoch']}")
-    x_all = torch.from_numpy(train.images)
-    y_all = torch.from_numpy(train.labels)
+    slots = slot_count(slots)
+    free = total_mem = None
+    if cuda:
+        if slots > 1:  # cells sharing the GPU: each keeps to its share (beyond it, this cell runs out, not another)
+            torch.cuda.set_per_process_memory_fraction(1 / slots, torch.device(dev))
+        free, total_mem = torch.cuda.mem_get_info(torch.device(dev))
+    n_values = int(train.images.size + (val.images.size if has_val else 0))
+    place = plan_placement(n_values, dev, slots=slots, free=free, total=total_mem, force=hp.get("placement", "auto"))
+    x_train = Images(train.images, train.labels, dev, place)
+    x_val = Images(val.images, val.labels, dev, place).all() if has_val else None
+    # batch norm's running statistics are each epoch's plain batch average (fresh_batch_norm_statistics),
+    # set as the momentum 1/k of the k-th batch: torch's own averaging mode reads a device counter back
+    # to the host in every layer at every step. fast: torch.compile would recompile for each momentum,
+    # so there the statistics are torch's usual exponential average (momentum 0.1)
+    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    step_fn = torch.compile(net) if fast and cuda else net
     copies = int(hp.get("augment", {}).get("copies", 1))  # Cui: each image augmented x3 per epoch
     epochs = hp["epochs"] if max_epochs is None else min(hp["epochs"], max_epochs)
     saved_at = time.perf_counter()
     for epoch in range(start, epochs):
         t0 = time.perf_counter()
         net.train()
-        fresh_batch_norm_statistics(net)
-        idx = torch.cat([torch.randperm(len(y_all), generator=gen) for _ in range(copies)])
-        total, seen = 0.0, 0
-        for s in range(0, len(idx), hp["batch"]):
-            bi = idx[s:s + hp["batch"]]
-            if len(bi) < 2 and len(idx) > 1:  # batch norm needs two samples
-                continue
-            x = x_all[bi].to(dev, non_blocking=True)
-            y = y_all[bi].to(dev)
-            x = augment(x, hp.get("augment", {}), gen)
+        if fast and cuda:
+            for m in bns:
+                m.momentum = 0.1
+        else:
+            fresh_batch_norm_statistics(net)
+        order, spans, draws = epoch_plan(len(x_train), hp["batch"], copies, hp.get("augment", {}), gen)
+        draws = {k: v.to(dev, non_blocking=True) for k, v in draws.items()}
+        total = torch.zeros((), dtype=torch.float64, device=dev)  # read once, at the epoch's end
+        seen = 0
+        for k, ((s, e), (x, y)) in enumerate(zip(spans, x_train.batches(order, spans))):
+            x = apply_augment(x, {key: v[seen:seen + e - s] for key, v in draws.items()})
             if cuda and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
+            if not (fast and cuda):
+                for m in bns:
+                    m.momentum = 1.0 / (k + 1)
             opt.zero_grad(set_to_none=True)
-            with torch.autocast("cuda", enabled=cuda):
-                loss = loss_fn(net(x), y)
+            with torch.autocast("cuda", enabled=amp):
+                loss = loss_fn(step_fn(x), y)
             scaler.scale(loss).backward()
             scaler.step(opt)
             scaler.update()
-            total += float(loss.detach()) * len(bi)
-            seen += len(bi)
+            total += loss.detach().double() * (e - s)
+            seen += e - s
+        loss_sum = float(total)  # the epoch's one wait for the device
         auc = vloss = float("nan")
         if has_val:
-            pv = predict(net, val.images, dev)
+            pv = predict(net, x_val, dev, batch=hp.get("eval_batch"), amp=amp)
             pm = patient_mean(val.patients, pv)
             yv = pd.Series(val.labels).groupby(pd.Series(val.patients)).first().loc[pm.index].to_numpy()
             auc = _auc(yv, pm.to_numpy())
@@ -244,7 +408,7 @@ def train_model(data: CropSet, split: dict[str, list[str]], hp: dict, *, seed: i
             pc = np.clip(pv, 1e-7, 1 - 1e-7)
             w = loss_fn.weight.detach().cpu().numpy()[val.labels]
             vloss = float(-(w * np.where(val.labels == 1, np.log(pc), np.log(1 - pc))).sum() / w.sum())
-        rec = {"epoch": epoch, "loss": total / max(seen, 1), "val_auc": auc, "val_loss": vloss,
+        rec = {"epoch": epoch, "loss": loss_sum / max(seen, 1), "val_auc": auc, "val_loss": vloss,
                "seconds": time.perf_counter() - t0, "images_per_s": seen / max(time.perf_counter() - t0, 1e-9)}
         history.append(rec)
         if has_val:
@@ -275,6 +439,11 @@ def train_model(data: CropSet, split: dict[str, list[str]], hp: dict, *, seed: i
             "best_val_auc": best["val_auc"] if best["val_auc"] == best["val_auc"] else None, "epochs_done": len(history), "label_meaning": {"0": "low", "1": "high"},
             "input_shape": list(data.images.shape[1:]), "n_train_images": int(len(train.labels)),
             "n_train_patients": int(len(set(train.patients))),
+            "execution": {"placement": place.as_dict(), "amp": amp, "gpu_slots": slots,
+                          "fast": bool(fast and cuda),
+                          "reproducible": "bit-reproducible on CPU for a fixed seed" if not cuda else
+                          "not bit-reproducible (fast: cuDNN autotuning and torch.compile)" if fast else
+                          "deterministic cuDNN kernels; GPU results may differ from CPU ones"},
             "versions": {"torch": torch.__version__, "numpy": np.__version__}}
     write_text(outdir / "meta.json", json.dumps(meta, indent=1, default=str))
     return meta
@@ -408,6 +577,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, required=True)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
+    ap.add_argument("--slots", type=int, default=1, help="cells sharing one GPU (training.gpu_slots; 1 in SLURM jobs)")
     ap.add_argument("--outdir", required=True)
     a = ap.parse_args(argv)
     if a.threads:
@@ -438,7 +608,7 @@ def main(argv: list[str] | None = None) -> None:
         (out / "last.pt").unlink()  # a state from another recipe, seed, data or split: start afresh
     out.mkdir(parents=True, exist_ok=True)
     write_text(stamp, fp)
-    meta = train_model(data, split, hp, seed=a.seed, outdir=out, device=a.device)
+    meta = train_model(data, split, hp, seed=a.seed, outdir=out, device=a.device, slots=a.slots)
     dev = _device(a.device)
     net = load_best(out, hp, data.images.shape[1], dev)
     pred = prediction_table(net, data, split, dev)

@@ -179,3 +179,38 @@ def test_imagenet_paths_are_torchvisions_and_missing_files_are_named_with_the_fe
     path.parent.mkdir(parents=True)
     path.write_bytes(b"weights")
     assert weights.missing_weights(cfg, env) == []
+
+
+@pytest.mark.parametrize("paper, archs", [("cui", ["resnet34"]), ("li", []), ("dai", ["resnet50"])])
+def test_paper_scale_configs_plan_on_the_demo_with_only_their_weight_files_missing(paper, archs, tmp_path,
+                                                                                    monkeypatch):
+    """config/paper/*.yaml over config.yaml: valid, the papers' sizes and recipes, and before any job an
+    error for each ImageNet file the machine lacks (none once the files are in the torch cache)."""
+    import yaml
+    from conftest import REPO, merged, repo_config
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    path = REPO / "config" / "paper" / f"{paper}.yaml"
+    user = yaml.safe_load(path.read_text())
+    cfg = merged(repo_config(), user)
+    p = preflight.plan(cfg, configfiles=[str(path)], cache=None, write_cache=False, demo_root=str(tmp_path / "demo"))
+    assert sorted(weights.IMAGENET_URLS[a].rsplit("/", 1)[1] for a in archs) == sorted(
+        e.message.split(" which are not at ")[1].split(";")[0].rsplit("/", 1)[1] for e in p.errors)
+    for a in archs:
+        f = weights.imagenet_path(a)
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_bytes(b"stand-in")
+    p = preflight.plan(cfg, configfiles=[str(path)], cache=None, write_cache=False, demo_root=str(tmp_path / "demo"))
+    assert not p.errors, [str(e) for e in p.errors]
+    study = p.config["training"]["studies"][paper]
+    hp = {v: matrix.hyper(p.config, paper, next(iter(study["models"])), v) for v in matrix.variants(study)}
+    sizes = {name: r["size"] for name, r in p.config["rois"].items()}
+    if paper == "cui":
+        assert sizes["box"] == 224 and hp["base"]["epochs"] == 50 and hp["base"]["batch"] == 32
+        assert hp["base"]["lr"] == 0.001 and hp["base"]["augment"]["copies"] == 3
+    elif paper == "li":
+        assert sizes["slice"] == 256 and sizes["cube"] == 32 and hp["base"]["epochs"] == 50
+    else:
+        assert sizes["centroid"] == 224 and p.config["rois"]["centroid"]["box_px"] == 128
+        assert {v: h["batch"] for v, h in hp.items()} == {"b4": 4, "b16": 16, "b64": 64}
+        assert hp["b4"]["freeze_stages"] == 3 and hp["b4"]["lr"] == 1e-5

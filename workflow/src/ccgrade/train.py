@@ -354,9 +354,11 @@ def train_model(data: CropSet, split: dict[str, list[str]], hp: dict, *, seed: i
     slots = slot_count(slots)
     free = total_mem = None
     if cuda:
+        index = torch.device(dev).index
+        index = torch.cuda.current_device() if index is None else index
         if slots > 1:  # cells sharing the GPU: each keeps to its share (beyond it, this cell runs out, not another)
-            torch.cuda.set_per_process_memory_fraction(1 / slots, torch.device(dev))
-        free, total_mem = torch.cuda.mem_get_info(torch.device(dev))
+            torch.cuda.set_per_process_memory_fraction(1 / slots, index)
+        free, total_mem = torch.cuda.mem_get_info(index)
     n_values = int(train.images.size + (val.images.size if has_val else 0))
     place = plan_placement(n_values, dev, slots=slots, free=free, total=total_mem, force=hp.get("placement", "auto"))
     x_train = Images(train.images, train.labels, dev, place)

@@ -46,11 +46,12 @@ PLAN = ccpre.plan(
     config, configfiles=workflow.overwrite_configfiles, workers=_CORES, write_cache=workflow.is_main_process
 )
 if workflow.is_main_process:
-    PLAN.problems += ccpre.gpu_slot_problems(
-        ccpre.resource_value(workflow.global_resources.get("gpu")),
-        int(PLAN.config.get("training", {}).get("gpu_slots", 1)),
-        getattr(workflow.executor_plugin, "name", "local"),
-    )
+    if not PLAN.errors:  # the config is validated (and its defaults filled): compare its GPU slots
+        PLAN.problems += ccpre.gpu_slot_problems(
+            ccpre.resource_value(workflow.global_resources.get("gpu")),
+            PLAN.config["training"]["gpu_slots"],
+            getattr(workflow.executor_plugin, "name", "local"),
+        )
     ccpre.check(PLAN)  # prints every problem at once; raises on errors before any job
 elif PLAN.errors:
     raise ConfigError(PLAN.errors[0].message)

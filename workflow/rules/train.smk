@@ -26,7 +26,7 @@ rule train_model:
     threads: 2
     resources:
         gpu=1,
-        gpu_slots=config["training"].get("gpu_slots", 1),  # a resource, not a param: changing it retrains nothing
+        gpu_slots=config["training"]["gpu_slots"],  # a resource, not a param: changing it retrains nothing
         mem_mb=6000,
         runtime=240,
     params:

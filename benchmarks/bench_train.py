@@ -17,7 +17,9 @@ Suites (``--suite``, comma-separated; ``gpu`` = throughput,slots,cui):
   Snakemake runs it) with 1, 2 and 4 cells at once on the GPU (``training.gpu_slots``).
 - ``cui``: Cui's four-phase cell at paper scale (15,000 images of 224 px per epoch, x3 augmentation, SGD,
   batch 32): measured epochs, and 50 epochs extrapolated.
-Each figure is printed as it is measured; ``--json`` writes them all.
+Each figure is printed as it is measured; ``--json`` writes them all, after each suite (a run stopped by
+a time limit keeps what it had). On an H100/H200 the whole GPU suite should take 6-8 minutes; where one
+command may run for less, split it: ``--suite throughput``, then ``--suite slots,cui``.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ def say(msg: str) -> None:
 def crops(n: int, shape: tuple, seed: int = 0) -> train.CropSet:
     """n random images of ``shape`` (C, ...) from n // 8 patients, a third of them high grade; float16-exact."""
     rng = np.random.default_rng(seed)
-    imgs = rng.normal(size=(n, *shape)).astype(np.float16).astype(np.float32)
+    imgs = rng.standard_normal(size=(n, *shape), dtype=np.float32).astype(np.float16).astype(np.float32)
     labels = (np.arange(n) // 8 % 3 == 0).astype(np.int64)
     pats = np.array([f"P{i // 8:05d}" for i in range(n)])
     return train.CropSet(imgs, labels, pats, np.arange(n) % 8, np.tile([0.0, 0, 1, 1], (n, 1)))
@@ -134,8 +136,6 @@ def new_loop(data: train.CropSet, hp: dict, dev: str, epochs: int) -> tuple[list
 
 def overhead(a, dev: str) -> None:
     """Ours vs a bare torchvision loop, same tensors (the CPU overhead figure)."""
-    import pandas as pd  # noqa: F401
-
     data = crops(a.n, (1, a.size, a.size))
     ids = sorted(set(data.patients))
     split = {"train": ids[: int(0.9 * len(ids))], "val": ids[int(0.9 * len(ids)):]}
@@ -277,7 +277,7 @@ def slots(a, dev: str) -> None:
             return time.perf_counter() - t
 
         say(f"matrix of {len(archs)} demo-sized cells ({n_pat} patients x {per} crops of {size} px, {epochs} epochs):")
-        for s in (1, 2, 4):
+        for s in a.slot_counts:
             t = time.perf_counter()
             with ThreadPoolExecutor(s) as pool:
                 per_cell = list(pool.map(cell, [(k, s) for k in range(len(archs))]))
@@ -330,6 +330,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2, help="overhead: interleaved rounds (best of)")
     ap.add_argument("--steps", type=int, default=30, help="throughput: steps an epoch")
     ap.add_argument("--epochs-tp", type=int, default=3, help="throughput: epochs (the first is the warm-up)")
+    ap.add_argument("--slot-counts", type=lambda v: [int(x) for x in v.split(",")], default=[1, 2, 4],
+                    help="slots: cells at once, comma-separated")
     ap.add_argument("--cui-epochs", type=int, default=3, help="cui: epochs measured (50 extrapolated)")
     a = ap.parse_args()
     dev = train._device(a.device)

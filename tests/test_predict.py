@@ -34,6 +34,11 @@ def test_model_cells_fill_nulls_with_the_first_model_and_average_every_fold():
     assert not probs and [m["fold"] for m in members] == [0, 1, 2]  # tiny_config: 3 folds
     assert {(m["arch"], m["phases"], m["roi"], m["variant"]) for m in members} == {("resnet50", "cmp", "centroid", "b8")}
     assert "3 fold models averaged" in predict.model_name(members)
+    # a fold that could not be trained is taken out of the title's count (its footnote names it)
+    assert ", 2 of 3 fold models averaged)" in predict.model_name(members, left_out=1)
+    assert predict.with_left_out(predict.model_name(members), "fold 1: one grade group") == \
+        predict.model_name(members, left_out=1)
+    assert predict.with_left_out(predict.model_name(members), "") == predict.model_name(members)
     cfg["predict"]["model"] = {"study": "cui", "arch": "resnet34", "phases": "np", "folds": "all"}
     members, _ = predict.model_cells(cfg)
     assert [(m["arch"], m["phases"], m["fold"]) for m in members] == [("resnet34", "np", 0)]

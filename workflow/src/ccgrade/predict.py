@@ -65,10 +65,25 @@ def model_cells(cfg: dict) -> tuple[list[dict], list[Problem]]:
     return found, []
 
 
-def model_name(members: list[dict]) -> str:
+def model_name(members: list[dict], left_out: int = 0) -> str:
+    """The ensemble as configured (``left_out``: members that could not be trained, known at run time)."""
     c = members[0]
-    folds = f", {len(members)} fold models averaged" if len(members) > 1 else ""
-    return f"{c['study']} {c['arch']} on {c['phases']} ({c['roi']}, {c['variant']}, seed {c['seed']}{folds})"
+    n = len(members)
+    folds = f", {n - left_out} of {n} fold models averaged" if left_out else f", {n} fold models averaged"
+    return f"{c['study']} {c['arch']} on {c['phases']} ({c['roi']}, {c['variant']}, seed {c['seed']}" \
+           f"{folds if n > 1 else ''})"
+
+
+def with_left_out(name: str, left_out: str) -> str:
+    """A configured ensemble's name with its untrained members taken out of the count."""
+    import re
+
+    k = len([x for x in left_out.split(";") if x.strip()]) if left_out else 0
+    m = re.search(r", (\d+) fold models averaged", name)
+    if not k or not m:
+        return name
+    n = int(m.group(1))
+    return name.replace(m.group(0), f", {n - k} of {n} fold models averaged")
 
 
 def needs(cfg: dict, cell: dict) -> dict:
@@ -294,6 +309,7 @@ def write_tables(summary_files: list[str], sheet: pd.DataFrame, model: str, out:
              f"high at P >= {t['threshold'].iloc[0] if len(t) else 0.5}. Nothing was retrained."]
     if "left_out" in t and len(t) and t["left_out"].iloc[0]:
         notes.append(f"Members left out (not trained): {t['left_out'].iloc[0]}.")
+        model = with_left_out(model, t["left_out"].iloc[0])
     notes.append("Research use only; not validated for clinical decisions.")
     out.table("predictions", t, markdown=view[[c for c in cols if c in view]],
               title=f"Predicted grade of the new patients: {model}", footnotes=notes)

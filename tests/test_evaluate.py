@@ -279,3 +279,13 @@ def test_sun_tables_compare_the_roi_settings(tmp_path):
     comp2 = evaluate.sun_tables(cells2, registry_outputs("sun", tmp_path / "t2", tmp_path / "f2"))["comparisons"]
     assert set(comp2["reference"]) == {"box"} and set(comp2["roi_b"]) == {"box"} and len(comp2) == 2
     assert set(comp2["chosen_on"]) == {"best validation AUC"}
+
+
+def test_summary_without_the_bootstrap_keeps_every_other_figure():
+    rng = np.random.default_rng(3)
+    y = np.r_[np.zeros(20, int), np.ones(12, int)]
+    p = np.clip(y * 0.3 + rng.uniform(0, 0.7, len(y)), 0, 1)
+    full = evaluate.binary_summary(y, p)
+    lean = evaluate.binary_summary(y, p, bootstrap=False)
+    assert "auc_boot_low" in full and "auc_boot_low" not in lean
+    assert lean == {k: v for k, v in full.items() if not k.startswith("auc_boot")}

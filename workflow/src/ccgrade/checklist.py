@@ -543,7 +543,8 @@ class Run:
                 cells = analysed_cells(self.cells(s))
                 cells = [c for c in cells if (Path(c["dir"]) / "predictions.tsv").exists()]
                 pat = test_patients(cells) if cells else pd.DataFrame()
-                r = binary_summary(pat["label"].to_numpy(), pat["prob_high"].to_numpy(), opt=opt) if len(pat) else {}
+                r = binary_summary(pat["label"].to_numpy(), pat["prob_high"].to_numpy(), opt=opt,
+                                   bootstrap=False) if len(pat) else {}
                 self._patients[s] = pat
                 self._estimates[s] = (cells, r)
         return self._estimates

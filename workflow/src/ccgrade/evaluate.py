@@ -72,7 +72,7 @@ def metric_rows(pred: pd.DataFrame, model: dict, opt: dict | None = None) -> lis
 
 
 def auc_cis(y: np.ndarray, p: np.ndarray, clusters: np.ndarray | None = None, seed: int = 0,
-            opt: dict | None = None) -> dict:
+            opt: dict | None = None, bootstrap: bool = True) -> dict:
     """AUC with its 95% CIs. Per patient (``clusters`` None): DeLong's, and the class-stratified bootstrap.
     Per image or slice (``clusters``: each unit's patient): Obuchowski's patient-clustered CI and the
     patient-level (cluster) bootstrap; the naive DeLong CI (images as independent) is kept in
@@ -88,21 +88,23 @@ def auc_cis(y: np.ndarray, p: np.ndarray, clusters: np.ndarray | None = None, se
         out.update(auc_ci_low=shown[0], auc_ci_high=shown[1],
                    ci_method="Obuchowski, patient-clustered" if o["clustered"] else "DeLong, images as independent",
                    auc_clustered_ci_low=clo, auc_clustered_ci_high=chi, auc_naive_ci_low=lo, auc_naive_ci_high=hi)
-    b = stats.cluster_bootstrap(y, p, clusters, n_boot=o["n_boot"], seed=seed)
-    out.update(auc_boot_low=float(b["low"][0]), auc_boot_high=float(b["high"][0]))
+    if bootstrap:  # off where only the DeLong/Obuchowski interval is shown (the bootstrap costs n_boot AUCs)
+        b = stats.cluster_bootstrap(y, p, clusters, n_boot=o["n_boot"], seed=seed)
+        out.update(auc_boot_low=float(b["low"][0]), auc_boot_high=float(b["high"][0]))
     return out
 
 
 def binary_summary(y: np.ndarray, p: np.ndarray, clusters: np.ndarray | None = None, opt: dict | None = None,
-                   threshold: float = 0.5) -> dict:
-    """n, AUC (CIs as ``auc_cis``), accuracy, sensitivity (high) and specificity (low) at ``threshold``."""
+                   threshold: float = 0.5, bootstrap: bool = True) -> dict:
+    """n, AUC (CIs as ``auc_cis``; ``bootstrap`` False: without the bootstrap's), accuracy, sensitivity
+    (high) and specificity (low) at ``threshold``."""
     y, p = np.asarray(y, int), np.asarray(p, float)
     call = (p >= threshold).astype(int)
     out = {"n": len(y), "n_high": int(y.sum()), "accuracy": float((call == y).mean()) if len(y) else np.nan,
            "sensitivity": float(call[y == 1].mean()) if (y == 1).any() else np.nan,
            "specificity": float(1 - call[y == 0].mean()) if (y == 0).any() else np.nan}
     if len(np.unique(y)) == 2:
-        out.update(auc_cis(y, p, clusters, opt=opt))
+        out.update(auc_cis(y, p, clusters, opt=opt, bootstrap=bootstrap))
     else:
         out.update(auc=np.nan, auc_ci_low=np.nan, auc_ci_high=np.nan, auc_boot_low=np.nan, auc_boot_high=np.nan)
     return out

@@ -232,6 +232,29 @@ def test_cluster_bootstrap_equals_a_plain_loop_over_the_same_resamples():
     np.testing.assert_allclose(got["diff_high"][1], np.quantile(want[:, 1] - want[:, 0], 0.975), atol=1e-12)
 
 
+def test_cluster_bootstrap_with_mixed_clusters_equals_ranking_each_resample():
+    # clusters holding both grades form their own stratum; a resample with one class only is skipped; the
+    # vectorised weighted U must equal ranking each expanded resample, draw for draw
+    rng = np.random.default_rng(11)
+    c = np.repeat(np.arange(12), rng.integers(1, 5, 12))
+    y = (rng.random(len(c)) < 0.4).astype(int)
+    y[:2] = [0, 1]
+    s = np.round(rng.normal(size=len(c)) + y, 0)  # heavy ties
+    n_boot, seed = 300, 3
+    ids = np.unique(c)
+    has_pos = np.array([y[c == i].max() == 1 for i in ids])
+    has_neg = np.array([y[c == i].min() == 0 for i in ids])
+    strata = [ids[has_pos & ~has_neg], ids[~has_pos & has_neg], ids[has_pos & has_neg]]
+    r, want = np.random.default_rng(seed), []
+    for _ in range(n_boot):
+        pick = np.concatenate([st[r.integers(0, len(st), len(st))] for st in strata if len(st)])
+        idx = np.concatenate([np.flatnonzero(c == i) for i in pick])
+        if y[idx].min() != y[idx].max():
+            want.append(roc_auc_score(y[idx], s[idx]))
+    got = stats.cluster_bootstrap(y, s, c, n_boot=n_boot, seed=seed)
+    np.testing.assert_allclose(got["draws"][:, 0], want, atol=1e-12)
+
+
 def test_clustered_comparison_with_one_image_per_patient_is_delongs_test():
     y, a, b = data(5, n=80)
     t1, t2 = stats.delong_test(y, a, b), stats.delong_test(y, a, b, clusters=np.arange(80))

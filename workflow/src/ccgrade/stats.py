@@ -233,35 +233,48 @@ def cluster_bootstrap(y: np.ndarray, scores: np.ndarray, clusters: np.ndarray | 
     both classes); seeded. Without ``clusters`` each unit is its own cluster (then it is the class-stratified
     bootstrap). Returns per score vector the CI of its AUC (``low``, ``high``: (k,)) and, for two or more,
     the CI of each difference from the first (``diff_low``, ``diff_high``: (k,), 0 for the first) and the
-    resampled AUCs (``draws``: (n_boot, k))."""
+    resampled AUCs (``draws``: (n_boot, k)).
+
+    A resample is a count per cluster (the same draws as picking clusters one by one); each AUC is then the
+    Mann-Whitney U of the units weighted by their cluster's count, for every resample at once (numpy)."""
     y, s = _check(y, scores)
     c = np.arange(len(y)) if clusters is None else np.asarray(clusters).ravel()
     ids, inv = np.unique(c, return_inverse=True)
     has_pos = np.bincount(inv, weights=(y == 1), minlength=len(ids)) > 0
     has_neg = np.bincount(inv, weights=(y == 0), minlength=len(ids)) > 0
-    order = np.argsort(inv, kind="stable")  # the units cluster by cluster: cluster i is order[start[i]:start[i] + size[i]]
-    size = np.bincount(inv, minlength=len(ids))
-    start = np.r_[0, np.cumsum(size)[:-1]]
     strata = [np.flatnonzero(has_pos & ~has_neg), np.flatnonzero(~has_pos & has_neg), np.flatnonzero(has_pos & has_neg)]
     rng = np.random.default_rng(seed)
-    draws = np.empty((n_boot, s.shape[0]))
-    for b in range(n_boot):
+    counts = np.empty((n_boot, len(ids)))
+    for b in range(n_boot):  # the picks only (the seeded stream, drawn as before); the AUCs below are vectorised
         pick = np.concatenate([st[rng.integers(0, len(st), len(st))] for st in strata if len(st)])
-        k = size[pick]
-        offs = np.arange(k.sum()) - np.repeat(np.cumsum(k) - k, k)
-        idx = order[np.repeat(start[pick], k) + offs]
-        yb, sb = y[idx], s[:, idx]
-        if yb.min() == yb.max():  # only possible when every cluster is mixed: skip the degenerate draw
-            draws[b] = np.nan
-            continue
-        m = int(yb.sum())
-        r = stats.rankdata(sb[:, np.argsort(-yb, kind="stable")], method="average", axis=1)
-        draws[b] = (r[:, :m].sum(axis=1) - m * (m + 1) / 2) / (m * (len(yb) - m))
+        counts[b] = np.bincount(pick, minlength=len(ids))
+    w = counts[:, inv]  # (n_boot, units): each unit weighted by how often its cluster was drawn
+    draws = np.column_stack([_weighted_auc(y, row, w) for row in s])
     draws = draws[np.isfinite(draws).all(axis=1)]
     q = [(1 - level) / 2, 1 - (1 - level) / 2]
     lo, hi = np.quantile(draws, q, axis=0)
     dlo, dhi = np.quantile(draws - draws[:, :1], q, axis=0)
     return {"low": lo, "high": hi, "diff_low": dlo, "diff_high": dhi, "draws": draws}
+
+
+def _weighted_auc(y: np.ndarray, score: np.ndarray, w: np.ndarray, chunk: int = 4_000_000) -> np.ndarray:
+    """AUCs of one score vector (n,) under each row of unit weights ``w`` (B, n): the Mann-Whitney U of the
+    weighted units over tied-score groups, divided by W+ x W- (exact in float64 for integer weights, so equal
+    to ranking each expanded resample); NaN for a resample with one class only."""
+    order = np.argsort(score, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(score[order]) != 0])  # the distinct scores, ascending
+    is_pos = (y[order] == 1)
+    out = np.empty(len(w))
+    step = max(1, chunk // len(y))
+    for a in range(0, len(w), step):
+        wb = w[a:a + step][:, order]
+        p = np.add.reduceat(wb * is_pos, starts, axis=1)  # (B, groups): weighted positives at each distinct score
+        n = np.add.reduceat(wb * ~is_pos, starts, axis=1)  # ... and negatives
+        above = p.sum(axis=1, keepdims=True) - np.cumsum(p, axis=1)  # positives scored strictly higher
+        u_stat = (n * (above + 0.5 * p)).sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[a:a + step] = u_stat / (p.sum(axis=1) * n.sum(axis=1))
+    return out
 
 
 ADJUST_NAMES = {"holm": "Holm", "bh": "Benjamini-Hochberg"}  # the methods ``adjust`` knows, as footnotes name them

@@ -29,6 +29,7 @@ from ccgrade import demo as ccdemo  # noqa: E402
 from ccgrade import deps as ccdeps  # noqa: E402
 from ccgrade import failures as ccfailures  # noqa: E402
 from ccgrade import kits as cckits  # noqa: E402
+from ccgrade import machine as ccmachine  # noqa: E402
 from ccgrade import matrix as ccmatrix  # noqa: E402
 from ccgrade import preflight as ccpre  # noqa: E402
 from ccgrade import privacy as ccprivacy  # noqa: E402
@@ -37,10 +38,21 @@ from ccgrade import studies as ccstudies  # noqa: E402
 from ccgrade.cohort import has_images, patient_sources, pick_source, used_columns  # noqa: E402
 from ccgrade.errors import ConfigError  # noqa: E402
 
+EXECUTOR = getattr(workflow.executor_plugin, "name", "local")
+LOCAL = EXECUTOR in ("local", "dryrun", "touch", "")
 try:
     _CORES = int(workflow.cores)
 except Exception:  # noqa: BLE001 - a dry run without --cores
     _CORES = 1
+# never oversubscribe: locally, --cores above the CPUs this process may use is lowered to them, so that
+# `--cores 8` on a 2-core machine keeps two compute threads busy, not eight (each job's torch/BLAS threads
+# are the threads Snakemake gives it: OMP_NUM_THREADS and the like)
+if LOCAL and workflow.is_main_process and _CORES > ccmachine.usable_cpus():
+    print(f"ccgrade: --cores {_CORES} on a machine with {ccmachine.usable_cpus()} usable CPUs: at most "
+          f"{ccmachine.usable_cpus()} threads run at once", file=sys.stderr)
+    _CORES = ccmachine.usable_cpus()
+    workflow.resource_settings.cores = _CORES
+    workflow.global_resources["_cores"] = _CORES
 # the pre-flight check: config, cohort and a cached header survey; the config derived from the cohort
 PLAN = ccpre.plan(
     config, configfiles=workflow.overwrite_configfiles, workers=_CORES, write_cache=workflow.is_main_process
@@ -50,7 +62,7 @@ if workflow.is_main_process:
         PLAN.problems += ccpre.gpu_slot_problems(
             ccpre.resource_value(workflow.global_resources.get("gpu")),
             PLAN.config["training"]["gpu_slots"],
-            getattr(workflow.executor_plugin, "name", "local"),
+            EXECUTOR if ccmachine.local_gpu(PLAN.config["training"]["device"]) else "no-gpu",
         )
     ccpre.check(PLAN)  # prints every problem at once; raises on errors before any job
 elif PLAN.errors:
@@ -148,9 +160,10 @@ wildcard_constraints:
 
 
 def code(*modules):
-    """The stage's modules and every ccgrade module they import (ccgrade.deps): inputs, so that a change of
-    the logic a stage runs, wherever it lives in the package, reruns that stage."""
-    return ccdeps.code_files(SRC, *modules)
+    """A digest of the stage's modules and every ccgrade module they import (ccgrade.deps): a param, so that a
+    change of the logic a stage runs, wherever it lives in the package, reruns that stage (Snakemake's params
+    trigger), without a dozen module files per job for the scheduler to stat at every step."""
+    return ccdeps.code_digest(SRC, *modules)
 
 
 def as_json(obj):
@@ -321,6 +334,10 @@ GIT = ccprov.git_commit(REPO)
 # one cached job per (study, ROI setting, architecture, phase set, variant, fold, seed), then each study's tables
 
 STUDIES = config["training"]["studies"] if IMAGED else {}
+# a cell takes the `gpu` resource only where it trains on a GPU: on a machine without one, cells share the
+# cores like any other job (a cluster profile gives each cell its GPU: set-resources train_model: gpu: 1)
+TRAIN_GPU = int(ccmachine.local_gpu(config["training"]["device"]))
+TRAIN_THREADS = ccmachine.train_threads(bool(TRAIN_GPU))
 MODEL_DIR = ccmatrix.CELL_DIR
 BUNDLE_DIR = ccmatrix.BUNDLE_DIR
 # the studies that build tables, by kind (ccgrade.studies: the registry of builders, files and captions)
@@ -674,9 +691,27 @@ def ext_annotations(wildcards):
     return sorted(
         {
             f
+            for pid in EXT_PATIENTS
             for roi in ext_rois(wildcards.study)
-            for f in crop_annotations(SimpleNamespace(pid=wildcards.pid, roi=roi), EXT_SOURCES)
+            for f in crop_annotations(SimpleNamespace(pid=pid, roi=roi), EXT_SOURCES)
         }
+    )
+
+
+def ext_patient_args(wildcards):
+    """The external patients a study's grading job reads: one quoted JSON argument each (volumes, and the
+    annotation files per ROI setting its models read)."""
+    return " ".join(
+        shlex.quote(
+            as_json(
+                {
+                    "patient_id": p,
+                    "volumes": f"{EXT_DIR}/volumes/{p}",
+                    "sources": ext_sources(SimpleNamespace(pid=p, study=wildcards.study)),
+                }
+            )
+        )
+        for p in EXT_PATIENTS
     )
 
 

@@ -9,7 +9,6 @@ rule train_model:
         crops=train_crops,
         cohort=COHORT_SHEET,
         split=lambda wc: f"results/splits/{STUDIES[wc.study]['scheme']}.json",
-        code=code("train"),
     output:
         meta=f"{MODEL_DIR}/meta.json",
         predictions=f"{MODEL_DIR}/predictions.tsv",
@@ -23,9 +22,10 @@ rule train_model:
         f"results/benchmarks/train/{{study}}/{{roi}}/{{arch}}/{{phases}}/{{variant}}/fold{{fold}}/seed{{seed}}.tsv"
     conda:
         "../../envs/ccgrade.yaml"
-    threads: 2
+    threads: TRAIN_THREADS
+    priority: 10  # the longest jobs: started as soon as their crops exist, before short jobs still queued
     resources:
-        gpu=1,
+        gpu=TRAIN_GPU,
         gpu_slots=config["training"]["gpu_slots"],  # a resource, not a param: changing it retrains nothing
         mem_mb=6000,
         runtime=240,
@@ -33,6 +33,7 @@ rule train_model:
         hp=train_hp,
         device=config["training"]["device"],
         outdir=lambda wc, output: os.path.dirname(output.meta),
+        code=code("train"),
     shell:
         "python -m ccgrade.train --cohort {input.cohort} --split {input.split} --fold {wildcards.fold}"
         " --crops {input.crops} --hp {params.hp:q} --seed {wildcards.seed} --device {params.device}"
@@ -44,7 +45,6 @@ rule export_bundle:  # a trained cell as a model bundle (README "Use a trained m
         meta=f"{MODEL_DIR}/meta.json",
         predictions=f"{MODEL_DIR}/predictions.tsv",
         weights=f"{MODEL_DIR}/best.pt",
-        code=code("bundle"),
     output:
         weights=f"{BUNDLE_DIR}/weights.pt",
         preprocess=f"{BUNDLE_DIR}/preprocess.json",
@@ -52,6 +52,8 @@ rule export_bundle:  # a trained cell as a model bundle (README "Use a trained m
         readme=f"{BUNDLE_DIR}/README.md",
     log:
         f"results/logs/bundle/{{study}}/{{roi}}/{{arch}}/{{phases}}/{{variant}}/fold{{fold}}/seed{{seed}}.log",
+    benchmark:
+        f"results/benchmarks/bundle/{{study}}/{{roi}}/{{arch}}/{{phases}}/{{variant}}/fold{{fold}}/seed{{seed}}.tsv"
     conda:
         "../../envs/ccgrade.yaml"
     params:
@@ -59,6 +61,7 @@ rule export_bundle:  # a trained cell as a model bundle (README "Use a trained m
         config=bundle_config,
         cell_dir=lambda wc, input: os.path.dirname(input.meta),
         out_dir=lambda wc, output: os.path.dirname(output.metadata),
+        code=code("bundle"),
     shell:
         "python -m ccgrade.bundle --cell-dir {params.cell_dir} --cell {params.cell:q} --config {params.config:q}"
         " --out-dir {params.out_dir} > {log} 2>&1"
@@ -76,11 +79,12 @@ for _study, _kind in STUDY_KINDS.items():
             f"{_study}_tables"
         input:
             predictions=cell_files(_study, "predictions.tsv"),
-            code=code("studies"),
         output:
             **study_outputs(_study),
         log:
             f"results/logs/{_study}_tables.log",
+        benchmark:
+            f"results/benchmarks/{_study}_tables.tsv"
         conda:
             "../../envs/ccgrade.yaml"
         params:
@@ -89,6 +93,7 @@ for _study, _kind in STUDY_KINDS.items():
             stats=stats_json(),
             pinned=pinned_json(_study),
             outputs=outputs_json,
+            code=code("studies"),
         shell:
             "python -m ccgrade.studies --kind {params.kind} --models {params.models:q} --stats {params.stats:q}"
             " --pinned {params.pinned:q} --outputs {params.outputs:q} > {log} 2>&1"
@@ -102,17 +107,19 @@ for _study, _kind in STUDY_KINDS.items():
                 weights=cell_files(_study, "best.pt"),
                 predictions=cell_files(_study, "predictions.tsv"),
                 crops=sorted({f for c in study_cells(_study) for f in cell_crops(c["roi"], c["phases"])}),
-                code=code("heatmaps"),
             output:
                 **heatmap_outputs(_study),
             log:
                 f"results/logs/{_study}_heatmaps.log",
+            benchmark:
+                f"results/benchmarks/{_study}_heatmaps.tsv"
             conda:
                 "../../envs/ccgrade.yaml"
             params:
                 models=study_models_json(_study),
                 n=config["figures"]["heatmap_patients"],
                 outputs=outputs_json,
+                code=code("heatmaps"),
             shell:
                 "python -m ccgrade.heatmaps --models {params.models:q} --crops {input.crops} --patients {params.n}"
                 " --outputs {params.outputs:q} > {log} 2>&1"
@@ -126,17 +133,19 @@ for _study, _kind in STUDY_KINDS.items():
             crops=sorted({f for c in failure_cells(_study) for f in cell_crops(c["roi"], c["phases"])}),
             cohort=COHORT_TABLE,
             phases="results/ingest/phase_status.tsv",
-            code=code("failures"),
         output:
             **failure_outputs(_study),
         log:
             f"results/logs/{_study}_failures.log",
+        benchmark:
+            f"results/benchmarks/{_study}_failures.tsv"
         conda:
             "../../envs/ccgrade.yaml"
         params:
             models=study_models_json(_study, failure_cells(_study)),
             n=config["figures"]["failure_patients"],
             outputs=outputs_json,
+            code=code("failures"),
         shell:
             "python -m ccgrade.failures --models {params.models:q} --crops {input.crops} --cohort {input.cohort}"
             " --phases {input.phases} --n {params.n} --outputs {params.outputs:q} > {log} 2>&1"

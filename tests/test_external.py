@@ -78,7 +78,7 @@ def test_an_external_patient_a_model_cannot_read_is_a_warning_naming_patient_and
     assert "ingest.phase_map" in probs[0].fix
 
 
-def test_every_member_grades_an_external_patient_and_one_that_cannot_says_why(demo_root, tmp_path):
+def test_every_member_grades_an_external_patient_and_one_that_cannot_says_why(demo_root, tmp_path, monkeypatch):
     cfg = derived()
     cfg["rois"]["box"]["size"] = 32
     paths = []
@@ -111,6 +111,17 @@ def test_every_member_grades_an_external_patient_and_one_that_cannot_says_why(de
     untrained = rows[rows["fold"] == 3]
     assert len(untrained) == 1 and untrained["status"].iloc[0] == "not trained: one grade group"
     assert (rows["threshold"] == 0.5).all()
+    # the study's grading job: every patient, each trained bundle loaded once, one file per patient, the same rows
+    loads, real = [], bundle.Bundle.__init__
+    monkeypatch.setattr(bundle.Bundle, "__init__", lambda self, path, *a: (loads.append(path), real(self, path, *a))[1])
+    pats = [{"patient_id": pid, "volumes": str(tmp_path / "vol"), "sources": {"box": src}} for pid in ("DEMO001", "X2")]
+    got = external.grade_patients(paths, pats, tmp_path / "graded")
+    assert sorted(loads) == sorted(paths[:3])  # the untrained fourth has no network to load
+    pd.testing.assert_frame_equal(got["DEMO001"], rows)
+    x2 = pd.read_csv(tmp_path / "graded" / "X2.tsv", sep="\t", dtype={"patient_id": str})
+    assert (x2["patient_id"] == "X2").all()
+    np.testing.assert_allclose(x2["prob_high"], rows["prob_high"], atol=1e-7)
+    assert (tmp_path / "graded" / "DEMO001.tsv").exists()
 
 
 def _cell_dir(tmp_path, name, fold, rng, n=10, shift=0.4):

@@ -136,8 +136,9 @@ def test_one_architectures_learning_rate_reruns_only_its_jobs(study, tmp_path):
     # (and the checklist, which quotes the cells' hyperparameters)
     # (and its bundle, which grades the external centre's patients again: the study's external table)
     assert {rule for rule, _ in jobs} == {"train_model", "cui_tables", "provenance", "checklist", "privacy_scan", "all",
-                                          "export_bundle", "external_patient", "cui_external"}
-    assert {w for rule, w in jobs if rule == "external_patient"} == {f"study=cui, pid=EXT00{i}" for i in (1, 2, 3)}
+                                          "export_bundle", "external_grade", "cui_external"}
+    # one grading job per study, each bundle loaded once for every external patient
+    assert {w for rule, w in jobs if rule == "external_grade"} == {"study=cui"}
 
 
 def test_li_and_dai_tables_and_heatmaps(study):
@@ -460,7 +461,7 @@ def test_one_variants_batch_size_reruns_only_its_folds(study):
     assert {w for rule, w in jobs if rule == "train_model"} == {
         f"study=dai, roi=centroid, arch=resnet50, phases=cmp, variant=b8, fold={f}, seed=1" for f in range(3)}
     assert {rule for rule, _ in jobs} == {"train_model", "dai_tables", "provenance", "checklist", "privacy_scan", "all",
-                                          "export_bundle", "external_patient", "dai_external"}
+                                          "export_bundle", "external_grade", "dai_external"}
 
 
 def test_a_new_patient_reruns_only_its_own_jobs_and_the_cohort_level_ones(study):
@@ -491,7 +492,7 @@ def test_a_changed_window_preset_reruns_only_the_crops_that_use_it(study):
                        for v in ("b8", "b32") for f in range(3)}
     assert {rule for rule, _ in jobs} == {"crop_roi", "crop_manifest", "exclusions", "train_model", "dai_tables",
                                           "dai_failures", "provenance", "checklist", "privacy_scan", "all",
-                                          "export_bundle", "external_patient", "dai_external"}
+                                          "export_bundle", "external_grade", "dai_external"}
 
 
 def test_a_code_change_to_one_stage_reruns_that_stage_and_its_dependants_only(study):
@@ -573,7 +574,7 @@ def test_editing_one_mask_reruns_only_what_reads_it(study):
                                           # every failure analysis reads the analysis cohort (size bands)
                                           "cui_failures", "li_failures", "dai_failures", "sun_failures",
                                           # the retrained models' bundles grade the external centre again
-                                          "export_bundle", "external_patient", "li_external", "sun_external"}
+                                          "export_bundle", "external_grade", "li_external", "sun_external"}
 
 
 def test_bad_config_key_is_named_before_any_job(study, tmp_path):

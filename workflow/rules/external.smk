@@ -1,34 +1,38 @@
 # External validation (README "External validation"): every model of every study, trained on the main cohort,
 # evaluated unchanged on another centre's patients (external.sheet, or the demo's shifted centre). They are
-# ingested as predict's new patients are (rules graded_index, graded_volumes: results/external/<name>/); each
-# is graded by every bundle of a study, then the study's external table and figure. Part of the default target.
+# ingested as predict's new patients are (rules graded_index, graded_volumes: results/external/<name>/); they
+# are graded by every bundle of a study (one job per study), then the study's external table and figure. Part
+# of the default target.
 
 
-rule external_patient:
+rule external_grade:  # one job per study: each bundle loaded once, every external patient graded
     input:
-        volumes=f"{EXT_DIR}/volumes/{{pid}}",
+        volumes=expand(f"{EXT_DIR}/volumes/{{pid}}", pid=EXT_PATIENTS),
         annotations=ext_annotations,
         weights=lambda wc: ext_bundles(wc.study, "weights.pt"),
         preprocess=lambda wc: ext_bundles(wc.study, "preprocess.json"),
         metadata=lambda wc: ext_bundles(wc.study, "metadata.json"),
         secret=secret_input,
-        code=code("external"),
     output:
-        f"{EXT_DIR}/{{study}}/patients/{{pid}}.tsv",
+        expand(f"{EXT_DIR}/{{{{study}}}}/patients/{{pid}}.tsv", pid=EXT_PATIENTS),
     log:
-        f"results/logs/external/{EXT_NAME}/{{study}}/{{pid}}.log",
+        f"results/logs/external/{EXT_NAME}/{{study}}.log",
+    benchmark:
+        f"results/benchmarks/external/{EXT_NAME}/{{study}}.tsv"
     conda:
         "../../envs/ccgrade.yaml"
     resources:
         mem_mb=3000,
-        runtime=15,
+        runtime=60,
     params:
         bundles=lambda wc, input: " ".join(os.path.dirname(f) for f in input.metadata),
-        sources=lambda wc: as_json(ext_sources(wc)),
+        patients=ext_patient_args,
+        out_dir=lambda wc, output: os.path.dirname(output[0]),
         privacy=SECRET_ARG,
+        code=code("external"),
     shell:
-        "python -m ccgrade.external patient --patient {wildcards.pid} --bundles {params.bundles}"
-        " --volumes {input.volumes} --sources {params.sources:q} {params.privacy} --out {output} > {log} 2>&1"
+        "python -m ccgrade.external grade --patient {params.patients} --bundles {params.bundles}"
+        " --out-dir {params.out_dir} {params.privacy} > {log} 2>&1"
 
 
 for _study in STUDY_KINDS if EXT_PATIENTS else []:
@@ -39,7 +43,6 @@ for _study in STUDY_KINDS if EXT_PATIENTS else []:
         input:
             images=expand(f"{EXT_DIR}/{_study}/patients/{{pid}}.tsv", pid=EXT_PATIENTS),
             predictions=cell_files(_study, "predictions.tsv"),  # the models' own test patients
-            code=code("external"),
         output:
             **{
                 role: (
@@ -57,6 +60,8 @@ for _study in STUDY_KINDS if EXT_PATIENTS else []:
             },
         log:
             f"results/logs/{_study}_external.log",
+        benchmark:
+            f"results/benchmarks/{_study}_external.tsv"
         conda:
             "../../envs/ccgrade.yaml"
         params:
@@ -66,6 +71,7 @@ for _study in STUDY_KINDS if EXT_PATIENTS else []:
             centre=EXT_NAME,
             stats=stats_json(),
             outputs=outputs_json,
+            code=code("external"),
         shell:
             "python -m ccgrade.external table --images {input.images} --sheet {params.sheet:q}"
             " --models {params.models:q} --study {params.study} --centre {params.centre} --stats {params.stats:q}"
@@ -84,11 +90,12 @@ if EXT_RAD_PATIENTS:
             annotations=lambda wc: list(ext_rad_sources(wc).values()),
             params=RAD_PARAMS,
             secret=secret_input,
-            code=code("radiomics"),
         output:
             f"{EXT_DIR}/radiomics/patients/{{pid}}.tsv",
         log:
             f"results/logs/external/{EXT_NAME}/radiomics/{{pid}}.log",
+        benchmark:
+            f"results/benchmarks/external/{EXT_NAME}/radiomics/{{pid}}.tsv"
         conda:
             "../../envs/ccgrade.yaml"
         resources:
@@ -103,6 +110,7 @@ if EXT_RAD_PATIENTS:
             rtstruct_link=config["rtstruct_link"],
             shape="--shape-only" if RAD["shape_only"] else "",
             privacy=SECRET_ARG,
+            code=code("radiomics"),
         shell:
             "python -m ccgrade.radiomics patient --patient {wildcards.pid} --phase {params.phase} --params {input.params}"
             " --volumes {input.volumes} --roi {params.roi:q} --sources {params.sources:q}"
@@ -112,13 +120,16 @@ if EXT_RAD_PATIENTS:
     rule external_radiomics_table:
         input:
             rows=expand(f"{EXT_DIR}/radiomics/patients/{{pid}}.tsv", pid=EXT_RAD_PATIENTS),
-            code=code("radiomics"),
         output:
             f"{EXT_DIR}/radiomics/features.tsv",
         log:
             f"results/logs/external/{EXT_NAME}/radiomics_table.log",
+        benchmark:
+            f"results/benchmarks/external/{EXT_NAME}/radiomics_table.tsv"
         conda:
             "../../envs/ccgrade.yaml"
+        params:
+            code=code("radiomics"),
         shell:
             "python -m ccgrade.radiomics table --rows {input.rows} --out {output} > {log} 2>&1"
 
@@ -133,11 +144,12 @@ if EXT_FUSION and DEEP_CELL:
             metadata=f"{BUNDLE_DIR}/metadata.json".format(**DEEP_CELL),
             best=f"{MODEL_DIR}/best.pt".format(**DEEP_CELL),
             secret=secret_input,
-            code=code("external_deep"),
         output:
             f"{EXT_DIR}/fusion/deep_features.tsv",
         log:
             f"results/logs/external/{EXT_NAME}/deep_features.log",
+        benchmark:
+            f"results/benchmarks/external/{EXT_NAME}/deep_features.tsv"
         conda:
             "../../envs/ccgrade.yaml"
         threads: 2
@@ -147,6 +159,7 @@ if EXT_FUSION and DEEP_CELL:
             hp=as_json(ccmatrix.hyper(config, DEEP_CELL["study"], DEEP_CELL["arch"], DEEP_CELL["variant"])),
             patients=ext_deep_patients(),
             privacy=SECRET_ARG,
+            code=code("external_deep"),
         shell:
             "python -m ccgrade.external_deep --bundle {params.bundle} --cell {params.cell} --hp {params.hp:q}"
             " --patients {params.patients:q} {params.privacy} --out {output} > {log} 2>&1"

@@ -4,8 +4,8 @@ Every model a study trained on the main cohort is evaluated, unchanged, on anoth
 external sheet (the cohort sheet's contract, grades required) or, with the demo, a second synthetic centre
 with a deliberate shift (another vendor's series descriptions, other noise and slice thickness, another grade
 mix). The external patients are ingested as predict's new patients are; each is cropped with exactly the
-preprocessing the cells' bundles record and graded by every bundle of the study (``grade_patient``: one job
-per patient and study, the crops made once per distinct preprocessing). A member that cannot grade the
+preprocessing the cells' bundles record and graded by every bundle of the study (``grade_patients``: one job
+per study, each bundle loaded once, the crops made once per patient and distinct preprocessing). A member that cannot grade the
 patient (a phase it reads is missing, no usable crop) is a status row: that model is evaluated without the
 patient and the table counts them.
 
@@ -38,22 +38,34 @@ CROP_KEYS = ("roi_name", "roi", "window", "phases", "targets", "stack_phases", "
 
 # ------------------------------------------------------------------------------------------ one patient
 
-def grade_patient(bundles: list[str | Path], volumes: str | Path, sources: dict[str, dict], patient: str,
-                  secret: str | Path | None = None) -> pd.DataFrame:
-    """P(high) per image of one external patient from every bundle (``sources``: the patient's annotation
-    files per ROI setting, ``{roi: {phase: {format: file}}}``). A member that cannot grade the patient (not
-    trained, a phase it reads missing, no usable crop) gives one row with NaN P(high) and the reason as
-    ``status``; the others ``ok``."""
+def load_members(bundles: list[str | Path]) -> list[tuple[dict, object]]:
+    """Each bundle's member key and its loaded network (``ccgrade.bundle.Bundle``), or the reason it has
+    none: loaded once for every patient a job grades."""
     from .bundle import Bundle
 
-    rows, crops = [], {}
+    out = []
     for path in bundles:
         meta = json.loads((Path(path) / "metadata.json").read_text())
         key = {k: meta["cell"][k] for k in MEMBER_KEYS}
         if not meta.get("trained", True):
-            rows.append({**key, "status": f"not trained: {meta.get('reason') or 'see its meta.json'}"})
+            out.append((key, f"not trained: {meta.get('reason') or 'see its meta.json'}"))
+        else:
+            out.append((key, Bundle(path)))
+    return out
+
+
+def grade_patient(bundles: list[str | Path], volumes: str | Path, sources: dict[str, dict], patient: str,
+                  secret: str | Path | None = None, members: list | None = None) -> pd.DataFrame:
+    """P(high) per image of one external patient from every bundle (``sources``: the patient's annotation
+    files per ROI setting, ``{roi: {phase: {format: file}}}``; ``members``: the bundles already loaded by
+    ``load_members``). A member that cannot grade the patient (not trained, a phase it reads missing, no
+    usable crop) gives one row with NaN P(high) and the reason as ``status``; the others ``ok``. The crops
+    are made once per distinct preprocessing."""
+    rows, crops = [], {}
+    for key, b in load_members(bundles) if members is None else members:
+        if isinstance(b, str):
+            rows.append({**key, "status": b})
             continue
-        b = Bundle(path)
         pre = json.dumps({k: b.preprocess.get(k) for k in CROP_KEYS}, sort_keys=True)
         try:
             if pre not in crops:
@@ -72,6 +84,19 @@ def grade_patient(bundles: list[str | Path], volumes: str | Path, sources: dict[
     out["patient_id"] = patient
     out["slice_index"] = out["slice_index"].astype("Int64")  # an integer beside a status row's blank
     out["threshold"] = 0.5 if not bundles else _threshold(bundles)
+    return out
+
+
+def grade_patients(bundles: list[str | Path], patients: list[dict], out_dir: str | Path,
+                   secret: str | Path | None = None) -> dict[str, pd.DataFrame]:
+    """Every external patient (``{"patient_id", "volumes", "sources"}``) graded by every bundle of a study,
+    the bundles loaded once: one ``<out_dir>/<patient_id>.tsv`` per patient (``grade_patient``'s rows)."""
+    members = load_members(bundles)
+    out = {}
+    for p in patients:
+        pid = p["patient_id"]
+        out[pid] = grade_patient(bundles, p["volumes"], p["sources"], pid, secret, members)
+        write_tsv(Path(out_dir) / f"{pid}.tsv", out[pid])
     return out
 
 
@@ -243,13 +268,12 @@ def figure(t: pd.DataFrame, images: pd.DataFrame, sheet: pd.DataFrame, study: st
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="External validation: a study's models on another centre's patients.")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser("patient", help="one external patient graded by every bundle of a study")
-    p.add_argument("--patient", required=True)
+    p = sub.add_parser("grade", help="the external patients graded by every bundle of a study")
+    p.add_argument("--patient", nargs="+", required=True,
+                   help="per patient: JSON {patient_id, volumes, sources: {roi: {phase: {format: file}}}}")
     p.add_argument("--bundles", nargs="*", default=[])
-    p.add_argument("--volumes", required=True)
-    p.add_argument("--sources", required=True, help="JSON {roi: {phase: {format: file}}}")
     p.add_argument("--secret")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out-dir", required=True)
     t = sub.add_parser("table", help="a study's external table and figure")
     t.add_argument("--images", nargs="*", default=[])
     t.add_argument("--sheet", required=True, help="JSON records {patient_id, grade, grade_group}")
@@ -259,10 +283,10 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--stats", default="{}")
     t.add_argument("--outputs", required=True)
     a = ap.parse_args(argv)
-    if a.cmd == "patient":
-        rows = grade_patient(a.bundles, a.volumes, json.loads(a.sources), a.patient, a.secret)
-        write_tsv(a.out, rows)
-        print(rows.groupby(MEMBER_KEYS, dropna=False)["status"].first().to_string())
+    if a.cmd == "grade":
+        graded = grade_patients(a.bundles, [json.loads(p) for p in a.patient], a.out_dir, a.secret)
+        for pid, rows in graded.items():
+            print(pid, rows.groupby(MEMBER_KEYS, dropna=False)["status"].first().to_string(), sep="\n")
     else:
         sheet = pd.DataFrame(json.loads(a.sheet), columns=["patient_id", "grade", "grade_group"])
         res = write_table(a.images, sheet, json.loads(a.models), a.study, a.centre, Outputs.from_json(a.outputs),

@@ -5,7 +5,6 @@ rule baseline_grade:
     input:
         cohort=COHORT_TABLE,
         split=f"results/splits/{TT_SPLIT}.tsv",
-        code=code("baseline"),
     output:
         csv=report(
             "results/tables/baseline_low_vs_high.csv",
@@ -16,10 +15,13 @@ rule baseline_grade:
         md="results/tables/baseline_low_vs_high.md",
     log:
         "results/logs/baseline_grade.log",
+    benchmark:
+        "results/benchmarks/baseline_grade.tsv"
     conda:
         "../../envs/ccgrade.yaml"
     params:
         config=baseline_params,
+        code=code("baseline"),
     shell:
         "python -m ccgrade.baseline --cohort {input.cohort:q} --split {input.split} --config {params.config:q}"
         " --by grade --out {output.csv} --md {output.md} > {log} 2>&1"
@@ -29,7 +31,6 @@ rule baseline_split:
     input:
         cohort=COHORT_TABLE,
         split="results/splits/{scheme}.tsv",
-        code=code("baseline"),
     output:
         csv=report(
             "results/tables/baseline_train_vs_test_{scheme}.csv",
@@ -40,10 +41,13 @@ rule baseline_split:
         md="results/tables/baseline_train_vs_test_{scheme}.md",
     log:
         "results/logs/baseline_split/{scheme}.log",
+    benchmark:
+        "results/benchmarks/baseline_split/{scheme}.tsv"
     conda:
         "../../envs/ccgrade.yaml"
     params:
         config=baseline_params,
+        code=code("baseline"),
     shell:
         "python -m ccgrade.baseline --cohort {input.cohort:q} --split {input.split} --config {params.config:q}"
         " --by split --out {output.csv} --md {output.md} > {log} 2>&1"

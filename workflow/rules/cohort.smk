@@ -6,17 +6,19 @@
 rule kits_sheet:
     input:
         json=KITS_JSON if SOURCE == "kits" else [],
-        code=code("kits"),
     output:
         sheet="results/cohort/kits_sheet.tsv",
         left_out="results/cohort/kits_left_out.tsv",
     log:
         "results/logs/kits_sheet.log",
+    benchmark:
+        "results/benchmarks/kits_sheet.tsv"
     conda:
         "../../envs/ccgrade.yaml"
     params:
         root=KITS["root"] if KITS else "",
         histology=KITS["histology"] if KITS else "",
+        code=code("kits"),
     shell:
         "python -m ccgrade.kits --root {params.root:q} --histology {params.histology}"
         " --sheet {output.sheet} --left-out {output.left_out} > {log} 2>&1"
@@ -26,7 +28,6 @@ rule tumour_geometry:
     input:
         unpack(geometry_inputs),
         secret=secret_input,
-        code=code("geometry"),
     output:
         "results/geometry/{pid}.tsv",
     log:
@@ -50,6 +51,7 @@ rule tumour_geometry:
         phase=lambda wc: geometry_phase(wc.pid),
         args=geometry_args,
         privacy=SECRET_ARG,
+        code=code("geometry"),
     shell:
         "python -m ccgrade.geometry --patient {wildcards.pid} --phase {params.phase} {params.args}"
         " --params {params.geometry:q} --out {output} {params.privacy} > {log} 2>&1"
@@ -58,14 +60,17 @@ rule tumour_geometry:
 rule geometry_table:
     input:
         tables=expand("results/geometry/{pid}.tsv", pid=MEASURED),
-        code=code("collect"),
     output:
         csv=report("results/tables/tumour_geometry.csv", caption="../report/geometry.rst", category="Cohort"),
         md="results/tables/tumour_geometry.md",
     log:
         "results/logs/geometry_table.log",
+    benchmark:
+        "results/benchmarks/geometry_table.tsv"
     conda:
         "../../envs/ccgrade.yaml"
+    params:
+        code=code("collect"),
     shell:
         "python -m ccgrade.collect geometry --tables {input.tables} --out {output.csv} --md {output.md} > {log} 2>&1"
 
@@ -73,15 +78,17 @@ rule geometry_table:
 rule cohort_sheet:
     input:
         sheet=SHEET_INPUT,
-        code=code("cohort", "collect"),
     output:
         COHORT_SHEET,
     log:
         "results/logs/cohort_sheet.log",
+    benchmark:
+        "results/benchmarks/cohort_sheet.tsv"
     conda:
         "../../envs/ccgrade.yaml"
     params:
         config=as_json({"cohort": PUBLIC["cohort"], "columns": COHORT_COLUMNS}),
+        code=code("cohort", "collect"),
     shell:
         "python -m ccgrade.collect cohort --sheet {input.sheet:q} --config {params.config:q} --out {output} > {log} 2>&1"
 
@@ -90,15 +97,17 @@ rule cohort_table:
     input:
         sheet=COHORT_SHEET,
         geometry=expand("results/geometry/{pid}.tsv", pid=MEASURED),
-        code=code("cohort", "collect"),
     output:
         report(COHORT_TABLE, caption="../report/cohort.rst", category="Cohort"),
     log:
         "results/logs/cohort_table.log",
+    benchmark:
+        "results/benchmarks/cohort_table.tsv"
     conda:
         "../../envs/ccgrade.yaml"
     params:
         config=as_json({"cohort": PUBLIC["cohort"], "columns": COHORT_COLUMNS}),
+        code=code("cohort", "collect"),
     shell:
         "python -m ccgrade.collect cohort --sheet {input.sheet:q} --config {params.config:q}"
         " --geometry {input.geometry} --out {output} > {log} 2>&1"

@@ -7,7 +7,6 @@ rule crop_roi:
         volumes="results/volumes/{pid}",
         annotations=crop_annotations,
         secret=secret_input,
-        code=code("crops"),
     output:
         npz=expand("results/crops/{{roi}}/{{pid}}/{target}.npz", target=CROP_TARGETS),
         manifest="results/crops/{roi}/{pid}/manifest.tsv",
@@ -31,6 +30,7 @@ rule crop_roi:
         rtstruct_roi=config["rtstruct_roi"],
         rtstruct_link=config["rtstruct_link"],
         privacy=SECRET_ARG,
+        code=code("crops"),
     shell:
         "python -m ccgrade.crops --patient {wildcards.pid} --roi-name {wildcards.roi} --roi {params.roi:q}"
         " --window {params.window:q} --phases {params.phases} --stack {params.stack}"
@@ -42,13 +42,16 @@ rule crop_roi:
 rule crop_manifest:
     input:
         manifests=expand("results/crops/{roi}/{pid}/manifest.tsv", roi=ROIS, pid=IMAGED),
-        code=code("collect"),
     output:
         report("results/crops/manifest.tsv", caption="../report/manifest.rst", category="Crops"),
     log:
         "results/logs/crop_manifest.log",
+    benchmark:
+        "results/benchmarks/crop_manifest.tsv"
     conda:
         "../../envs/ccgrade.yaml"
+    params:
+        code=code("collect"),
     shell:
         "python -m ccgrade.collect manifest --manifests {input.manifests} --out {output} > {log} 2>&1"
 
@@ -59,14 +62,17 @@ rule exclusions:
         manifests=expand("results/crops/{roi}/{pid}/manifest.tsv", roi=ROIS, pid=IMAGED),
         splits=expand("results/splits/{scheme}.json", scheme=SCHEMES),
         cohort=KITS_LEFT_OUT,
-        code=code("collect"),
     output:
         csv=report("results/tables/exclusions.csv", caption="../report/exclusions.rst", category="Cohort"),
         md="results/tables/exclusions.md",
     log:
         "results/logs/exclusions.log",
+    benchmark:
+        "results/benchmarks/exclusions.tsv"
     conda:
         "../../envs/ccgrade.yaml"
+    params:
+        code=code("collect"),
     shell:
         "python -m ccgrade.collect exclusions --ingest {input.ingest} --manifests {input.manifests}"
         " --splits {input.splits} --cohort {input.cohort} --out {output.csv} --md {output.md} > {log} 2>&1"
@@ -76,7 +82,6 @@ rule roi_montage:
     input:
         volumes="results/volumes/{pid}",
         crops=expand("results/crops/{roi}/{{pid}}/{target}.npz", roi=config["figures"]["montage_roi"], target=PHASES),
-        code=code("figures"),
     output:
         png=report(
             "results/figures/roi_montage/{pid}.png",
@@ -87,6 +92,8 @@ rule roi_montage:
         pdf="results/figures/roi_montage/{pid}.pdf",
     log:
         "results/logs/roi_montage/{pid}.log",
+    benchmark:
+        "results/benchmarks/roi_montage/{pid}.tsv"
     conda:
         "../../envs/ccgrade.yaml"
     params:
@@ -94,6 +101,7 @@ rule roi_montage:
         roi=config["figures"]["montage_roi"],
         crops=lambda wc, input: os.path.dirname(input.crops[0]),
         window=as_json(config["windows"][config["rois"][config["figures"]["montage_roi"]]["window"]]),
+        code=code("figures"),
     shell:
         "python -m ccgrade.figures --patient {wildcards.pid} --phases {params.phases} --volumes {input.volumes}"
         " --crops {params.crops} --window {params.window:q} --roi {params.roi}"

@@ -4,8 +4,6 @@
 
 
 rule demo_patient:
-    input:
-        code=code("demo"),
     output:
         dicom=directory("resources/{demo}/dicom/{pid}"),
         masks=expand("resources/{{demo}}/annotations/{{pid}}/{phase}/mask.nii.gz", phase=ccdemo.PHASES),
@@ -25,24 +23,26 @@ rule demo_patient:
     params:
         demo=demo_image_params,
         high_from=config["cohort"]["high_grade_from"],
+        code=code("demo"),
     shell:
         "python -m ccgrade.demo --demo {params.demo:q} --high-from {params.high_from} --root resources/{wildcards.demo}"
         " --patient {wildcards.pid} > {log} 2>&1"
 
 
 rule demo_cohort:
-    input:
-        code=code("demo"),
     output:
         sheet=f"{DEMO_ROOT}/cohort.tsv",
     log:
         "results/logs/demo_cohort.log",
+    benchmark:
+        "results/benchmarks/demo_cohort.tsv"
     conda:
         "../../envs/ccgrade.yaml"
     params:
         demo=as_json(config["demo"]),
         high_from=config["cohort"]["high_grade_from"],
         root=lambda wc, output: demo_root_of(output.sheet),
+        code=code("demo"),
     shell:
         "python -m ccgrade.demo --demo {params.demo:q} --high-from {params.high_from} --root {params.root}"
         " --sheet {output.sheet} > {log} 2>&1"

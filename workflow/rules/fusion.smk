@@ -8,7 +8,6 @@ rule radiomics_patient:
         unpack(rad_inputs),
         params=RAD_PARAMS,
         secret=secret_input,
-        code=code("radiomics"),
     output:
         "results/radiomics/patients/{pid}.tsv",
     log:
@@ -28,6 +27,7 @@ rule radiomics_patient:
         rtstruct_link=config["rtstruct_link"],
         shape="--shape-only" if RAD["shape_only"] else "",
         privacy=SECRET_ARG,
+        code=code("radiomics"),
     shell:
         "python -m ccgrade.radiomics patient --patient {wildcards.pid} --phase {params.phase} --params {input.params}"
         " {params.args} --mask-label {params.mask_label} --rtstruct-roi {params.rtstruct_roi:q}"
@@ -37,13 +37,16 @@ rule radiomics_patient:
 rule radiomics_table:
     input:
         rows=expand("results/radiomics/patients/{pid}.tsv", pid=RAD_PATIENTS),
-        code=code("radiomics"),
     output:
         "results/radiomics/features.tsv",
     log:
         "results/logs/radiomics_table.log",
+    benchmark:
+        "results/benchmarks/radiomics_table.tsv"
     conda:
         "../../envs/ccgrade.yaml"
+    params:
+        code=code("radiomics"),
     shell:
         "python -m ccgrade.radiomics table --rows {input.rows} --out {output} > {log} 2>&1"
 
@@ -52,17 +55,19 @@ rule deep_features:
     input:
         weights=(f"{MODEL_DIR}/best.pt".format(**DEEP_CELL)) if DEEP_CELL else [],
         crops=cell_crops(DEEP_CELL["roi"], DEEP_CELL["phases"]) if DEEP_CELL else [],
-        code=code("fusion"),
     output:
         "results/fusion/deep_features.tsv",
     log:
         "results/logs/deep_features.log",
+    benchmark:
+        "results/benchmarks/deep_features.tsv"
     conda:
         "../../envs/ccgrade.yaml"
     threads: 2
     params:
         cell=lambda wc: ccmatrix.cell_dir(DEEP_CELL),
         hp=lambda wc: as_json(ccmatrix.hyper(config, DEEP_CELL["study"], DEEP_CELL["arch"], DEEP_CELL["variant"])),
+        code=code("fusion"),
     shell:
         "python -m ccgrade.fusion deep --cell {params.cell} --hp {params.hp:q} --crops {input.crops}"
         " --out {output} > {log} 2>&1"
@@ -75,11 +80,12 @@ rule fusion:
         split=f"results/splits/{FUSION['scheme']}.json",
         radiomics="results/radiomics/features.tsv" if RAD_PATIENTS else [],
         deep="results/fusion/deep_features.tsv" if DEEP_CELL else [],
-        code=code("fusion"),
     output:
         **FUSION_OUTPUTS,
     log:
         "results/logs/fusion.log",
+    benchmark:
+        "results/benchmarks/fusion.tsv"
     conda:
         "../../envs/ccgrade.yaml"
     params:
@@ -88,6 +94,7 @@ rule fusion:
         deep=lambda wc, input: f"--deep {input.deep}" if input.deep else "",
         external=fusion_external_args,
         outputs=outputs_json,
+        code=code("fusion"),
     shell:
         "python -m ccgrade.fusion fit --cohort {input.cohort} --split {input.split} {params.rad} {params.deep}"
         " {params.external} --params {params.prm:q} --outputs {params.outputs:q} > {log} 2>&1"

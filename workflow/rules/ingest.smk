@@ -7,7 +7,6 @@ rule index_series:
         images=lambda wc: list(phase_images(wc).values()),
         phase_map=phase_map_input,
         secret=secret_input,
-        code=code("ingest"),
     output:
         slices="results/ingest/{pid}/slices.tsv",
         series="results/ingest/{pid}/series.tsv",
@@ -29,6 +28,7 @@ rule index_series:
         sources=ingest_args,
         outdir=lambda wc, output: os.path.dirname(output.slices),
         privacy=lambda wc, output: f"{SECRET_ARG} --private {output.private}" if PSEUDONYMISE else "",
+        code=code("ingest"),
     shell:
         "python -m ccgrade.ingest index --patient {wildcards.pid} {params.sources}"
         " --ingest {params.ingest:q} --phases {params.phases} --outdir {params.outdir}"
@@ -42,7 +42,6 @@ rule convert_volumes:
         slices="results/ingest/{pid}/slices.tsv",
         phases="results/ingest/{pid}/phases.tsv",
         secret=secret_input,
-        code=code("ingest"),
     output:
         directory("results/volumes/{pid}"),
     log:
@@ -58,6 +57,7 @@ rule convert_volumes:
         sources=ingest_args,
         privacy=SECRET_ARG,
         index_dir=lambda wc, input: os.path.dirname(input.slices),
+        code=code("ingest"),
     shell:
         "python -m ccgrade.ingest convert --patient {wildcards.pid} {params.sources}"
         " --index-dir {params.index_dir} --outdir {output} {params.privacy} > {log} 2>&1"
@@ -67,14 +67,17 @@ rule series_table:
     input:
         series=expand("results/ingest/{pid}/series.tsv", pid=IMAGED),
         phases=expand("results/ingest/{pid}/phases.tsv", pid=IMAGED),
-        code=code("collect"),
     output:
         series=report("results/ingest/series.tsv", caption="../report/series.rst", category="Ingest"),
         phases="results/ingest/phase_status.tsv",
     log:
         "results/logs/series_table.log",
+    benchmark:
+        "results/benchmarks/series_table.tsv"
     conda:
         "../../envs/ccgrade.yaml"
+    params:
+        code=code("collect"),
     shell:
         "python -m ccgrade.collect series --series {input.series} --phases {input.phases}"
         " --out-series {output.series} --out-phases {output.phases} > {log} 2>&1"
@@ -83,12 +86,13 @@ rule series_table:
 rule privacy_lookup:  # pseudonym -> original, for quality control: outside results/ (README "Privacy")
     input:
         parts=expand(f"{PRIVATE}/ingest/{{pid}}.tsv", pid=IMAGED),
-        code=code("privacy"),
     output:
         f"{PRIVATE}/lookup.tsv",
     log:
         f"{PRIVATE}/logs/privacy_lookup.log",
     conda:
         "../../envs/ccgrade.yaml"
+    params:
+        code=code("privacy"),
     shell:
         "python -m ccgrade.privacy lookup --parts {input.parts} --out {output} > {log} 2>&1"

@@ -10,7 +10,6 @@ rule graded_index:  # predict's new patients and the external centre's (README "
         images=lambda wc: list(phase_images(wc, GRADED[wc.group][1]).values()),
         phase_map=phase_map_input,
         secret=secret_input,
-        code=code("ingest"),
     output:
         slices="results/{group}/ingest/{pid}/slices.tsv",
         series="results/{group}/ingest/{pid}/series.tsv",
@@ -19,6 +18,8 @@ rule graded_index:  # predict's new patients and the external centre's (README "
         private=f"{PRIVATE}/{{group}}/ingest/{{pid}}.tsv" if PSEUDONYMISE else [],
     log:
         "results/logs/{group}/index/{pid}.log",
+    benchmark:
+        "results/benchmarks/{group}/index/{pid}.tsv"
     conda:
         "../../envs/ccgrade.yaml"
     resources:
@@ -30,6 +31,7 @@ rule graded_index:  # predict's new patients and the external centre's (README "
         sources=lambda wc: ingest_args(wc, *GRADED[wc.group]),
         outdir=lambda wc, output: os.path.dirname(output.slices),
         privacy=lambda wc, output: f"{SECRET_ARG} --private {output.private}" if PSEUDONYMISE else "",
+        code=code("ingest"),
     shell:
         "python -m ccgrade.ingest index --patient {wildcards.pid} {params.sources}"
         " --ingest {params.ingest:q} --phases {params.phases} --outdir {params.outdir}"
@@ -43,11 +45,12 @@ rule graded_volumes:
         slices="results/{group}/ingest/{pid}/slices.tsv",
         phases="results/{group}/ingest/{pid}/phases.tsv",
         secret=secret_input,
-        code=code("ingest"),
     output:
         directory("results/{group}/volumes/{pid}"),
     log:
         "results/logs/{group}/volumes/{pid}.log",
+    benchmark:
+        "results/benchmarks/{group}/volumes/{pid}.tsv"
     conda:
         "../../envs/ccgrade.yaml"
     resources:
@@ -57,6 +60,7 @@ rule graded_volumes:
         sources=lambda wc: ingest_args(wc, *GRADED[wc.group]),
         privacy=SECRET_ARG,
         index_dir=lambda wc, input: os.path.dirname(input.slices),
+        code=code("ingest"),
     shell:
         "python -m ccgrade.ingest convert --patient {wildcards.pid} {params.sources}"
         " --index-dir {params.index_dir} --outdir {output} {params.privacy} > {log} 2>&1"
@@ -70,7 +74,6 @@ rule predict_patient:
         preprocess=pred_bundles("preprocess.json"),
         metadata=pred_bundles("metadata.json"),
         secret=secret_input,
-        code=code("predict"),
     output:
         images=f"{PRED_DIR}/patients/{{pid}}/images.tsv",
         summary=f"{PRED_DIR}/patients/{{pid}}/summary.json",
@@ -78,6 +81,8 @@ rule predict_patient:
         page_pdf=f"{PRED_DIR}/patients/{{pid}}/page.pdf",
     log:
         f"results/logs/predict/{PREDICT['name']}/patient/{{pid}}.log",
+    benchmark:
+        f"results/benchmarks/predict/{PREDICT['name']}/patient/{{pid}}.tsv"
     conda:
         "../../envs/ccgrade.yaml"
     resources:
@@ -89,6 +94,7 @@ rule predict_patient:
         grade=pred_grade,
         privacy=SECRET_ARG,
         outputs=outputs_json,
+        code=code("predict"),
     shell:
         "python -m ccgrade.predict patient --patient {wildcards.pid} --bundles {params.bundles}"
         " --volumes {input.volumes} --sources {params.sources:q} --grade {params.grade:q} {params.privacy}"
@@ -99,7 +105,6 @@ rule predict_table:
     input:
         summaries=expand(f"{PRED_DIR}/patients/{{pid}}/summary.json", pid=PRED_PATIENTS),
         internal=[f"{ccmatrix.cell_dir(c)}/predictions.tsv" for c in PRED_CELLS],  # the model's own test patients
-        code=code("predict"),
     output:
         predictions=f"{PRED_DIR}/predictions.csv",
         predictions_md=f"{PRED_DIR}/predictions.md",
@@ -107,6 +112,8 @@ rule predict_table:
         metrics_md=f"{PRED_DIR}/metrics.md",
     log:
         f"results/logs/predict/{PREDICT['name']}/table.log",
+    benchmark:
+        f"results/benchmarks/predict/{PREDICT['name']}/table.tsv"
     conda:
         "../../envs/ccgrade.yaml"
     params:
@@ -114,6 +121,7 @@ rule predict_table:
         model=predict_model_name(),
         stats=stats_json(),
         outputs=outputs_json,
+        code=code("predict"),
     shell:
         "python -m ccgrade.predict table --summaries {input.summaries} --sheet {params.sheet:q}"
         " --model {params.model:q} --stats {params.stats:q} --internal {input.internal}"
@@ -124,18 +132,20 @@ rule predict_privacy_scan:  # the new patients' outputs searched for their ident
     input:
         files=predict_files(),
         sources=PRIVACY_SOURCES,
-        code=code("phiscan"),
     output:
         hits=f"{PRED_DIR}/privacy_scan.tsv",
         summary=f"{PRED_DIR}/privacy_scan.json",
     log:
         f"results/logs/predict/{PREDICT['name']}/privacy_scan.log",
+    benchmark:
+        f"results/benchmarks/predict/{PREDICT['name']}/privacy_scan.tsv"
     conda:
         "../../envs/ccgrade.yaml"
     params:
         config=lambda wc: as_json(PUBLIC),
         mode=config["privacy"]["mode"],
         private=f"{PRIVATE}/predict/{PREDICT['name']}/privacy_scan_values.tsv",
+        code=code("phiscan"),
     shell:
         "python -m ccgrade.phiscan --results results --sources {input.sources} --config {params.config:q}"
         " --mode {params.mode} --out {output.hits} --summary {output.summary} --private-out {params.private}"

@@ -7,7 +7,6 @@ rule privacy_scan:
     input:
         targets=all_targets(),
         sources=PRIVACY_SOURCES,
-        code=code("phiscan"),
     output:
         hits=report("results/privacy_scan.tsv", caption="../report/privacy.rst", category="Provenance"),
         summary="results/privacy_scan.json",
@@ -24,6 +23,7 @@ rule privacy_scan:
         config=lambda wc: as_json(PUBLIC),
         mode=config["privacy"]["mode"],
         private=f"{PRIVATE}/privacy_scan_values.tsv",  # the hits with their values (kept if the run fails)
+        code=code("phiscan"),
     shell:
         "python -m ccgrade.phiscan --results results --sources {input.sources} --config {params.config:q}"
         " --mode {params.mode} --out {output.hits} --summary {output.summary} --private-out {params.private}"
@@ -34,7 +34,6 @@ rule privacy_report:  # after `snakemake --report results/report.html`: the repo
     input:
         report="results/report.html",
         sources=PRIVACY_SOURCES,
-        code=code("phiscan"),
     output:
         hits="results/privacy_scan_report.tsv",
         summary="results/privacy_scan_report.json",
@@ -48,6 +47,7 @@ rule privacy_report:  # after `snakemake --report results/report.html`: the repo
         config=lambda wc: as_json(PUBLIC),
         mode=config["privacy"]["mode"],
         private=f"{PRIVATE}/privacy_scan_report_values.tsv",
+        code=code("phiscan"),
     shell:
         "python -m ccgrade.phiscan --results results --sources {input.sources} --config {params.config:q}"
         " --mode {params.mode} --out {output.hits} --summary {output.summary} --private-out {params.private}"

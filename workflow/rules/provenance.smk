@@ -4,12 +4,12 @@
 
 
 rule provenance:
-    input:
-        code=code("provenance"),
     output:
         report("results/provenance.json", caption="../report/provenance.rst", category="Provenance"),
     log:
         "results/logs/provenance.log",
+    benchmark:
+        "results/benchmarks/provenance.tsv"
     conda:
         "../../envs/ccgrade.yaml"
     params:
@@ -19,6 +19,7 @@ rule provenance:
         ),
         derived=lambda wc: as_json(PUBLIC),
         git=as_json(GIT),
+        code=code("provenance"),
     shell:
         "python -m ccgrade.provenance --hashes {params.hashes:q} --derived {params.derived:q} --git {params.git:q}"
         " --out {output} > {log} 2>&1"
@@ -31,12 +32,13 @@ rule provenance:
 rule checklist:
     input:
         unpack(checklist_inputs),
-        code=code("checklist"),
     output:
         csv=report("results/checklist.csv", caption="../report/checklist.rst", category="Reporting checklist"),
         md="results/checklist.md",
     log:
         "results/logs/checklist.log",
+    benchmark:
+        "results/benchmarks/checklist.tsv"
     conda:
         "../../envs/ccgrade.yaml"
     resources:
@@ -46,6 +48,7 @@ rule checklist:
         config=lambda wc: as_json(PUBLIC),
         files=lambda wc, input: as_json(checklist_files(input)),
         studies=lambda wc: as_json(checklist_studies()),
+        code=code("checklist"),
     shell:
         "python -m ccgrade.checklist --config {params.config:q} --files {params.files:q}"
         " --studies {params.studies:q} --csv {output.csv} --md {output.md} > {log} 2>&1"

@@ -5,16 +5,18 @@ rule split:
     input:
         cohort=COHORT_SHEET,
         phases=expand("results/ingest/{pid}/phases.tsv", pid=IMAGED),
-        code=code("splits"),
     output:
         json="results/splits/{scheme}.json",
         tsv=report("results/splits/{scheme}.tsv", caption="../report/splits.rst", category="Splits"),
     log:
         "results/logs/split/{scheme}.log",
+    benchmark:
+        "results/benchmarks/split/{scheme}.tsv"
     conda:
         "../../envs/ccgrade.yaml"
     params:
         config=split_params,
+        code=code("splits"),
     shell:
         "python -m ccgrade.splits --cohort {input.cohort:q} --config {params.config:q} --scheme {wildcards.scheme}"
         " --phase-tables {input.phases} --json {output.json} --tsv {output.tsv} > {log} 2>&1"

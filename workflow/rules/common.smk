@@ -48,11 +48,20 @@ except Exception:  # noqa: BLE001 - a dry run without --cores
 # `--cores 8` on a 2-core machine keeps two compute threads busy, not eight (each job's torch/BLAS threads
 # are the threads Snakemake gives it: OMP_NUM_THREADS and the like)
 if LOCAL and workflow.is_main_process and _CORES > ccmachine.usable_cpus():
-    print(f"ccgrade: --cores {_CORES} on a machine with {ccmachine.usable_cpus()} usable CPUs: at most "
-          f"{ccmachine.usable_cpus()} threads run at once", file=sys.stderr)
+    print(
+        f"ccgrade: --cores {_CORES} on a machine with {ccmachine.usable_cpus()} usable CPUs: at most "
+        f"{ccmachine.usable_cpus()} threads run at once",
+        file=sys.stderr,
+    )
     _CORES = ccmachine.usable_cpus()
     workflow.resource_settings.cores = _CORES
     workflow.global_resources["_cores"] = _CORES
+# locally, no job-submission rate limit: Snakemake's default (100 jobs per second) re-evaluates the ready jobs
+# every second while they wait for cores, each time stat-ing every input of every ready job (the 25 training
+# cells' 4,000 crop files: half a core all through training); without it, jobs are re-evaluated as others end
+_RATE = getattr(workflow.scheduling_settings, "max_jobs_per_timespan", None)
+if LOCAL and _RATE is not None and (_RATE.max_jobs, _RATE.timespan) == (100, 1):  # the CLI default, not the user's
+    workflow.scheduling_settings.max_jobs_per_timespan = None
 # the pre-flight check: config, cohort and a cached header survey; the config derived from the cohort
 PLAN = ccpre.plan(
     config, configfiles=workflow.overwrite_configfiles, workers=_CORES, write_cache=workflow.is_main_process

@@ -20,10 +20,10 @@ rule train_model:
         f"results/logs/train/{{study}}/{{roi}}/{{arch}}/{{phases}}/{{variant}}/fold{{fold}}/seed{{seed}}.log",
     benchmark:
         f"results/benchmarks/train/{{study}}/{{roi}}/{{arch}}/{{phases}}/{{variant}}/fold{{fold}}/seed{{seed}}.tsv"
+    priority: 10  # the longest jobs: started as soon as their crops exist, before short jobs still queued
     conda:
         "../../envs/ccgrade.yaml"
     threads: TRAIN_THREADS
-    priority: 10  # the longest jobs: started as soon as their crops exist, before short jobs still queued
     resources:
         gpu=TRAIN_GPU,
         gpu_slots=config["training"]["gpu_slots"],  # a resource, not a param: changing it retrains nothing

@@ -13,18 +13,16 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import pydicom
 import SimpleITK as sitk
-from matplotlib.path import Path as MplPath
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.errors import InvalidDicomError
-from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from .errors import AnnotationError, GeometryError
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 RTSTRUCT_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
 CT_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
@@ -42,6 +40,8 @@ def rasterise_polygon(vertices: np.ndarray, shape: tuple[int, int]) -> np.ndarra
     x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
     if x1 <= x0 or y1 <= y0:
         return out
+    from matplotlib.path import Path as MplPath  # (imported where used: a crop job without polygons skips it)
+
     yy, xx = np.mgrid[y0:y1, x0:x1]
     inside = MplPath(v).contains_points(np.column_stack([xx.ravel() + 0.5, yy.ravel() + 0.5]), radius=0.0)
     out[y0:y1, x0:x1] = inside.reshape(yy.shape)
@@ -122,6 +122,9 @@ def link_rtstruct(path: str | Path, image: sitk.Image, slices: pd.DataFrame, *, 
 
     def fail(exc: type, msg: str, fix: str = "") -> None:
         raise exc(msg + (f"; fix: {fix}" if fix else ""), patient=patient, phase=phase, file=file)
+
+    import pydicom  # (imported where used: jobs without an RTSTRUCT skip it)
+    from pydicom.errors import InvalidDicomError
 
     try:
         ds = pydicom.dcmread(path)
@@ -209,6 +212,10 @@ def link_rtstruct(path: str | Path, image: sitk.Image, slices: pd.DataFrame, *, 
 def write_rtstruct(path: str | Path, mask: np.ndarray, image: sitk.Image, slices: pd.DataFrame, *, series_uid: str,
                    study_uid: str, frame_uid: str, patient_id: str, roi_name: str = "Tumor") -> None:
     """Write the outlines of ``mask`` (on ``image``) as an RTSTRUCT referencing the image's slices."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.sequence import Sequence
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = RTSTRUCT_STORAGE
     meta.MediaStorageSOPInstanceUID = generate_uid()
@@ -256,6 +263,8 @@ def write_rtstruct(path: str | Path, mask: np.ndarray, image: sitk.Image, slices
 
 
 def _ref(sop_uid: str) -> Dataset:
+    from pydicom.dataset import Dataset
+
     r = Dataset()
     r.ReferencedSOPClassUID, r.ReferencedSOPInstanceUID = CT_STORAGE, sop_uid
     return r

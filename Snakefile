@@ -44,6 +44,10 @@ rule paper:  # every table and figure of the reproduced studies (the same as the
         "results/privacy_scan.tsv",
 
 
+onstart:
+    unthrottle_local_scheduler()
+
+
 onerror:
     # the console names each failed job's error (from its log), not only where the log is
     for line in ccpre.job_errors(log):

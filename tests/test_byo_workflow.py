@@ -122,13 +122,14 @@ def hospital(tmp_path_factory):
 def test_mixed_sources_give_identical_crops(hospital):
     run, src = hospital["run"], hospital["src"]
     man = pd.read_csv(run / "results/crops/manifest.tsv", sep="\t", keep_default_na=False).set_index(["patient_id", "roi", "phase"])
-    assert man.loc[("DEMO003", "tumor", "cmp"), "source"] == "rtstruct"
-    assert man.loc[("DEMO002", "tumor", "cmp"), "source"] == "mask"
-    assert man.loc[("DEMO003", "box", "cmp"), "status"] == "ok" and man.loc[("DEMO003", "centroid", "np"), "status"] == "ok"
+    # (tumor feeds Sun's stack only, on cmp's outline; cube Li's up, cmp and np: only those are cropped)
+    assert man.loc[("DEMO003", "tumor", "stack"), "source"] == "rtstruct"
+    assert man.loc[("DEMO002", "tumor", "stack"), "source"] == "mask"
+    assert man.loc[("DEMO003", "box", "cmp"), "status"] == "ok" and man.loc[("DEMO003", "centroid", "cmp"), "status"] == "ok"
     # DEMO002 has no labelme boxes (volumes have no per-slice files): source auto boxes its NRRD mask instead
     assert man.loc[("DEMO002", "box", "cmp"), "status"] == "ok" and man.loc[("DEMO002", "box", "cmp"), "source"] == "mask"
-    assert man.loc[("DEMO004", "tumor", "cmp"), "status"] == "excluded"
-    assert man.loc[("DEMO004", "tumor", "np"), "status"] == "ok"
+    assert man.loc[("DEMO004", "tumor", "stack"), "status"] == "excluded"
+    assert man.loc[("DEMO004", "cube", "cmp"), "status"] == "excluded" and man.loc[("DEMO004", "cube", "np"), "status"] == "ok"
     # tumour crops from RTSTRUCT (DEMO003) and from NRRD masks on NIfTI/NRRD volumes (DEMO002) equal
     # the crops made from the original NIfTI masks on the DICOM route
     cfg = hospital["cfg"]
@@ -139,7 +140,10 @@ def test_mixed_sources_give_identical_crops(hospital):
             ref = crops.crop_patient(pid, roi_name, roi, cfg["windows"][roi["window"]], PHASES, ["cmp", "np", "ep"],
                                      vol, sources, 1, hospital["wd"] / "ref" / pid / roi_name)
             assert (ref["status"] == "ok").all()
-            for t in PHASES + ["stack"]:
+            made = [t for t in PHASES + ["stack"]
+                    if str(np.load(run / f"results/crops/{roi_name}/{pid}/{t}.npz")["status"]) != "skipped"]
+            assert made == {"tumor": ["stack"], "cube": ["up", "cmp", "np"]}[roi_name]
+            for t in made:
                 a = np.load(run / f"results/crops/{roi_name}/{pid}/{t}.npz")["images"]
                 b = np.load(hospital["wd"] / "ref" / pid / roi_name / f"{t}.npz")["images"]
                 np.testing.assert_array_equal(a, b)

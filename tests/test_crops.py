@@ -92,6 +92,23 @@ def test_every_roi_of_a_demo_patient(demo_root, volumes, tmp_path):
     assert res["tumor"]["cmp"]["images"].astype(float).sum() > res["tumor"]["up"]["images"].astype(float).sum()
 
 
+def test_only_the_targets_read_are_cropped(demo_root, volumes, tmp_path):
+    """A crop job makes the files some model or figure reads; the rest are empty placeholders without a manifest
+    row, and the files it makes equal those of a job that crops everything."""
+    roi = {"kind": "box", "source": "labelme", "margin_mm": 0.0, "size": 24, "window": "cui"}
+    args = ("DEMO002", "box", roi, CFG["windows"]["cui"], PHASES, ["cmp", "np", "ep"], volumes,
+            demo_sources(demo_root, "DEMO002"), 1)
+    full = crops.crop_patient(*args, tmp_path / "all")
+    part = crops.crop_patient(*args, tmp_path / "part", targets=["np", "stack"])
+    assert list(part["phase"]) == ["np", "stack"] and list(full["phase"]) == PHASES + ["stack"]
+    for t in PHASES + ["stack"]:
+        z = np.load(tmp_path / "part" / f"{t}.npz")
+        if t in ("np", "stack"):
+            np.testing.assert_array_equal(z["images"], np.load(tmp_path / "all" / f"{t}.npz")["images"])
+        else:
+            assert str(z["status"]) == "skipped" and z["images"].size == 0 and "no configured model" in str(z["reason"])
+
+
 def test_box_outside_image_names_patient_phase_file(demo_root, volumes, tmp_path):
     lab = tmp_path / "ann" / "cmp" / "labelme"
     shutil.copytree(demo_root / "annotations/DEMO002/cmp/labelme", lab)

@@ -83,7 +83,15 @@ def test_demo_study_outputs(study):
     for ext in ("png", "pdf"):
         assert (study / f"results/figures/roi_montage/DEMO001.{ext}").stat().st_size > 1000
     man = pd.read_csv(study / "results/crops/manifest.tsv", sep="\t")
-    assert len(man) == 6 * 5 * 6 and (man["status"] == "ok").all()  # patients x (4 phases + stack) x ROIs
+    assert (man["status"] == "ok").all()
+    # only the crops some model or figure reads: box (Cui's phases, the montage, Sun's stack), tumor and box5mm
+    # (Sun's stack), centroid (Dai's cmp), cube and slice (Li's up, cmp, np); the others are empty placeholders
+    made = man.groupby("roi")["phase"].agg(lambda p: sorted(set(p))).to_dict()
+    assert made == {"box": sorted(["up", "cmp", "np", "ep", "stack"]), "tumor": ["stack"], "box5mm": ["stack"],
+                    "centroid": ["cmp"], "cube": sorted(["up", "cmp", "np"]), "slice": sorted(["up", "cmp", "np"])}
+    assert len(man) == 6 * sum(len(v) for v in made.values())
+    skipped = np.load(study / "results/crops/cube/DEMO001/ep.npz")
+    assert str(skipped["status"]) == "skipped" and skipped["images"].size == 0
     geo = pd.read_csv(study / "results/tables/tumour_geometry.csv")
     cohort = pd.read_csv(study / "results/cohort/cohort.tsv", sep="\t")
     assert len(geo) == 6 and (cohort["mask_side"] == cohort["side"]).all()  # mask-derived side = the demo's side

@@ -2,6 +2,7 @@
 # patients' headers; every problem listed at once) and the config derived from the cohort, wildcard
 # constraints, named input/param functions and the final target list. No pixel data is read at parse time.
 
+import functools
 import json
 import os
 import re
@@ -17,9 +18,12 @@ sys.path.insert(0, str(REPO / "workflow" / "src"))
 # Every job's shell: jobs import this checkout's package (not whichever copy an environment was installed
 # from) and, unless --sdm conda gives them the conda env's, call `python` as the interpreter running
 # Snakemake (e.g. .venv/bin/python). Set per job, not in Snakemake's own environment.
+# SimpleITK (ITK) threads follow the job's threads too: Snakemake sets OMP_NUM_THREADS and the BLAS variables, but
+# ITK starts one thread per core unless told (a one-thread crop job resampled on every core).
 _SHELL = [
     "set -euo pipefail;",
     f"export PYTHONPATH={shlex.quote(str(REPO / 'workflow' / 'src'))}${{{{PYTHONPATH:+:$PYTHONPATH}}}};",
+    'export ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS="${{OMP_NUM_THREADS:-1}}";',
 ]
 if DeploymentMethod.CONDA not in workflow.deployment_settings.deployment_method:
     _SHELL.append(f'export PATH={shlex.quote(os.path.dirname(sys.executable))}:"$PATH";')
@@ -56,12 +60,18 @@ if LOCAL and workflow.is_main_process and _CORES > ccmachine.usable_cpus():
     _CORES = ccmachine.usable_cpus()
     workflow.resource_settings.cores = _CORES
     workflow.global_resources["_cores"] = _CORES
-# locally, no job-submission rate limit: Snakemake's default (100 jobs per second) re-evaluates the ready jobs
-# every second while they wait for cores, each time stat-ing every input of every ready job (the 25 training
-# cells' 4,000 crop files: half a core all through training); without it, jobs are re-evaluated as others end
-_RATE = getattr(workflow.scheduling_settings, "max_jobs_per_timespan", None)
-if LOCAL and _RATE is not None and (_RATE.max_jobs, _RATE.timespan) == (100, 1):  # the CLI default, not the user's
-    workflow.scheduling_settings.max_jobs_per_timespan = None
+
+
+def unthrottle_local_scheduler():
+    """Locally, no job-submission rate limit (called on start, once Snakemake's scheduler exists): its default
+    (100 jobs per second, --max-jobs-per-timespan) re-evaluates the ready jobs every second while they wait for
+    cores, each time stat-ing every input of every ready job (the 25 training cells' 4,000 crop files: half a
+    core all through training); without it, jobs are re-evaluated as others end. A rate the user set is kept."""
+    rate = getattr(workflow.scheduling_settings, "max_jobs_per_timespan", None)
+    scheduler = getattr(workflow, "scheduler", None)
+    if LOCAL and rate is not None and (rate.max_jobs, rate.timespan) == (100, 1) and scheduler is not None:
+        scheduler.job_rate_limiter = None
+
 # the pre-flight check: config, cohort and a cached header survey; the config derived from the cohort
 PLAN = ccpre.plan(
     config, configfiles=workflow.overwrite_configfiles, workers=_CORES, write_cache=workflow.is_main_process
@@ -374,6 +384,16 @@ def cell_files(study, name):
 
 def cell_crops(roi, phases):
     return expand("results/crops/{roi}/{pid}/{t}.npz", roi=roi, pid=IMAGED, t=ccmatrix.crop_targets(phases, PHASES))
+
+
+@functools.cache
+def roi_targets(roi):
+    """The crop files (phases, stack) of an ROI setting that some configured model or figure reads: the only
+    ones its crop jobs make (a param: a model that reads another phase recrops)."""
+    want = {t for s in STUDIES for c in study_cells(s) if c["roi"] == roi for t in ccmatrix.crop_targets(c["phases"], PHASES)}
+    if roi == config["figures"]["montage_roi"] and MONTAGE_PATIENTS:
+        want |= set(PHASES)
+    return ",".join(t for t in CROP_TARGETS if t in want)
 
 
 def train_crops(wildcards):

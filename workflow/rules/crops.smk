@@ -1,4 +1,5 @@
-# ROI crops per patient x ROI setting (all phases + the stacked multi-channel variant), the manifest,
+# ROI crops per patient x ROI setting (the phases and the stacked multi-channel variant some model or figure
+# reads; the others are empty placeholders), the manifest,
 # the exclusions table and the annotation/crop montage.
 
 
@@ -30,13 +31,14 @@ rule crop_roi:
         rtstruct_roi=config["rtstruct_roi"],
         rtstruct_link=config["rtstruct_link"],
         privacy=SECRET_ARG,
+        targets=lambda wc: roi_targets(wc.roi),
         code=code("crops"),
     shell:
         "python -m ccgrade.crops --patient {wildcards.pid} --roi-name {wildcards.roi} --roi {params.roi:q}"
         " --window {params.window:q} --phases {params.phases} --stack {params.stack}"
         " --volumes {input.volumes} --sources {params.sources:q} --mask-label {params.mask_label}"
         " --rtstruct-roi {params.rtstruct_roi:q} --rtstruct-link {params.rtstruct_link}"
-        " --outdir {params.outdir} {params.privacy} > {log} 2>&1"
+        " --targets '{params.targets}' --outdir {params.outdir} {params.privacy} > {log} 2>&1"
 
 
 rule crop_manifest:

@@ -167,7 +167,7 @@ class Bundle:
         with tempfile.TemporaryDirectory() as tmp:
             man = crop_patient(patient, pre["roi_name"], pre["roi"], pre["window"], pre["phases"], pre["stack_phases"],
                                Path(volumes), sources, pre["mask_label"], Path(tmp), pre["rtstruct_roi"],
-                               pre["rtstruct_link"], key=Keyer.from_file(secret))
+                               pre["rtstruct_link"], key=Keyer.from_file(secret), targets=list(pre["targets"]))
             out = {}
             for t in pre["targets"]:
                 z = np.load(Path(tmp) / f"{t}.npz")

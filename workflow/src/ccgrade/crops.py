@@ -4,9 +4,10 @@ ROI kinds (config ``rois``): ``box`` (annotated rectangle + margin in mm; Cui, a
 expansion), ``tumor`` (mask only, background zeroed; Sun), ``centroid`` (fixed square in pixels around
 the polygon centroid; Dai), ``cube`` (tumour box resampled to isotropic spacing, then resized with cubic
 splines; Li), ``slice`` (the whole axial slice at every tumour slice, resized, e.g. z-scored per slice; Li's
-2D input; its stored boxes are the tumour's, which Li's patient rule links by IoU). Every crop job also writes the multi-channel variant that stacks the configured phases as
-channels on the reference phase's geometry (Sun). Images are float16, shape (n, C, S, S) or
-(1, C, S, S, S); values are windowed to [0, 1] or z-scored per crop.
+2D input; its stored boxes are the tumour's, which Li's patient rule links by IoU). Every crop job also writes the
+multi-channel variant that stacks the configured phases as channels on the reference phase's geometry (Sun). A job
+crops only the files some configured model or figure reads (``targets``); the others are empty placeholders.
+Images are float16, shape (n, C, S, S) or (1, C, S, S, S); values are windowed to [0, 1] or z-scored per crop.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from .outputs import read_table, write_npz, write_tsv
 from .privacy import for_job, run_scrubbed, scrub_frame
 
 AIR_HU = -1024.0
+SKIPPED = "not cropped: no configured model or figure reads it"
 MANIFEST_COLUMNS = ["patient_id", "roi", "phase", "status", "source", "link", "n_contours", "n_images", "shape", "window",
                     "file", "reason", "notes"]
 
@@ -151,15 +153,22 @@ def roi_boxes(kind: str, roi: dict, *, src: dict[str, str], phase: str, slices: 
 
 def crop_patient(patient: str, roi_name: str, roi: dict, window: dict, phases: list[str], stack: list[str],
                  volumes: Path, sources: dict[str, dict[str, str]], mask_label: int, outdir: Path,
-                 rtstruct_roi: str = rts.DEFAULT_ROI, rtstruct_link: str = "auto", key=None) -> pd.DataFrame:
+                 rtstruct_roi: str = rts.DEFAULT_ROI, rtstruct_link: str = "auto", key=None,
+                 targets: list[str] | None = None) -> pd.DataFrame:
     """Write ``{phase}.npz`` for every phase and ``stack.npz``; return the manifest rows.
 
     ``sources`` maps each phase to its annotation files by format (see ``cohort.patient_sources``).
+    ``targets``: the files some model or figure reads (None: all); the others are written as empty
+    ``skipped`` placeholders (the DAG declares every file) with no manifest row, and nothing is cropped for them.
     """
     status = pd.read_csv(volumes / "phases.tsv", sep="\t", keep_default_na=False).set_index("phase")
     kind, rows = roi["kind"], []
     imgs, slices = {}, {}
     for target in list(phases) + ["stack"]:
+        if targets is not None and target not in targets:
+            write_npz(outdir / f"{target}.npz", images=np.zeros((0,), np.float16), slice_index=np.zeros(0, int),
+                      boxes=np.zeros((0, 4)), status="skipped", reason=SKIPPED)
+            continue
         chan_phases = stack if target == "stack" else [target]
         ref_phase = chan_phases[0]
         base = {"patient_id": patient, "roi": roi_name, "phase": target, "window": json.dumps(window, sort_keys=True),
@@ -224,13 +233,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rtstruct-link", default="auto", choices=rts.LINK_MODES)
     ap.add_argument("--outdir", required=True)
     ap.add_argument("--secret", default=None, help="the study's privacy key file (privacy.mode: pseudonymise)")
+    ap.add_argument("--targets", default=None, help="comma-separated: the crop files read (default: all)")
     a = ap.parse_args(argv)
     out = Path(a.outdir)
     sources = json.loads(a.sources)
     key, labels = for_job(a.secret, sources)
     man = run_scrubbed(lambda: crop_patient(
         a.patient, a.roi_name, json.loads(a.roi), json.loads(a.window), a.phases.split(","), a.stack.split(","),
-        Path(a.volumes), sources, a.mask_label, out, a.rtstruct_roi, a.rtstruct_link, key=key), labels)
+        Path(a.volumes), sources, a.mask_label, out, a.rtstruct_roi, a.rtstruct_link, key=key,
+        targets=None if a.targets is None else [t for t in a.targets.split(",") if t]), labels)
     if labels:
         man = scrub_frame(man, labels, skip=("file",))
     write_tsv(out / "manifest.tsv", man)

@@ -45,8 +45,9 @@ def test_files_from_other_tools_through_the_starter_config_and_the_front_half(tm
     ok = phases[phases["status"] == "ok"].set_index("patient_id")["phase"].to_dict()
     assert ok == {"TS-CT": "np", "RTU": "up", "TS-DCM": "np"}
     man = pd.read_csv(res / "crops/manifest.tsv", sep="\t", keep_default_na=False).set_index(["patient_id", "roi", "phase"])
-    assert man.loc[("RTU", "tumor", "up"), "link"] == "uid 2" and man.loc[("TS-CT", "tumor", "np"), "source"] == "mask"
-    assert man.loc[("TS-DCM", "tumor", "np"), "status"] == "excluded"  # no annotation: an exclusion row
+    # (only the crops a model reads are made: Li's cube reads masks and RTSTRUCTs on up and np)
+    assert man.loc[("RTU", "cube", "up"), "link"] == "uid 2" and man.loc[("TS-CT", "cube", "np"), "source"] == "mask"
+    assert man.loc[("TS-DCM", "cube", "np"), "status"] == "excluded"  # no annotation: an exclusion row
     geo = pd.read_csv(res / "tables/tumour_geometry.csv").set_index("patient_id")
     assert set(geo.index) == {"TS-CT", "RTU"} and geo.loc["RTU", "phase"] == "up"  # measured on its own phase
     assert geo.loc["TS-CT", "side"] == "left"  # the spleen, found left of the body's midline on the CT

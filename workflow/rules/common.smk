@@ -72,6 +72,7 @@ def unthrottle_local_scheduler():
     if LOCAL and rate is not None and (rate.max_jobs, rate.timespan) == (100, 1) and scheduler is not None:
         scheduler.job_rate_limiter = None
 
+
 # the pre-flight check: config, cohort and a cached header survey; the config derived from the cohort
 PLAN = ccpre.plan(
     config, configfiles=workflow.overwrite_configfiles, workers=_CORES, write_cache=workflow.is_main_process
@@ -390,7 +391,13 @@ def cell_crops(roi, phases):
 def roi_targets(roi):
     """The crop files (phases, stack) of an ROI setting that some configured model or figure reads: the only
     ones its crop jobs make (a param: a model that reads another phase recrops)."""
-    want = {t for s in STUDIES for c in study_cells(s) if c["roi"] == roi for t in ccmatrix.crop_targets(c["phases"], PHASES)}
+    want = {
+        t
+        for s in STUDIES
+        for c in study_cells(s)
+        if c["roi"] == roi
+        for t in ccmatrix.crop_targets(c["phases"], PHASES)
+    }
     if roi == config["figures"]["montage_roi"] and MONTAGE_PATIENTS:
         want |= set(PHASES)
     return ",".join(t for t in CROP_TARGETS if t in want)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -67,18 +66,6 @@ def evaluation(pred: pd.DataFrame) -> dict:
     return out
 
 
-def link_or_copy(src: Path, dst: Path) -> None:
-    """``dst`` as a hard link to ``src`` where the file system allows (no copy of the weights: every writer
-    replaces its file by a rename, so the link keeps the bytes it was made with), else a copy."""
-    tmp = dst.with_name(dst.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
-
-
 def export(cell_dir: str | Path, out_dir: str | Path, *, config: dict, cell: dict, study: str) -> dict:
     """Write the cell's bundle into ``out_dir`` (weights, preprocess.json, metadata.json, README.md)."""
     from . import provenance
@@ -114,7 +101,9 @@ def export(cell_dir: str | Path, out_dir: str | Path, *, config: dict, cell: dic
                        if k in versions},
           "intended_use": INTENDED_USE, "license": "MIT (code); the weights inherit the terms of the training data"}
     if trained:
-        link_or_copy(cell_dir / "best.pt", out_dir / "weights.pt")
+        # a copy, not a hard link: Snakemake touches an output older than its inputs, and through a shared inode
+        # that would make the cell's best.pt newer than every table already made from it
+        shutil.copyfile(cell_dir / "best.pt", out_dir / "weights.pt")
     else:
         write_text(out_dir / "weights.pt", "")  # no network: an empty file says so beside metadata.json
     write_json(out_dir / "preprocess.json", pre)

@@ -20,11 +20,11 @@ def test_cells_of_the_demo_config():
     k = cfg["splits"]["schemes"]["dai"]["k"]
     assert len(by["dai"]) == 2 * k
     assert sorted({c["fold"] for c in by["dai"]}) == list(range(k))
-    assert {c["variant"] for c in by["dai"]} == {"b8", "b32"}
+    assert {c["variant"] for c in by["dai"]} == {"b16", "b32"}
     assert {c["variant"] for c in by["cui"]} == {matrix.BASE_VARIANT}
     dirs = [matrix.cell_dir(c) for c in cells]
     assert len(set(dirs)) == len(dirs)  # every cell its own folder
-    assert matrix.cell_dir(by["dai"][0]) == "results/models/dai/centroid/resnet50/cmp/b8/fold0/seed1"
+    assert matrix.cell_dir(by["dai"][0]) == "results/models/dai/centroid/resnet50/cmp/b16/fold0/seed1"
 
 
 def test_hyperparameters_preset_then_override_then_variant():

@@ -32,7 +32,7 @@ def test_model_cells_fill_nulls_with_the_first_model_and_average_every_fold():
     cfg = derived()
     members, probs = predict.model_cells(cfg)  # the repository's choice: Dai, every fold
     assert not probs and [m["fold"] for m in members] == [0, 1, 2]  # tiny_config: 3 folds
-    assert {(m["arch"], m["phases"], m["roi"], m["variant"]) for m in members} == {("resnet50", "cmp", "centroid", "b8")}
+    assert {(m["arch"], m["phases"], m["roi"], m["variant"]) for m in members} == {("resnet50", "cmp", "centroid", "b16")}
     assert "3 fold models averaged" in predict.model_name(members)
     # a fold that could not be trained is taken out of the title's count (its footnote names it)
     assert ", 2 of 3 fold models averaged)" in predict.model_name(members, left_out=1)

@@ -161,10 +161,10 @@ def test_li_and_dai_tables_and_heatmaps(study):
     for stem in ("li_mcnemar", "dai_table5"):
         assert (study / f"results/tables/{stem}.csv").exists() and (study / f"results/tables/{stem}.md").exists()
     t5 = pd.read_csv(study / "results/tables/dai_table5.csv")
-    assert set(t5["variant"]) == {"b8", "b32"} and set(t5["batch"]) == {8, 32} and (t5["folds"] == 3).all()
+    assert set(t5["variant"]) == {"b16", "b32"} and set(t5["batch"]) == {16, 32} and (t5["folds"] == 3).all()
     # out of fold: every patient of the k-fold split is predicted once per variant, by the fold that held it out
     for fold in range(3):
-        pred = pd.read_csv(study / f"results/models/dai/centroid/resnet50/cmp/b8/fold{fold}/seed1/predictions.tsv", sep="\t",
+        pred = pd.read_csv(study / f"results/models/dai/centroid/resnet50/cmp/b16/fold{fold}/seed1/predictions.tsv", sep="\t",
                            dtype={"patient_id": str})
         held = json.loads((study / "results/splits/dai.json").read_text())["folds"][fold]["test"]
         assert set(pred.loc[pred["set"] == "test", "patient_id"]) <= set(held)
@@ -464,10 +464,10 @@ def test_no_dicom_phi_anywhere_in_results(study):
 
 def test_one_variants_batch_size_reruns_only_its_folds(study):
     cfg = tiny_config()
-    cfg["training"]["studies"]["dai"]["variants"]["b8"] = {"batch": 4}
+    cfg["training"]["studies"]["dai"]["variants"]["b16"] = {"batch": 8}
     jobs = planned_with(study, cfg)
     assert {w for rule, w in jobs if rule == "train_model"} == {
-        f"study=dai, roi=centroid, arch=resnet50, phases=cmp, variant=b8, fold={f}, seed=1" for f in range(3)}
+        f"study=dai, roi=centroid, arch=resnet50, phases=cmp, variant=b16, fold={f}, seed=1" for f in range(3)}
     assert {rule for rule, _ in jobs} == {"train_model", "dai_tables", "provenance", "checklist", "privacy_scan", "all",
                                           "export_bundle", "external_grade", "dai_external"}
 
@@ -497,7 +497,7 @@ def test_a_changed_window_preset_reruns_only_the_crops_that_use_it(study):
     assert {w for rule, w in jobs if rule == "crop_roi"} == {f"roi=centroid, pid=DEMO00{i}" for i in range(1, 7)}
     trained = {w for rule, w in jobs if rule == "train_model"}
     assert trained == {f"study=dai, roi=centroid, arch=resnet50, phases=cmp, variant={v}, fold={f}, seed=1"
-                       for v in ("b8", "b32") for f in range(3)}
+                       for v in ("b16", "b32") for f in range(3)}
     assert {rule for rule, _ in jobs} == {"crop_roi", "crop_manifest", "exclusions", "train_model", "dai_tables",
                                           "dai_failures", "provenance", "checklist", "privacy_scan", "all",
                                           "export_bundle", "external_grade", "dai_external"}

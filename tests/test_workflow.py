@@ -464,10 +464,11 @@ def test_no_dicom_phi_anywhere_in_results(study):
 
 def test_one_variants_batch_size_reruns_only_its_folds(study):
     cfg = tiny_config()
-    cfg["training"]["studies"]["dai"]["variants"]["b16"] = {"batch": 8}
+    # (b32, not the study's first model b16, which the failure analysis reads: that would rerun it too)
+    cfg["training"]["studies"]["dai"]["variants"]["b32"] = {"batch": 24}
     jobs = planned_with(study, cfg)
     assert {w for rule, w in jobs if rule == "train_model"} == {
-        f"study=dai, roi=centroid, arch=resnet50, phases=cmp, variant=b16, fold={f}, seed=1" for f in range(3)}
+        f"study=dai, roi=centroid, arch=resnet50, phases=cmp, variant=b32, fold={f}, seed=1" for f in range(3)}
     assert {rule for rule, _ in jobs} == {"train_model", "dai_tables", "provenance", "checklist", "privacy_scan", "all",
                                           "export_bundle", "external_grade", "dai_external"}
 

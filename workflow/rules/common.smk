@@ -51,13 +51,13 @@ except Exception:  # noqa: BLE001 - a dry run without --cores
 # never oversubscribe: locally, --cores above the CPUs this process may use is lowered to them, so that
 # `--cores 8` on a 2-core machine keeps two compute threads busy, not eight (each job's torch/BLAS threads
 # are the threads Snakemake gives it: OMP_NUM_THREADS and the like)
-if LOCAL and workflow.is_main_process and _CORES > ccmachine.usable_cpus():
+_USABLE = ccmachine.usable_cpus()
+if LOCAL and workflow.is_main_process and _CORES > _USABLE:
     print(
-        f"ccgrade: --cores {_CORES} on a machine with {ccmachine.usable_cpus()} usable CPUs: at most "
-        f"{ccmachine.usable_cpus()} threads run at once",
+        f"ccgrade: --cores {_CORES} on a machine with {_USABLE} usable CPUs: at most {_USABLE} threads run at once",
         file=sys.stderr,
     )
-    _CORES = ccmachine.usable_cpus()
+    _CORES = _USABLE
     workflow.resource_settings.cores = _CORES
     workflow.global_resources["_cores"] = _CORES
 

@@ -61,10 +61,12 @@ def code_files(src_dir: str | Path, *modules: str) -> list[str]:
     return [str(Path(src_dir) / f"{m}.py") for m in closure(str(src_dir), tuple(modules))]
 
 
+@lru_cache(maxsize=None)
 def code_digest(src_dir: str | Path, *modules: str) -> str:
     """A digest of the source of ``modules`` and their import closure: a rule's ``code`` param. A changed
     param reruns the job as a changed input would (Snakemake's ``params`` rerun trigger), at the cost of one
-    value per job rather than a dozen input files the scheduler stats at every step."""
+    value per job rather than a dozen input files the scheduler stats at every step. Cached: a Snakefile parse
+    hashes each stage's files once, however many rules name it."""
     h = hashlib.sha256()
     for f in code_files(src_dir, *modules):
         h.update(Path(f).name.encode() + b"\0" + Path(f).read_bytes() + b"\0")

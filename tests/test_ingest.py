@@ -168,6 +168,24 @@ def test_convert_matches_independent_pixel_read(demo_root, tmp_path):
     assert arr.min() >= -1024 and (arr < -50).any() and (arr > 200).any()
 
 
+def test_the_one_job_command_writes_what_the_two_stages_write(demo_root, tmp_path):
+    """``ingest patient`` (the pipeline's one job a patient) equals ``index`` then ``convert`` run apart."""
+    import json
+
+    folder = str(demo_root / "dicom" / "DEMO003")
+    common = ["--patient", "DEMO003", "--dicom-dir", folder]
+    idx = ["--ingest", json.dumps(CFG), "--phases", ",".join(PHASES)]
+    ingest.main(["patient", *common, *idx, "--index-dir", str(tmp_path / "a"), "--volumes", str(tmp_path / "a" / "v")])
+    ingest.main(["index", *common, *idx, "--outdir", str(tmp_path / "b")])
+    ingest.main(["convert", *common, "--index-dir", str(tmp_path / "b"), "--outdir", str(tmp_path / "b" / "v")])
+    names = ["slices.tsv", "series.tsv", "phases.tsv", "exclusions.tsv", *(f"v/{p}.slices.tsv" for p in PHASES)]
+    for n in names:
+        assert (tmp_path / "a" / n).read_text() == (tmp_path / "b" / n).read_text(), n
+    for p in PHASES:
+        a, b = (sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / d / "v" / f"{p}.nii.gz"))) for d in "ab")
+        assert a.shape[0] == 14 and np.array_equal(a, b), p
+
+
 def test_pydicom_ct5n_ok_and_ct2_gap_rejected(tmp_path):
     base = Path(get_testdata_file("CT_small.dcm")).parent / "dicomdirtests"
     ok = run_index(base / "98892001" / "CT5N", "PYD1", phases=["up"], cfg={**CFG, "keywords": {"up": [""]}})

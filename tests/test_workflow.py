@@ -480,11 +480,11 @@ def test_a_new_patient_reruns_only_its_own_jobs_and_the_cohort_level_ones(study)
     cfg = tiny_config()
     cfg["demo"]["n_patients"] = 7
     jobs = planned_with(study, cfg)
-    per_patient = {"demo_patient", "index_series", "convert_volumes", "crop_roi", "tumour_geometry", "radiomics_patient"}
+    per_patient = {"demo_patient", "ingest_patient", "crop_roi", "tumour_geometry", "radiomics_patient"}
     drawn = {w for rule, w in jobs if rule in per_patient} - {"demo=demo_cohort, pid=DEMO007"}  # (if predict has not)
     assert drawn == {"pid=DEMO007", *(f"roi={r}, pid=DEMO007" for r in tiny_config()["rois"])}
     # (the external centre's patients are drawn apart: none of theirs but their grading by the new models)
-    assert not {w for rule, w in jobs if rule in ("graded_index", "graded_volumes")}
+    assert not {w for rule, w in jobs if rule in ("graded_ingest",)}
     # the cohort-level stages: the new patient changes the splits, so every model and table after them
     assert {"demo_cohort", "cohort_sheet", "split", "baseline_grade", "crop_manifest", "radiomics_table",
             "train_model", "cui_tables", "fusion"} <= {rule for rule, _ in jobs}
@@ -519,11 +519,11 @@ def test_a_code_change_to_one_stage_reruns_that_stage_and_its_dependants_only(st
 
 @pytest.mark.parametrize("module, must, must_not", [
     # (the splits rerun too: they read the cohort table, which takes the tumour size from the geometry)
-    ("rtstruct", {"crop_roi", "tumour_geometry", "radiomics_patient"}, {"index_series", "convert_volumes", "demo_patient"}),
+    ("rtstruct", {"crop_roi", "tumour_geometry", "radiomics_patient"}, {"ingest_patient", "demo_patient"}),
     ("stats", {"baseline_grade", "train_model", "cui_tables", "li_tables", "dai_tables", "fusion"},
-     {"crop_roi", "index_series", "tumour_geometry", "radiomics_patient"}),
+     {"crop_roi", "ingest_patient", "tumour_geometry", "radiomics_patient"}),
     ("models", {"train_model", "deep_features", "li_heatmaps", "fusion"},
-     {"crop_roi", "baseline_grade", "index_series", "radiomics_patient"}),
+     {"crop_roi", "baseline_grade", "ingest_patient", "radiomics_patient"}),
 ])
 def test_editing_an_imported_module_reruns_the_stages_that_import_it(study, module, must, must_not):
     """Code inputs follow imports (ccgrade.deps): editing a module no rule names as its own reruns every

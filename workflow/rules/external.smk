@@ -1,6 +1,6 @@
 # External validation (README "External validation"): every model of every study, trained on the main cohort,
 # evaluated unchanged on another centre's patients (external.sheet, or the demo's shifted centre). They are
-# ingested as predict's new patients are (rules graded_index, graded_volumes: results/external/<name>/); they
+# ingested as predict's new patients are (rule graded_ingest: results/external/<name>/); they
 # are graded by every bundle of a study (one job per study), then the study's external table and figure. Part
 # of the default target.
 

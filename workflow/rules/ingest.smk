@@ -1,7 +1,8 @@
-# DICOM ingest: header index + phase assignment (reviewable), then HU volumes as NIfTI.
+# DICOM ingest: header index + phase assignment (reviewable), then HU volumes as NIfTI, in one job a patient
+# (each file's header bytes are read by the index, its pixel bytes by the conversion, from the indexed offset).
 
 
-rule index_series:
+rule ingest_patient:  # one job a patient: the header index (reviewable tables), then the chosen series' pixels
     input:
         dicom=dicom_dir,
         images=lambda wc: list(phase_images(wc).values()),
@@ -13,54 +14,27 @@ rule index_series:
         phases="results/ingest/{pid}/phases.tsv",
         exclusions="results/ingest/{pid}/exclusions.tsv",
         private=f"{PRIVATE}/ingest/{{pid}}.tsv" if PSEUDONYMISE else [],
+        volumes=directory("results/volumes/{pid}"),
     log:
-        "results/logs/index_series/{pid}.log",
+        "results/logs/ingest_patient/{pid}.log",
     benchmark:
-        "results/benchmarks/index_series/{pid}.tsv"
-    conda:
-        "../../envs/ccgrade.yaml"
-    resources:
-        mem_mb=500,
-        runtime=5,
-    params:
-        ingest=as_json(config["ingest"]),
-        phases=",".join(PHASES),
-        sources=ingest_args,
-        outdir=lambda wc, output: os.path.dirname(output.slices),
-        privacy=lambda wc, output: f"{SECRET_ARG} --private {output.private}" if PSEUDONYMISE else "",
-        code=code("ingest"),
-    shell:
-        "python -m ccgrade.ingest index --patient {wildcards.pid} {params.sources}"
-        " --ingest {params.ingest:q} --phases {params.phases} --outdir {params.outdir}"
-        " {params.privacy} > {log} 2>&1"
-
-
-rule convert_volumes:
-    input:
-        dicom=dicom_dir,
-        images=lambda wc: list(phase_images(wc).values()),
-        slices="results/ingest/{pid}/slices.tsv",
-        phases="results/ingest/{pid}/phases.tsv",
-        secret=secret_input,
-    output:
-        directory("results/volumes/{pid}"),
-    log:
-        "results/logs/convert_volumes/{pid}.log",
-    benchmark:
-        "results/benchmarks/convert_volumes/{pid}.tsv"
+        "results/benchmarks/ingest_patient/{pid}.tsv"
     conda:
         "../../envs/ccgrade.yaml"
     resources:
         mem_mb=2000,
         runtime=10,
     params:
+        ingest=as_json(config["ingest"]),
+        phases=",".join(PHASES),
         sources=ingest_args,
-        privacy=SECRET_ARG,
-        index_dir=lambda wc, input: os.path.dirname(input.slices),
+        index_dir=lambda wc, output: os.path.dirname(output.slices),
+        privacy=lambda wc, output: f"{SECRET_ARG} --private {output.private}" if PSEUDONYMISE else "",
         code=code("ingest"),
     shell:
-        "python -m ccgrade.ingest convert --patient {wildcards.pid} {params.sources}"
-        " --index-dir {params.index_dir} --outdir {output} {params.privacy} > {log} 2>&1"
+        "python -m ccgrade.ingest patient --patient {wildcards.pid} {params.sources}"
+        " --ingest {params.ingest:q} --phases {params.phases} --index-dir {params.index_dir}"
+        " --volumes {output.volumes} {params.privacy} > {log} 2>&1"
 
 
 rule series_table:

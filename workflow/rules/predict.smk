@@ -4,7 +4,7 @@
 # page per patient, then the table (and, with grades, the metrics). Nothing is retrained. Target: predict
 
 
-rule graded_index:  # predict's new patients and the external centre's (README "External validation"), by {group}
+rule graded_ingest:  # predict's new patients and the external centre's (README "External validation"), by {group}
     input:
         dicom=lambda wc: dicom_dir(wc, GRADED[wc.group][0]),
         images=lambda wc: list(phase_images(wc, GRADED[wc.group][1]).values()),
@@ -16,54 +16,27 @@ rule graded_index:  # predict's new patients and the external centre's (README "
         phases="results/{group}/ingest/{pid}/phases.tsv",
         exclusions="results/{group}/ingest/{pid}/exclusions.tsv",
         private=f"{PRIVATE}/{{group}}/ingest/{{pid}}.tsv" if PSEUDONYMISE else [],
+        volumes=directory("results/{group}/volumes/{pid}"),
     log:
-        "results/logs/{group}/index/{pid}.log",
+        "results/logs/{group}/ingest/{pid}.log",
     benchmark:
-        "results/benchmarks/{group}/index/{pid}.tsv"
-    conda:
-        "../../envs/ccgrade.yaml"
-    resources:
-        mem_mb=500,
-        runtime=5,
-    params:
-        ingest=as_json(config["ingest"]),
-        phases=",".join(PHASES),
-        sources=lambda wc: ingest_args(wc, *GRADED[wc.group]),
-        outdir=lambda wc, output: os.path.dirname(output.slices),
-        privacy=lambda wc, output: f"{SECRET_ARG} --private {output.private}" if PSEUDONYMISE else "",
-        code=code("ingest"),
-    shell:
-        "python -m ccgrade.ingest index --patient {wildcards.pid} {params.sources}"
-        " --ingest {params.ingest:q} --phases {params.phases} --outdir {params.outdir}"
-        " {params.privacy} > {log} 2>&1"
-
-
-rule graded_volumes:
-    input:
-        dicom=lambda wc: dicom_dir(wc, GRADED[wc.group][0]),
-        images=lambda wc: list(phase_images(wc, GRADED[wc.group][1]).values()),
-        slices="results/{group}/ingest/{pid}/slices.tsv",
-        phases="results/{group}/ingest/{pid}/phases.tsv",
-        secret=secret_input,
-    output:
-        directory("results/{group}/volumes/{pid}"),
-    log:
-        "results/logs/{group}/volumes/{pid}.log",
-    benchmark:
-        "results/benchmarks/{group}/volumes/{pid}.tsv"
+        "results/benchmarks/{group}/ingest/{pid}.tsv"
     conda:
         "../../envs/ccgrade.yaml"
     resources:
         mem_mb=2000,
         runtime=10,
     params:
+        ingest=as_json(config["ingest"]),
+        phases=",".join(PHASES),
         sources=lambda wc: ingest_args(wc, *GRADED[wc.group]),
-        privacy=SECRET_ARG,
-        index_dir=lambda wc, input: os.path.dirname(input.slices),
+        index_dir=lambda wc, output: os.path.dirname(output.slices),
+        privacy=lambda wc, output: f"{SECRET_ARG} --private {output.private}" if PSEUDONYMISE else "",
         code=code("ingest"),
     shell:
-        "python -m ccgrade.ingest convert --patient {wildcards.pid} {params.sources}"
-        " --index-dir {params.index_dir} --outdir {output} {params.privacy} > {log} 2>&1"
+        "python -m ccgrade.ingest patient --patient {wildcards.pid} {params.sources}"
+        " --ingest {params.ingest:q} --phases {params.phases} --index-dir {params.index_dir}"
+        " --volumes {output.volumes} {params.privacy} > {log} 2>&1"
 
 
 rule predict_patient:

@@ -193,54 +193,77 @@ def _images_arg(items: list[str] | None) -> dict[str, str]:
     return out
 
 
+def _add_sources(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--patient", required=True)
+    p.add_argument("--dicom-dir", default=None)
+    p.add_argument("--images", nargs="*", default=[], help="phase=path of per-phase NIfTI/NRRD volumes")
+    p.add_argument("--secret", default=None, help="the study's privacy key file (privacy.mode: pseudonymise)")
+
+
+def _add_index(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ingest", required=True, help="JSON of the config's ingest section")
+    p.add_argument("--phases", required=True, help="comma-separated phase codes")
+    p.add_argument("--private", default=None, help="where the pseudonym lookup rows go (outside results/)")
+
+
+def run_index(a: argparse.Namespace, outdir: str | Path) -> None:
+    """The index stage from parsed arguments: the four index tables (and the private lookup rows) in ``outdir``."""
+    cfg = json.loads(a.ingest)
+    mapping = None
+    if cfg.get("phase_map"):
+        mapping = pd.read_csv(cfg["phase_map"], sep="\t", dtype=str, keep_default_na=False)
+    images = _images_arg(a.images)
+    key = Keyer.from_file(a.secret)
+    labels = file_labels(a.dicom_dir or None, images) if key.active else None
+    res = run_scrubbed(lambda: index_patient(a.dicom_dir or None, a.patient, cfg, a.phases.split(","),
+                                             mapping, images, key), labels)
+    out = Path(outdir)
+    res["slices"]["file"] = res["slices"]["file"].astype(str)
+    if key.active:
+        res, private = pseudonymise_index(res, key, labels, a.patient, images)
+        write_tsv(a.private, private)
+    for name in ("slices", "series", "phases", "exclusions"):
+        write_tsv(out / f"{name}.tsv", res[name])
+    ok = (res["phases"]["status"] == "ok").sum()
+    print(f"{a.patient}: {len(res['slices'])} files, {len(res['series'])} series, {ok}/{len(res['phases'])} phases usable")
+    for e in res["exclusions"].to_dict("records"):
+        print(f"EXCLUDED patient {e['patient_id']}, phase {e['phase'] or '-'}, file {e['file']}: {e['reason']}")
+
+
+def run_convert(a: argparse.Namespace, index_dir: str | Path, outdir: str | Path) -> None:
+    """The convert stage from parsed arguments: the usable phases' volumes in ``outdir``."""
+    images = _images_arg(a.images)
+    key = Keyer.from_file(a.secret)
+    labels = file_labels(a.dicom_dir or None, images) if key.active else None
+    ph = run_scrubbed(lambda: convert_patient(a.dicom_dir or None, a.patient, index_dir, outdir, images, key=key),
+                      labels)
+    print(f"{a.patient}: wrote {(ph['status'] == 'ok').sum()} volumes")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="DICOM ingest stages for one patient.")
     sub = ap.add_subparsers(dest="cmd", required=True)
+    a0 = sub.add_parser("patient", help="both stages in one process (the pipeline's job): index, then convert")
+    _add_sources(a0)
+    _add_index(a0)
+    a0.add_argument("--index-dir", required=True, help="where the index tables go")
+    a0.add_argument("--volumes", required=True, help="where the volumes go")
     a1 = sub.add_parser("index", help="header index, phase assignment and geometry checks")
-    a1.add_argument("--patient", required=True)
-    a1.add_argument("--dicom-dir", default=None)
-    a1.add_argument("--images", nargs="*", default=[], help="phase=path of per-phase NIfTI/NRRD volumes")
-    a1.add_argument("--ingest", required=True, help="JSON of the config's ingest section")
-    a1.add_argument("--phases", required=True, help="comma-separated phase codes")
+    _add_sources(a1)
+    _add_index(a1)
     a1.add_argument("--outdir", required=True)
-    a1.add_argument("--secret", default=None, help="the study's privacy key file (privacy.mode: pseudonymise)")
-    a1.add_argument("--private", default=None, help="where the pseudonym lookup rows go (outside results/)")
     a2 = sub.add_parser("convert", help="HU volumes of the usable phases as NIfTI")
-    a2.add_argument("--patient", required=True)
-    a2.add_argument("--dicom-dir", default=None)
-    a2.add_argument("--images", nargs="*", default=[], help="phase=path of per-phase NIfTI/NRRD volumes")
+    _add_sources(a2)
     a2.add_argument("--index-dir", required=True)
     a2.add_argument("--outdir", required=True)
-    a2.add_argument("--secret", default=None, help="the study's privacy key file (privacy.mode: pseudonymise)")
     a = ap.parse_args(argv)
-    if a.cmd == "index":
-        cfg = json.loads(a.ingest)
-        mapping = None
-        if cfg.get("phase_map"):
-            mapping = pd.read_csv(cfg["phase_map"], sep="\t", dtype=str, keep_default_na=False)
-        images = _images_arg(a.images)
-        key = Keyer.from_file(a.secret)
-        labels = file_labels(a.dicom_dir or None, images) if key.active else None
-        res = run_scrubbed(lambda: index_patient(a.dicom_dir or None, a.patient, cfg, a.phases.split(","),
-                                                 mapping, images, key), labels)
-        out = Path(a.outdir)
-        res["slices"]["file"] = res["slices"]["file"].astype(str)
-        if key.active:
-            res, private = pseudonymise_index(res, key, labels, a.patient, images)
-            write_tsv(a.private, private)
-        for name in ("slices", "series", "phases", "exclusions"):
-            write_tsv(out / f"{name}.tsv", res[name])
-        ok = (res["phases"]["status"] == "ok").sum()
-        print(f"{a.patient}: {len(res['slices'])} files, {len(res['series'])} series, {ok}/{len(res['phases'])} phases usable")
-        for e in res["exclusions"].to_dict("records"):
-            print(f"EXCLUDED patient {e['patient_id']}, phase {e['phase'] or '-'}, file {e['file']}: {e['reason']}")
+    if a.cmd == "patient":
+        run_index(a, a.index_dir)
+        run_convert(a, a.index_dir, a.volumes)
+    elif a.cmd == "index":
+        run_index(a, a.outdir)
     else:
-        images = _images_arg(a.images)
-        key = Keyer.from_file(a.secret)
-        labels = file_labels(a.dicom_dir or None, images) if key.active else None
-        ph = run_scrubbed(lambda: convert_patient(a.dicom_dir or None, a.patient, a.index_dir, a.outdir, images,
-                                                  key=key), labels)
-        print(f"{a.patient}: wrote {(ph['status'] == 'ok').sum()} volumes")
+        run_convert(a, a.index_dir, a.outdir)
 
 
 if __name__ == "__main__":

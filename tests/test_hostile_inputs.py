@@ -324,6 +324,21 @@ def test_gantry_tilt_in_the_header_with_unsheared_positions_is_excluded(patient_
     assert exclusion(res, "ep")["file"].startswith("S05/")
 
 
+def test_a_ge_style_tilt_in_the_orientation_is_named_a_gantry_tilt(patient_copy):
+    """GE writes a gantry tilt into ImageOrientationPatient (the column direction turned about the
+    left-right axis) rather than shearing the positions: the reason names the tilt, not just "non-axial"."""
+    t = np.radians(18)
+    for f in files(patient_copy / "S05"):
+        ds = pydicom.dcmread(f)
+        ds.ImageOrientationPatient = [1, 0, 0, 0, float(np.cos(t)), float(-np.sin(t))]
+        ds.GantryDetectorTilt = 18
+        ds.save_as(f)
+    st = status(index(patient_copy))
+    assert st.loc["ep", "status"] == "excluded"
+    assert "gantry tilt: the slices are tilted 18.0 degrees about the left-right axis (GantryDetectorTilt 18.0" \
+        in st.loc["ep", "reason"]
+
+
 def test_a_mixed_shape_series_names_the_odd_file(patient_copy):
     f = files(patient_copy / "S02")[5]
     ds = pydicom.dcmread(f)

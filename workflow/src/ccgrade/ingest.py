@@ -50,15 +50,16 @@ def index_patient(folder: str | Path | None, patient: str, cfg_ingest: dict, pha
                                key)
     phase_table, excl, series = choose_phases(series, [p for p in phases if p not in images], patient,
                                               cfg_ingest.get("reconstruction"))
-    problems = [{k: v for k, v in p.items() if k != "series_uid"} for p in problems]
+    problems = [{k: v for k, v in p.items() if k not in ("series_uid", "attach")} for p in problems]
     file_rows = [image_file_phase(images[p], patient, p) for p in phases if p in images]
     excl += [{"patient_id": patient, "phase": r["phase"], "file": Path(images[r["phase"]]).name, "stage": "ingest",
               "reason": r["reason"]} for r in file_rows if r["status"] != "ok"]
     phase_table = pd.concat([phase_table, pd.DataFrame(file_rows)], ignore_index=True) if file_rows else phase_table
     phase_table = phase_table.set_index("phase").loc[list(phases)].reset_index()[PHASE_COLUMNS]
     excl = problems + excl
-    if cfg_ingest.get("on_bad_series") == "error" and excl:
-        e = excl[0]
+    bad = [e for e in excl if e["stage"] != "skipped"]  # a skipped file (FIFO, empty) is no series' problem
+    if cfg_ingest.get("on_bad_series") == "error" and bad:
+        e = bad[0]
         raise DicomError(e["reason"], patient=patient, phase=e["phase"] or None, file=e["file"] or None)
     return {"slices": slices, "series": series, "phases": phase_table,
             "exclusions": pd.DataFrame(excl, columns=["patient_id", "phase", "file", "stage", "reason"])}

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import re
+import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -38,23 +40,74 @@ def _seconds(tm: object) -> float:
     return int(h) * 3600 + int(mi or 0) * 60 + int(se or 0) + float(fr or 0)
 
 
-def find_dicom_files(folder: str | Path) -> list[Path]:
-    """All files below ``folder`` (any layout, any extension) that carry the DICOM preamble or end in .dcm."""
-    out = []
+#: SOP classes that are not images (PS3.4 Annex B; PS3.3 F for the media storage directory), each with what a
+#: reader is told it is: listed in the index as such, never a missing slice. (Entries match the class itself
+#: and every class below it: ``...88`` is every structured report.)
+NON_IMAGE_CLASSES = (
+    ("1.2.840.10008.1.3.10", "media storage directory (DICOMDIR)"),
+    ("1.2.840.10008.5.1.4.1.1.88.59", "key object selection"),
+    ("1.2.840.10008.5.1.4.1.1.88", "structured report (e.g. a dose report)"),
+    ("1.2.840.10008.5.1.4.1.1.11", "presentation state"),
+    ("1.2.840.10008.5.1.4.1.1.66.4", "segmentation (SEG)"),
+    ("1.2.840.10008.5.1.4.1.1.66", "raw data or registration"),
+    ("1.2.840.10008.5.1.4.1.1.481", "radiotherapy object (RTSTRUCT, plan, dose)"),
+    ("1.2.840.10008.5.1.4.1.1.104", "encapsulated document (PDF, CDA)"),
+    ("1.2.840.10008.5.1.4.1.1.9", "waveform"),
+)
+
+
+def object_kind(sop_class: str) -> str:
+    """What a non-image SOP class is ('' for an image class or an unknown one)."""
+    c = str(sop_class or "").strip()
+    return next((what for uid, what in NON_IMAGE_CLASSES if c == uid or c.startswith(uid + ".")), "")
+
+
+class MissingPixelData(ValueError):
+    """A file that says it is an image (its SOP class or modality) but holds no PixelData."""
+
+
+def walk_files(folder: str | Path) -> Iterator[tuple[Path, str]]:
+    """Every file below ``folder`` (hidden files and folders left out) with what it is, judged before its
+    contents are read: ``dicom`` (the DICM preamble, or a ``.dcm`` name), ``other`` (neither: README.txt,
+    Thumbs.db), or why it is skipped: a special file (FIFO, socket, device: never opened, so a FIFO cannot
+    hang the run), a link to nothing, an empty file, a file that cannot be opened."""
     for root, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for f in sorted(files):
-            if f.startswith(".") or f.upper() == "DICOMDIR":
+            if f.startswith("."):
                 continue
             p = Path(root) / f
             try:
+                st = os.stat(p)
+            except OSError:
+                yield p, "a link to a file that does not exist"
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                yield p, "not a regular file (a FIFO, socket or device): never opened"
+                continue
+            if st.st_size == 0:
+                yield p, "an empty file (0 bytes)"
+                continue
+            try:
                 with open(p, "rb") as fh:
                     head = fh.read(132)
-            except OSError:
+            except OSError as e:
+                yield p, f"cannot be opened ({e.strerror})"
                 continue
-            if head[128:132] == b"DICM" or p.suffix.lower() == ".dcm":
-                out.append(p)
-    return out
+            yield p, "dicom" if head[128:132] == b"DICM" or p.suffix.lower() == ".dcm" else "other"
+
+
+def find_dicom_files(folder: str | Path) -> list[Path]:
+    """All files below ``folder`` (any layout, any extension) that carry the DICOM preamble or end in .dcm."""
+    return [p for p, kind in walk_files(folder) if kind == "dicom"]
+
+
+def has_preamble(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(132)[128:132] == b"DICM"
+    except OSError:
+        return False
 
 #: the elements the index reads (only these are parsed from a header); converted by pydicom itself
 INDEX_TAGS = [0x00080005, 0x00080008, 0x00080016, 0x00080018, 0x00080031, 0x00080032, 0x00080060, 0x0008103E,
@@ -141,9 +194,15 @@ def read_header(path: Path, folder: Path, patient: str) -> dict:
     size = path.stat().st_size
     need, offset, trunc = np.nan, np.nan, False
     modality = _text(v, 0x00080060)
-    if PIXEL_DATA not in ds and modality in ("CT", "MR", "PT", "OT", ""):
+    meta = getattr(ds, "file_meta", None)
+    sop_class = _text(v, 0x00080016) or str(getattr(meta, "MediaStorageSOPClassUID", "") or "")
+    if PIXEL_DATA not in ds and not object_kind(sop_class) and modality in ("CT", "MR", "PT", "OT", ""):
         why = oversized_element(path)
-        raise ValueError(why or f"image without PixelData ({size} bytes; truncated?)")
+        if why or 0x00280010 not in v:  # the header itself stops short (no Rows either): a cut or damaged file
+            raise ValueError(why or f"the header ends after {size} bytes, before the image's Rows and PixelData: "
+                             "a truncated file")
+        raise MissingPixelData(f"image without PixelData ({size} bytes; the header is whole: exported without "
+                               "its pixels?)")
     if PIXEL_DATA in ds:
         raw = ds.get_item(PIXEL_DATA, keep_deferred=True)
         length = getattr(raw, "length", None)
@@ -154,7 +213,7 @@ def read_header(path: Path, folder: Path, patient: str) -> dict:
     ipp = _numbers(v, 0x00200032) + [np.nan] * 3
     iop = _numbers(v, 0x00200037) + [np.nan] * 6
     ps = _numbers(v, 0x00280030) + [np.nan] * 2
-    ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "")
+    ts = getattr(meta, "TransferSyntaxUID", "")
     series_number = _number(v, 0x00200011, np.nan)
     instance = _number(v, 0x00200013, np.nan)
     desc = _text(v, 0x0008103E)
@@ -163,7 +222,7 @@ def read_header(path: Path, folder: Path, patient: str) -> dict:
         "patient_id": patient, "file": str(path.relative_to(folder)),
         # anonymised exports may blank the series UID: fall back to folder + series number + description
         "series_uid": series_uid or f"nouid:{path.parent.relative_to(folder)}:{int_text(series_number)}:{desc}",
-        "sop_uid": _text(v, 0x00080018) or path.name, "sop_class": _text(v, 0x00080016),
+        "sop_uid": _text(v, 0x00080018) or path.name, "sop_class": sop_class,
         "study_uid": _text(v, 0x0020000D), "frame_uid": _text(v, 0x00200052),
         "modality": modality, "image_type": _text(v, 0x00080008),
         "series_number": None if series_number != series_number else int(series_number),
@@ -202,19 +261,33 @@ def _salvage_series_uid(path: Path) -> str:
 
 
 def index_folder(folder: str | Path, patient: str) -> tuple[pd.DataFrame, list[dict]]:
-    """Header index of every DICOM file under ``folder``; unreadable files are returned as problems
-    (with the series UID when the readable part of the header gives it)."""
+    """Header index of every DICOM file under ``folder``, and the problems: files that cannot be read (with the
+    series UID when the readable part of the header gives it) and files skipped unread (``stage``
+    ``skipped``: special files, empty files, links to nothing). A problem with ``attach`` False belongs to no
+    series: a file with neither the DICM preamble nor a readable series UID does not claim to be a slice."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DicomError(f"DICOM folder {str(folder)!r} does not exist", patient=patient)
     recs, problems = [], []
-    for p in find_dicom_files(folder):
+    for p, kind in walk_files(folder):
+        rel = str(p.relative_to(folder))
+        if kind == "other":
+            continue
+        if kind != "dicom":
+            problems.append({"patient_id": patient, "phase": "", "file": rel, "stage": "skipped",
+                             "reason": f"skipped: {kind}; no series is affected", "attach": False})
+            continue
         try:
             recs.append(read_header(p, folder, patient))
-        except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-            problems.append({"patient_id": patient, "phase": "", "file": str(p.relative_to(folder)),
-                             "stage": "index", "reason": f"unreadable DICOM header ({type(e).__name__}: {e})",
+        except MissingPixelData as e:
+            problems.append({"patient_id": patient, "phase": "", "file": rel, "stage": "index", "reason": str(e),
                              "series_uid": _salvage_series_uid(p)})
+        except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            uid = _salvage_series_uid(p)
+            claims = bool(uid) or has_preamble(p)
+            what = "unreadable DICOM header" if claims else "not a DICOM file (no DICM preamble, no readable header)"
+            problems.append({"patient_id": patient, "phase": "", "file": rel, "stage": "index" if claims else "skipped",
+                             "reason": f"{what} ({type(e).__name__}: {e})", "series_uid": uid, "attach": claims})
     df = pd.DataFrame(recs, columns=SLICE_COLUMNS)
     df["dropped"] = ""
     return df, problems

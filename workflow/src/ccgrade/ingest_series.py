@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from pydicom.pixels import get_decoder
-from .ingest_index import NATIVE
+from .ingest_index import NATIVE, object_kind
 
 
 def slice_normal(iop: str) -> np.ndarray:
@@ -47,6 +47,22 @@ def _odd_values(sl: pd.DataFrame, col: str) -> tuple[str, str]:
     return f"{major} in {int(counts.iloc[0])} files, other values in {named}", str(odd.iloc[0])
 
 
+def _non_axial(n: np.ndarray, sl: pd.DataFrame) -> str:
+    """Why a series whose slice normal is not the body axis cannot be used: a gantry tilt when the slices are
+    turned about the left-right axis only (GE writes a tilt into the orientation), else an oblique or a
+    coronal/sagittal reconstruction."""
+    angle = float(np.degrees(np.arccos(min(1.0, abs(n[2])))))
+    header = pd.to_numeric(sl["gantry_tilt"], errors="coerce").fillna(0.0).abs().max()
+    fix = "resample to an axial grid (e.g. dcm2niix's tilt correction) or export an axial reconstruction"
+    about_x = abs(n[0]) < 1e-3
+    if about_x and header > 0.01:
+        return (f"gantry tilt: the slices are tilted {angle:.1f} degrees about the left-right axis (GantryDetectorTilt "
+                f"{header:.1f} degrees); this pipeline needs axial slices: {fix}")
+    how = " about the left-right axis: a gantry tilt the header does not state, or an oblique reconstruction" \
+        if about_x else ""
+    return f"non-axial orientation ({angle:.1f} degrees from axial{how}; slice normal {np.round(n, 3).tolist()}): {fix}"
+
+
 def series_geometry(sl: pd.DataFrame, tolerance: float = 0.01) -> dict:
     """Check one series' geometry; return spacing/extent facts and ``problem`` (empty when usable)."""
     facts = {"n_slices": len(sl), "problem": "", "problem_file": min(sl["file"])}
@@ -71,7 +87,7 @@ def series_geometry(sl: pd.DataFrame, tolerance: float = 0.01) -> dict:
         return facts
     n = slice_normal(sl["iop"].iloc[0])
     if abs(abs(n[2]) - 1) > 1e-3:
-        facts["problem"] = f"non-axial orientation (slice normal {np.round(n, 3).tolist()})"
+        facts["problem"] = _non_axial(n, sl)
         return facts
     codec = codec_problem(str(sl["transfer_syntax"].iloc[0]))
     if codec:
@@ -129,8 +145,10 @@ NON_VOLUME = re.compile(r"\b(dose|exam summary|patient protocol|screen ?save|rep
 
 
 def image_role(image_type: str, sop_class: str, description: str) -> str:
-    """What a slice is: ``image`` (part of a volume), ``localizer`` (scout/topogram) or ``derived`` (a dose
-    report, exam summary or other screen capture)."""
+    """What a slice is: ``image`` (part of a volume), ``localizer`` (scout/topogram), ``derived`` (a dose
+    report, exam summary or other screen capture) or ``object`` (a non-image SOP class: DICOMDIR, SR, SEG...)."""
+    if object_kind(sop_class):
+        return "object"
     it = image_type.upper()
     if "LOCALIZER" in it:
         return "localizer"
@@ -142,9 +160,11 @@ def image_role(image_type: str, sop_class: str, description: str) -> str:
 
 def _unreadable_in(sl: pd.DataFrame, uid: str, unreadable: list[dict]) -> list[dict]:
     """The unreadable files that belong to this series: by their series UID when it could be read, else
-    by sharing a folder with the series' files (they might be its first or last slices)."""
+    by sharing a folder with the series' files (they might be its first or last slices). A file that does
+    not claim to be DICOM (``attach`` False: skipped, or neither preamble nor series UID) belongs to none."""
     folders = {str(Path(f).parent) for f in sl["file"]}
-    return [u for u in unreadable if u.get("series_uid") == uid or
+    claims = [u for u in unreadable if u.get("attach", True)]
+    return [u for u in claims if u.get("series_uid") == uid or
             (not u.get("series_uid") and str(Path(u["file"]).parent) in folders)]
 
 
@@ -164,8 +184,8 @@ def summarise_series(slices: pd.DataFrame, tolerance: float, unreadable: list[di
                                      "modality", "contrast_agent", "acq_s", "bolus_s", "transfer_syntax", "kernel")}
         roles = pd.Series([image_role(str(t), str(c), str(d)) for t, c, d in
                            zip(sl["image_type"], sl["sop_class"], sl["series_description"])], index=sl.index)
-        for role in ("localizer", "derived"):
-            slices.loc[roles[roles == role].index, "dropped"] = f"{role} image"
+        for role in ("localizer", "derived", "object"):
+            slices.loc[roles[roles == role].index, "dropped"] = "non-image object" if role == "object" else f"{role} image"
         used = sl[roles == "image"]
         row["n_files"] = len(used)
         row["slice_thickness"] = float(pd.to_numeric(used["slice_thickness"], errors="coerce").median()) if len(used) else np.nan
@@ -175,7 +195,10 @@ def summarise_series(slices: pd.DataFrame, tolerance: float, unreadable: list[di
             notes.append(f"dropped {len(gone)} {'/'.join(sorted(set(roles[roles != 'image'])))} image(s) from the "
                          f"series: {', '.join(gone['file'].iloc[:3])}" + (" ..." if len(gone) > 3 else ""))
         status, reason = "candidate", ""
-        if first["modality"] != "CT":
+        if (roles == "object").all():
+            kinds = sorted({object_kind(str(c)) for c in sl["sop_class"]})
+            status, reason = "ignored", f"non-image object(s): {'; '.join(kinds)}"
+        elif first["modality"] != "CT":
             status, reason = "ignored", f"modality {first['modality']!r} is not CT"
         elif not len(used):
             status, reason = "ignored", ("localizer/scout images" if (roles == "localizer").any()
@@ -184,7 +207,9 @@ def summarise_series(slices: pd.DataFrame, tolerance: float, unreadable: list[di
         geo = series_geometry(used, tolerance) if status == "candidate" else {"problem": ""}
         if bad_files:
             named = ", ".join(u["file"] for u in bad_files[:3]) + (" ..." if len(bad_files) > 3 else "")
-            status, reason = "bad", (f"unreadable file(s) {named} in this series or its folder: a slice would be "
+            what = "image(s) without PixelData" if all(u["reason"].startswith("image without PixelData")
+                                                       for u in bad_files) else "unreadable file(s)"
+            status, reason = "bad", (f"{what} {named} in this series or its folder: a slice would be "
                                      "missing from the volume; repair or remove the file(s)")
             geo["problem_file"] = bad_files[0]["file"]
         elif geo.get("problem"):

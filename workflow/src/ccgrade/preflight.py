@@ -346,6 +346,11 @@ def _ingest_notes(excl: pd.DataFrame, pid: str, src: dict) -> list[Problem]:
     for e in excl.to_dict("records"):
         if e["phase"] and e["reason"].startswith("missing phase") and e["phase"] not in annotated:
             continue
+        if e.get("stage") == "skipped":
+            out.append(problem("warning", f"a file of the DICOM folder was {e['reason']}", "nothing to do if the "
+                               "file is not a slice; else replace it with the exported file", patient=pid,
+                               file=e["file"] or None))
+            continue
         out.append(problem("warning", f"excluded at ingest: {e['reason']}", "see results/ingest/series.tsv after the "
                            "run; fix the files or map the series in ingest.phase_map", patient=pid,
                            phase=e["phase"] or None, file=e["file"] or None))

@@ -68,3 +68,63 @@ def test_export_records_preprocessing_and_evaluation_and_loads_without_config(tm
     assert md2["trained"] is False and md2["reason"] == "one grade group"
     with pytest.raises(ValueError, match="holds no network: one grade group"):
         bundle.load(tmp_path / "b2")
+
+
+def exported(tmp_path):
+    d, _, _ = fake_cell(tmp_path)
+    cfg = repo_config()
+    cfg["phases"] = ["up", "cmp", "np", "ep"]
+    cfg["stack"]["phases"] = ["cmp", "np", "ep"]
+    cell = {"study": "cui", "roi": "box", "arch": "resnet18", "phases": "cmp", "variant": "base", "fold": 0, "seed": 1}
+    bundle.export(d, tmp_path / "b", config=cfg, cell=cell, study="cui")
+    return tmp_path / "b"
+
+
+@pytest.mark.parametrize("key, value, says", [
+    ("phases", ["np", "../../../../outside/x"], "preprocess.json key 'phases.1'"),
+    ("targets", ["../x"], "preprocess.json key 'targets.0'"),
+    ("stack_phases", ["cmp", "/etc/passwd"], "preprocess.json key 'stack_phases.1'"),
+    ("roi_name", "../box", "preprocess.json key 'roi_name'"),
+    ("arch", "resnet18; rm -rf /", "arch 'resnet18; rm -rf /' is not one of"),
+    ("input_shape", [1, 32, -32], "preprocess.json key 'input_shape.2'"),
+    ("rtstruct_roi", "(unclosed", "rtstruct_roi is not a regular expression"),
+    ("window", {"level": 40, "width": 400, "script": "x"}, "preprocess.json key 'window'"),
+    ("extra", "anything", "preprocess.json key '<top level>'"),
+    ("targets", ["ep"], "targets ['ep'] are not among its phases"),
+])
+def test_a_bundle_that_says_what_this_pipeline_never_writes_is_refused_before_use(tmp_path, key, value, says):
+    """Every field of preprocess.json is checked (issue 27): a phase, target or name with a path in it, an
+    unknown network, a bad shape or pattern, or an unknown key stops the load with the file and key named,
+    before anything is cropped or written; a valid bundle still loads."""
+    b = exported(tmp_path)
+    bundle.load(b)
+    pre = json.loads((b / "preprocess.json").read_text())
+    if key == "targets" and value == ["ep"]:
+        pre["phases"] = ["cmp", "np"]
+        pre["stack_phases"] = ["cmp", "np"]
+    pre[key] = value
+    (b / "preprocess.json").write_text(json.dumps(pre))
+    with pytest.raises(bundle.BundleError) as e:
+        bundle.load(b)
+    assert says in str(e.value) and str(b / "preprocess.json") in str(e.value)
+    assert not (tmp_path / "outside").exists() and not list(tmp_path.parent.glob("outside*"))
+
+
+def test_a_bundle_whose_metadata_names_a_path_is_refused(tmp_path):
+    b = exported(tmp_path)
+    md = json.loads((b / "metadata.json").read_text())
+    md["cell"]["study"] = "../../elsewhere"
+    (b / "metadata.json").write_text(json.dumps(md))
+    with pytest.raises(bundle.BundleError, match=r"metadata.json key 'cell.study'"):
+        bundle.load(b)
+
+
+def test_crops_refuse_a_target_that_is_not_a_plain_name(tmp_path):
+    """The last line of defence, whatever called it: crop files are outdir/<target>.npz."""
+    from ccgrade import crops
+
+    cfg = repo_config()
+    with pytest.raises(ValueError, match=r"not plain names"):
+        crops.crop_patient("P1", "box", cfg["rois"]["box"], cfg["windows"]["cui"], ["np", "../../x"], [], tmp_path,
+                           {}, 1, tmp_path / "out")
+    assert not (tmp_path / "out").exists() and not (tmp_path.parent / "x.npz").exists()

@@ -150,7 +150,7 @@ def test_without_a_validation_set_the_last_epoch_is_kept(tmp_path):
     # the weights after the second epoch, from the resume state of a run of the same seed stopped there
     train.train_model(data, split, dict(HP, epochs=3), seed=3, outdir=tmp_path / "stopped", max_epochs=2,
                       progress=lambda s: None)
-    last = torch.load(tmp_path / "stopped" / "last.pt", weights_only=False)["model"]
+    last = torch.load(tmp_path / "stopped" / "last.pt", weights_only=True)["model"]
     best = torch.load(tmp_path / "best.pt")
     assert all(torch.equal(best[k], last[k]) for k in best)
 
@@ -165,6 +165,34 @@ def test_an_unreadable_resume_state_starts_afresh(tmp_path):
     a, b = torch.load(tmp_path / "best.pt"), torch.load(tmp_path / "ref" / "best.pt")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not list(tmp_path.glob(".*.tmp*"))  # no temporary files left behind
+
+
+class _Payload:
+    """Unpickling this calls open(marker, "w"): what a planted pickle could run instead."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return open, (self.marker, "w")
+
+
+def test_a_planted_resume_state_runs_nothing_and_is_not_resumed(tmp_path):
+    """A last.pt with a pickled payload and a matching fingerprint stamp (issue 27): nothing runs, the cell
+    starts afresh and ends with the weights of an untouched run; so does a well-formed state of other keys."""
+    data, split = synthetic()
+    marker = tmp_path / "payload_ran"
+    for k, planted in enumerate(({"model": _Payload(marker), "epoch": 0}, {"epoch": 0, "weights": torch.zeros(3)})):
+        out = tmp_path / f"cell{k}"
+        out.mkdir()
+        torch.save(planted, out / "last.pt")
+        msgs = []
+        train.train_model(data, split, dict(HP, epochs=1), seed=7, outdir=out, progress=msgs.append)
+        assert not marker.exists() and msgs[0].startswith("resume state last.pt unreadable"), msgs[:2]
+    train.train_model(data, split, dict(HP, epochs=1), seed=7, outdir=tmp_path / "ref", progress=lambda s: None)
+    for k in range(2):
+        a, b = torch.load(tmp_path / f"cell{k}" / "best.pt"), torch.load(tmp_path / "ref" / "best.pt")
+        assert all(torch.equal(a[n], b[n]) for n in a)
 
 
 def test_batch_norm_statistics_are_the_epochs_batch_average():

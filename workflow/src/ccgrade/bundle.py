@@ -15,7 +15,9 @@ pipeline's ``predictions.tsv`` does (reproduced to 1e-5, tested).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -119,6 +121,56 @@ def export(cell_dir: str | Path, out_dir: str | Path, *, config: dict, cell: dic
     return md
 
 
+class BundleError(ValueError):
+    """A bundle file that is not what this pipeline writes (its path and the bad keys named)."""
+
+
+@functools.cache
+def _schemas() -> dict:
+    from .studyconfig import SCHEMA_DIR, load_yaml
+
+    doc = load_yaml(SCHEMA_DIR / "bundle.schema.yaml")
+    config = load_yaml(SCHEMA_DIR / "config.schema.yaml")["properties"]
+    pre = doc["$defs"]["preprocess"]["properties"]
+    pre["roi"], pre["window"] = config["rois"]["additionalProperties"], config["windows"]["additionalProperties"]
+    return {k: {"$schema": doc["$schema"], "$defs": doc["$defs"], "$ref": f"#/$defs/{k}"}
+            for k in ("preprocess", "metadata")}
+
+
+def validate(path: str | Path) -> tuple[dict, dict]:
+    """A bundle folder's ``metadata.json`` and ``preprocess.json``, checked against ``bundle.schema.yaml``
+    (every field; phases, targets and names from allow-lists, none a path) and the architecture registry;
+    a ``BundleError`` names the file and every bad key. An untrained bundle has an empty preprocess."""
+    from .models import ARCHS
+    from .studyconfig import validate_against
+
+    path = Path(path)
+    docs = {}
+    for name in ("metadata", "preprocess"):
+        f = path / f"{name}.json"
+        try:
+            docs[name] = json.loads(f.read_text())
+        except (OSError, ValueError) as e:
+            raise BundleError(f"bundle file {f} cannot be read as JSON ({type(e).__name__}: {e})") from e
+    md, pre = docs["metadata"], docs["preprocess"]
+    schemas = _schemas()
+    validate_against(md, schemas["metadata"], f"bundle file {path / 'metadata.json'}", BundleError)
+    if md["trained"] or pre:
+        validate_against(pre, schemas["preprocess"], f"bundle file {path / 'preprocess.json'}", BundleError)
+        bad = [f"arch {pre['arch']!r} is not one of {', '.join(ARCHS)}"] if pre["arch"] not in ARCHS else []
+        bad += [f"targets {sorted(set(pre['targets']) - {'stack'} - set(pre['phases']))} are not among its phases"
+                ] if set(pre["targets"]) - {"stack"} - set(pre["phases"]) else []
+        bad += [f"stack_phases {sorted(set(pre['stack_phases']) - set(pre['phases']))} are not among its phases"
+                ] if set(pre["stack_phases"]) - set(pre["phases"]) else []
+        try:
+            re.compile(pre["rtstruct_roi"])
+        except re.error as e:
+            bad.append(f"rtstruct_roi is not a regular expression ({e})")
+        if bad:
+            raise BundleError(f"bundle file {path / 'preprocess.json'} is invalid: " + "; ".join(bad))
+    return md, pre
+
+
 class Bundle:
     """A loaded bundle: the network on CPU (or ``device``) and its recorded preprocessing."""
 
@@ -126,8 +178,7 @@ class Bundle:
         from . import models
 
         self.path = Path(path)
-        self.metadata = json.loads((self.path / "metadata.json").read_text())
-        self.preprocess = json.loads((self.path / "preprocess.json").read_text())
+        self.metadata, self.preprocess = validate(self.path)
         if not self.metadata.get("trained", True):
             raise ValueError(f"bundle {self.path} holds no network: {self.metadata.get('reason', 'not trained')}")
         import torch

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -161,6 +162,10 @@ def crop_patient(patient: str, roi_name: str, roi: dict, window: dict, phases: l
     ``targets``: the files some model or figure reads (None: all); the others are written as empty
     ``skipped`` placeholders (the DAG declares every file) with no manifest row, and nothing is cropped for them.
     """
+    named = list(phases) + list(stack) + list(targets or [])
+    odd = [t for t in named if not re.fullmatch(r"[a-z0-9_]{1,32}", str(t))]
+    if odd:  # a crop file is outdir/<target>.npz: a name with a separator or '..' would write elsewhere
+        raise ValueError(f"{patient}: phase or target name(s) {odd} are not plain names (a-z, 0-9, _)")
     status = pd.read_csv(volumes / "phases.tsv", sep="\t", keep_default_na=False).set_index("phase")
     kind, rows = roi["kind"], []
     imgs, slices = {}, {}

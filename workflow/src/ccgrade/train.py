@@ -459,11 +459,19 @@ def save_atomic(obj, path: Path) -> None:
         torch.save(obj, tmp)
 
 
+#: what a resume state holds (``train_model`` writes it); anything else is not ours
+STATE_KEYS = {"model", "optimizer", "generator", "torch_rng", "epoch", "history", "best", "best_model"}
+
+
 def _read_state(path: Path, device: str, progress) -> dict | None:
-    """The resume state, or None (start afresh, saying why) when it cannot be read."""
+    """The resume state, or None (start afresh, saying why) when it cannot be read. Read with
+    ``weights_only``: tensors and plain containers only, so a planted file cannot run code (issue 27)."""
     try:
-        return torch.load(path, map_location=device, weights_only=False)
-    except Exception as e:  # e.g. a state from before atomic writes, cut short by a kill
+        st = torch.load(path, map_location=device, weights_only=True)
+        if not isinstance(st, dict) or set(st) != STATE_KEYS or not isinstance(st["epoch"], int):
+            raise ValueError("not a resume state of this trainer")
+        return st
+    except Exception as e:  # e.g. a state from before atomic writes, cut short by a kill; or a planted pickle
         progress(f"resume state {path.name} unreadable ({type(e).__name__}): starting afresh")
         path.unlink(missing_ok=True)
         return None

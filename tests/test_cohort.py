@@ -234,3 +234,25 @@ def test_every_sheet_error_is_listed_at_once(tmp_path, cfg):
     assert "4 problem(s)" in text
     for want in ("patient P1", "unknown grade value 7", "patient ID 'P 2'", "patient P3", "nowhere' is not a folder", "P4", "age"):
         assert want in text, want
+
+
+def test_ids_too_long_differing_only_in_case_or_with_spaces_around_are_named(tmp_path, cfg):
+    """A 300-character ID (it crashed at job time: 'File name too long'), IDs that share one folder on a
+    case-insensitive file system, and an ID written ' 012 ' (read as '012', said so): one line each."""
+    from ccgrade.cohort import cohort_problems, read_sheet
+
+    (tmp_path / "a").mkdir()
+    long_id = "L" * 300
+    p = _sheet(tmp_path, [{"patient_id": long_id, "grade": 1, "dicom_dir": "a"},
+                          {"patient_id": "A_1", "grade": 2, "dicom_dir": "a"},
+                          {"patient_id": "a_1", "grade": 3, "dicom_dir": "a"},
+                          {"patient_id": " 012 ", "grade": 4, "dicom_dir": "a"},
+                          {"patient_id": "L" * 64, "grade": 4, "dicom_dir": "a"}])
+    df, probs = cohort_problems(read_sheet(p), cfg, file=str(p), base=tmp_path)
+    errors = [str(q) for q in probs if q.level == "error"]
+    warnings = [str(q) for q in probs if q.level == "warning"]
+    assert len(errors) == 2, errors
+    assert any("is 300 characters long (at most 64" in e for e in errors)
+    assert any("patient IDs ['A_1', 'a_1'] differ only in case" in e for e in errors)
+    assert any("patient ID ' 012 ' has spaces around it: it is read as '012'" in w for w in warnings), warnings
+    assert "012" in set(df["patient_id"])

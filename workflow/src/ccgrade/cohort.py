@@ -140,6 +140,41 @@ def column_problems(columns: list[str], cfg: dict, file: str) -> list[Problem]:
     return out
 
 
+#: the longest patient ID: it names folders and files (with suffixes) on every file system, and wildcards
+MAX_ID_LENGTH = 64
+
+
+def id_problems(raw: list[str], file: str) -> list[Problem]:
+    """The sheet's patient IDs as written: duplicates, IDs that are not safe names (characters, length), IDs
+    that differ only in case (one folder on macOS and Windows file systems); spaces around an ID are a
+    noted correction (the ID is read without them), not silently dropped."""
+    probs, ids = [], [v.strip() for v in raw]
+    dup = pd.Series(ids)[pd.Series(ids).duplicated()].unique().tolist()
+    if dup:
+        probs.append(problem("error", f"duplicate patient IDs {dup}: each patient must appear once",
+                             "merge or rename the duplicated rows", file=file))
+    for v, pid in zip(raw, ids):
+        if v != pid and pid:
+            probs.append(problem("warning", f"patient ID {v!r} has spaces around it: it is read as {pid!r}",
+                                 "remove the spaces in the sheet to silence this", patient=pid, file=file))
+        if not PATIENT_ID.match(pid):
+            probs.append(problem("error", f"patient ID {pid!r} must be letters, digits, '_', '-' or '.' and start with "
+                                          "a letter or digit (it becomes a folder name)",
+                                 "rename it in the sheet (e.g. replace '/' or spaces with '_')", patient=pid or None,
+                                 file=file))
+        elif len(pid) > MAX_ID_LENGTH:
+            probs.append(problem("error", f"patient ID {pid[:20]!r}... is {len(pid)} characters long (at most "
+                                          f"{MAX_ID_LENGTH}: it names folders and files)",
+                                 "give the patient a shorter pseudonymous ID", patient=pid[:20] + "...", file=file))
+    folded: dict[str, list[str]] = {}
+    for pid in dict.fromkeys(ids):
+        folded.setdefault(pid.casefold(), []).append(pid)
+    for same in (v for v in folded.values() if len(v) > 1):
+        probs.append(problem("error", f"patient IDs {same} differ only in case: on macOS and Windows file systems "
+                                      "they would share one folder", "rename one of them", file=file))
+    return probs
+
+
 def cohort_problems(df: pd.DataFrame, cfg: dict, *, file: str = "<cohort sheet>", base: Path | None = None,
                     schema_path: str | Path | None = None,
                     check_paths: bool = True, grade_optional: bool = False) -> tuple[pd.DataFrame, list[Problem]]:
@@ -158,17 +193,9 @@ def cohort_problems(df: pd.DataFrame, cfg: dict, *, file: str = "<cohort sheet>"
         return df, [problem("error", f"cohort sheet lacks required column(s) {missing}",
                             "add them: patient_id (your pseudonymous ID) and grade (1-4)", file=file)]
     probs = column_problems(list(df.columns), cfg, file) if check_paths else []  # the user's sheet, not a derived table
-    df["patient_id"] = [str(v).strip() if v == v and v is not None else "" for v in df["patient_id"]]
-    dup = df["patient_id"][df["patient_id"].duplicated()].unique().tolist()
-    if dup:
-        probs.append(problem("error", f"duplicate patient IDs {dup}: each patient must appear once",
-                             "merge or rename the duplicated rows", file=file))
-    for pid in df["patient_id"]:
-        if not PATIENT_ID.match(pid):
-            probs.append(problem("error", f"patient ID {pid!r} must be letters, digits, '_', '-' or '.' and start with "
-                                          "a letter or digit (it becomes a folder name)",
-                                 "rename it in the sheet (e.g. replace '/' or spaces with '_')", patient=pid or None,
-                                 file=file))
+    raw = [str(v) if v == v and v is not None else "" for v in df["patient_id"]]
+    df["patient_id"] = [v.strip() for v in raw]
+    probs += id_problems(raw, file)
     grades = []
     for v, pid in zip(df["grade"], df["patient_id"]):
         if grade_optional and (v is None or (isinstance(v, float) and v != v) or (isinstance(v, str) and not v.strip())):

@@ -108,7 +108,7 @@ def ingest_to(folder: Path, pid: str, workdir: Path, volumes: str = "vol", image
 
 #: one privacy key for the runs a test compares byte for byte (each study makes its own otherwise, and its
 #: pseudonymous UIDs in results/ingest differ from another study's by design)
-TEST_SECRET = "c0ffee" * 11
+TEST_SECRET = "9f1c2b7e4d0a86f35c1e7b29d4a0f6e8c3b57d1a9e2f40c6b8d3e1f7a5c092b4"  # (not a repeated unit)
 
 
 def share_secret(workdir: Path) -> None:

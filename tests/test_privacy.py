@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import io
 import json
+import os
 import re
 import shutil
 
@@ -44,11 +45,34 @@ def test_the_secret_is_made_once_private_and_long(tmp_path):
     p = privacy.ensure_secret(tmp_path / "private" / "secret.key")
     text = p.read_text()
     assert len(text.strip()) == 64 and (p.stat().st_mode & 0o777) == 0o600
+    assert (p.parent.stat().st_mode & 0o777) == 0o700
     privacy.ensure_secret(p)
     assert p.read_text() == text  # never replaced
-    (tmp_path / "short").write_text("abc")
-    with pytest.raises(ValueError, match="shorter than 32"):
-        privacy.Keyer.from_file(tmp_path / "short")
+    assert privacy.key_problem(text) == ""
+    # weak keys: short, one character repeated, a short unit repeated (issue 27: 32 x "a" was accepted)
+    for weak, says in (("abc", "about 5 bits"), ("a" * 32, "about 0 bits of entropy (1 characters repeated 32 times)"),
+                       ("c0ffee" * 11, "6 characters repeated 11 times"), ("0123456789abcdef" * 2, "repeated 2 times")):
+        (tmp_path / "weak").write_text(weak)
+        assert says in privacy.key_problem(weak)
+        with pytest.raises(ValueError, match=r"bits of entropy.*secrets.token_hex\(32\)"):
+            privacy.Keyer.from_file(tmp_path / "weak")
+        with pytest.raises(ValueError, match="under the 128 a key needs"):
+            privacy.ensure_secret(tmp_path / "weak")
+
+
+def test_the_private_folder_and_everything_in_it_is_the_owners_only(tmp_path):
+    """resources/private/ held cohort_sheet.tsv at 0644 in a 0755 folder: every start now makes it 0700/0600."""
+    d = tmp_path / "private"
+    (d / "ingest").mkdir(parents=True)
+    os.chmod(d, 0o755)
+    (d / "cohort_sheet.tsv").write_text("patient_id\tname\n")
+    (d / "ingest" / "P1.tsv").write_text("x")
+    os.chmod(d / "cohort_sheet.tsv", 0o644)
+    privacy.ensure_secret(d / "secret.key")
+    for p in (d, d / "ingest"):
+        assert (p.stat().st_mode & 0o777) == 0o700, p
+    for p in (d / "cohort_sheet.tsv", d / "ingest" / "P1.tsv", d / "secret.key"):
+        assert (p.stat().st_mode & 0o777) == 0o600, p
 
 
 def test_scrub_replaces_longest_first():
@@ -347,3 +371,14 @@ def test_each_patient_is_searched_below_its_own_cohorts_root(tmp_path):
     values = {(n.patient, n.value) for n in phiscan.collect_needles(src)}
     assert ("X1", "X1_Jones") in values and ("P1", "P1_Jones") in values
     assert not {v for _, v in values} & {"second_site", "main_cohort"}
+
+
+def test_a_weak_key_is_a_preflight_error_with_the_command_that_makes_a_good_one(tmp_path):
+    from ccgrade import preflight
+
+    settings = {"mode": "pseudonymise", "dir": str(tmp_path)}
+    assert preflight.key_problems(settings) == []  # none yet: the run makes one
+    (tmp_path / "secret.key").write_text("a" * 32 + "\n")
+    (p,) = preflight.key_problems(settings)
+    assert p.level == "error" and "about 0 bits of entropy" in p.message and "secrets.token_hex(32)" in p.fix
+    assert preflight.key_problems({**settings, "mode": "keep"}) == []

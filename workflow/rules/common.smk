@@ -84,6 +84,7 @@ if workflow.is_main_process:
             PLAN.config["training"]["gpu_slots"],
             EXECUTOR if ccmachine.local_gpu(PLAN.config["training"]["device"]) else "no-gpu",
         )
+        PLAN.problems += ccpre.key_problems(PLAN.config["privacy"])
     ccpre.check(PLAN)  # prints every problem at once; raises on errors before any job
 elif PLAN.errors:
     raise ConfigError(PLAN.errors[0].message)

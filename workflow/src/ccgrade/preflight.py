@@ -712,6 +712,18 @@ def resource_value(r) -> int | None:
         return None
 
 
+def key_problems(privacy: dict) -> list[Problem]:
+    """The study's privacy key, when it exists and is too weak to keep pseudonyms secret (``privacy.key_problem``)."""
+    from .privacy import MAKE_KEY, SECRET_NAME, key_problem
+
+    path = Path(privacy["dir"]) / SECRET_NAME
+    if privacy["mode"] != "pseudonymise" or not path.is_file():
+        return []
+    weak = key_problem(path.read_text())
+    return [problem("error", f"the privacy key {weak}", f"make a good one:  {MAKE_KEY.format(path=path)}  (a new key "
+                    "renames every pseudonym, so results/ is remade)", file=str(path))] if weak else []
+
+
 def gpu_slot_problems(gpu: int | None, slots: int, executor: str = "local") -> list[Problem]:
     """``--resources gpu=N`` against ``training.gpu_slots`` on one machine: N cells train at once on the
     one GPU (Snakemake hands out no device numbers), each planning for 1/gpu_slots of its memory. A

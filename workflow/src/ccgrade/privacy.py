@@ -39,14 +39,58 @@ def settings(value: str | dict | None) -> dict:
     return {"mode": MODES[0], "dir": DEFAULT_DIR, **given}
 
 
+#: the least a study key must hold, in bits (estimated; see ``key_problem``)
+MIN_KEY_BITS = 128
+MAKE_KEY = "python -c \"import secrets; print(secrets.token_hex(32))\" > {path}"
+
+
+def key_problem(text: str) -> str:
+    """Why ``text`` is too weak a key ('' when it is not): under ``MIN_KEY_BITS`` by an estimate that takes
+    its shortest repeating unit (``c0ffee`` × 11 holds what ``c0ffee`` holds) and each character's empirical
+    entropy within it. A random 64-digit hex key (what ``ensure_secret`` writes) estimates at about 240 bits."""
+    import math
+    from collections import Counter
+
+    text = text.strip()
+    n = len(text)
+    unit = next((text[:k] for k in range(1, n + 1) if n % k == 0 and text[:k] * (n // k) == text), text)
+    counts = Counter(unit)
+    bits = max(0.0, -sum(c * math.log2(c / len(unit)) for c in counts.values())) if unit else 0.0
+    if bits < MIN_KEY_BITS:
+        repeated = f" ({len(unit)} characters repeated {n // max(len(unit), 1)} times)" if len(unit) < n else ""
+        return f"holds about {bits:.0f} bits of entropy{repeated}, under the {MIN_KEY_BITS} a key needs"
+    return ""
+
+
+def secure_private(folder: str | Path) -> None:
+    """The private folder readable by its owner only: the folder and every folder below 0700, every file
+    0600 (files written by jobs inherit the umask; this runs at every start)."""
+    folder = Path(folder)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(folder, 0o700)
+    for root, dirs, files in os.walk(folder):
+        for d in dirs:
+            os.chmod(os.path.join(root, d), 0o700)
+        for f in files:
+            p = os.path.join(root, f)
+            if not os.path.islink(p):
+                os.chmod(p, 0o600)
+
+
 def ensure_secret(path: str | Path) -> Path:
-    """The study's secret key file, created (32 random bytes, hex, mode 0600) when absent; never printed."""
+    """The study's secret key file, created (32 random bytes, hex, mode 0600, its folder 0700) when absent;
+    never printed. A key that exists is checked: a weak one (``key_problem``) stops the run with the command
+    that makes a good one, before any job."""
     path = Path(path)
+    secure_private(path.parent)
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path, suffix="") as tmp:
             tmp.write_text(secrets.token_hex(32) + "\n")
             os.chmod(tmp, 0o600)
+    weak = key_problem(path.read_text())
+    if weak:
+        raise ValueError(f"privacy key {path} {weak}: make a good one with  {MAKE_KEY.format(path=path)}  (a new key "
+                         "renames every pseudonym, so results/ is remade)")
     return path
 
 
@@ -61,8 +105,9 @@ class Keyer:
         if not path:
             return cls(None)
         text = Path(path).read_text().strip()
-        if len(text) < 32:
-            raise ValueError(f"privacy secret {path} is shorter than 32 characters: delete it to have a new one made")
+        weak = key_problem(text)
+        if weak:
+            raise ValueError(f"privacy key {path} {weak}: make a good one with  {MAKE_KEY.format(path=path)}")
         return cls(text.encode())
 
     @property

@@ -324,6 +324,8 @@ def test_public_config_hides_the_users_paths_and_keep_is_a_shorthand():
     cfg = repo_config()
     cfg["cohort"]["sheet"] = "/data/Qzxwv_Jorunn/cohort.csv"
     cfg["ingest"]["phase_map"] = "/data/Qzxwv_Jorunn/map.tsv"
+    cfg.setdefault("predict", {})["sheet"] = "/data/Qzxwv_Jorunn/new.csv"  # (issue 27: these two reached the report)
+    cfg.setdefault("external", {})["sheet"] = "/data/Qzxwv_Jorunn/centre_b.csv"
     pub = privacy.public_config(cfg)
     assert "Qzxwv" not in json.dumps(pub) and pub["cohort"]["sheet"] == "<cohort.sheet>"
     assert pub["ingest"]["keywords"] == cfg["ingest"]["keywords"] and cfg["cohort"]["sheet"].startswith("/data")
@@ -382,3 +384,44 @@ def test_a_weak_key_is_a_preflight_error_with_the_command_that_makes_a_good_one(
     (p,) = preflight.key_problems(settings)
     assert p.level == "error" and "about 0 bits of entropy" in p.message and "secrets.token_hex(32)" in p.fix
     assert preflight.key_problems({**settings, "mode": "keep"}) == []
+
+
+def test_a_name_and_mrn_in_the_series_description_never_reach_the_index_and_the_scan_looks_for_them(
+        demo_root, tmp_path):
+    """Issue 27: with the name tags blanked (an anonymiser's usual outcome) and the name and MRN typed into
+    SeriesDescription, the pseudonymised index holds neither (wherever the description is quoted: the series
+    table, the phase evidence, the reconstruction choice) and the phase is still found from the imaging words;
+    the scan's needles hold them, so a copy made elsewhere is a hit."""
+    folder = tmp_path / "P1"
+    shutil.copytree(demo_root / "dicom" / "DEMO001", folder)
+    for f in sorted((folder / "S03").iterdir()):
+        ds = pydicom.dcmread(f)
+        ds.PatientName, ds.SeriesDescription = "", "QZXWV^JORUNN MRN 80417733 arterial 5mm"
+        ds.StudyDescription, ds.ProtocolName = "CT abdomen for Jorunn Qzxwv", "Renal Qzxwv protocol"
+        ds.save_as(f)
+    cfg = repo_config()
+    key = privacy.Keyer(SECRET)
+    res = ingest.index_patient(folder, "P1", cfg["ingest"], PHASES)
+    assert res["phases"].set_index("phase").loc["cmp", "status"] == "ok"  # the word "arterial" still counts
+    pz, private = ingest.pseudonymise_index(res, key, ingest.file_labels(folder), "P1",
+                                            words=privacy.text_words(cfg["ingest"]))
+    text = "\n".join(pz[n].to_csv(sep="\t") for n in ("slices", "series", "phases", "exclusions")).lower()
+    for secret in ("qzxwv", "jorunn", "80417733"):
+        assert secret not in text, secret
+    safe = pz["series"].set_index("phase").loc["cmp", "series_description"]
+    assert re.fullmatch(r"MRN arterial 5mm #[0-9a-f]{6}|arterial 5mm #[0-9a-f]{6}", safe), safe
+    assert (pz["slices"]["contrast_agent"].isin(["", "given"])).all()
+    # the lookup keeps the original, outside results/
+    look = private[private["kind"] == "series_description"].set_index("pseudonym")["original"]
+    assert look[safe] == "QZXWV^JORUNN MRN 80417733 arterial 5mm"
+    # the scan: every free-text attribute's words that are not imaging vocabulary
+    src = {"patients": {"P1": {"dicom_dir": str(folder), "files": []}}, "root": str(tmp_path), "paths": []}
+    values = {n.value.lower() for n in phiscan.collect_needles(src, phiscan.vocabulary(cfg))}
+    assert {"qzxwv^jorunn", "80417733", "jorunn qzxwv", "renal qzxwv"} <= values
+    assert "arterial" not in values and "arterial 5mm" not in values
+    hit = tmp_path / "results" / "copy.tsv"
+    hit.parent.mkdir()
+    hit.write_text("series\tJorunn Qzxwv\n")
+    hits, _ = phiscan.scan(tmp_path / "results", phiscan.collect_needles(src, phiscan.vocabulary(cfg)))
+    assert len(hits) and set(hits["what"]) <= {"free text StudyDescription", "free text SeriesDescription"}, hits
+    assert "Jorunn" not in hits.to_csv()  # a hit names the kind, never the value

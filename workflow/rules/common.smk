@@ -163,6 +163,7 @@ GRADED = {
     f"external/{EXT_NAME}": (EXT_RECORDS, EXT_SOURCES),
 }
 CROP_TARGETS = PHASES + ["stack"]
+INGEST_TABLES = ["slices", "series", "phases", "exclusions"]  # what an ingest job writes per patient
 ROIS = list(config["rois"])
 SCHEMES = list(config["splits"]["schemes"])
 TT_SPLIT = config["baseline"]["train_test_split"]

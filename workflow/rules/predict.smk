@@ -104,6 +104,7 @@ rule predict_table:
 rule predict_privacy_scan:  # the new patients' outputs searched for their identifying values (README "Privacy")
     input:
         files=predict_files(),
+        ingest=expand(f"{PRED_DIR}/ingest/{{pid}}/{{t}}.tsv", pid=PRED_PATIENTS, t=INGEST_TABLES),
         sources=PRIVACY_SOURCES,
     output:
         hits=f"{PRED_DIR}/privacy_scan.tsv",
@@ -122,7 +123,7 @@ rule predict_privacy_scan:  # the new patients' outputs searched for their ident
     shell:
         "python -m ccgrade.phiscan --results results --sources {input.sources} --config {params.config:q}"
         " --mode {params.mode} --out {output.hits} --summary {output.summary} --private-out {params.private}"
-        " --only {input.files} > {log} 2>&1"
+        " --only {input.files} {input.ingest} > {log} 2>&1"
 
 
 rule predict:  # every new patient graded: the table, the metrics (with grades), one page per patient, the scan

@@ -23,7 +23,7 @@ import SimpleITK as sitk
 
 from .errors import DicomError
 from .outputs import atomic_path, write_tsv
-from .privacy import Keyer, run_scrubbed, scrub_frame
+from .privacy import Keyer, run_scrubbed, safe_text, scrub_frame, text_words
 from .ingest_index import SLICE_COLUMNS, find_dicom_files, index_folder
 from .ingest_phases import PHASE_COLUMNS, assign_phases, choose_phases
 from .ingest_series import summarise_series
@@ -127,7 +127,8 @@ def file_labels(folder: str | Path | None, images: dict[str, str] | None = None)
 
 
 def pseudonymise_index(res: dict[str, pd.DataFrame], key, labels: dict[str, str], patient: str,
-                       images: dict[str, str] | None = None) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+                       images: dict[str, str] | None = None,
+                       words: frozenset[str] | None = None) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
     """The index tables as results/ may hold them (``privacy.mode: pseudonymise``) and the private lookup
     rows (pseudonym -> original).
 
@@ -135,7 +136,9 @@ def pseudonymise_index(res: dict[str, pd.DataFrame], key, labels: dict[str, str]
     (its index in the patient's folder, and the SeriesNumber/InstanceNumber a viewer shows), with keyed
     hashes of its path (``file_key``, how convert finds it again) and of its name (``name_key``, how labelme
     files that name it still link); acquisition and bolus times become seconds after the patient's first
-    acquisition (the bolus delay is unchanged); every message naming a file names its label."""
+    acquisition (the bolus delay is unchanged); every message naming a file names its label. Free text
+    (SeriesDescription) keeps only imaging words (``privacy.safe_text`` with ``words``), wherever it is
+    quoted; ContrastBolusAgent becomes ``given`` (what the phase assignment used: whether one was)."""
     images = images or {}
     look: list[dict] = []
     out = {k: v.copy() for k, v in res.items()}
@@ -173,7 +176,18 @@ def pseudonymise_index(res: dict[str, pd.DataFrame], key, labels: dict[str, str]
         sl["file"] = [file_label[str(f)] for f in sl["file"]]
     look += [{"patient_id": patient, "kind": "image", "pseudonym": f"the {ph} image", "original": str(p)}
              for ph, p in images.items()]
-    repl = {**labels, **file_label}
+    words = words if words is not None else text_words(None)
+    texts = {str(v) for t in (sl, out["series"]) if "series_description" in t for v in t["series_description"]
+             if isinstance(v, str) and v}
+    said = {v: safe_text(v, words, key) for v in texts}
+    for t in (sl, out["series"]):
+        if "series_description" in t:
+            t["series_description"] = [said.get(v, v) if isinstance(v, str) else v for v in t["series_description"]]
+        if "contrast_agent" in t:
+            t["contrast_agent"] = ["given" if isinstance(v, str) and v.strip() else "" for v in t["contrast_agent"]]
+    look += [{"patient_id": patient, "kind": "series_description", "pseudonym": w, "original": v}
+             for v, w in sorted(said.items()) if v != w]
+    repl = {**labels, **file_label, **{v: w for v, w in said.items() if v != w}}
     for name in ("series", "phases"):
         t = out[name]
         if "series_uid" in t:
@@ -221,7 +235,7 @@ def run_index(a: argparse.Namespace, outdir: str | Path) -> None:
     out = Path(outdir)
     res["slices"]["file"] = res["slices"]["file"].astype(str)
     if key.active:
-        res, private = pseudonymise_index(res, key, labels, a.patient, images)
+        res, private = pseudonymise_index(res, key, labels, a.patient, images, text_words(cfg))
         write_tsv(a.private, private)
     for name in ("slices", "series", "phases", "exclusions"):
         write_tsv(out / f"{name}.tsv", res[name])

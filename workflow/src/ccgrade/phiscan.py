@@ -30,7 +30,7 @@ import pandas as pd
 from .errors import PrivacyError
 from .ingest_index import find_dicom_files
 from .outputs import write_json, write_tsv
-from .privacy import MODES
+from .privacy import DESCRIPTION_WORDS, MODES, text_needles
 
 #: DICOM attributes whose values identify a patient, a visit or a place (PS3.15 Table E.1-1 excerpts);
 #: dates are searched in their DICOM (YYYYMMDD) and ISO/European spellings
@@ -43,6 +43,15 @@ IDENTIFYING = {
     0x00081010: "StationName", 0x00200010: "StudyID", 0x00181000: "DeviceSerialNumber",
     0x00080020: "StudyDate", 0x00080021: "SeriesDate", 0x00080022: "AcquisitionDate", 0x00080023: "ContentDate",
     0x00080012: "InstanceCreationDate",
+}
+#: free-text attributes (PS3.15 Table E.1-1: descriptions, comments, labels) a technologist may type a name
+#: or an MRN into; searched as ``privacy.text_needles`` gives them (the words that are not imaging vocabulary)
+FREE_TEXT = {
+    0x0008103E: "SeriesDescription", 0x00081030: "StudyDescription", 0x00181030: "ProtocolName",
+    0x00204000: "ImageComments", 0x00104000: "PatientComments", 0x001021B0: "AdditionalPatientHistory",
+    0x00321060: "RequestedProcedureDescription", 0x00400254: "PerformedProcedureStepDescription",
+    0x00082111: "DerivationDescription", 0x00180010: "ContrastBolusAgent", 0x30060002: "StructureSetLabel",
+    0x30060004: "StructureSetName", 0x30060026: "ROIName", 0x30060085: "ROIObservationLabel",
 }
 UID_TAGS = {0x00080018: "SOPInstanceUID", 0x0020000D: "StudyInstanceUID", 0x0020000E: "SeriesInstanceUID",
             0x00200052: "FrameOfReferenceUID", 0x00080014: "InstanceCreatorUID"}
@@ -84,8 +93,12 @@ def header_needles(path: Path, patient: str) -> list[Needle]:
     import pydicom
 
     ds = pydicom.dcmread(path, stop_before_pixels=True, force=True,
-                         specific_tags=list(IDENTIFYING) + list(UID_TAGS))
+                         specific_tags=list(IDENTIFYING) + list(UID_TAGS) + list(FREE_TEXT))
     out = []
+    for tag, kw in FREE_TEXT.items():
+        el = ds.get(tag)
+        if el is not None and isinstance(el.value, str) and el.value.strip():
+            out.append(Needle(f"free text {kw}", patient, el.value.strip()))
     for tag, kw in {**IDENTIFYING, **UID_TAGS}.items():
         el = ds.get(tag)
         if el is None or el.value in (None, ""):
@@ -115,6 +128,8 @@ def _refs(path: Path, patient: str) -> list[Needle]:
                     walk(item)
             elif el.VR == "UI" and el.value and not str(el.value).startswith("1.2.840.10008."):
                 out.append(Needle(el.keyword or "referenced UID", patient, str(el.value)))
+            elif int(el.tag) in FREE_TEXT and isinstance(el.value, str) and el.value.strip():
+                out.append(Needle(f"free text {FREE_TEXT[int(el.tag)]}", patient, el.value.strip()))
     walk(ds)
     return out
 
@@ -165,7 +180,8 @@ def collect_needles(sources: dict, vocabulary: set[str] | None = None) -> list[N
                     continue
                 # non-UID values repeat in every file of a series: keep the first file's
                 key = tuple(n.value for n in hn if n.kind == "SeriesInstanceUID")
-                needles += [n for n in hn if n.kind in UID_TAGS.values() or key not in seen_series]
+                needles += [n for n in hn if n.kind in UID_TAGS.values() or n.kind.startswith("free text")
+                            or key not in seen_series]
                 seen_series.add(key)
         for f in src.get("files", []):
             for part in path_components(f, root):
@@ -185,6 +201,9 @@ def collect_needles(sources: dict, vocabulary: set[str] | None = None) -> list[N
     vocab = {v.lower() for v in (vocabulary or set())}
     # the study's and the repository's own folders (their absolute paths appear in the report) are not input
     vocab |= {part.lower() for own in sources.get("own", []) for part in Path(own).parts}
+    words = frozenset(DESCRIPTION_WORDS | vocab)
+    needles = [m for n in needles for m in ([Needle(n.kind, n.patient, v) for v in text_needles(n.value, words)]
+                                            if n.kind.startswith("free text") else [n])]
     out, seen = [], set()
     for n in needles:
         v = n.value.strip()

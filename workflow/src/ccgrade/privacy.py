@@ -169,7 +169,8 @@ def run_scrubbed(fn, replacements: dict[str, str] | None):
 
 #: config keys that hold the user's paths (a folder name may identify): jobs whose params reach the report
 #: get ``public_config``, in which each is replaced by its role
-PATH_KEYS = (("cohort", "sheet"), ("cohort", "kits", "root"), ("ingest", "phase_map"))
+PATH_KEYS = (("cohort", "sheet"), ("cohort", "kits", "root"), ("ingest", "phase_map"), ("predict", "sheet"),
+             ("external", "sheet"))
 
 
 def public_config(cfg: dict) -> dict:
@@ -208,6 +209,76 @@ def annotation_labels(sources: dict[str, dict[str, str]]) -> dict[str, str]:
             out[str(path)] = label
             if p.name not in out:
                 out[p.name] = label
+    return out
+
+
+# ------------------------------------------------------------------------------------------ free text
+#: words a header's free text (SeriesDescription) may keep in results/: the vocabulary of CT series names
+#: (anatomy, phase, plane, kernel, reconstruction, dose and scout words), never a name; any other word is
+#: dropped and the text marked with a keyed tag (``safe_text``). The ingest's own phase keywords and avoided
+#: kernels are added to it (``text_words``).
+DESCRIPTION_WORDS = frozenset("""
+abd abdo abdomen abdominal pelvis pelvic chest thorax thoracic kidney kidneys renal nephro uro urography
+urogram urographic liver adrenal body trunk whole wb ct cect cta mdct mr
+phase phases multiphase triphasic biphasic plain native non nc noncontrast unenhanced contrast enhanced ce pre
+precontrast post postcontrast arterial art early late cortical corticomedullary cmp venous portal pv pvp np
+nephrographic parenchymal excretory delayed delay ep up equilibrium split bolus tracking timing test
+axial ax transverse tra coronal cor sagittal sag obl oblique mpr mip minip vr 3d 2d recon reconstruction
+reformat reformatted thin thick slice slices soft tissue std standard smooth sharp bone lung detail edge
+kernel filter iterative ir idose asir asir-v safire admire imr dlir aidr fbp mbir
+dose report summary screen save exam patient protocol localizer localiser scout topogram surview scanogram
+survey spiral helical sequential vol volume series image images iv oral with without w wo and of the for
+mm cm s sec min kv kvp ma mas ml cc
+tumor tumour tumors tumours lesion lesions mass masses gtv ctv ptv roi rcc ccrcc neoplasm cyst left right lt rt
+ccgrade rtstruct structure structures set seg segmentation label labels contour contours annotation manual auto
+""".split())
+_WORD = re.compile(r"[A-Za-z0-9]+(?:[.,][0-9]+)?")
+#: short numbers (slice thickness, kV, a delay in s): at most two digits before a decimal, with a unit
+_SHORT_NUMBER = re.compile(r"\d{1,3}(?:[.,]\d{1,3})?(?:mm|cm|s|sec|min|kv|kvp|ml|ma|mas)?", re.I)
+
+
+def text_words(cfg_ingest: dict | None) -> frozenset[str]:
+    """``DESCRIPTION_WORDS`` and the config's phase keywords and avoided kernels, as lower-case words."""
+    extra: set[str] = set()
+    for words in (cfg_ingest or {}).get("keywords", {}).values():
+        for w in words:
+            extra.update(t.lower() for t in _WORD.findall(str(w)))
+    for w in ((cfg_ingest or {}).get("reconstruction") or {}).get("avoid_kernels", []):
+        extra.update(t.lower() for t in _WORD.findall(str(w)))
+    return DESCRIPTION_WORDS | extra
+
+
+#: scanner kernel codes (Siemens B30f, Br40d, I26f; Toshiba FC03; GE/Philips letters): not names
+_KERNEL_CODE = re.compile(r"[A-Za-z]{1,2}\d{1,3}[A-Za-z]?\d?")
+
+
+def _allowed(word: str, words: frozenset[str]) -> bool:
+    return (word.lower() in words or len(word) == 1 or bool(_SHORT_NUMBER.fullmatch(word))
+            or bool(_KERNEL_CODE.fullmatch(word)))
+
+
+def safe_text(value: object, words: frozenset[str], key: "Keyer") -> str:
+    """What results/ may hold of a free-text header value: the value as written when each of its words is in
+    ``words`` (or a short number: ``5mm``, ``120kV``); else its allowed words and a keyed tag (``#3fa2c1``,
+    the same for the same text, so that series stay apart), every other word dropped."""
+    v = "" if value is None or value != value else str(value)
+    found = _WORD.findall(v)
+    if all(_allowed(w, words) for w in found):
+        return v
+    kept = " ".join(w for w in found if _allowed(w, words))
+    return f"{kept} #{key.key('text', v)[:6]}".strip()
+
+
+def text_needles(value: object, words: frozenset[str]) -> list[str]:
+    """What the privacy scan looks for in a free-text value: nothing when every word is allowed; else the
+    whole value, each word not allowed, and each pair of neighbouring words one of which is not allowed, as
+    written (a name and a surname, a name and an MRN)."""
+    v = "" if value is None else str(value).strip()
+    spans = [(m.start(), m.end(), _allowed(m.group(), words)) for m in _WORD.finditer(v)]
+    if all(ok for _, _, ok in spans):
+        return []
+    out = [v] + [v[a:b] for a, b, ok in spans if not ok]
+    out += [v[a[0]:b[1]] for a, b in zip(spans, spans[1:]) if not (a[2] and b[2])]
     return out
 
 

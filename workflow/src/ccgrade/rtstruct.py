@@ -145,6 +145,10 @@ def link_rtstruct(path: str | Path, image: sitk.Image, slices: pd.DataFrame, *, 
     names = _roi_names(ds)
     rx = re.compile(roi_pattern, re.I)
     chosen = {n for n, name in names.items() if rx.search(name)}
+    if key is not None and key.active:  # ROI names are free text: messages (which reach results/) show safe forms
+        from .privacy import DESCRIPTION_WORDS, safe_text
+
+        names = {n: safe_text(name, DESCRIPTION_WORDS, key) for n, name in names.items()}
     if not chosen:
         fail(AnnotationError, f"no ROI name matches {roi_pattern!r} (ROIs: {sorted(names.values())})",
              "set config key rtstruct_roi to a pattern matching the tumour ROI's name")

@@ -243,3 +243,29 @@ def test_an_unforeseen_failure_in_one_patients_files_is_that_patients_error(hosp
     assert [str(e) for e in p.errors] == [
         "ERROR: patient 003: the header survey failed (RuntimeError: a reader fell over)\n    fix: check this patient's "
         "files; if they are fine, please report the message"]
+
+
+def test_an_mrn_used_as_the_sheet_id_is_an_error_unless_the_headers_say_they_are_de_identified(hospital, tmp_path):
+    """Issue 27: a sheet ID equal to the patient's DICOM PatientID (an MRN) named every file under results/ and
+    was exempt from the scan. It is an error naming the patient, with the fix; de-identified headers
+    (PatientIdentityRemoved YES, as TCIA's) carry a pseudonym already and pass."""
+    root = tmp_path / "h"
+    shutil.copytree(hospital.parent, root, ignore=shutil.ignore_patterns("_generated"))
+    sheet = pd.read_csv(root / "cohort.tsv", sep="\t", dtype=str)
+    folder = root / sheet.loc[0, "dicom_dir"] if not str(sheet.loc[0, "dicom_dir"]).startswith("/") else \
+        sheet.loc[0, "dicom_dir"]
+    mrn = str(pydicom.dcmread(next(p for p in sorted(pd.io.common.Path(folder).rglob("*")) if p.is_file()),
+                              stop_before_pixels=True).PatientID)
+    assert mrn and mrn != sheet.loc[0, "patient_id"]
+    sheet.loc[0, "patient_id"] = mrn
+    sheet.to_csv(root / "cohort.tsv", sep="\t", index=False)
+    p = preflight.plan(sheet_cfg(root / "cohort.tsv"), cache=None)
+    hits = [e for e in p.errors if "PatientID (often the MRN)" in e.message]
+    assert len(hits) == 1 and f"patient {mrn}" in hits[0].message and "study pseudonym" in hits[0].fix, [str(e) for e in p.errors]
+    for f in (x for x in pd.io.common.Path(folder).rglob("*") if x.is_file()):
+        ds = pydicom.dcmread(f)
+        if ds.get("PatientID") == mrn:
+            ds.PatientIdentityRemoved = "YES"
+            ds.save_as(f)
+    p = preflight.plan(sheet_cfg(root / "cohort.tsv"), cache=None)
+    assert not [e for e in p.errors if "PatientID" in e.message], [str(e) for e in p.errors]

@@ -247,6 +247,8 @@ def survey_patient(rec: dict, cfg: dict) -> dict:
                                 file_names=sorted({n for f in s["file"].astype(str) for n in (Path(f).name, Path(f).stem)}))
                 images[r.phase] = info
             probs += _ingest_notes(res["exclusions"], pid, src)
+            if dicom and cfg.get("privacy", {}).get("mode", "pseudonymise") == "pseudonymise":
+                probs += _identity_check(Path(dicom), sl, pid)
     annotations = {ph: sorted(k for k in s if k != "image") for ph, s in src.items()}
     links: dict[str, str] = {}
     roi_names: dict[str, list[str]] = {}
@@ -279,6 +281,38 @@ def survey_patient(rec: dict, cfg: dict) -> dict:
     return {"images": {ph: {k: v for k, v in i.items() if k not in ("sop_uids", "file_names")}
                        for ph, i in images.items()},
             "annotations": annotations, "links": links, "roi_names": roi_names, "problems": [p.__dict__ for p in probs]}
+
+
+#: header identifiers a sheet's patient ID must not be (PS3.15 Table E.1-1), with what each is
+IDENTIFIERS = {0x00100020: "PatientID (often the MRN)", 0x00101000: "OtherPatientIDs", 0x00080050: "AccessionNumber"}
+
+
+def _identity_check(folder: Path, slices: pd.DataFrame, pid: str) -> list[Problem]:
+    """The sheet's ID against the identifiers in the patient's headers (the first file of each series): an
+    ID that is the patient's MRN or accession number names every file under results/ and is exempt from the
+    privacy scan, so it is an error, unless the files say they were de-identified (PatientIdentityRemoved
+    YES: their PatientID is then a pseudonym already, as in TCIA collections)."""
+    import pydicom
+
+    firsts = slices.sort_values("file").drop_duplicates("series_uid")["file"].astype(str) if len(slices) else []
+    for f in firsts:
+        try:
+            ds = pydicom.dcmread(folder / f, stop_before_pixels=True, specific_tags=[*IDENTIFIERS, 0x00120062])
+        except Exception:  # noqa: BLE001 - the index read it; a second failure has nothing to add
+            continue
+        if str(ds.get("PatientIdentityRemoved", "")).strip().upper() == "YES":
+            continue
+        for tag, what in IDENTIFIERS.items():
+            el = ds.get(tag)
+            vals = [] if el is None or el.value is None else el.value if isinstance(el.value, (list, tuple,
+                    pydicom.multival.MultiValue)) else [el.value]
+            if any(str(v).strip().casefold() == pid.casefold() for v in vals):
+                return [problem("error", f"the patient ID is the {what} in the patient's DICOM headers, which are not "
+                                         "marked de-identified: it would name every file under results/",
+                                "give the patient a study pseudonym (keep the mapping outside the study), or, if the "
+                                "headers' ID is already a pseudonym, say so by setting PatientIdentityRemoved YES",
+                                patient=pid, file=str(folder))]
+    return []
 
 
 def survey_safely(rec: dict, cfg: dict) -> dict:
@@ -401,7 +435,7 @@ def _code_hash() -> str:
 def survey_key(rec: dict, cfg: dict, code: str) -> str:
     row = {k: v for k, v in rec.items() if isinstance(v, (str, int, float)) and v == v}
     parts = {"row": row, "sig": _signature(rec), "code": code,
-             "cfg": {k: cfg.get(k) for k in ("ingest", "rtstruct_roi", "rtstruct_link", "mask_label")}}
+             "cfg": {k: cfg.get(k) for k in ("ingest", "rtstruct_roi", "rtstruct_link", "mask_label", "privacy")}}
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 

@@ -275,9 +275,10 @@ def test_rtstruct_of_a_reexported_series_links_by_plane_position(vol, demo_root,
     s2 = read_table(v2 / "up.slices.tsv")
     st2 = res2["phases"].set_index("phase").loc["up"]
     assert set(s2["sop_uid"]) == set(other)
-    with pytest.raises(AnnotationError, match="drawn on another series"):
+    with pytest.raises(AnnotationError, match=r"nor its frame of reference\): it was drawn on other images") as e:
         rtstruct.link_rtstruct(tmp_path / "rt.dcm", img, s2, series_uid=st2["series_uid"],
                                frame_uid=str(s2["frame_uid"].iloc[0]), patient="DEMO001", phase="up")
+    assert "rtstruct_link" not in str(e.value)  # (issue 27: the fix offered to override the mismatch)
 
 
 def test_crop_manifest_records_how_rtstruct_contours_were_linked(vol, demo_root, tmp_path):

@@ -77,13 +77,15 @@ def test_every_mistake_of_a_first_run_is_listed_at_once(hospital, tmp_path):
         ("patient 003", "CT_missing' is not a folder", "correct the path"),
         ("patient 004", "no ROI name matches rtstruct_roi", "set config key rtstruct_roi"),
         ("patient 005", "the mask is not on the up image's grid", "give the mask drawn on this patient's up series"),
-        ("patient 006", "drawn on another", "give the structure set drawn on the up series"),
+        ("patient 006", "it was drawn on other images", "give the structure set drawn on the up series"),
     ]
     errors = [str(x) for x in p.errors]
     assert len(errors) == len(want), errors
     for who, what, fix in want:
         hit = [e for e in errors if who in e and what in e]
         assert hit and fix in hit[0], (who, what, errors)
+    # another patient's structure set (other series, other frame of reference): no override is offered
+    assert "rtstruct_link" not in next(e for e in errors if "patient 006" in e)
     assert f"{len(want)} error(s): nothing was run" in text
 
 
@@ -107,7 +109,7 @@ def test_snakemake_dry_run_lists_all_mistakes_before_any_job(hospital, tmp_path)
     out = r.stdout + r.stderr
     assert r.returncode != 0 and "5 error(s): nothing was run" in out, out[-3000:]
     for needle in ("unknown grade value 5", "nowhere' is not a folder", "looks like a misspelt 'mask_up'",
-                   "patient ID '004 b'", "drawn on another"):
+                   "patient ID '004 b'", "drawn on other images"):
         assert needle in out, needle
     assert not (wd / "results").exists()
     assert (wd / ".snakemake/ccgrade/preflight.txt").exists()  # the full list, outside results/
@@ -269,3 +271,38 @@ def test_an_mrn_used_as_the_sheet_id_is_an_error_unless_the_headers_say_they_are
             ds.save_as(f)
     p = preflight.plan(sheet_cfg(root / "cohort.tsv"), cache=None)
     assert not [e for e in p.errors if "PatientID" in e.message], [str(e) for e in p.errors]
+
+
+def test_init_exits_non_zero_when_its_own_preflight_finds_errors(hospital, tmp_path, capsys):
+    """Issue 27: `python -m ccgrade.init` exited 0 with errors listed in the config it wrote."""
+    from ccgrade import init
+
+    init.main([str(hospital)])  # a clean cohort: exit 0 (no SystemExit)
+    assert "Pre-flight: 0 error(s)" in capsys.readouterr().out
+    root = tmp_path / "h"
+    shutil.copytree(hospital.parent, root, ignore=shutil.ignore_patterns("_generated"))
+    sheet = pd.read_csv(root / "cohort.tsv", sep="\t", dtype=str)
+    sheet.loc[0, "grade"] = "N/A"
+    sheet.to_csv(root / "cohort.tsv", sep="\t", index=False)
+    with pytest.raises(SystemExit) as e:
+        init.main([str(root / "cohort.tsv")])
+    out = capsys.readouterr()
+    assert e.value.code == 1 and "Pre-flight: 1 error(s)" in out.out and "1 error(s)" in out.err
+
+
+def test_a_left_out_roi_setting_gets_a_fix_that_changes_something():
+    """Issue 27: an ROI setting left out for want of annotations was told 'set rois.<name>.source: auto' when
+    its source already was auto (a no-op). With auto the fix names the annotations to add; with a fixed
+    source it offers auto, and applying that fix feeds the setting."""
+    facts = {"imaged": {"cmp": 10}, "outlined": {}, "formats": {"labelme": 10}, "columns": [], "any_images": True}
+    c, notes = studyconfig.derive_config(repo_config(), facts)
+    tumor = next(n for n in notes if "ROI setting 'tumor'" in n.message)
+    assert "source: auto" not in tumor.fix and tumor.fix.startswith("add mask or rtstruct or polygons")
+    cfg = repo_config()
+    cfg["rois"]["box"]["source"] = "mask"
+    _, notes = studyconfig.derive_config(cfg, facts)
+    box = next(n for n in notes if "ROI setting 'box'" in n.message)
+    assert box.fix.startswith("set rois.box.source: auto")
+    cfg["rois"]["box"]["source"] = "auto"  # the fix, applied
+    c, notes = studyconfig.derive_config(cfg, facts)
+    assert "box" in c["rois"] and not [n for n in notes if n.message.startswith("ROI setting 'box'")]

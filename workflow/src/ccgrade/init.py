@@ -35,6 +35,11 @@ def _guess_type(values: pd.Series) -> str:
 
 def starter_config(sheet: str | Path, base: dict | None = None, workers: int = 1) -> str:
     """The commented YAML for ``sheet`` (see the module docstring)."""
+    return starter(sheet, base, workers)[0]
+
+
+def starter(sheet: str | Path, base: dict | None = None, workers: int = 1) -> tuple[str, list]:
+    """The commented YAML for ``sheet`` and the pre-flight's errors for it."""
     from . import preflight
     from .cohort import read_sheet
     from .studyconfig import load_yaml
@@ -79,7 +84,7 @@ def starter_config(sheet: str | Path, base: dict | None = None, workers: int = 1
                 name: {**cfg["splits"]["schemes"][name], "k": n} for name in small}}}
             notes.append(f"k-fold scheme(s) {', '.join(small)} cut to k = {n}: the cohort has {n} eligible patients")
             plan = preflight.plan(cfg, workers=workers)
-    return _render(sheet, plan, extra, names, notes)
+    return _render(sheet, plan, extra, names, notes), list(plan.errors)
 
 
 def _render(sheet: Path, plan, extra: dict, names: Counter, notes: list[str]) -> str:
@@ -137,7 +142,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("sheet", help="the cohort sheet (TSV or CSV; see README 'Bring your own cohort')")
     ap.add_argument("--workers", type=int, default=1, help="processes for the header survey")
     a = ap.parse_args(argv)
-    sys.stdout.write(starter_config(a.sheet, workers=a.workers))
+    text, errors = starter(a.sheet, workers=a.workers)
+    sys.stdout.write(text)
+    if errors:  # the config is written all the same (its header lists them); a script must not take it as ready
+        sys.stderr.write(f"ccgrade.init: the pre-flight found {len(errors)} error(s), listed in the config's header; "
+                         "fix them before the first run\n")
+        sys.exit(1)
 
 
 if __name__ == "__main__":

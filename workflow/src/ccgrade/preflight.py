@@ -167,8 +167,12 @@ def _rtstruct_check(path: str, img: dict, pid: str, phase: str, roi_pattern: str
     sops = set(img.get("sop_uids") or [])
     series_uid, frame_uid = img.get("series_uid", ""), img.get("frame_uid", "")
     if series_uid and ref_series and series_uid not in ref_series and link != "position":
-        err(f"RTSTRUCT references series {sorted(ref_series)}, not the {phase} image series: it was drawn on another "
-            "series", f"give the structure set drawn on the {phase} series (or, if it was, set rtstruct_link: position)")
+        same_frame = bool(frame_uid) and frame_uid in frames  # a re-export keeps its frame of reference
+        err(f"RTSTRUCT references series {sorted(ref_series)}, not the {phase} image series"
+            + (": it was drawn on another series of the same frame of reference" if same_frame else
+               f" (nor its frame of reference): it was drawn on other images, perhaps another patient's"),
+            f"give the structure set drawn on the {phase} series" +
+            (" (or, if it was and the series was re-exported, set rtstruct_link: position)" if same_frame else ""))
         return out, ""
     grid = img["grid"]
     d = np.asarray(grid["direction"], float).reshape(3, 3)

@@ -139,9 +139,15 @@ def link_rtstruct(path: str | Path, image: sitk.Image, slices: pd.DataFrame, *, 
                   for st in getattr(fr, "RTReferencedStudySequence", [])
                   for s in getattr(st, "RTReferencedSeriesSequence", []) if "SeriesInstanceUID" in s}
     if series_uid and ref_series and series_uid not in ref_series and link != "position":
+        ref_frames = {uid(str(fr.FrameOfReferenceUID)) for fr in getattr(ds, "ReferencedFrameOfReferenceSequence", [])
+                      if "FrameOfReferenceUID" in fr}
+        same_frame = bool(frame_uid) and frame_uid in ref_frames  # a re-export keeps its frame of reference
         fail(AnnotationError, f"RTSTRUCT references series {sorted(ref_series)}, not the {phase} image series "
-                              f"{series_uid}: it was drawn on another series",
-             f"give the structure set drawn on the {phase} series (or, if it was, set rtstruct_link: position)")
+                              f"{series_uid}" + (": it was drawn on another series of the same frame of reference"
+                                                 if same_frame else " (nor its frame of reference): it was drawn on "
+                                                 "other images, perhaps another patient's"),
+             f"give the structure set drawn on the {phase} series" +
+             (" (or, if it was and the series was re-exported, set rtstruct_link: position)" if same_frame else ""))
     names = _roi_names(ds)
     rx = re.compile(roi_pattern, re.I)
     chosen = {n for n, name in names.items() if rx.search(name)}

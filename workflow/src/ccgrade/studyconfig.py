@@ -372,7 +372,9 @@ def derive_config(cfg: dict, facts: dict) -> tuple[dict, list[Problem]]:
     removed_rois = set()
     for name, roi in list(cfg["rois"].items()):
         if not set(roi_formats(roi)) & fmts:
+            auto = roi.get("source", "auto") == "auto"
             skip(f"ROI setting {name!r}: no patient has a {' or '.join(roi_formats(roi))} annotation",
+                 f"add {' or '.join(roi_formats(roi))} annotations to use it" if auto else
                  f"set rois.{name}.source: auto to use whatever annotation each patient has")
             del cfg["rois"][name]
             removed_rois.add(name)

@@ -256,3 +256,21 @@ def test_ids_too_long_differing_only_in_case_or_with_spaces_around_are_named(tmp
     assert any("patient IDs ['A_1', 'a_1'] differ only in case" in e for e in errors)
     assert any("patient ID ' 012 ' has spaces around it: it is read as '012'" in w for w in warnings), warnings
     assert "012" in set(df["patient_id"])
+
+
+def test_table_titles_name_the_cohorts_tumours_as_the_config_says():
+    """Issue 27: the baseline title said 'ccRCC' for any cohort (a sarcoma cohort's too)."""
+    from ccgrade.cohort import cohort_label
+
+    assert cohort_label({"cohort": {"source": "demo", "label": None}}) == "ccRCC"
+    assert cohort_label({"cohort": {"source": "kits"}}) == "ccRCC"
+    assert cohort_label({"cohort": {"source": "sheet", "label": None}}) == "tumours"
+    assert cohort_label({"cohort": {"source": "sheet", "label": "soft-tissue sarcomas"}}) == "soft-tissue sarcomas"
+    from ccgrade.studyconfig import validate_config
+
+    cfg = repo_config()
+    cfg["cohort"]["label"] = "soft-tissue sarcomas"
+    assert validate_config(cfg)["cohort"]["label"] == "soft-tissue sarcomas"
+    cfg["cohort"]["label"] = "x" * 61
+    with pytest.raises(ConfigError, match="cohort.label"):
+        validate_config(cfg)

@@ -22,7 +22,7 @@ from scipy import stats
 from statsmodels.stats.diagnostic import lilliefors
 
 from . import stats as ccstats
-from .cohort import validate_cohort
+from .cohort import cohort_label, validate_cohort
 from .outputs import read_table, write_table
 
 TEST_NAMES = {
@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> None:
     opt, variables = cfg["baseline"], list(cfg["baseline"]["variables"])
     if a.by == "grade":
         t, notes = baseline_table(df, "grade_group", ("low", "high"), variables, opt, cfg["seed"])
-        title = f"Clinical characteristics of {len(df)} patients with low- and high-grade ccRCC"
+        title = f"Clinical characteristics of {len(df)} patients with low- and high-grade {cohort_label(cfg)}"
     else:
         df["set"] = df["set"].replace({"val": "train"})
         variables.append({"name": "grade_group", "label": "Grade group", "type": "categorical"})

@@ -48,6 +48,13 @@ def grade_group(grade: int, high_from: int) -> str:
     return "high" if grade >= high_from else "low"
 
 
+def cohort_label(cfg: dict) -> str:
+    """What the cohort's tumours are called in titles: ``cohort.label``, else ccRCC for the demo and KiTS (clear
+    cell by construction) and ``tumours`` for a sheet, whose histology this pipeline cannot know."""
+    c = cfg.get("cohort", {})
+    return c.get("label") or ("ccRCC" if c.get("source") in ("demo", "kits") else "tumours")
+
+
 def read_sheet(path: str | Path) -> pd.DataFrame:
     """Read a cohort sheet (TSV, or CSV by suffix) as written: patient IDs are strings (``007``, ``NA``), the
     text must be UTF-8 (a byte-order mark is dropped); an empty or header-only sheet is an error."""

@@ -44,6 +44,19 @@ rule paper:  # every table and figure of the reproduced studies (the same as the
         "results/privacy_scan.tsv",
 
 
+rule ingest:  # the front half, no splits or studies needed: every patient's series, phases and volumes
+    input:
+        "results/ingest/series.tsv",
+        "results/ingest/phase_status.tsv",
+        expand("results/volumes/{pid}", pid=IMAGED),
+
+
+rule crops:  # ... and every ROI setting's crops, with the manifest (needs annotations; no splits)
+    input:
+        rules.ingest.input,
+        "results/crops/manifest.tsv",
+
+
 onstart:
     unthrottle_local_scheduler()
 

@@ -306,3 +306,40 @@ def test_a_left_out_roi_setting_gets_a_fix_that_changes_something():
     cfg["rois"]["box"]["source"] = "auto"  # the fix, applied
     c, notes = studyconfig.derive_config(cfg, facts)
     assert "box" in c["rois"] and not [n for n in notes if n.message.startswith("ROI setting 'box'")]
+
+
+def test_front_half_targets_take_study_errors_as_warnings():
+    assert preflight.front_scopes(set()) == set()  # the default target: everything is needed
+    assert preflight.front_scopes({"ingest"}) == {"crops", "study"}
+    assert preflight.front_scopes({"results/ingest/series.tsv", "results/volumes/001"}) == {"crops", "study"}
+    assert preflight.front_scopes({"ingest", "crops"}) == {"study"}
+    assert preflight.front_scopes({"ingest", "results/tables/cui_table3.csv"}) == set()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["one patient", "no annotations"])
+def test_one_patient_or_a_cohort_without_annotations_can_be_ingested(hospital, tmp_path, case):
+    """Issue 27: the pre-flight refused a one-patient sheet (its splits cannot be filled) and a cohort without
+    annotations ('no ROI setting can be fed') even when only the ingest was asked for. Now `snakemake ingest`
+    runs (those errors are warnings that say why), and the whole study still refuses with them."""
+    from test_workflow import smk
+
+    root = tmp_path / "h"
+    shutil.copytree(hospital.parent, root, ignore=shutil.ignore_patterns("_generated"))
+    sheet = pd.read_csv(root / "cohort.tsv", sep="\t", dtype=str)
+    sheet = sheet.iloc[:1] if case == "one patient" else sheet.drop(columns=["rtstruct_up"])
+    sheet.to_csv(root / "cohort.tsv", sep="\t", index=False)
+    wd = tmp_path / "run"
+    wd.mkdir()
+    (wd / "study.yaml").write_text(yaml.safe_dump({"cohort": {"sheet": str(root / "cohort.tsv")}}))
+    whole = smk(wd, "-n", "--cores", "1", "--configfile", str(wd / "study.yaml"), check=False)
+    assert whole.returncode != 0 and "nothing was run" in whole.stdout + whole.stderr
+    r = smk(wd, "ingest", "--cores", "2", "--configfile", str(wd / "study.yaml"), check=False)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    assert "(not needed for ingest)" in out and "WARNING" in out
+    phases = pd.read_csv(wd / "results/ingest/phase_status.tsv", sep="\t", dtype=str)
+    assert set(phases["patient_id"]) == set(sheet["patient_id"]) and (phases.loc[phases["phase"] == "up", "status"]
+                                                                      == "ok").all()
+    assert (wd / "results/volumes" / sheet["patient_id"].iloc[0] / "up.nii.gz").exists()
+    assert not (wd / "results/splits").exists() and not (wd / "results/crops").exists()

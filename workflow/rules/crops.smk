@@ -102,7 +102,7 @@ rule roi_montage:
         phases=",".join(PHASES),
         roi=config["figures"]["montage_roi"],
         crops=lambda wc, input: os.path.dirname(input.crops[0]),
-        window=as_json(config["windows"][config["rois"][config["figures"]["montage_roi"]]["window"]]),
+        window=lambda wc: as_json(config["windows"][config["rois"][config["figures"]["montage_roi"]]["window"]]),
         code=code("figures"),
     shell:
         "python -m ccgrade.figures --patient {wildcards.pid} --phases {params.phases} --volumes {input.volumes}"

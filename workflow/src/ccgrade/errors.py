@@ -57,6 +57,9 @@ class Problem:
     level: str
     message: str
     fix: str = ""
+    #: what needs it to be fixed: "" the whole run; "crops" cropping and after; "study" splits, training and
+    #: tables. A run asked only for the front half (``snakemake ingest``) takes "crops"/"study" errors as warnings.
+    scope: str = ""
 
     def __str__(self) -> str:
         return f"{self.level.upper()}: {self.message}" + (f"\n    fix: {self.fix}" if self.fix else "")

@@ -809,6 +809,33 @@ def report(p: Plan, limit: int = 60) -> str:
     return "\n".join(lines)
 
 
+#: the front half's target rules and the files below them: what each needs of the plan (``Problem.scope``)
+FRONT_TARGETS = {"ingest": ("results/ingest/", "results/volumes/", "resources/"),
+                 "crops": ("results/crops/", "results/geometry/")}
+
+
+def front_scopes(targets: set[str] | frozenset[str]) -> set[str]:
+    """The problem scopes the asked-for targets do not need: none for the default target (or anything past
+    the front half); "crops" and "study" when only ingest is asked for; "study" when only crops."""
+    def part(t: str) -> str | None:
+        return next((name for name, heads in FRONT_TARGETS.items() if t == name or t.startswith(heads)), None)
+
+    parts = [part(str(t)) for t in targets]
+    if not parts or None in parts:
+        return set()
+    return {"crops", "study"} if set(parts) == {"ingest"} else {"study"}
+
+
+def for_targets(p: Plan, targets: set[str] | frozenset[str]) -> Plan:
+    """``p`` with the errors the asked-for targets do not need (``front_scopes``) as warnings that say so:
+    one patient, or a cohort without annotations, can still be ingested (and with annotations, cropped)."""
+    scopes = front_scopes(targets)
+    if scopes:
+        p.problems = [Problem("warning", f"{x.message} (not needed for {', '.join(sorted(targets))})", x.fix, x.scope)
+                      if x.level == "error" and x.scope in scopes else x for x in p.problems]
+    return p
+
+
 def check(p: Plan, out=sys.stderr, full_report: Path | None = CACHE.parent / "preflight.txt") -> None:
     """Print the report; raise ConfigError (listing the errors) when there are any."""
     text = report(p)

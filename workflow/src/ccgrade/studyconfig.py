@@ -278,10 +278,10 @@ def split_size_problems(cfg: dict, n: int) -> list[Problem]:
         if sch["kind"] == "kfold" and int(sch["k"]) > n:
             out.append(Problem("error", f"config key 'splits.schemes.{name}.k': a {sch['k']}-fold split needs at least "
                                         f"{sch['k']} patients; the cohort has {n} eligible",
-                               f"set splits.schemes.{name}.k to {max(2, n)} or less"))
+                               f"set splits.schemes.{name}.k to {max(2, n)} or less", scope="study"))
         if sch["kind"] == "holdout" and n < len(sch.get("fractions", {})):
             out.append(Problem("error", f"config key 'splits.schemes.{name}': {len(sch['fractions'])} sets cannot be "
-                                        f"filled from {n} eligible patients", "add patients"))
+                                        f"filled from {n} eligible patients", "add patients", scope="study"))
     return out
 
 
@@ -380,7 +380,8 @@ def derive_config(cfg: dict, facts: dict) -> tuple[dict, list[Problem]]:
             removed_rois.add(name)
     if not cfg["rois"]:
         notes.append(Problem("error", "no ROI setting can be fed: the cohort has no tumour annotation",
-                             "add masks, RTSTRUCTs, polygons or labelme boxes (see README 'Bring your own cohort')"))
+                             "add masks, RTSTRUCTs, polygons or labelme boxes (see README 'Bring your own cohort'), "
+                             "or ask for the ingest only: snakemake --cores 2 ingest", scope="crops"))
         return cfg, notes
     if cfg["figures"]["montage_roi"] in removed_rois:
         cfg["figures"]["montage_roi"] = next(iter(cfg["rois"]))

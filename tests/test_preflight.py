@@ -343,3 +343,6 @@ def test_one_patient_or_a_cohort_without_annotations_can_be_ingested(hospital, t
                                                                       == "ok").all()
     assert (wd / "results/volumes" / sheet["patient_id"].iloc[0] / "up.nii.gz").exists()
     assert not (wd / "results/splits").exists() and not (wd / "results/crops").exists()
+    # the report of what the partial run made (README: name the same target)
+    r = smk(wd, "ingest", "--report", "results/report.html", "--configfile", str(wd / "study.yaml"), check=False)
+    assert r.returncode == 0 and (wd / "results/report.html").stat().st_size > 0, (r.stdout + r.stderr)[-2000:]

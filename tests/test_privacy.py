@@ -21,6 +21,7 @@ import SimpleITK as sitk
 
 from ccgrade import crops, ingest, phiscan, privacy, rtstruct
 from ccgrade import annotations as ann
+from ccgrade.errors import PrivacyError
 from conftest import PHASES, repo_config
 
 SECRET = b"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
@@ -425,3 +426,29 @@ def test_a_name_and_mrn_in_the_series_description_never_reach_the_index_and_the_
     hits, _ = phiscan.scan(tmp_path / "results", phiscan.collect_needles(src, phiscan.vocabulary(cfg)))
     assert len(hits) and set(hits["what"]) <= {"free text StudyDescription", "free text SeriesDescription"}, hits
     assert "Jorunn" not in hits.to_csv()  # a hit names the kind, never the value
+
+
+def test_a_report_page_with_a_hit_is_moved_out_of_results(tmp_path):
+    """Issue 27: the report scan caught a leak but left the page in results/. With --quarantine (the
+    privacy_report rule gives it) the page is moved, owner-only, and the error says where."""
+    res = tmp_path / "results"
+    res.mkdir()
+    (res / "report.html").write_text("<html><p>patient Qzxwv^Jorunn</p></html>")
+    (res / "table.csv").write_text("clean\n")
+    src = tmp_path / "sources.json"
+    src.write_text(json.dumps({"patients": {}, "paths": [], "root": str(tmp_path)}))
+    needles_from = tmp_path / "d"
+    needles_from.mkdir()
+    from pydicom.data import get_testdata_file
+
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.PatientName = "Qzxwv^Jorunn"
+    ds.save_as(needles_from / "a.dcm")
+    src.write_text(json.dumps({"patients": {"P1": {"dicom_dir": str(needles_from), "files": []}}, "paths": [],
+                               "root": str(tmp_path)}))
+    q = tmp_path / "private" / "quarantine"
+    with pytest.raises(PrivacyError, match=r"moved out of results/ to .*quarantine: report.html"):
+        phiscan.main(["--results", str(res), "--sources", str(src), "--out", str(res / "scan.tsv"),
+                      "--only", str(res / "report.html"), "--quarantine", str(q)])
+    assert not (res / "report.html").exists() and (q / "report.html").exists() and (res / "table.csv").exists()
+    assert (q.stat().st_mode & 0o777) == 0o700 and ((q / "report.html").stat().st_mode & 0o777) == 0o600

@@ -67,9 +67,39 @@ rule export_bundle:  # a trained cell as a model bundle (README "Use a trained m
         " --out-dir {params.out_dir} > {log} 2>&1"
 
 
-rule bundles:  # every trained cell of every study exported
+def bundle_files():
+    cells = [c for s in STUDIES for c in study_cells(s)]
+    return [f"{BUNDLE_DIR}/{n}".format(**c) for c in cells for n in ("metadata.json", "preprocess.json", "README.md")]
+
+
+rule bundles:  # every trained cell of every study exported, and the bundles searched for identifying values
     input:
-        [f"{BUNDLE_DIR}/metadata.json".format(**c) for s in STUDIES for c in study_cells(s)],
+        bundle_files(),
+        "results/bundles/privacy_scan.tsv",
+
+
+rule bundles_privacy_scan:  # a bundle is made to leave the study: its text files searched before it does
+    input:
+        files=bundle_files(),
+        sources=PRIVACY_SOURCES,
+    output:
+        hits="results/bundles/privacy_scan.tsv",
+        summary="results/bundles/privacy_scan.json",
+    log:
+        "results/logs/bundles_privacy_scan.log",
+    benchmark:
+        "results/benchmarks/bundles_privacy_scan.tsv"
+    conda:
+        "../../envs/ccgrade.yaml"
+    params:
+        config=lambda wc: as_json(PUBLIC),
+        mode=config["privacy"]["mode"],
+        private=f"{PRIVATE}/bundles_privacy_scan_values.tsv",
+        code=code("phiscan"),
+    shell:
+        "python -m ccgrade.phiscan --results results --sources {input.sources} --config {params.config:q}"
+        " --mode {params.mode} --out {output.hits} --summary {output.summary} --private-out {params.private}"
+        " --only {input.files} > {log} 2>&1"
 
 
 for _study, _kind in STUDY_KINDS.items():

@@ -475,6 +475,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--summary", default=None)
     ap.add_argument("--private-out", default=None, help="the hits with their values, outside results/")
     ap.add_argument("--only", nargs="*", default=[], help="scan only these files (paths under --results)")
+    ap.add_argument("--quarantine", default=None, help="a folder outside results/ that a file with a hit is moved "
+                                                       "to (pseudonymise mode; for files no rule makes: the report)")
     a = ap.parse_args(argv)
     sources = json.loads(Path(a.sources).read_text())
     needles = collect_needles(sources, vocabulary(json.loads(a.config)))
@@ -496,8 +498,27 @@ def main(argv: list[str] | None = None) -> None:
     for r in hits.itertuples():
         print(f"HIT {r.file} [{r.where}]: {r.what} of patient {r.patient_id or '-'} ({r.encoding})")
     if len(hits) and a.mode == "pseudonymise":
+        moved = quarantine(a.results, sorted(set(hits["file"])), a.quarantine) if a.quarantine else []
         raise PrivacyError(f"privacy scan: {len(hits)} identifying value(s) in results/ (listed above and in {out}; "
-                           "the values themselves are not printed); privacy.mode is pseudonymise, so the run fails")
+                           "the values themselves are not printed); privacy.mode is pseudonymise, so the run fails"
+                           + (f"; moved out of results/ to {a.quarantine}: {', '.join(moved)}" if moved else ""))
+
+
+def quarantine(results: str | Path, files: list[str], folder: str | Path) -> list[str]:
+    """Move ``files`` (paths under ``results``) into ``folder`` (outside results/, owner-only), keeping their
+    relative paths; the moved paths."""
+    from .privacy import secure_private
+
+    moved = []
+    for rel in files:
+        src, dst = Path(results) / rel, Path(folder) / rel
+        if src.is_file():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(src, dst)
+            moved.append(rel)
+    if moved:
+        secure_private(folder)
+    return moved
 
 
 

@@ -779,6 +779,12 @@ def external_outputs(study):
     }
 
 
+def bundle_files():
+    """Every trained cell's bundle: its text files (what the bundles' privacy scan reads)."""
+    cells = [c for s in STUDIES for c in study_cells(s)]
+    return [f"{BUNDLE_DIR}/{n}".format(**c) for c in cells for n in ("metadata.json", "preprocess.json", "README.md")]
+
+
 def external_targets():
     if not EXT_PATIENTS:
         return []

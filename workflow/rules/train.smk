@@ -67,11 +67,6 @@ rule export_bundle:  # a trained cell as a model bundle (README "Use a trained m
         " --out-dir {params.out_dir} > {log} 2>&1"
 
 
-def bundle_files():
-    cells = [c for s in STUDIES for c in study_cells(s)]
-    return [f"{BUNDLE_DIR}/{n}".format(**c) for c in cells for n in ("metadata.json", "preprocess.json", "README.md")]
-
-
 rule bundles:  # every trained cell of every study exported, and the bundles searched for identifying values
     input:
         bundle_files(),

@@ -30,13 +30,19 @@ pytestmark = pytest.mark.slow
 
 def pacs_layout(dicom: Path, dst: Path, ann_dir: Path) -> None:
     """The demo patient's series laid out as many PACS exports are: a folder named after the patient and
-    birth date, one per series named after the hospital, files named after the patient; the labelme files
-    (named after the image, as labelme does) follow."""
+    birth date, one per series named after the hospital, files named after the patient, and the patient's
+    name and MRN typed into SeriesDescription, StudyDescription and ProtocolName (issue 27: these reached 20
+    files under results/); the labelme files (named after the image, as labelme does) follow."""
+    import pydicom
+
     for n, series in enumerate(sorted(dicom.iterdir()), 1):
         out = dst / "Doe_Jane_19600101" / f"Secret Hospital CT {n}"
         out.mkdir(parents=True)
         for f in sorted(series.iterdir()):
-            shutil.copy(f, out / f"Doe_Jane_{n}_{f.name[2:]}.dcm")
+            ds = pydicom.dcmread(f)
+            ds.SeriesDescription = f"{ds.SeriesDescription} Qzxwv Jorunn 80417733"
+            ds.StudyDescription, ds.ProtocolName = "CT kidneys for Jorunn Qzxwv", "Qzxwv renal 80417733"
+            ds.save_as(out / f"Doe_Jane_{n}_{f.name[2:]}.dcm")
     for lab in ann_dir.glob("*/labelme"):
         for j in sorted(lab.glob("*.json")):
             doc = json.loads(j.read_text())
@@ -194,6 +200,10 @@ def test_the_privacy_scan_of_results_and_report_finds_nothing_and_would_see_a_le
             "SeriesInstanceUID", "path component"} <= {n.kind for n in needles}
     assert {"Doe_Jane_19600101", "Secret Hospital CT 2", "Doe_Jane_2_0007.dcm", "Doe_Jane_19600101 tumour.nii.gz",
             "DEMO003_Doe_Jane", "Doe_Jane_ct_np.nrrd"} <= values
+    # the name and MRN typed into free text (the scan above found none of them under results/)
+    assert {"80417733", "Qzxwv Jorunn", "Jorunn 80417733", "Jorunn Qzxwv", "Qzxwv renal"} <= values
+    series = (run / "results/ingest/series.tsv").read_text()
+    assert "Qzxwv" not in series and "80417733" not in series and "#" in series  # the safe form, tagged
     # a leak planted in a copy of results/ (an original UID inside the report's base64, a folder name in a
     # crop's npz) is found: the clean result above is the scan's, not its blindness
     copy = tmp_path / "results"

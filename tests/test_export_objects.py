@@ -173,3 +173,19 @@ def test_an_image_without_pixel_data_is_named_as_such_not_as_an_unreadable_heade
     reason = reasons.iloc[0]
     assert reason.startswith("image without PixelData") 
     assert res["phases"].set_index("phase").loc["cmp", "status"] == "excluded"
+
+
+def test_a_series_folder_linked_from_outside_is_read_and_said_and_a_link_loop_ends(patient_copy, tmp_path):
+    """A series folder that is a link (a common way to assemble a cohort) was skipped silently (os.walk does
+    not follow links): it is read, and a link leading outside the patient's folder is a note naming it. A link
+    back to a folder already read (a loop) is read once."""
+    elsewhere = tmp_path / "elsewhere"
+    shutil.move(str(patient_copy / "S05"), elsewhere)
+    os.symlink(elsewhere, patient_copy / "S05")
+    os.symlink(patient_copy, patient_copy / "S04" / "loop")
+    res = index(patient_copy)
+    st = res["phases"].set_index("phase")
+    assert (st["status"] == "ok").all() and st.loc["ep", "n_slices"] == 14, st["reason"].to_dict()
+    notes = res["exclusions"][res["exclusions"]["stage"] == "note"]
+    assert list(notes["file"]) == ["S05"] and "linked from outside the patient's folder" in notes["reason"].iloc[0]
+    assert len(res["slices"]) == 4 * 14  # the loop added nothing

@@ -57,7 +57,8 @@ def index_patient(folder: str | Path | None, patient: str, cfg_ingest: dict, pha
     phase_table = pd.concat([phase_table, pd.DataFrame(file_rows)], ignore_index=True) if file_rows else phase_table
     phase_table = phase_table.set_index("phase").loc[list(phases)].reset_index()[PHASE_COLUMNS]
     excl = problems + excl
-    bad = [e for e in excl if e["stage"] != "skipped"]  # a skipped file (FIFO, empty) is no series' problem
+    bad = [e for e in excl if e["stage"] not in ("skipped", "note")]  # a skipped file (FIFO, empty) or a note
+    # (a linked folder) is no series' problem
     if cfg_ingest.get("on_bad_series") == "error" and bad:
         e = bad[0]
         raise DicomError(e["reason"], patient=patient, phase=e["phase"] or None, file=e["file"] or None)

@@ -70,9 +70,22 @@ def walk_files(folder: str | Path) -> Iterator[tuple[Path, str]]:
     """Every file below ``folder`` (hidden files and folders left out) with what it is, judged before its
     contents are read: ``dicom`` (the DICM preamble, or a ``.dcm`` name), ``other`` (neither: README.txt,
     Thumbs.db), or why it is skipped: a special file (FIFO, socket, device: never opened, so a FIFO cannot
-    hang the run), a link to nothing, an empty file, a file that cannot be opened."""
-    for root, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+    hang the run), a link to nothing, an empty file, a file that cannot be opened. Linked folders are
+    followed (once each); one that leads outside ``folder`` is yielded itself, as ``note: ...``."""
+    top = os.path.realpath(folder)
+    seen = {top}
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        keep = []
+        for d in sorted(d for d in dirs if not d.startswith(".")):
+            real = os.path.realpath(os.path.join(root, d))
+            if real in seen:  # a link back to a folder already read (or a loop)
+                continue
+            seen.add(real)
+            keep.append(d)
+            if os.path.islink(os.path.join(root, d)) and os.path.commonpath([top, real]) != top:
+                yield Path(root) / d, ("note: a folder linked from outside the patient's folder; its files are read: "
+                                       "check that they are this patient's")
+        dirs[:] = keep
         for f in sorted(files):
             if f.startswith("."):
                 continue
@@ -272,6 +285,10 @@ def index_folder(folder: str | Path, patient: str) -> tuple[pd.DataFrame, list[d
     for p, kind in walk_files(folder):
         rel = str(p.relative_to(folder))
         if kind == "other":
+            continue
+        if kind.startswith("note: "):  # said, and read: no series is affected
+            problems.append({"patient_id": patient, "phase": "", "file": rel, "stage": "note", "reason": kind[6:],
+                             "attach": False})
             continue
         if kind != "dicom":
             problems.append({"patient_id": patient, "phase": "", "file": rel, "stage": "skipped",

@@ -384,6 +384,9 @@ def _ingest_notes(excl: pd.DataFrame, pid: str, src: dict) -> list[Problem]:
     for e in excl.to_dict("records"):
         if e["phase"] and e["reason"].startswith("missing phase") and e["phase"] not in annotated:
             continue
+        if e.get("stage") == "note":
+            out.append(problem("warning", e["reason"], "", patient=pid, file=e["file"] or None))
+            continue
         if e.get("stage") == "skipped":
             out.append(problem("warning", f"a file of the DICOM folder was {e['reason']}", "nothing to do if the "
                                "file is not a slice; else replace it with the exported file", patient=pid,

@@ -19,7 +19,6 @@ PATIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _ROMAN = {"I": 1, "II": 2, "III": 3, "IV": 4}
 #: per-phase source columns of the cohort contract: ``{kind}_{phase}``
 SOURCE_KINDS = ("image", "mask", "labelme", "polygons", "rtstruct")
-ANNOTATION_KINDS = SOURCE_KINDS[1:]
 #: the conventional layout below ``annotation_dir/<phase>/`` (first existing name wins)
 LAYOUT = {"mask": ("mask.nii.gz", "mask.nii", "mask.nrrd", "mask.nhdr", "mask.mha"), "labelme": ("labelme",),
           "polygons": ("polygons.json",), "rtstruct": ("rtstruct.dcm",)}
@@ -236,11 +235,6 @@ def cohort_problems(df: pd.DataFrame, cfg: dict, *, file: str = "<cohort sheet>"
     if not any(p.level == "error" for p in probs) and not df["grade"].isna().any():
         df["grade"] = df["grade"].astype(int)
     return df, probs
-
-
-def check_sources(rec: dict, file: str) -> None:
-    """A patient needs an image (DICOM folder or volume) or at least a mask; every named path must exist."""
-    raise_errors(source_problems(rec, file), CohortError, f"patient {rec['patient_id']}")
 
 
 def source_problems(rec: dict, file: str) -> list[Problem]:

@@ -33,11 +33,6 @@ def study_models(st: dict) -> list[tuple[str, str, list[str]]]:
     return out
 
 
-def study_rois(st: dict) -> list[str]:
-    """Every ROI setting a study trains on, in order."""
-    return list(dict.fromkeys(roi for _, roi, _ in study_models(st)))
-
-
 def deep_cell(cfg: dict) -> dict | None:
     """The trained cell whose embeddings are the fusion's deep block (``fusion.deep``; its ``roi`` defaults to
     the first ROI setting the study trains that architecture on), or None."""

@@ -24,9 +24,6 @@ from torch import nn
 from . import weights
 
 ARCHS = ("resnet18", "resnet34", "resnet50", "se_resnet34", "resnet3d18")
-#: torchvision weight enums of the ImageNet-pretrainable 2D architectures (file names, never fetched)
-WEIGHTS = {"resnet18": "ResNet18_Weights", "resnet34": "ResNet34_Weights", "resnet50": "ResNet50_Weights",
-           "se_resnet34": "ResNet34_Weights"}
 
 
 class SEBasicBlock(torchvision.models.resnet.BasicBlock):

@@ -54,7 +54,6 @@ class Plan:
     #: the external cohort (``external``: another centre's sheet, or the demo's shifted centre) on which every
     #: trained cell is evaluated unchanged, and those cells
     external: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["patient_id", "grade", "grade_group"]))
-    external_cells: list[dict] = field(default_factory=list)
 
     @property
     def errors(self) -> list[Problem]:

@@ -98,3 +98,33 @@ def test_freeze_first_stages():
 def test_unknown_architecture():
     with pytest.raises(ValueError, match="unknown architecture 'vgg16'"):
         models.build_model("vgg16")
+
+
+def test_the_architecture_registry_drives_builders_schema_wildcard_and_weights():
+    """Issue 28: one table (ccgrade.architectures) and everything that names architectures agrees with it: the
+    builders, the config schema's enum, the Snakefile's {arch} wildcard, the ImageNet weight files (torchvision's
+    own URLs) and the 2D/3D pairing with ROI kinds."""
+    import re
+
+    import yaml
+
+    from ccgrade import architectures, weights
+    from conftest import REPO
+
+    names = set(architectures.REGISTRY)
+    assert set(models.BUILDERS) == names and set(models.ARCHS) == names
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    enum = schema["properties"]["training"]["properties"]["studies"]["additionalProperties"]["properties"]["models"][
+        "propertyNames"]["enum"]
+    assert set(enum) == names
+    assert "arch=ccarch.wildcard()" in (REPO / "workflow/rules/common.smk").read_text()
+    assert all(re.fullmatch(architectures.wildcard(), n) for n in names)
+    assert set(weights.IMAGENET_URLS) == {n for n, a in architectures.REGISTRY.items() if a.imagenet_url}
+    for name, a in architectures.REGISTRY.items():
+        net = models.build_model(name, in_channels=2).eval()
+        shape = (1, 2, 16, 32, 32) if a.dims == 3 else (1, 2, 32, 32)
+        assert net(torch.zeros(shape)).shape == (1, 2), name
+        if a.imagenet_url:  # the file torchvision itself names for the weights it would load
+            enum_name = {"resnet18": "ResNet18", "resnet34": "ResNet34", "resnet50": "ResNet50",
+                         "se_resnet34": "ResNet34"}[name]
+            assert a.imagenet_url == getattr(torchvision.models, f"{enum_name}_Weights").IMAGENET1K_V1.url

@@ -409,6 +409,8 @@ def test_a_name_and_mrn_in_the_series_description_never_reach_the_index_and_the_
     text = "\n".join(pz[n].to_csv(sep="\t") for n in ("slices", "series", "phases", "exclusions")).lower()
     for secret in ("qzxwv", "jorunn", "80417733"):
         assert secret not in text, secret
+    agent = str(pydicom.dcmread(sorted((folder / "S03").iterdir())[0]).ContrastBolusAgent).lower()
+    assert agent and agent not in text and "contrast agent given" in text  # (the phase evidence quoted it)
     safe = pz["series"].set_index("phase").loc["cmp", "series_description"]
     assert re.fullmatch(r"MRN arterial 5mm #[0-9a-f]{6}|arterial 5mm #[0-9a-f]{6}", safe), safe
     assert (pz["slices"]["contrast_agent"].isin(["", "given"])).all()

@@ -29,6 +29,7 @@ if DeploymentMethod.CONDA not in workflow.deployment_settings.deployment_method:
     _SHELL.append(f'export PATH={shlex.quote(os.path.dirname(sys.executable))}:"$PATH";')
 shell.prefix(" ".join(_SHELL) + " ")
 
+from ccgrade import architectures as ccarch  # noqa: E402
 from ccgrade import demo as ccdemo  # noqa: E402
 from ccgrade import deps as ccdeps  # noqa: E402
 from ccgrade import failures as ccfailures  # noqa: E402
@@ -387,7 +388,7 @@ MATRIX_CONFIG = {**config, "training": {**config["training"], "studies": STUDIES
 
 wildcard_constraints:
     study="|".join(STUDIES) or "none",
-    arch="resnet18|resnet34|resnet50|se_resnet34|resnet3d18",
+    arch=ccarch.wildcard(),
     phases="[a-z0-9_]+",
     variant="[a-z0-9_]+",
     fold=r"\d+",

@@ -181,6 +181,8 @@ def pseudonymise_index(res: dict[str, pd.DataFrame], key, labels: dict[str, str]
     texts = {str(v) for t in (sl, out["series"]) if "series_description" in t for v in t["series_description"]
              if isinstance(v, str) and v}
     said = {v: safe_text(v, words, key) for v in texts}
+    agents = {str(v) for t in (sl, out["series"]) if "contrast_agent" in t for v in t["contrast_agent"]
+              if isinstance(v, str) and v.strip()}
     for t in (sl, out["series"]):
         if "series_description" in t:
             t["series_description"] = [said.get(v, v) if isinstance(v, str) else v for v in t["series_description"]]
@@ -188,7 +190,9 @@ def pseudonymise_index(res: dict[str, pd.DataFrame], key, labels: dict[str, str]
             t["contrast_agent"] = ["given" if isinstance(v, str) and v.strip() else "" for v in t["contrast_agent"]]
     look += [{"patient_id": patient, "kind": "series_description", "pseudonym": w, "original": v}
              for v, w in sorted(said.items()) if v != w]
-    repl = {**labels, **file_label, **{v: w for v, w in said.items() if v != w}}
+    # the phase evidence quotes the agent ("contrast agent 'Ioversol 320'"): what it used is that there was one
+    repl = {**labels, **file_label, **{v: w for v, w in said.items() if v != w},
+            **{f"contrast agent {a!r}": "contrast agent given" for a in agents}}
     for name in ("series", "phases"):
         t = out[name]
         if "series_uid" in t:

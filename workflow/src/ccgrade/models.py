@@ -22,8 +22,8 @@ import torchvision
 from torch import nn
 
 from . import weights
-
-ARCHS = ("resnet18", "resnet34", "resnet50", "se_resnet34", "resnet3d18")
+from .architectures import NAMES as ARCHS  # the registry's names (ccgrade.architectures)
+from .architectures import REGISTRY
 
 
 class SEBasicBlock(torchvision.models.resnet.BasicBlock):
@@ -58,33 +58,48 @@ def _adapt_first_conv(state: dict, key: str, in_channels: int) -> dict:
     return state
 
 
+def _torchvision(name: str):
+    return lambda: getattr(torchvision.models, name)(weights=None)
+
+
+#: each registered architecture's builder (``ccgrade.architectures``): the bare network, before its input
+#: and output layers are fitted to the crops and the two classes
+BUILDERS = {
+    "resnet18": _torchvision("resnet18"),
+    "resnet34": _torchvision("resnet34"),
+    "resnet50": _torchvision("resnet50"),
+    "se_resnet34": lambda: torchvision.models.resnet.ResNet(SEBasicBlock, [3, 4, 6, 3]),
+    "resnet3d18": lambda: torchvision.models.video.r3d_18(weights=None),
+}
+
+
+def _load_imagenet(net: nn.Module, arch: str, weights_file: str | None, in_channels: int) -> None:
+    path = weights_path(arch, weights_file)
+    if not path.exists():
+        raise FileNotFoundError(weights.missing_message(arch, path))
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = _adapt_first_conv(state, "conv1.weight", in_channels)
+    own = net.state_dict()
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape and not k.startswith("fc.")}
+    net.load_state_dict(usable, strict=False)
+    net.loaded_keys = sorted(usable)  # for tests and the checkpoint metadata
+
+
 def build_model(arch: str, in_channels: int = 1, *, pretrained: str = "none", weights_file: str | None = None,
                 freeze_stages: int = 0, num_classes: int = 2) -> nn.Module:
     """A two-class network of the studies (see the module docstring)."""
-    if arch not in ARCHS:
+    if arch not in BUILDERS or arch not in REGISTRY:
         raise ValueError(f"unknown architecture {arch!r} (choose from {', '.join(ARCHS)})")
-    if arch == "resnet3d18":
-        net = torchvision.models.video.r3d_18(weights=None)
+    net = BUILDERS[arch]()
+    if REGISTRY[arch].dims == 3:
         old = net.stem[0]
         net.stem[0] = nn.Conv3d(in_channels, old.out_channels, old.kernel_size, old.stride, old.padding, bias=False)
         if pretrained != "none":
-            raise ValueError("resnet3d18: only pretrained 'none' is supported (no ImageNet weights exist for 3D)")
-    elif arch == "se_resnet34":
-        net = torchvision.models.resnet.ResNet(SEBasicBlock, [3, 4, 6, 3])
+            raise ValueError(f"{arch}: only pretrained 'none' is supported (no ImageNet weights exist for 3D)")
     else:
-        net = getattr(torchvision.models, arch)(weights=None)
-    if arch != "resnet3d18":
         net.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
         if pretrained == "imagenet":
-            path = weights_path(arch, weights_file)
-            if not path.exists():
-                raise FileNotFoundError(weights.missing_message(arch, path))
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            state = _adapt_first_conv(state, "conv1.weight", in_channels)
-            own = net.state_dict()
-            usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape and not k.startswith("fc.")}
-            net.load_state_dict(usable, strict=False)
-            net.loaded_keys = sorted(usable)  # for tests and the checkpoint metadata
+            _load_imagenet(net, arch, weights_file, in_channels)
         elif pretrained != "none":
             raise ValueError(f"pretrained must be 'imagenet' or 'none', not {pretrained!r}")
     net.fc = nn.Linear(net.fc.in_features, num_classes)

@@ -603,9 +603,9 @@ def plan(config: dict, *, configfiles: list | None = None, workers: int = 1, cac
         pred, members, pp = predict_cohort(derived, cache=cache, workers=workers, write_cache=write_cache,
                                            demo_root=demo_root)
         probs += pp
-        ext, ext_cells, pe = external_cohort(derived, cache=cache, workers=workers, write_cache=write_cache)
+        ext, _cells, pe = external_cohort(derived, cache=cache, workers=workers, write_cache=write_cache)
         probs += pe
-        return Plan(derived, cohort, sheet, probs, surveys, facts, pred, members, ext, ext_cells)
+        return Plan(derived, cohort, sheet, probs, surveys, facts, pred, members, ext)
     return Plan(derived, cohort, sheet, probs, surveys, facts)
 
 

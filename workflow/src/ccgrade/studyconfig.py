@@ -20,6 +20,7 @@ import jsonschema
 import yaml
 
 from . import PHASE_NAMES
+from .architectures import REGISTRY, is_3d
 from .errors import ConfigError, Problem, raise_errors
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
@@ -202,8 +203,9 @@ def training_problems(cfg: dict) -> list[Problem]:
             bad = [p for p in sets if p not in phases + list(PHASE_SETS_EXTRA)]
             if bad:
                 err(f".models.{arch}", f"phase sets {bad} are not configured phases, all or stack")
-            if (arch == "resnet3d18") != (cfg["rois"][roi]["kind"] == "cube"):
-                err(f".models.{arch}", "resnet3d18 goes with the 3D 'cube' ROI kind, 2D architectures with the 2D kinds")
+            if arch in REGISTRY and is_3d(arch) != (cfg["rois"][roi]["kind"] == "cube"):
+                err(f".models.{arch}", f"{arch} is {REGISTRY[arch].dims}D: 3D architectures go with the 'cube' ROI "
+                                       "kind, 2D ones with the 2D kinds")
         for arch in st.get("overrides", {}):
             if arch not in st["models"]:
                 err(f".overrides.{arch}", f"the study has no {arch} model")

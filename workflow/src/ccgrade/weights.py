@@ -13,15 +13,11 @@ import os
 import shlex
 from pathlib import Path
 
+from .architectures import REGISTRY
 from .errors import Problem
 
-#: torchvision's IMAGENET1K_V1 files of the 2D architectures (SE-ResNet34 starts from ResNet34's)
-IMAGENET_URLS = {
-    "resnet18": "https://download.pytorch.org/models/resnet18-f37072fd.pth",
-    "resnet34": "https://download.pytorch.org/models/resnet34-b627a593.pth",
-    "resnet50": "https://download.pytorch.org/models/resnet50-0676ba61.pth",
-    "se_resnet34": "https://download.pytorch.org/models/resnet34-b627a593.pth",
-}
+#: torchvision's IMAGENET1K_V1 files of the architectures that have one (from the registry)
+IMAGENET_URLS = {a.name: a.imagenet_url for a in REGISTRY.values() if a.imagenet_url}
 
 
 def hub_dir(environ: dict | None = None) -> Path:

@@ -100,12 +100,12 @@ def cli_targets():
         return set()
 
 
-if any(p.level == "error" and p.scope for p in PLAN.problems):  # (only then: the parser costs ~0.3 s)
-    PLAN = ccpre.for_targets(PLAN, cli_targets())  # front-half targets: what only the study needs is a warning
 if workflow.is_main_process:
+    if any(p.level == "error" and p.scope for p in PLAN.problems):  # (only then: the parser costs ~0.3 s)
+        PLAN = ccpre.for_targets(PLAN, cli_targets())  # front-half targets: what only the study needs is a warning
     ccpre.check(PLAN)  # prints every problem at once; raises on errors before any job
-elif PLAN.errors:
-    raise ConfigError(PLAN.errors[0].message)
+elif [e for e in PLAN.errors if not e.scope]:  # a job's process (SLURM): the main one judged the scoped ones
+    raise ConfigError(next(e for e in PLAN.errors if not e.scope).message)
 INPUT_CONFIG = json.loads(json.dumps(config))  # as the config files give it (provenance records both)
 config.clear()
 config.update(PLAN.config)

@@ -46,15 +46,15 @@ rule paper:  # every table and figure of the reproduced studies (the same as the
 
 rule ingest:  # the front half, no splits or studies needed: every patient's series, phases and volumes
     input:
-        "results/ingest/series.tsv",
-        "results/ingest/phase_status.tsv",
-        expand("results/volumes/{pid}", pid=IMAGED),
+        ccpaths.SERIES_TABLE,
+        ccpaths.PHASE_STATUS,
+        expand(ccpaths.VOLUMES, pid=IMAGED),
 
 
 rule crops:  # ... and every ROI setting's crops, with the manifest (needs annotations; no splits)
     input:
         rules.ingest.input,
-        "results/crops/manifest.tsv",
+        ccpaths.CROP_MANIFEST,
 
 
 onstart:

@@ -4,7 +4,7 @@
 rule baseline_grade:
     input:
         cohort=COHORT_TABLE,
-        split=f"results/splits/{TT_SPLIT}.tsv",
+        split=ccpaths.SPLIT_TSV.format(scheme=TT_SPLIT),
     output:
         csv=report(
             "results/tables/baseline_low_vs_high.csv",
@@ -30,7 +30,7 @@ rule baseline_grade:
 rule baseline_split:
     input:
         cohort=COHORT_TABLE,
-        split="results/splits/{scheme}.tsv",
+        split=ccpaths.SPLIT_TSV,
     output:
         csv=report(
             "results/tables/baseline_train_vs_test_{scheme}.csv",

@@ -35,6 +35,7 @@ from ccgrade import deps as ccdeps  # noqa: E402
 from ccgrade import failures as ccfailures  # noqa: E402
 from ccgrade import kits as cckits  # noqa: E402
 from ccgrade import machine as ccmachine  # noqa: E402
+from ccgrade import paths as ccpaths  # noqa: E402
 from ccgrade import matrix as ccmatrix  # noqa: E402
 from ccgrade import preflight as ccpre  # noqa: E402
 from ccgrade import privacy as ccprivacy  # noqa: E402
@@ -181,14 +182,14 @@ GRADED = {
     f"external/{EXT_NAME}": (EXT_RECORDS, EXT_SOURCES),
 }
 CROP_TARGETS = PHASES + ["stack"]
-INGEST_TABLES = ["slices", "series", "phases", "exclusions"]  # what an ingest job writes per patient
+INGEST_TABLES = list(ccpaths.INGEST_TABLES)  # what an ingest job writes per patient
 ROIS = list(config["rois"])
 SCHEMES = list(config["splits"]["schemes"])
 TT_SPLIT = config["baseline"]["train_test_split"]
 MONTAGE_PATIENTS = IMAGED[: config["figures"]["montage_patients"]]
 COHORT_COLUMNS = used_columns(config)  # the sheet columns that reach results/cohort/ (besides ID, grade, centre)
-COHORT_SHEET = "results/cohort/sheet.tsv"
-COHORT_TABLE = "results/cohort/cohort.tsv"
+COHORT_SHEET = ccpaths.COHORT_SHEET
+COHORT_TABLE = ccpaths.COHORT_TABLE
 
 
 wildcard_constraints:
@@ -261,14 +262,14 @@ def geometry_inputs(wildcards):
     """The outline files and, for imaged patients, the ingested volumes (RTSTRUCT/polygons, side from the CT)."""
     out = {"outlines": list(geometry_sources(wildcards.pid).values())}
     if wildcards.pid in IMAGED:
-        out["volumes"] = f"results/volumes/{wildcards.pid}"
+        out["volumes"] = ccpaths.VOLUMES.format(pid=wildcards.pid)
     return out
 
 
 def geometry_args(wildcards):
     src = geometry_sources(wildcards.pid)
     out = f"--sources {shlex.quote(as_json(src))}"
-    return out + (f" --volumes results/volumes/{wildcards.pid}" if wildcards.pid in IMAGED else "")
+    return out + (f" --volumes {ccpaths.VOLUMES.format(pid=wildcards.pid)}" if wildcards.pid in IMAGED else "")
 
 
 def roi_params(wildcards):
@@ -535,14 +536,17 @@ def rad_sources(wildcards):
 
 def rad_inputs(wildcards):
     if wildcards.pid in IMAGED:
-        return {"volumes": f"results/volumes/{wildcards.pid}", "annotations": list(rad_sources(wildcards).values())}
+        return {
+            "volumes": ccpaths.VOLUMES.format(pid=wildcards.pid),
+            "annotations": list(rad_sources(wildcards).values()),
+        }
     return {"mask": SOURCES[wildcards.pid][RAD_PHASE]["mask"]}
 
 
 def rad_args(wildcards):
     if wildcards.pid in IMAGED:
         return (
-            f"--volumes results/volumes/{wildcards.pid} --roi {shlex.quote(as_json(config['rois'][RAD['roi']]))}"
+            f"--volumes {ccpaths.VOLUMES.format(pid=wildcards.pid)} --roi {shlex.quote(as_json(config['rois'][RAD['roi']]))}"
             f" --sources {shlex.quote(as_json(rad_sources(wildcards)))}"
         )
     return f"--mask {shlex.quote(SOURCES[wildcards.pid][RAD_PHASE]['mask'])}"
@@ -615,14 +619,14 @@ def checklist_inputs(wildcards):
         "provenance": "results/provenance.json",
         "cohort": COHORT_TABLE,
         "exclusions": "results/tables/exclusions.csv",
-        "splits": expand("results/splits/{scheme}.json", scheme=SCHEMES),
+        "splits": expand(ccpaths.SPLIT_JSON, scheme=SCHEMES),
         "meta": [f"{ccmatrix.cell_dir(c)}/meta.json" for s in STUDY_KINDS for c in study_cells(s)],
         "predictions": [f"{ccmatrix.cell_dir(c)}/predictions.tsv" for s in STUDY_KINDS for c in failure_cells(s)],
         "error_rates": [ccstudies.failure_outputs(s)["error_rates"] for s in STUDY_KINDS],
     }
     if IMAGED:
-        out.update(phase_status="results/ingest/phase_status.tsv", manifest="results/crops/manifest.tsv")
-        out["series"] = "results/ingest/series.tsv"
+        out.update(phase_status=ccpaths.PHASE_STATUS, manifest=ccpaths.CROP_MANIFEST)
+        out["series"] = ccpaths.SERIES_TABLE
     if fusion_targets():
         out["fusion"] = FUSION_OUTPUTS["table"]
     if external_targets():
@@ -659,12 +663,12 @@ def all_targets():
     out = [
         COHORT_TABLE,
         "results/tables/exclusions.csv",
-        *expand("results/splits/{scheme}.json", scheme=SCHEMES),
+        *expand(ccpaths.SPLIT_JSON, scheme=SCHEMES),
         "results/tables/baseline_low_vs_high.csv",
         f"results/tables/baseline_train_vs_test_{TT_SPLIT}.csv",
     ]
     if IMAGED:
-        out += ["results/ingest/series.tsv", "results/ingest/phase_status.tsv", "results/crops/manifest.tsv"]
+        out += [ccpaths.SERIES_TABLE, ccpaths.PHASE_STATUS, ccpaths.CROP_MANIFEST]
         out += expand("results/figures/roi_montage/{pid}.png", pid=MONTAGE_PATIENTS)
     if MEASURED:
         out.append("results/tables/tumour_geometry.csv")

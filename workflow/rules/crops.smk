@@ -5,7 +5,7 @@
 
 rule crop_roi:
     input:
-        volumes="results/volumes/{pid}",
+        volumes=ccpaths.VOLUMES,
         annotations=crop_annotations,
         secret=secret_input,
     output:
@@ -45,7 +45,7 @@ rule crop_manifest:
     input:
         manifests=expand("results/crops/{roi}/{pid}/manifest.tsv", roi=ROIS, pid=IMAGED),
     output:
-        report("results/crops/manifest.tsv", caption="../report/manifest.rst", category="Crops"),
+        report(ccpaths.CROP_MANIFEST, caption="../report/manifest.rst", category="Crops"),
     log:
         "results/logs/crop_manifest.log",
     benchmark:
@@ -60,9 +60,9 @@ rule crop_manifest:
 
 rule exclusions:
     input:
-        ingest=expand("results/ingest/{pid}/exclusions.tsv", pid=IMAGED),
+        ingest=expand(f"{ccpaths.INGEST_DIR}/exclusions.tsv", pid=IMAGED),
         manifests=expand("results/crops/{roi}/{pid}/manifest.tsv", roi=ROIS, pid=IMAGED),
-        splits=expand("results/splits/{scheme}.json", scheme=SCHEMES),
+        splits=expand(ccpaths.SPLIT_JSON, scheme=SCHEMES),
         cohort=KITS_LEFT_OUT,
     output:
         csv=report("results/tables/exclusions.csv", caption="../report/exclusions.rst", category="Cohort"),
@@ -82,7 +82,7 @@ rule exclusions:
 
 rule roi_montage:
     input:
-        volumes="results/volumes/{pid}",
+        volumes=ccpaths.VOLUMES,
         crops=expand("results/crops/{roi}/{{pid}}/{target}.npz", roi=config["figures"]["montage_roi"], target=PHASES),
     output:
         png=report(

@@ -77,7 +77,7 @@ rule fusion:
     input:
         unpack(fusion_external_inputs),  # the external centre's blocks (README "External validation")
         cohort=COHORT_TABLE,
-        split=f"results/splits/{FUSION['scheme']}.json",
+        split=ccpaths.SPLIT_JSON.format(scheme=FUSION["scheme"]),
         radiomics="results/radiomics/features.tsv" if RAD_PATIENTS else [],
         deep="results/fusion/deep_features.tsv" if DEEP_CELL else [],
     output:

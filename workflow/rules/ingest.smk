@@ -9,12 +9,12 @@ rule ingest_patient:  # one job a patient: the header index (reviewable tables),
         phase_map=phase_map_input,
         secret=secret_input,
     output:
-        slices="results/ingest/{pid}/slices.tsv",
-        series="results/ingest/{pid}/series.tsv",
-        phases="results/ingest/{pid}/phases.tsv",
-        exclusions="results/ingest/{pid}/exclusions.tsv",
+        slices=f"{ccpaths.INGEST_DIR}/slices.tsv",
+        series=f"{ccpaths.INGEST_DIR}/series.tsv",
+        phases=f"{ccpaths.INGEST_DIR}/phases.tsv",
+        exclusions=f"{ccpaths.INGEST_DIR}/exclusions.tsv",
         private=f"{PRIVATE}/ingest/{{pid}}.tsv" if PSEUDONYMISE else [],
-        volumes=directory("results/volumes/{pid}"),
+        volumes=directory(ccpaths.VOLUMES),
     log:
         "results/logs/ingest_patient/{pid}.log",
     benchmark:
@@ -39,11 +39,11 @@ rule ingest_patient:  # one job a patient: the header index (reviewable tables),
 
 rule series_table:
     input:
-        series=expand("results/ingest/{pid}/series.tsv", pid=IMAGED),
-        phases=expand("results/ingest/{pid}/phases.tsv", pid=IMAGED),
+        series=expand(f"{ccpaths.INGEST_DIR}/series.tsv", pid=IMAGED),
+        phases=expand(f"{ccpaths.INGEST_DIR}/phases.tsv", pid=IMAGED),
     output:
-        series=report("results/ingest/series.tsv", caption="../report/series.rst", category="Ingest"),
-        phases="results/ingest/phase_status.tsv",
+        series=report(ccpaths.SERIES_TABLE, caption="../report/series.rst", category="Ingest"),
+        phases=ccpaths.PHASE_STATUS,
     log:
         "results/logs/series_table.log",
     benchmark:

@@ -11,12 +11,12 @@ rule graded_ingest:  # predict's new patients and the external centre's (README 
         phase_map=phase_map_input,
         secret=secret_input,
     output:
-        slices="results/{group}/ingest/{pid}/slices.tsv",
-        series="results/{group}/ingest/{pid}/series.tsv",
-        phases="results/{group}/ingest/{pid}/phases.tsv",
-        exclusions="results/{group}/ingest/{pid}/exclusions.tsv",
+        slices=f"{ccpaths.GRADED_INGEST_DIR}/slices.tsv",
+        series=f"{ccpaths.GRADED_INGEST_DIR}/series.tsv",
+        phases=f"{ccpaths.GRADED_INGEST_DIR}/phases.tsv",
+        exclusions=f"{ccpaths.GRADED_INGEST_DIR}/exclusions.tsv",
         private=f"{PRIVATE}/{{group}}/ingest/{{pid}}.tsv" if PSEUDONYMISE else [],
-        volumes=directory("results/{group}/volumes/{pid}"),
+        volumes=directory(ccpaths.GRADED_VOLUMES),
     log:
         "results/logs/{group}/ingest/{pid}.log",
     benchmark:

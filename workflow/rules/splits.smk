@@ -4,10 +4,10 @@
 rule split:
     input:
         cohort=COHORT_SHEET,
-        phases=expand("results/ingest/{pid}/phases.tsv", pid=IMAGED),
+        phases=expand(f"{ccpaths.INGEST_DIR}/phases.tsv", pid=IMAGED),
     output:
-        json="results/splits/{scheme}.json",
-        tsv=report("results/splits/{scheme}.tsv", caption="../report/splits.rst", category="Splits"),
+        json=ccpaths.SPLIT_JSON,
+        tsv=report(ccpaths.SPLIT_TSV, caption="../report/splits.rst", category="Splits"),
     log:
         "results/logs/split/{scheme}.log",
     benchmark:

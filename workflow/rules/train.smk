@@ -8,7 +8,7 @@ rule train_model:
     input:
         crops=train_crops,
         cohort=COHORT_SHEET,
-        split=lambda wc: f"results/splits/{STUDIES[wc.study]['scheme']}.json",
+        split=lambda wc: ccpaths.SPLIT_JSON.format(scheme=STUDIES[wc.study]["scheme"]),
     output:
         meta=f"{MODEL_DIR}/meta.json",
         predictions=f"{MODEL_DIR}/predictions.tsv",
@@ -157,7 +157,7 @@ for _study, _kind in STUDY_KINDS.items():
             predictions=[f"{ccmatrix.cell_dir(c)}/predictions.tsv" for c in failure_cells(_study)],
             crops=sorted({f for c in failure_cells(_study) for f in cell_crops(c["roi"], c["phases"])}),
             cohort=COHORT_TABLE,
-            phases="results/ingest/phase_status.tsv",
+            phases=ccpaths.PHASE_STATUS,
         output:
             **failure_outputs(_study),
         log:

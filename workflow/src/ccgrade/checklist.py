@@ -31,6 +31,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import paths
 from .outputs import atomic_path, markdown_table, read_table, write_text
 
 AUTHORS = "to be completed by the authors"
@@ -255,7 +256,7 @@ class Run:
                     vals = sorted({str(v) for v in s[col] if str(v)})
                     if vals:
                         parts.append(f"{name}: {', '.join(vals[:6])}{' ...' if len(vals) > 6 else ''}")
-            parts.append(f"{len(s)} CT series indexed (results/ingest/series.tsv)")
+            parts.append(f"{len(s)} CT series indexed ({paths.SERIES_TABLE})")
         dates = ("Acquisition dates are not kept in results/ (they identify patients); the period of recruitment and "
                  f"the institutions: {AUTHORS}.")
         return "partly", "; ".join(parts) + ". " + dates
@@ -342,7 +343,7 @@ class Run:
         ok = self.manifest[self.manifest["status"] == "ok"]
         by = ok.groupby("source")["patient_id"].nunique()
         files = ", ".join(f"{k} ({v} patients)" for k, v in by.items() if k)
-        return "partly", (f"Annotation files read: {files or 'none'} (results/crops/manifest.tsv). The tools and "
+        return "partly", (f"Annotation files read: {files or 'none'} ({paths.CROP_MANIFEST}). The tools and "
                           f"software versions that drew them: {AUTHORS}.")
 
     def sample_size(self):
@@ -365,7 +366,7 @@ class Run:
             strat = sch.get("stratify")
             parts.append(f"{name}: {how}, patient level, seed {d['seed']}"
                          + (f", stratified by {', '.join(strat)}" if strat else "") + f" ({sizes})")
-        return "filled", "; ".join(parts) + " (results/splits/<scheme>.json)."
+        return "filled", "; ".join(parts) + f" ({paths.SPLIT_JSON.format(scheme='<scheme>')})."
 
     def disjoint(self):
         bad = []

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import PHASE_NAMES
+from . import PHASE_NAMES, paths
 from .errors import CcgradeError, CohortError, ConfigError, Problem, problem
 
 ALL_PHASES = list(PHASE_NAMES)
@@ -812,8 +812,8 @@ def report(p: Plan, limit: int = 60) -> str:
 
 
 #: the front half's target rules and the files below them: what each needs of the plan (``Problem.scope``)
-FRONT_TARGETS = {"ingest": ("results/ingest/", "results/volumes/", "resources/"),
-                 "crops": ("results/crops/", "results/geometry/")}
+FRONT_TARGETS = {"ingest": (paths.SERIES_TABLE.rsplit("/", 1)[0] + "/", paths.VOLUMES.split("{")[0], "resources/"),
+                 "crops": (paths.CROP_MANIFEST.rsplit("/", 1)[0] + "/", "results/geometry/")}
 
 
 def front_scopes(targets: set[str] | frozenset[str]) -> set[str]:

@@ -317,36 +317,58 @@ def derive_config(cfg: dict, facts: dict) -> tuple[dict, list[Problem]]:
     ``facts``: ``imaged`` {phase: number of patients with an image of it}, ``outlined`` {phase: patients with
     a tumour outline}, ``formats`` {format: patients with it on any phase}, ``columns`` (the cohort's
     columns, derived ones included), ``any_images`` (bool). Returns the concrete config and ``skipped``/
-    ``warning`` problems saying what was left out or chosen and why.
+    ``warning`` problems saying what was left out or chosen and why. Each section is derived by a function
+    of its own, in this order (later sections read what earlier ones decided).
     """
     cfg = copy.deepcopy(cfg)
     notes: list[Problem] = []
-
-    def skip(msg: str, fix: str = "") -> None:
-        notes.append(Problem("skipped", msg, fix))
-
     imaged = {p: n for p, n in facts.get("imaged", {}).items() if n}
     outlined = {p: n for p, n in facts.get("outlined", {}).items() if n}
+    phases = _derive_phases(cfg, imaged, outlined, notes)
+    stack_ok = _derive_stack(cfg, phases)
+    _derive_split_phases(cfg, facts, phases, imaged, notes)
+    _derive_one_phase_sections(cfg, phases, outlined, notes)
+    removed_rois = _derive_rois(cfg, facts, notes)
+    if not cfg["rois"]:
+        return cfg, notes
+    _derive_studies(cfg, facts, phases, stack_ok, removed_rois, notes)
+    _derive_variables(cfg, facts, notes)
+    _derive_radiomics(cfg, outlined, removed_rois, notes)
+    _derive_fusion(cfg, facts, notes)
+    return cfg, notes
+
+
+def _skip(notes: list[Problem], msg: str, fix: str = "") -> None:
+    notes.append(Problem("skipped", msg, fix))
+
+
+def _derive_phases(cfg: dict, imaged: dict, outlined: dict, notes: list[Problem]) -> list[str]:
+    """``phases``: the cohort's (imaged, else outlined) when auto; configured ones it lacks left out."""
     have = _ordered(imaged) or _ordered(outlined)
-    # phases
     if cfg["phases"] == "auto":
         cfg["phases"] = have or ["cmp"]
     else:
         lacking = [p for p in cfg["phases"] if have and p not in have]
         if lacking and have:
-            skip(f"config key 'phases': {lacking} not found in the cohort (it has {have}); left out",
-                 "set phases: auto, or check ingest.phase_map / the image_<phase> columns")
+            _skip(notes, f"config key 'phases': {lacking} not found in the cohort (it has {have}); left out",
+                  "set phases: auto, or check ingest.phase_map / the image_<phase> columns")
             cfg["phases"] = [p for p in cfg["phases"] if p in have] or have
-    phases = list(cfg["phases"])
-    # stack: Sun's channels; needs two phases to be a stack
+    return list(cfg["phases"])
+
+
+def _derive_stack(cfg: dict, phases: list[str]) -> bool:
+    """``stack.phases`` (Sun's channels): the contrast phases when two or more; whether it is a stack."""
     if cfg["stack"]["phases"] == "auto":
         contrast = [p for p in ("cmp", "np", "ep") if p in phases]
         cfg["stack"]["phases"] = contrast if len(contrast) >= 2 else phases
     else:
         cfg["stack"]["phases"] = [p for p in cfg["stack"]["phases"] if p in phases] or phases[:1]
-    stack_ok = len(cfg["stack"]["phases"]) >= 2
-    # split requirements: the phases every imaged patient has (all of them for a complete cohort; none for
-    # masks only), so that a patient is left out of the splits only for a phase the cohort otherwise has
+    return len(cfg["stack"]["phases"]) >= 2
+
+
+def _derive_split_phases(cfg: dict, facts: dict, phases: list[str], imaged: dict, notes: list[Problem]) -> None:
+    """``splits.require_phases``: the phases every imaged patient has (all of them for a complete cohort; none
+    for masks only), so that a patient is left out of the splits only for a phase the cohort otherwise has."""
     req = cfg["splits"]["require_phases"]
     common = facts.get("common", [p for p in phases if p in imaged])
     cfg["splits"]["require_phases"] = [p for p in phases if p in common] if req == "auto" else [p for p in req if p in phases]
@@ -356,7 +378,11 @@ def derive_config(cfg: dict, facts: dict) -> tuple[dict, list[Problem]]:
             f"{p} ({imaged[p]} do)" for p in partial) + "; those patients stay in the splits and the models of the "
             "phases they lack train and test without them", "list the phases every patient must have in "
             "splits.require_phases to leave the others out instead"))
-    # geometry and radiomics: one phase for the whole cohort (features of different phases do not mix)
+
+
+def _derive_one_phase_sections(cfg: dict, phases: list[str], outlined: dict, notes: list[Problem]) -> None:
+    """``geometry.phase`` and ``radiomics.phase``: one phase for the whole cohort (features of different phases
+    do not mix), the one most patients have a tumour outline on."""
     best = max(phases, key=lambda p: (outlined.get(p, 0), -PHASE_PREFERENCE.index(p))) if phases else "cmp"
     for section in ("geometry", "radiomics"):
         sec = cfg.get(section)
@@ -369,115 +395,149 @@ def derive_config(cfg: dict, facts: dict) -> tuple[dict, list[Problem]]:
                                             f"cohort ({phases}); using {best}, the phase most patients have a tumour "
                                             "outline on", f"set {section}.phase: auto"))
             sec["phase"] = best
-    # ROI settings the cohort has no annotation for
+
+
+def _derive_rois(cfg: dict, facts: dict, notes: list[Problem]) -> set[str]:
+    """The ROI settings the cohort has an annotation for; the others left out (their names returned)."""
     fmts = {f for f, n in facts.get("formats", {}).items() if n}
     removed_rois = set()
     for name, roi in list(cfg["rois"].items()):
         if not set(roi_formats(roi)) & fmts:
             auto = roi.get("source", "auto") == "auto"
-            skip(f"ROI setting {name!r}: no patient has a {' or '.join(roi_formats(roi))} annotation",
-                 f"add {' or '.join(roi_formats(roi))} annotations to use it" if auto else
-                 f"set rois.{name}.source: auto to use whatever annotation each patient has")
+            _skip(notes, f"ROI setting {name!r}: no patient has a {' or '.join(roi_formats(roi))} annotation",
+                  f"add {' or '.join(roi_formats(roi))} annotations to use it" if auto else
+                  f"set rois.{name}.source: auto to use whatever annotation each patient has")
             del cfg["rois"][name]
             removed_rois.add(name)
     if not cfg["rois"]:
         notes.append(Problem("error", "no ROI setting can be fed: the cohort has no tumour annotation",
                              "add masks, RTSTRUCTs, polygons or labelme boxes (see README 'Bring your own cohort'), "
                              "or ask for the ingest only: snakemake --cores 2 ingest", scope="crops"))
-        return cfg, notes
-    if cfg["figures"]["montage_roi"] in removed_rois:
+    elif cfg["figures"]["montage_roi"] in removed_rois:
         cfg["figures"]["montage_roi"] = next(iter(cfg["rois"]))
-    # studies: phase sets cut to the cohort's phases; a study of single phases falls back to the preferred one
-    from .matrix import study_models
+    return removed_rois
 
+
+def _derive_studies(cfg: dict, facts: dict, phases: list[str], stack_ok: bool, removed_rois: set[str],
+                    notes: list[Problem]) -> None:
+    """Each study's models cut to the cohort: phase sets to its phases (a study of single phases falls back to
+    the preferred one), ROI settings to those left; a study with no model left is left out."""
     studies = cfg.get("training", {}).get("studies", {})
     for sname, st in list(studies.items()):
-        removed_models = set()
-        for arch, roi, sets in study_models(st):
-            if arch not in st["models"]:
-                continue  # left out on an earlier ROI setting
-            spec = st["models"][arch]
-            if roi in removed_rois:
-                holder = spec if isinstance(spec, dict) and "roi" in spec else st
-                rois = holder.get("roi")
-                if isinstance(rois, list):  # an ROI axis: only that setting goes
-                    if roi in rois:
-                        rois.remove(roi)
-                        skip(f"training.studies.{sname}: ROI setting {roi!r} is left out of its ROI settings")
-                    if rois:
-                        continue
-                skip(f"training.studies.{sname}.models.{arch}: its ROI setting {roi!r} is left out")
-                del st["models"][arch]
-                removed_models.add(arch)
-                continue
-            if roi not in cfg["rois"]:
-                continue  # a config error, reported by config_problems
-            keep = [s for s in sets if s in phases or (s == "all" and len(phases) > 1) or (s == "stack" and stack_ok)]
-            gone = [s for s in sets if s not in keep]
-            if not keep and all(s in PHASE_NAMES for s in sets):
-                keep = [next(p for p in PHASE_PREFERENCE if p in phases)]
-                notes.append(Problem("warning", f"training.studies.{sname}.models.{arch}: phases {sets} are not in "
-                                                f"the cohort; trains on {keep[0]} instead",
-                                     "pin the phase with replace: [training.studies] in your config"))
-            elif gone:
-                why = {"all": "needs two or more phases", "stack": "needs two or more stacked phases"}
-                skip(f"training.studies.{sname}.models.{arch}: phase set(s) " + ", ".join(
-                    f"{s} ({why.get(s, 'not in the cohort')})" for s in gone) + " left out")
-            if not keep:
-                del st["models"][arch]
-                removed_models.add(arch)
-                continue
-            if isinstance(spec, dict):
-                spec["phases"] = keep
-            else:
-                st["models"][arch] = keep
+        removed_models = _derive_study_models(sname, st, cfg, phases, stack_ok, removed_rois, notes)
         for arch in list(st.get("overrides", {})):
             if arch not in st["models"] and arch in removed_models:
                 del st["overrides"][arch]
         if not st["models"]:
-            skip(f"training.studies.{sname}: the cohort feeds none of its models; the study is left out")
+            _skip(notes, f"training.studies.{sname}: the cohort feeds none of its models; the study is left out")
             del studies[sname]
     if not facts.get("any_images", True) and studies:
-        skip("training: no patient has images (masks only); the model matrix is left out")
+        _skip(notes, "training: no patient has images (masks only); the model matrix is left out")
         studies.clear()
-    # clinical variables the cohort lacks
+
+
+def _derive_study_models(sname: str, st: dict, cfg: dict, phases: list[str], stack_ok: bool,
+                         removed_rois: set[str], notes: list[Problem]) -> set[str]:
+    """One study's models cut to the cohort (``_derive_studies``); the architectures left out."""
+    from .matrix import study_models
+
+    removed_models = set()
+    for arch, roi, sets in study_models(st):
+        if arch not in st["models"]:
+            continue  # left out on an earlier ROI setting
+        spec = st["models"][arch]
+        if roi in removed_rois:
+            holder = spec if isinstance(spec, dict) and "roi" in spec else st
+            rois = holder.get("roi")
+            if isinstance(rois, list):  # an ROI axis: only that setting goes
+                if roi in rois:
+                    rois.remove(roi)
+                    _skip(notes, f"training.studies.{sname}: ROI setting {roi!r} is left out of its ROI settings")
+                if rois:
+                    continue
+            _skip(notes, f"training.studies.{sname}.models.{arch}: its ROI setting {roi!r} is left out")
+            del st["models"][arch]
+            removed_models.add(arch)
+            continue
+        if roi not in cfg["rois"]:
+            continue  # a config error, reported by config_problems
+        keep = [s for s in sets if s in phases or (s == "all" and len(phases) > 1) or (s == "stack" and stack_ok)]
+        gone = [s for s in sets if s not in keep]
+        if not keep and all(s in PHASE_NAMES for s in sets):
+            keep = [next(p for p in PHASE_PREFERENCE if p in phases)]
+            notes.append(Problem("warning", f"training.studies.{sname}.models.{arch}: phases {sets} are not in "
+                                            f"the cohort; trains on {keep[0]} instead",
+                                 "pin the phase with replace: [training.studies] in your config"))
+        elif gone:
+            why = {"all": "needs two or more phases", "stack": "needs two or more stacked phases"}
+            _skip(notes, f"training.studies.{sname}.models.{arch}: phase set(s) " + ", ".join(
+                f"{s} ({why.get(s, 'not in the cohort')})" for s in gone) + " left out")
+        if not keep:
+            del st["models"][arch]
+            removed_models.add(arch)
+            continue
+        if isinstance(spec, dict):
+            spec["phases"] = keep
+        else:
+            st["models"][arch] = keep
+    return removed_models
+
+
+def _derive_variables(cfg: dict, facts: dict, notes: list[Problem]) -> None:
+    """``baseline.variables``: the clinical columns the cohort has (the others recorded as missing)."""
     cols = set(facts.get("columns", []))
     base = cfg["baseline"]
     gone = [v["name"] for v in base["variables"] if v["name"] not in cols]
     if gone:
-        skip(f"baseline.variables: the cohort has no column {', '.join(gone)}; the baseline tables leave them out "
-             "(and say so)", "add the columns to the sheet, or name the ones it has in baseline.variables")
+        _skip(notes, f"baseline.variables: the cohort has no column {', '.join(gone)}; the baseline tables leave "
+                     "them out (and say so)", "add the columns to the sheet, or name the ones it has in "
+                     "baseline.variables")
     base["missing_variables"] = gone
     base["variables"] = [v for v in base["variables"] if v["name"] in cols]
-    rad, fus = cfg.get("radiomics", {}), cfg.get("fusion", {})
-    if rad.get("enabled"):
-        if rad["roi"] in removed_rois:
-            alt = next((n for n, r in cfg["rois"].items() if set(roi_formats(r)) & set(OUTLINE_FORMATS)), None)
-            if alt:
-                notes.append(Problem("warning", f"radiomics.roi {rad['roi']!r} is left out (no patient has its "
-                                                f"annotation); radiomics uses ROI setting {alt!r}"))
-                rad["roi"] = alt
-            else:
-                skip("radiomics: no ROI setting reads a tumour outline; radiomics is left out")
-                rad["enabled"] = False
-        if rad.get("enabled") and not (outlined.get(rad["phase"]) or 0):
-            skip(f"radiomics: no patient has a tumour outline on phase {rad['phase']}; radiomics is left out")
+
+
+def _derive_radiomics(cfg: dict, outlined: dict, removed_rois: set[str], notes: list[Problem]) -> None:
+    """``radiomics``: its ROI setting (another outline one when its own is left out) and phase, or left out."""
+    rad = cfg.get("radiomics", {})
+    if not rad.get("enabled"):
+        return
+    if rad["roi"] in removed_rois:
+        alt = next((n for n, r in cfg["rois"].items() if set(roi_formats(r)) & set(OUTLINE_FORMATS)), None)
+        if alt:
+            notes.append(Problem("warning", f"radiomics.roi {rad['roi']!r} is left out (no patient has its "
+                                            f"annotation); radiomics uses ROI setting {alt!r}"))
+            rad["roi"] = alt
+        else:
+            _skip(notes, "radiomics: no ROI setting reads a tumour outline; radiomics is left out")
             rad["enabled"] = False
-    if fus.get("enabled"):
-        deep = fus.get("deep")
-        if deep:
-            st = studies.get(deep["study"])
-            ok = st is not None and deep["arch"] in st["models"] and deep["phases"] in dict(
-                (a, s) for a, _, s in study_models(st)).get(deep["arch"], [])
-            if not ok:
-                skip(f"fusion.deep: the cell {deep['study']}/{deep['arch']}/{deep['phases']} is left out; the fusion "
-                     "has no deep block (radiomics and clinical only)")
-                fus["deep"] = None
-        lost = [c for c in fus.get("clinical", []) if c not in cols]
-        if lost:
-            skip(f"fusion.clinical: the cohort has no column {', '.join(lost)}; the clinical block leaves them out")
-        fus["clinical"] = [c for c in fus.get("clinical", []) if c in cols and c in {v["name"] for v in base["variables"]}]
-        if not (rad.get("enabled") or fus.get("deep") or fus["clinical"]):
-            skip("fusion: no radiomics, deep or clinical block is left; the fusion is left out")
-            fus["enabled"] = False
-    return cfg, notes
+    if rad.get("enabled") and not (outlined.get(rad["phase"]) or 0):
+        _skip(notes, f"radiomics: no patient has a tumour outline on phase {rad['phase']}; radiomics is left out")
+        rad["enabled"] = False
+
+
+def _derive_fusion(cfg: dict, facts: dict, notes: list[Problem]) -> None:
+    """``fusion``: its deep cell when still trained, the clinical columns the cohort has, or left out."""
+    from .matrix import study_models
+
+    rad, fus = cfg.get("radiomics", {}), cfg.get("fusion", {})
+    if not fus.get("enabled"):
+        return
+    cols = set(facts.get("columns", []))
+    studies = cfg.get("training", {}).get("studies", {})
+    deep = fus.get("deep")
+    if deep:
+        st = studies.get(deep["study"])
+        ok = st is not None and deep["arch"] in st["models"] and deep["phases"] in dict(
+            (a, s) for a, _, s in study_models(st)).get(deep["arch"], [])
+        if not ok:
+            _skip(notes, f"fusion.deep: the cell {deep['study']}/{deep['arch']}/{deep['phases']} is left out; the "
+                         "fusion has no deep block (radiomics and clinical only)")
+            fus["deep"] = None
+    lost = [c for c in fus.get("clinical", []) if c not in cols]
+    if lost:
+        _skip(notes, f"fusion.clinical: the cohort has no column {', '.join(lost)}; the clinical block leaves them out")
+    names = {v["name"] for v in cfg["baseline"]["variables"]}
+    fus["clinical"] = [c for c in fus.get("clinical", []) if c in cols and c in names]
+    if not (rad.get("enabled") or fus.get("deep") or fus["clinical"]):
+        _skip(notes, "fusion: no radiomics, deep or clinical block is left; the fusion is left out")
+        fus["enabled"] = False

@@ -434,7 +434,16 @@ def li_tables(models: list[dict], out: Outputs, strong: str = "resnet3d18",
     McNemar/DeLong table, and Figures 4-5 / A1-A2 (ROC, confusion)."""
     o = stats_options(opt)
     preds = {(m["arch"], m["phases"], m["seed"]): read_predictions(m) for m in models}
-    # Table 2: the 3D model, one cube (= one image) per patient
+    t2 = _li_table2(models, preds, out, strong, o)
+    t3, calls = _li_table3(models, preds, out, weak, o)
+    mc = _li_strong_vs_weak(models, preds, calls, out, strong, weak, o)
+    _li_figures(models, preds, calls, out, strong, weak)
+    return {"table2": t2, "table3": t3, "mcnemar": mc}
+
+
+def _li_table2(models: list[dict], preds: dict, out: Outputs, strong: str, o: dict) -> pd.DataFrame:
+    """Li Table 2 (the 3D model per phase, DeLong P vs a reference phase) and its comparisons table."""
+    # one cube (= one image) per patient
     rows2 = []
     for m in models:
         if m["arch"] != strong:
@@ -488,7 +497,11 @@ def li_tables(models: list[dict], out: Outputs, strong: str = "resnet3d18",
                 markdown=vc, footnotes=["Each row: DeLong's test of two phases' test-set AUCs on the patients both "
                                         "models saw (two-sided); difference = AUC a - AUC b.",
                                         family_note(comp, "p_value", "all rows of this table", o)])
-    # Table 3: the 2D model, per slice and per patient (Li's rule, and the mean probability)
+    return t2
+
+
+def _li_table3(models: list[dict], preds: dict, out: Outputs, weak: str, o: dict) -> tuple[pd.DataFrame, dict]:
+    """Li Table 3: the 2D model per slice and per patient (Li's rule, and the mean probability); the calls."""
     rows3, calls = [], {}
     for m in models:
         if m["arch"] != weak:
@@ -520,7 +533,12 @@ def li_tables(models: list[dict], out: Outputs, strong: str = "resnet3d18",
                            "IoU > 0.3 (high wins if both; neither: mean probability). Threshold 0.5.",
                            image_ci_note(o, "slice"),
                            "The last column ranks patients by their mean slice probability (our addition)."])
-    # strong vs weak, per phase and seed, on the test patients both models saw
+    return t3, calls
+
+
+def _li_strong_vs_weak(models: list[dict], preds: dict, calls: dict, out: Outputs, strong: str, weak: str,
+                       o: dict) -> pd.DataFrame:
+    """Strong vs weak, per phase and seed, on the test patients both models saw: McNemar and DeLong."""
     rows = []
     for m in models:
         if m["arch"] != strong or (weak, m["phases"], m["seed"]) not in preds:
@@ -569,8 +587,7 @@ def li_tables(models: list[dict], out: Outputs, strong: str = "resnet3d18",
                                         "DeLong: the 3D P(high) against the 2D mean slice probability per patient.",
                                         family_note(mc, fam, "every test of this table (McNemar on sensitivity and "
                                                     "on specificity, and DeLong, per phase and seed)", o)])
-    _li_figures(models, preds, calls, out, strong, weak)
-    return {"table2": t2, "table3": t3, "mcnemar": mc}
+    return mc
 
 
 def _li_figures(models, preds, calls, out: Outputs, strong: str, weak: str) -> None:

@@ -135,11 +135,22 @@ def write_outputs(pred: pd.DataFrame, fitted: dict, left: pd.DataFrame, out: Out
                   thresholds: np.ndarray, opt: dict | None = None) -> pd.DataFrame:
     """Fusion tables (models, coefficients) and figures (ROC, calibration and decision curves), written
     to the rule's files by role (``table``, ``coef``, ``roc``, ``dca``)."""
-    from .evaluate import fmt, roc_figure
-    from .outputs import pyplot
+    from .evaluate import roc_figure
 
     t = model_table(pred, fitted.get("lr"), opt)
-    view = _table_view(t)
+    out.table("table", t, title="Radiomics, deep and clinical models and their fusion (Sun et al.)",
+              markdown=_table_view(t), footnotes=_model_notes(pred, fitted, left, out, t))
+    _coefficient_table(fitted, out)
+    sets = [x for x in ("train", "test", "external") if x in set(pred["set"])]
+    roc_figure([(f"ROC, {s}ing set" if s != "external" else f"ROC, external centre {fitted.get('external', '')}", [(m, *(lambda d: (d["label"].to_numpy(int), d["prob_high"].to_numpy(float)))(
+        pred[(pred["set"] == s) & (pred["model"] == m)])) for m in MODEL_ORDER if m in set(pred["model"])])
+        for s in sets], out["roc"], pdf=out["roc_pdf"])
+    _curves_figure(pred, fitted, out, thresholds)
+    return t
+
+
+def _model_notes(pred: pd.DataFrame, fitted: dict, left: pd.DataFrame, out: Outputs, t: pd.DataFrame) -> list[str]:
+    """The model table's footnotes: how each model was fitted, the deep block's caveat, the external centre."""
     notes = ["Fitted on the training patients only (validation patients join them); threshold 0.5. AUC 95% CI by "
              "DeLong (bootstrap CI in the CSV). Block models: LASSO logistic regression on the block's filtered, "
              "standardised features; combined: logistic regression on the out-of-fold block scores and the clinical "
@@ -157,8 +168,13 @@ def write_outputs(pred: pd.DataFrame, fitted: dict, left: pd.DataFrame, out: Out
                                                                     f"{out['left_out'].name}."))
     if len(left):
         notes.append(f"{len(left)} patients left out (see {out['left_out'].name} in {out['left_out'].parent}).")
-    out.table("table", t, title="Radiomics, deep and clinical models and their fusion (Sun et al.)",
-                markdown=view, footnotes=notes)
+    return notes
+
+
+def _coefficient_table(fitted: dict, out: Outputs) -> None:
+    """Every model's coefficients per training SD, with odds ratios (the ``coef`` table)."""
+    from .evaluate import fmt
+
     coef = []
     if "combined" in fitted:
         coef.append(fitted["combined"].coefficients().assign(model="combined"))
@@ -175,30 +191,36 @@ def write_outputs(pred: pd.DataFrame, fitted: dict, left: pd.DataFrame, out: Out
     view = ct.assign(**{c: ct[c].map(fmt) for c in ("coef_per_sd", "odds_ratio_per_sd")},
                      **{c: ct[c].map(lambda v: "" if v != v else f"{v:.4g}") for c in ("train_mean", "train_sd") if c in ct})
     out.table("coef", ct, markdown=view, title="Model coefficients (per training SD; nomogram points "
-                "are proportional to coefficient x standardised value)",
-                footnotes=["Block scores are LASSO linear predictors; their terms are the selected features."])
-    sets = [x for x in ("train", "test", "external") if x in set(pred["set"])]
-    roc_figure([(f"ROC, {s}ing set" if s != "external" else f"ROC, external centre {fitted.get('external', '')}", [(m, *(lambda d: (d["label"].to_numpy(int), d["prob_high"].to_numpy(float)))(
-        pred[(pred["set"] == s) & (pred["model"] == m)])) for m in MODEL_ORDER if m in set(pred["model"])])
-        for s in sets], out["roc"], pdf=out["roc_pdf"])
+              "are proportional to coefficient x standardised value)",
+              footnotes=["Block scores are LASSO linear predictors; their terms are the selected features."])
+
+
+def _decision_curves(ax, rows: pd.DataFrame, thresholds: np.ndarray, title: str) -> None:
+    """Net benefit of each model on ``rows`` (one set's predictions), with treat all and treat none."""
+    for m in MODEL_ORDER:
+        d = rows[rows["model"] == m]
+        if len(d):
+            ax.plot(thresholds, net_benefit(d["label"].to_numpy(), d["prob_high"].to_numpy(), thresholds), label=m)
+    y = rows.drop_duplicates("patient_id")["label"].to_numpy()
+    if len(y):
+        ax.plot(thresholds, treat_all(y, thresholds), "--", color="grey", label="treat all")
+    ax.axhline(0, color="black", lw=0.8, label="treat none")
+    ax.set_ylim(-0.05, max(0.05, float(np.mean(y)) if len(y) else 0.05) * 1.2)
+    ax.set_xlabel("threshold probability")
+    ax.set_ylabel("net benefit")
+    ax.set_title(title, fontsize=9)
+
+
+def _curves_figure(pred: pd.DataFrame, fitted: dict, out: Outputs, thresholds: np.ndarray) -> None:
+    """Calibration and decision curves on the test set (and the external centre's decision curves)."""
+    from .outputs import pyplot
+
     plt = pyplot()
     has_ext = "external" in set(pred["set"])
     fig, axes = plt.subplots(1, 3 if has_ext else 2, figsize=(13.5 if has_ext else 9, 4.2))
     if has_ext:  # the external centre's decision curves, beside the test set's
-        ext = pred[pred["set"] == "external"]
-        for m in MODEL_ORDER:
-            d = ext[ext["model"] == m]
-            if len(d):
-                axes[2].plot(thresholds, net_benefit(d["label"].to_numpy(), d["prob_high"].to_numpy(), thresholds),
-                             label=m)
-        ye = ext.drop_duplicates("patient_id")["label"].to_numpy()
-        if len(ye):
-            axes[2].plot(thresholds, treat_all(ye, thresholds), "--", color="grey", label="treat all")
-        axes[2].axhline(0, color="black", lw=0.8, label="treat none")
-        axes[2].set_ylim(-0.05, max(0.05, float(np.mean(ye)) if len(ye) else 0.05) * 1.2)
-        axes[2].set_xlabel("threshold probability")
-        axes[2].set_ylabel("net benefit")
-        axes[2].set_title(f"Decision curves, external centre {fitted.get('external', '')}", fontsize=9)
+        _decision_curves(axes[2], pred[pred["set"] == "external"], thresholds,
+                         f"Decision curves, external centre {fitted.get('external', '')}")
     test = pred[pred["set"] == "test"]
     for m in MODEL_ORDER:
         d = test[test["model"] == m]
@@ -206,26 +228,16 @@ def write_outputs(pred: pd.DataFrame, fitted: dict, left: pd.DataFrame, out: Out
             continue
         cal = calibration_curve(d["label"].to_numpy(), d["prob_high"].to_numpy())
         axes[0].plot(cal["mean_predicted"], cal["observed"], "o-", label=m)
-        axes[1].plot(thresholds, net_benefit(d["label"].to_numpy(), d["prob_high"].to_numpy(), thresholds), label=m)
     axes[0].plot([0, 1], [0, 1], ":", color="grey")
     axes[0].set_xlabel("predicted risk of high grade")
     axes[0].set_ylabel("observed fraction high grade")
     axes[0].set_title("Calibration, test set (quantile bins)", fontsize=9)
-    y = test.drop_duplicates("patient_id")["label"].to_numpy()
-    if len(y):
-        axes[1].plot(thresholds, treat_all(y, thresholds), "--", color="grey", label="treat all")
-    axes[1].axhline(0, color="black", lw=0.8, label="treat none")
-    top = max(0.05, float(np.mean(y)) if len(y) else 0.05)
-    axes[1].set_ylim(-0.05, top * 1.2)
-    axes[1].set_xlabel("threshold probability")
-    axes[1].set_ylabel("net benefit")
-    axes[1].set_title("Decision curves, test set", fontsize=9)
+    _decision_curves(axes[1], test, thresholds, "Decision curves, test set")
     for ax in axes:
         ax.legend(fontsize=7)
     fig.tight_layout()
     out.figure("dca", fig)
     plt.close(fig)
-    return t
 
 
 def not_fitted(reason: str, out: Outputs, left: pd.DataFrame | None = None) -> None:

@@ -754,14 +754,13 @@ def resource_value(r) -> int | None:
 
 def key_problems(privacy: dict) -> list[Problem]:
     """The study's privacy key, when it exists and is too weak to keep pseudonyms secret (``privacy.key_problem``)."""
-    from .privacy import MAKE_KEY, SECRET_NAME, key_problem
+    from .privacy import SECRET_NAME, key_fix, key_problem
 
     path = Path(privacy["dir"]) / SECRET_NAME
     if privacy["mode"] != "pseudonymise" or not path.is_file():
         return []
     weak = key_problem(path.read_text())
-    return [problem("error", f"the privacy key {weak}", f"make a good one:  {MAKE_KEY.format(path=path)}  (a new key "
-                    "renames every pseudonym, so results/ is remade)", file=str(path))] if weak else []
+    return [problem("error", f"the privacy key {weak}", key_fix(path), file=str(path))] if weak else []
 
 
 def gpu_slot_problems(gpu: int | None, slots: int, executor: str = "local") -> list[Problem]:

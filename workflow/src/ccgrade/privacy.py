@@ -44,6 +44,12 @@ MIN_KEY_BITS = 128
 MAKE_KEY = "python -c \"import secrets; print(secrets.token_hex(32))\" > {path}"
 
 
+def key_fix(path: str | Path) -> str:
+    """What to do about a weak key at ``path``: the command that makes a good one, and what a new key costs."""
+    return (f"make a good one with  {MAKE_KEY.format(path=path)}  (a new key renames every pseudonym, so results/ "
+            "is remade)")
+
+
 def key_problem(text: str) -> str:
     """Why ``text`` is too weak a key ('' when it is not): under ``MIN_KEY_BITS`` by an estimate that takes
     its shortest repeating unit (``c0ffee`` × 11 holds what ``c0ffee`` holds) and each character's empirical
@@ -89,8 +95,7 @@ def ensure_secret(path: str | Path) -> Path:
             os.chmod(tmp, 0o600)
     weak = key_problem(path.read_text())
     if weak:
-        raise ValueError(f"privacy key {path} {weak}: make a good one with  {MAKE_KEY.format(path=path)}  (a new key "
-                         "renames every pseudonym, so results/ is remade)")
+        raise ValueError(f"privacy key {path} {weak}: {key_fix(path)}")
     return path
 
 
@@ -107,7 +112,7 @@ class Keyer:
         text = Path(path).read_text().strip()
         weak = key_problem(text)
         if weak:
-            raise ValueError(f"privacy key {path} {weak}: make a good one with  {MAKE_KEY.format(path=path)}")
+            raise ValueError(f"privacy key {path} {weak}: {key_fix(path)}")
         return cls(text.encode())
 
     @property

@@ -158,10 +158,10 @@ def validate(path: str | Path) -> tuple[dict, dict]:
     if md["trained"] or pre:
         validate_against(pre, schemas["preprocess"], f"bundle file {path / 'preprocess.json'}", BundleError)
         bad = [f"arch {pre['arch']!r} is not one of {', '.join(ARCHS)}"] if pre["arch"] not in ARCHS else []
-        bad += [f"targets {sorted(set(pre['targets']) - {'stack'} - set(pre['phases']))} are not among its phases"
-                ] if set(pre["targets"]) - {"stack"} - set(pre["phases"]) else []
-        bad += [f"stack_phases {sorted(set(pre['stack_phases']) - set(pre['phases']))} are not among its phases"
-                ] if set(pre["stack_phases"]) - set(pre["phases"]) else []
+        for key, stray in (("targets", set(pre["targets"]) - {"stack"} - set(pre["phases"])),
+                           ("stack_phases", set(pre["stack_phases"]) - set(pre["phases"]))):
+            if stray:
+                bad.append(f"{key} {sorted(stray)} are not among its phases")
         try:
             re.compile(pre["rtstruct_roi"])
         except re.error as e:

@@ -282,29 +282,30 @@ def index_folder(folder: str | Path, patient: str) -> tuple[pd.DataFrame, list[d
     if not folder.is_dir():
         raise DicomError(f"DICOM folder {str(folder)!r} does not exist", patient=patient)
     recs, problems = [], []
+
+    def said(rel: str, stage: str, reason: str, **more) -> None:
+        problems.append({"patient_id": patient, "phase": "", "file": rel, "stage": stage, "reason": reason, **more})
+
     for p, kind in walk_files(folder):
         rel = str(p.relative_to(folder))
         if kind == "other":
             continue
         if kind.startswith("note: "):  # said, and read: no series is affected
-            problems.append({"patient_id": patient, "phase": "", "file": rel, "stage": "note", "reason": kind[6:],
-                             "attach": False})
+            said(rel, "note", kind[6:], attach=False)
             continue
         if kind != "dicom":
-            problems.append({"patient_id": patient, "phase": "", "file": rel, "stage": "skipped",
-                             "reason": f"skipped: {kind}; no series is affected", "attach": False})
+            said(rel, "skipped", f"skipped: {kind}; no series is affected", attach=False)
             continue
         try:
             recs.append(read_header(p, folder, patient))
         except MissingPixelData as e:
-            problems.append({"patient_id": patient, "phase": "", "file": rel, "stage": "index", "reason": str(e),
-                             "series_uid": _salvage_series_uid(p)})
+            said(rel, "index", str(e), series_uid=_salvage_series_uid(p))
         except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             uid = _salvage_series_uid(p)
             claims = bool(uid) or has_preamble(p)
             what = "unreadable DICOM header" if claims else "not a DICOM file (no DICM preamble, no readable header)"
-            problems.append({"patient_id": patient, "phase": "", "file": rel, "stage": "index" if claims else "skipped",
-                             "reason": f"{what} ({type(e).__name__}: {e})", "series_uid": uid, "attach": claims})
+            said(rel, "index" if claims else "skipped", f"{what} ({type(e).__name__}: {e})", series_uid=uid,
+                 attach=claims)
     df = pd.DataFrame(recs, columns=SLICE_COLUMNS)
     df["dropped"] = ""
     return df, problems

@@ -75,20 +75,6 @@ def unthrottle_local_scheduler():
         scheduler.job_rate_limiter = None
 
 
-# the pre-flight check: config, cohort and a cached header survey; the config derived from the cohort
-PLAN = ccpre.plan(
-    config, configfiles=workflow.overwrite_configfiles, workers=_CORES, write_cache=workflow.is_main_process
-)
-if workflow.is_main_process:
-    if not PLAN.errors:  # the config is validated (and its defaults filled): compare its GPU slots
-        PLAN.problems += ccpre.gpu_slot_problems(
-            ccpre.resource_value(workflow.global_resources.get("gpu")),
-            PLAN.config["training"]["gpu_slots"],
-            EXECUTOR if ccmachine.local_gpu(PLAN.config["training"]["device"]) else "no-gpu",
-        )
-        PLAN.problems += ccpre.key_problems(PLAN.config["privacy"])
-
-
 def cli_targets():
     """The targets on Snakemake's command line (none through the API: then everything is needed). Snakemake
     parses the Snakefile before it hands the DAG its targets, so they are read from the command line with
@@ -101,12 +87,25 @@ def cli_targets():
         return set()
 
 
+# the pre-flight check: config, cohort and a cached header survey; the config derived from the cohort
+PLAN = ccpre.plan(
+    config, configfiles=workflow.overwrite_configfiles, workers=_CORES, write_cache=workflow.is_main_process
+)
 if workflow.is_main_process:
+    if not PLAN.errors:  # the config is validated (and its defaults filled): compare its GPU slots
+        PLAN.problems += ccpre.gpu_slot_problems(
+            ccpre.resource_value(workflow.global_resources.get("gpu")),
+            PLAN.config["training"]["gpu_slots"],
+            EXECUTOR if ccmachine.local_gpu(PLAN.config["training"]["device"]) else "no-gpu",
+        )
+        PLAN.problems += ccpre.key_problems(PLAN.config["privacy"])
     if any(p.level == "error" and p.scope for p in PLAN.problems):  # (only then: the parser costs ~0.3 s)
         PLAN = ccpre.for_targets(PLAN, cli_targets())  # front-half targets: what only the study needs is a warning
     ccpre.check(PLAN)  # prints every problem at once; raises on errors before any job
-elif [e for e in PLAN.errors if not e.scope]:  # a job's process (SLURM): the main one judged the scoped ones
-    raise ConfigError(next(e for e in PLAN.errors if not e.scope).message)
+else:  # a job's own process (SLURM): the main one judged the errors that depend on the targets (scoped ones)
+    _UNSCOPED = next((e for e in PLAN.errors if not e.scope), None)
+    if _UNSCOPED is not None:
+        raise ConfigError(_UNSCOPED.message)
 INPUT_CONFIG = json.loads(json.dumps(config))  # as the config files give it (provenance records both)
 config.clear()
 config.update(PLAN.config)

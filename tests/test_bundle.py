@@ -39,14 +39,22 @@ def fake_cell(tmp_path, trained=True):
     return d, net, pd.DataFrame(rows)
 
 
+#: the cell the tests export: Cui's ResNet on the corticomedullary box crops
+CELL = {"study": "cui", "roi": "box", "arch": "resnet18", "phases": "cmp", "variant": "base", "fold": 0, "seed": 1}
+
+
+def four_phase_config() -> dict:
+    cfg = repo_config()
+    cfg["phases"] = ["up", "cmp", "np", "ep"]
+    cfg["stack"]["phases"] = ["cmp", "np", "ep"]
+    return cfg
+
+
 def test_export_records_preprocessing_and_evaluation_and_loads_without_config(tmp_path):
     from ccgrade import stats
 
     d, net, pred = fake_cell(tmp_path)
-    cfg = repo_config()
-    cfg["phases"] = ["up", "cmp", "np", "ep"]
-    cfg["stack"]["phases"] = ["cmp", "np", "ep"]
-    cell = {"study": "cui", "roi": "box", "arch": "resnet18", "phases": "cmp", "variant": "base", "fold": 0, "seed": 1}
+    cfg, cell = four_phase_config(), CELL
     md = bundle.export(d, tmp_path / "b", config=cfg, cell=cell, study="cui")
     pre = json.loads((tmp_path / "b/preprocess.json").read_text())
     assert pre["roi"] == cfg["rois"]["box"] and pre["window"] == cfg["windows"]["cui"] and pre["targets"] == ["cmp"]
@@ -72,11 +80,7 @@ def test_export_records_preprocessing_and_evaluation_and_loads_without_config(tm
 
 def exported(tmp_path):
     d, _, _ = fake_cell(tmp_path)
-    cfg = repo_config()
-    cfg["phases"] = ["up", "cmp", "np", "ep"]
-    cfg["stack"]["phases"] = ["cmp", "np", "ep"]
-    cell = {"study": "cui", "roi": "box", "arch": "resnet18", "phases": "cmp", "variant": "base", "fold": 0, "seed": 1}
-    bundle.export(d, tmp_path / "b", config=cfg, cell=cell, study="cui")
+    bundle.export(d, tmp_path / "b", config=four_phase_config(), cell=CELL, study="cui")
     return tmp_path / "b"
 
 

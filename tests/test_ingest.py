@@ -168,15 +168,24 @@ def test_convert_matches_independent_pixel_read(demo_root, tmp_path):
     assert arr.min() >= -1024 and (arr < -50).any() and (arr > 200).any()
 
 
-def test_the_one_job_command_writes_what_the_two_stages_write(demo_root, tmp_path):
-    """``ingest patient`` (the pipeline's one job a patient) equals ``index`` then ``convert`` run apart."""
+@pytest.mark.parametrize("pseudonymise", [False, True])
+def test_the_one_job_command_writes_what_the_two_stages_write(demo_root, tmp_path, pseudonymise):
+    """``ingest patient`` (the pipeline's one job a patient, which reads the files' labels once for both
+    stages) equals ``index`` then ``convert`` run apart, with the privacy key too."""
     import json
+
+    from conftest import TEST_SECRET
 
     folder = str(demo_root / "dicom" / "DEMO003")
     common = ["--patient", "DEMO003", "--dicom-dir", folder]
+    if pseudonymise:
+        (tmp_path / "secret.key").write_text(TEST_SECRET + "\n")
+        common += ["--secret", str(tmp_path / "secret.key")]
     idx = ["--ingest", json.dumps(CFG), "--phases", ",".join(PHASES)]
-    ingest.main(["patient", *common, *idx, "--index-dir", str(tmp_path / "a"), "--volumes", str(tmp_path / "a" / "v")])
-    ingest.main(["index", *common, *idx, "--outdir", str(tmp_path / "b")])
+    private = (lambda n: ["--private", str(tmp_path / n)]) if pseudonymise else (lambda n: [])
+    ingest.main(["patient", *common, *idx, *private("a.tsv"), "--index-dir", str(tmp_path / "a"),
+                 "--volumes", str(tmp_path / "a" / "v")])
+    ingest.main(["index", *common, *idx, *private("b.tsv"), "--outdir", str(tmp_path / "b")])
     ingest.main(["convert", *common, "--index-dir", str(tmp_path / "b"), "--outdir", str(tmp_path / "b" / "v")])
     names = ["slices.tsv", "series.tsv", "phases.tsv", "exclusions.tsv", *(f"v/{p}.slices.tsv" for p in PHASES)]
     for n in names:
@@ -184,6 +193,9 @@ def test_the_one_job_command_writes_what_the_two_stages_write(demo_root, tmp_pat
     for p in PHASES:
         a, b = (sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / d / "v" / f"{p}.nii.gz"))) for d in "ab")
         assert a.shape[0] == 14 and np.array_equal(a, b), p
+    if pseudonymise:
+        assert (tmp_path / "a.tsv").read_text() == (tmp_path / "b.tsv").read_text()
+        assert "file 1 (" in (tmp_path / "a" / "slices.tsv").read_text()  # the files named by their labels
 
 
 def test_pydicom_ct5n_ok_and_ct2_gap_rejected(tmp_path):

@@ -226,15 +226,21 @@ def _add_index(p: argparse.ArgumentParser) -> None:
     p.add_argument("--private", default=None, help="where the pseudonym lookup rows go (outside results/)")
 
 
-def run_index(a: argparse.Namespace, outdir: str | Path) -> None:
+def _sources(a: argparse.Namespace) -> tuple[dict[str, str], Keyer, dict[str, str] | None]:
+    """A patient's image files, the privacy key, and (pseudonymising) the labels of its files: what both stages
+    need, read once by the one-job command."""
+    images = _images_arg(a.images)
+    key = Keyer.from_file(a.secret)
+    return images, key, file_labels(a.dicom_dir or None, images) if key.active else None
+
+
+def run_index(a: argparse.Namespace, outdir: str | Path, sources: tuple | None = None) -> None:
     """The index stage from parsed arguments: the four index tables (and the private lookup rows) in ``outdir``."""
     cfg = json.loads(a.ingest)
     mapping = None
     if cfg.get("phase_map"):
         mapping = pd.read_csv(cfg["phase_map"], sep="\t", dtype=str, keep_default_na=False)
-    images = _images_arg(a.images)
-    key = Keyer.from_file(a.secret)
-    labels = file_labels(a.dicom_dir or None, images) if key.active else None
+    images, key, labels = sources or _sources(a)
     res = run_scrubbed(lambda: index_patient(a.dicom_dir or None, a.patient, cfg, a.phases.split(","),
                                              mapping, images, key), labels)
     out = Path(outdir)
@@ -250,11 +256,9 @@ def run_index(a: argparse.Namespace, outdir: str | Path) -> None:
         print(f"EXCLUDED patient {e['patient_id']}, phase {e['phase'] or '-'}, file {e['file']}: {e['reason']}")
 
 
-def run_convert(a: argparse.Namespace, index_dir: str | Path, outdir: str | Path) -> None:
+def run_convert(a: argparse.Namespace, index_dir: str | Path, outdir: str | Path, sources: tuple | None = None) -> None:
     """The convert stage from parsed arguments: the usable phases' volumes in ``outdir``."""
-    images = _images_arg(a.images)
-    key = Keyer.from_file(a.secret)
-    labels = file_labels(a.dicom_dir or None, images) if key.active else None
+    images, key, labels = sources or _sources(a)
     ph = run_scrubbed(lambda: convert_patient(a.dicom_dir or None, a.patient, index_dir, outdir, images, key=key),
                       labels)
     print(f"{a.patient}: wrote {(ph['status'] == 'ok').sum()} volumes")
@@ -278,8 +282,9 @@ def main(argv: list[str] | None = None) -> None:
     a2.add_argument("--outdir", required=True)
     a = ap.parse_args(argv)
     if a.cmd == "patient":
-        run_index(a, a.index_dir)
-        run_convert(a, a.index_dir, a.volumes)
+        sources = _sources(a)
+        run_index(a, a.index_dir, sources)
+        run_convert(a, a.index_dir, a.volumes, sources)
     elif a.cmd == "index":
         run_index(a, a.outdir)
     else:

@@ -19,7 +19,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow" / "src"))
 
-from ccgrade import demo, ingest, ingest_index, ingest_volumes  # noqa: E402
+from ccgrade.ingest import demo, index as ingest_index, patient as ingest, volumes as ingest_volumes  # noqa: E402
 
 
 def bare_read(files: list[Path]) -> float:

@@ -26,7 +26,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow" / "src"))
 
-from ccgrade import demo, ingest  # noqa: E402
+from ccgrade.ingest import demo, patient as ingest  # noqa: E402
 from ccgrade.outputs import write_tsv  # noqa: E402
 
 
@@ -77,7 +77,7 @@ def main() -> None:
                 write_tsv(f, tab)
                 (series if name == "series" else phases).append(str(f))
         index_s = time.perf_counter() - t
-        from ccgrade import collect
+        from ccgrade.preprocess import collect
 
         t = time.perf_counter()
         collect.main(["series", "--series", *series, "--phases", *phases, "--out-series", str(root / "series.tsv"),

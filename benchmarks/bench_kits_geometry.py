@@ -18,7 +18,8 @@ import SimpleITK as sitk
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow" / "src"))
 
-from ccgrade import annotations, geometry  # noqa: E402
+from ccgrade.annotations import readers as annotations  # noqa: E402
+from ccgrade.preprocess import geometry  # noqa: E402
 
 
 def main() -> None:

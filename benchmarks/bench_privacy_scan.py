@@ -1,4 +1,4 @@
-"""Benchmark: the privacy scan over a finished study's results/ (README "Privacy").
+"""Benchmark: the privacy scan over a finished study's results/ (docs/privacy.md).
 
 Prints the needles collected from the cohort's headers and paths (and how long that took), then the scan's
 files, bytes searched, numeric bytes counted, hits and wall time, and the rate over the bytes searched.
@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow" / "src"))
 
-from ccgrade import phiscan  # noqa: E402
+from ccgrade.report import phiscan  # noqa: E402
 
 
 def main() -> None:

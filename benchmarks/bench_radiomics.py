@@ -21,7 +21,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow" / "src"))
 
-from ccgrade import radiomics  # noqa: E402
+from ccgrade.fusion import radiomics  # noqa: E402
 
 
 def main() -> None:

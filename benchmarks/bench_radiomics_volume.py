@@ -6,7 +6,7 @@
 The image is the real abdominal CT of ../shared/data/totalseg/example_ct.nii.gz (TotalSegmentator's test
 file, 3 mm); each "tumour" is an ellipsoid label of the given volume centred in the abdomen (so the
 texture is real tissue: kidney, liver, bowel, fat). For each parameter file it times
-``ccgrade.radiomics.extract`` (the stage's own call) and counts the features. The budget (issue 26): a
+``ccgrade.fusion.radiomics.extract`` (the stage's own call) and counts the features. The budget (issue 26): a
 2 L label in under 2 minutes on one core with the default settings, or a documented setting that trades
 what for how much.
 """
@@ -25,7 +25,7 @@ import SimpleITK as sitk
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow" / "src"))
 
-from ccgrade import radiomics  # noqa: E402
+from ccgrade.fusion import radiomics  # noqa: E402
 
 CT = REPO.parent / "shared" / "data" / "totalseg" / "example_ct.nii.gz"
 

@@ -13,7 +13,7 @@ Suites (``--suite``, comma-separated; ``gpu`` = throughput,slots,cui):
   copies, a host sync at every step: the loss read, GradScaler's inf check, batch norm's counter) beside
   the trainer's loop (images on the device, draws made up front, loss read once per epoch, fused optimiser);
   plus ResNet34 with the images in pinned host memory and with ``fast`` (torch.compile).
-- ``slots``: a demo-sized matrix (8 cells, 64-px crops, each cell a ``python -m ccgrade.train`` process as
+- ``slots``: a demo-sized matrix (8 cells, 64-px crops, each cell a ``python -m ccgrade.learn.train`` process as
   Snakemake runs it) with 1, 2 and 4 cells at once on the GPU (``training.gpu_slots``).
 - ``cui``: Cui's four-phase cell at paper scale (15,000 images of 224 px per epoch, x3 augmentation, SGD,
   batch 32): measured epochs, and 50 epochs extrapolated.
@@ -40,7 +40,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow" / "src"))
 
-from ccgrade import models, train  # noqa: E402
+from ccgrade.learn import models, train  # noqa: E402
 
 RESULTS: dict = {}
 AUG = {"rotate_deg": 30, "hflip": True, "vflip": True, "copies": 1}
@@ -268,7 +268,7 @@ def slots(a, dev: str) -> None:
         def cell(args) -> float:
             k, s = args
             t = time.perf_counter()
-            cmd = [sys.executable, "-m", "ccgrade.train", "--cohort", str(cohort), "--split", str(split),
+            cmd = [sys.executable, "-m", "ccgrade.learn.train", "--cohort", str(cohort), "--split", str(split),
                    "--crops", *files, "--hp", json.dumps(dict(hp, arch=archs[k])), "--seed", str(k + 1),
                    "--device", dev, "--threads", "2", "--slots", str(s), "--outdir", f"{tmp}/m{s}/{k}"]
             r = subprocess.run(cmd, env=env, capture_output=True, text=True)

@@ -70,7 +70,7 @@ def cfg() -> dict:
 @pytest.fixture(scope="session")
 def demo_root(tmp_path_factory) -> Path:
     """Three tiny demo patients written once per test session (DICOM + annotations)."""
-    from ccgrade import demo
+    from ccgrade.ingest import demo
 
     root = tmp_path_factory.mktemp("demo")
     for i in range(3):
@@ -95,7 +95,7 @@ def shared_data(*parts: str) -> Path:
 
 def ingest_to(folder: Path, pid: str, workdir: Path, volumes: str = "vol", images: dict | None = None) -> tuple[dict, Path]:
     """Run the two ingest stages as the DAG does (index -> TSVs -> convert); return the index and the volume folder."""
-    from ccgrade import ingest
+    from ccgrade.ingest import patient as ingest
 
     cfg = repo_config()
     res = ingest.index_patient(folder, pid, cfg["ingest"], PHASES, images=images)
@@ -172,8 +172,8 @@ def one_phase_rtstruct_cohort(root: Path, n: int = 8, ids: list[str] | None = No
     import pandas as pd
     import SimpleITK as sitk
 
-    from ccgrade import annotations as ann
-    from ccgrade import demo, rtstruct
+    from ccgrade.annotations import readers as ann, rtstruct
+    from ccgrade.ingest import demo
     from ccgrade.outputs import read_table
 
     ids = ids or [f"{i + 1:03d}" for i in range(n)]
@@ -204,9 +204,9 @@ def one_phase_rtstruct_cohort(root: Path, n: int = 8, ids: list[str] | None = No
 
 
 def registry_outputs(kind: str, tables, figures, study: str | None = None):
-    """A study kind's files as the registry names them (ccgrade.studies), with results/tables and
+    """A study kind's files as the registry names them (ccgrade.evaluate.studies), with results/tables and
     results/figures moved to ``tables`` and ``figures``: what a rule would pass its builder."""
-    from ccgrade import studies
+    from ccgrade.evaluate import studies
     from ccgrade.outputs import Outputs
 
     moved = {}

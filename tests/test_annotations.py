@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
-from ccgrade import annotations as ann
-from ccgrade import crops, rtstruct
-from ccgrade.cohort import patient_sources
+from ccgrade.annotations import readers as ann, rtstruct
+from ccgrade.config.cohort import patient_sources
 from ccgrade.errors import AnnotationError, GeometryError
+from ccgrade.preprocess import crops
 from conftest import PHASES, ingest_to, reexport_series, repo_config, shared_data
 
 CFG = repo_config()

@@ -1,4 +1,4 @@
-"""Model bundles (ccgrade.bundle): what they record, and that they load without the repository's config.
+"""Model bundles (ccgrade.deploy.bundle): what they record, and that they load without the repository's config.
 (That a bundle reproduces a cell's test predictions from the volumes is tested on the tiny demo DAG.)"""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from ccgrade import bundle, models
+from ccgrade.deploy import bundle
+from ccgrade.learn import models
 from ccgrade.outputs import write_tsv
 from conftest import repo_config
 
@@ -125,7 +126,7 @@ def test_a_bundle_whose_metadata_names_a_path_is_refused(tmp_path):
 
 def test_crops_refuse_a_target_that_is_not_a_plain_name(tmp_path):
     """The last line of defence, whatever called it: crop files are outdir/<target>.npz."""
-    from ccgrade import crops
+    from ccgrade.preprocess import crops
 
     cfg = repo_config()
     with pytest.raises(ValueError, match=r"not plain names"):

@@ -20,8 +20,9 @@ import pytest
 import SimpleITK as sitk
 import yaml
 
-from ccgrade import crops, demo, rtstruct
-from ccgrade import annotations as ann
+from ccgrade.annotations import readers as ann, rtstruct
+from ccgrade.ingest import demo
+from ccgrade.preprocess import crops
 from conftest import PHASES, REPO, TINY_DEMO, ingest_to, merged, shared_data, tiny_config
 from test_workflow import smk
 
@@ -182,7 +183,7 @@ def test_exclusions_geometry_and_no_paths_in_results(hospital):
 
 
 def test_the_privacy_scan_of_results_and_report_finds_nothing_and_would_see_a_leak(hospital, tmp_path):
-    from ccgrade import phiscan
+    from ccgrade.report import phiscan
 
     run = hospital["run"]
     for stem, files in (("privacy_scan", 300), ("privacy_scan_report", 1)):  # everything, then the report page

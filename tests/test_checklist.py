@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from ccgrade import checklist
+from ccgrade.report import checklist
 from conftest import PHASES, tiny_config
 
 PIDS = [f"P{i:03d}" for i in range(1, 21)]
@@ -104,6 +104,22 @@ def test_every_claim_item_is_filled_or_marked_and_the_numbers_are_the_runs(tmp_p
     assert "8 high grade, 12 low grade" in answer(t, "CLAIM", "14").answer
     assert "ingest 1 patient(s)" in answer(t, "CLAIM", "8").answer
     assert "Not performed" in answer(t, "CLAIM", "32").answer
+    # item 19, TRIPOD+AI 7: Riley et al.'s minimum, recomputed here from its formulas (8 of 20 high grade)
+    import math
+    cfg = derived()
+    types = {v["name"]: v.get("type") for v in cfg["baseline"]["variables"]}
+    cohort = pd.read_csv(files["cohort"], sep="\t", dtype=str, keep_default_na=False)
+    params = int(cfg["radiomics"]["enabled"]) + int(bool(cfg["fusion"].get("deep"))) + sum(
+        max(cohort[c].replace("", None).dropna().nunique() - 1, 1) if types.get(c) == "categorical" and c in cohort
+        else 1 for c in cfg["fusion"]["clinical"])
+    phi = 8 / 20
+    r2 = 0.15 * (1 - math.exp(2 * (phi * math.log(phi) + (1 - phi) * math.log(1 - phi))))
+    s_vh = r2 / (r2 + 0.05 * r2 / 0.15)
+    need = max(math.ceil(params / ((0.9 - 1) * math.log(1 - r2 / 0.9))),
+               math.ceil(params / ((s_vh - 1) * math.log(1 - r2 / s_vh))), math.ceil((1.96 / 0.05) ** 2 * phi * (1 - phi)))
+    a19 = answer(t, "CLAIM", "19")
+    assert a19.status == "partly" and f"({params} parameters" in a19.answer and f": {need} patients" in a19.answer
+    assert "falls short of it" in a19.answer
     assert "ImageNet" in answer(t, "CLAIM", "24").answer and "sgd lr 0.001" in answer(t, "CLAIM", "25").answer
     # no patient identifier in any answer
     assert not any(p in text for p in PIDS + ["P099"] for text in t["answer"])
@@ -160,3 +176,77 @@ def test_external_validation_is_answered_from_the_studies_external_tables(tmp_pa
     assert a32.status == "filled" and "External centre C" in a32.answer
     assert "cui: 2 model(s) on 16 patients (7 high grade), external AUC 0.61-0.70" in a32.answer
     assert "external minus internal -0.20 to -0.05" in a32.answer
+
+
+def multicentre_run(tmp_path, external=True):
+    """fake_run's files for a study trained on a leave-one-centre-out split (centre A 12 patients, 8 high; B 8,
+    none high) beside a 3-fold study (dai) whose fold models the external table and predict average."""
+    files, studies, _, _ = fake_run(tmp_path)
+    cfg = derived()
+    cfg["splits"]["schemes"]["loco"] = {"kind": "leave_one_centre_out"}
+    cfg["training"]["studies"]["cui"]["scheme"] = "loco"
+    cfg["predict"]["model"].update(study="dai", folds="all")
+    a, b = PIDS[:12], PIDS[12:]
+    (tmp_path / "loco.json").write_text(json.dumps({
+        "scheme": "loco", "kind": "leave_one_centre_out", "seed": 5, "n_patients": 20, "excluded": [],
+        "folds": [{"train": b, "test": a, "centre": "A"}, {"train": a, "test": b, "centre": "B"}]}))
+    files["splits"].append(str(tmp_path / "loco.json"))
+    hp = studies["cui"]["cells"][0]["hp"]
+    studies["dai"] = {"kind": "dai", "cells": [
+        {"study": "dai", "arch": "resnet50", "roi": "centroid", "phases": "cmp", "variant": "base", "fold": f, "seed": 1,
+         "dir": str(tmp_path / f"dai{f}"), "hp": hp} for f in range(3)]}
+    if external:
+        pd.DataFrame([{"roi": "centroid", "arch": "resnet50", "phases": "cmp", "variant": "base", "n_members": 3,
+                       "n_external": 16, "n_high": 7, "auc": 0.64, "auc_difference": -0.1}]
+                     ).to_csv(tmp_path / "dai_external.csv", index=False)
+        files["external"] = {"dai": str(tmp_path / "dai_external.csv")}
+    return cfg, files, studies
+
+
+def test_a_multicentre_run_with_an_external_centre_and_a_fold_ensemble_is_not_over_claimed(tmp_path):
+    """Differences between the sets, ensembling and stratification are read from the run: an external centre
+    and held-out centres are named (not 'one cohort'), the fold models the external table and predict average
+    are said to be averaged (not 'none'), and the leave-one-centre-out split is not called stratified."""
+    cfg, files, studies = multicentre_run(tmp_path)
+    t = checklist.build(cfg, files, studies)
+    diff = answer(t, "TRIPOD+AI", topic="Differences between development").answer
+    assert "one cohort of 2 centres (A 12, B 8)" in diff and "external centre C: 16 patients of another centre" in diff
+    assert "split loco tests whole held-out centres (fold 0 tests centre A (12 patients, 8 high grade)" in diff
+    assert "used by cui fold 0)" in diff  # the matrix trains one fold of a leave-one-centre-out split
+    ens = answer(t, "CLAIM", "27")
+    assert ens.status == "filled" and "None" not in ens.answer
+    assert "dai: 3 fold models per model, pooled out of fold" in ens.answer
+    assert "averaged over its members" in ens.answer and "dai up to 3 members (results/tables/dai_external.csv)" in ens.answer
+    assert "study dai, folds all): P(high) averaged over 3 fold models" in ens.answer
+    imb = answer(t, "TRIPOD+AI", topic="Class imbalance").answer
+    assert ("loco (leave_one_centre_out; used by cui fold 0): whole centres held out, not stratified by grade group: fold 0 tests "
+            "centre A (12 patients, 8 high grade), fold 1 tests centre B (8 patients, 0 high grade)") in imb
+    assert "cui (holdout): stratified by grade_group, centre" in imb  # the holdout scheme is, by both columns
+    a20 = answer(t, "CLAIM", "20").answer
+    assert "loco: leave one centre out, not stratified (whole centres held out" in a20
+    assert "cui: hold-out train:val:test 8:1:1, stratified by grade_group, centre" in a20
+    assert "external validation on centre C" in answer(t, "CLAIM", "6").answer
+    # without the external centre: the held-out centres are the validation beyond the cohort's split, said so
+    (tmp_path / "no_ext").mkdir()
+    cfg, files, studies = multicentre_run(tmp_path / "no_ext", external=False)
+    t = checklist.build(cfg, files, studies)
+    assert "internal-external validation by leaving one centre out: cui fold 0 on split loco" in answer(t, "CLAIM", "32").answer
+    assert "external centre" not in answer(t, "TRIPOD+AI", topic="Differences between development").answer
+    assert "External validation" not in answer(t, "CLAIM", "27").answer
+
+
+def test_missing_data_is_read_from_the_fusion_table(tmp_path):
+    """CLAIM 13 gives the patients the fusion imputed per set and variable, as its table's imputed_* columns
+    record them; a fusion that was not fitted is said to be so, not described."""
+    files, studies, _, _ = fake_run(tmp_path)
+    rows = [{"model": m, "set": s, "n": 10, "auc": 0.7, "imputed_age": n_age if m in ("clinical", "combined") else None,
+             "imputed_sex": 0 if m in ("clinical", "combined") else None}
+            for s, n_age in (("train", 2), ("test", 1)) for m in ("radiomics", "clinical", "combined")]
+    pd.DataFrame(rows).to_csv(tmp_path / "fusion.csv", index=False)
+    files["fusion"] = str(tmp_path / "fusion.csv")
+    a13 = answer(checklist.build(derived(), files, studies), "CLAIM", "13")
+    assert a13.status == "filled" and "patients imputed per set: training age 2, sex 0; test age 1, sex 0" in a13.answer
+    assert "the footnote of fusion.md" in a13.answer  # the policy, beside the table it came from
+    pd.DataFrame(columns=["model", "set", "n", "auc"]).to_csv(tmp_path / "fusion.csv", index=False)
+    a13 = answer(checklist.build(derived(), files, studies), "CLAIM", "13").answer
+    assert "the fusion models were not fitted in this run" in a13 and "patients imputed" not in a13

@@ -2,10 +2,10 @@ import pandas as pd
 import yaml
 import pytest
 
-from ccgrade import demo
-from ccgrade.cohort import (analysis_cohort, has_images, load_cohort_sheet, parse_grade, patient_sources, validate_cohort,
-                            validate_config)
+from ccgrade.config.cohort import analysis_cohort, has_images, load_cohort_sheet, parse_grade, patient_sources, validate_cohort
+from ccgrade.config.studyconfig import validate_config
 from ccgrade.errors import CohortError, ConfigError
+from ccgrade.ingest import demo
 from conftest import REPO, merged, repo_config
 
 
@@ -148,7 +148,7 @@ def test_analysis_cohort_drops_paths_and_fills_side(cfg):
 
 
 def test_kits_config_validates_and_loco_is_not_applicable():
-    from ccgrade import splits
+    from ccgrade.preprocess import splits
 
     cfg = merged(repo_config(), yaml.safe_load((REPO / "config" / "kits23.yaml").read_text()))
     validate_config(cfg)
@@ -201,7 +201,7 @@ def test_misspelt_source_columns_are_errors_with_the_fix(tmp_path, cfg, column, 
 
 
 def test_unknown_columns_warn_and_grades_as_text_or_numbers_read_alike(tmp_path, cfg):
-    from ccgrade.cohort import cohort_problems, read_sheet
+    from ccgrade.config.cohort import cohort_problems, read_sheet
 
     (tmp_path / "a").mkdir()
     (tmp_path / "s.tsv").write_text("patient_id\tgrade\tdicom_dir\tward\n007\t2.0\ta\t3B\nNA\t3\ta\t4\n")
@@ -239,7 +239,7 @@ def test_every_sheet_error_is_listed_at_once(tmp_path, cfg):
 def test_ids_too_long_differing_only_in_case_or_with_spaces_around_are_named(tmp_path, cfg):
     """A 300-character ID (it crashed at job time: 'File name too long'), IDs that share one folder on a
     case-insensitive file system, and an ID written ' 012 ' (read as '012', said so): one line each."""
-    from ccgrade.cohort import cohort_problems, read_sheet
+    from ccgrade.config.cohort import cohort_problems, read_sheet
 
     (tmp_path / "a").mkdir()
     long_id = "L" * 300
@@ -260,13 +260,13 @@ def test_ids_too_long_differing_only_in_case_or_with_spaces_around_are_named(tmp
 
 def test_table_titles_name_the_cohorts_tumours_as_the_config_says():
     """Issue 27: the baseline title said 'ccRCC' for any cohort (a sarcoma cohort's too)."""
-    from ccgrade.cohort import cohort_label
+    from ccgrade.config.cohort import cohort_label
 
     assert cohort_label({"cohort": {"source": "demo", "label": None}}) == "ccRCC"
     assert cohort_label({"cohort": {"source": "kits"}}) == "ccRCC"
     assert cohort_label({"cohort": {"source": "sheet", "label": None}}) == "tumours"
     assert cohort_label({"cohort": {"source": "sheet", "label": "soft-tissue sarcomas"}}) == "soft-tissue sarcomas"
-    from ccgrade.studyconfig import validate_config
+    from ccgrade.config.studyconfig import validate_config
 
     cfg = repo_config()
     cfg["cohort"]["label"] = "soft-tissue sarcomas"

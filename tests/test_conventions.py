@@ -8,7 +8,7 @@ import re
 
 import yaml
 
-from ccgrade.studyconfig import SCHEMA_DIR, apply_defaults, load_yaml, schema_problems
+from ccgrade.config.studyconfig import apply_defaults, load_yaml, SCHEMA_DIR, schema_problems
 from conftest import REPO, repo_config
 
 RULES = sorted((REPO / "workflow" / "rules").glob("*.smk")) + [REPO / "Snakefile"]
@@ -47,7 +47,7 @@ def test_schema_defaults_are_filled_once_and_only_where_absent():
     filled = apply_defaults(copy.deepcopy(cfg))
     assert filled["fusion"]["cv"] == want[("fusion", "cv")] and filled["fusion"]["nested_cv"] == 0
     assert filled["geometry"]["fallback"] is True and filled["figures"]["heatmap_patients"] == 2
-    assert filled["statistics"] == {"mode": "honest", "adjust": ["holm"], "n_boot": 2000}  # a default object, filled
+    assert filled["statistics"] == {"mode": "honest", "adjust": ["holm"], "n_boot": 2000, "max_ci_width": 0.4}  # filled
     assert filled["fusion"]["max_corr"] == 0.5
     assert filled["fusion"]["deep"]["variant"] == "base" and filled["fusion"]["deep"]["seed"] == 1
     assert apply_defaults(copy.deepcopy(filled)) == filled  # idempotent
@@ -136,7 +136,7 @@ def test_every_imported_third_party_package_is_pinned():
     dists = metadata.packages_distributions()
     stdlib = __import__("sys").stdlib_module_names
     missing = set()
-    for f in (REPO / "workflow" / "src" / "ccgrade").glob("*.py"):
+    for f in (REPO / "workflow" / "src" / "ccgrade").rglob("*.py"):
         for node in ast.walk(ast.parse(f.read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                 [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else []

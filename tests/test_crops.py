@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
-from ccgrade import annotations as ann
-from ccgrade import crops
-from ccgrade.cohort import patient_sources
+from ccgrade.annotations import readers as ann
+from ccgrade.config.cohort import patient_sources
 from ccgrade.errors import AnnotationError, GeometryError
+from ccgrade.preprocess import crops
 from conftest import PHASES, ingest_to, repo_config
 
 CFG = repo_config()

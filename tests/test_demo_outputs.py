@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ccgrade import machine
+from ccgrade.learn import machine
 
 REPO = Path(__file__).resolve().parents[1]
 LIST = REPO / "tests" / "data" / "demo_outputs.txt"

@@ -8,9 +8,13 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar
+from statsmodels.stats.proportion import proportion_confint
 
-from ccgrade import evaluate, heatmaps, models, stats
-from ccgrade.outputs import write_tsv
+from ccgrade import stats
+from ccgrade.proportions import clustered_wilson
+from ccgrade.evaluate import cui, dai, heatmaps, li, sun, tables
+from ccgrade.learn import models
+from ccgrade.outputs import read_table, write_tsv
 from conftest import registry_outputs
 
 RNG = np.random.default_rng(3)
@@ -56,13 +60,13 @@ def test_li_tables(tmp_path):
     cells.append(write_cell(tmp_path, "resnet18", "cmp", pred_rows(TEST, "test", 0, per=6, runs=runs) +
                             pred_rows(TRAIN, "train", 0.5, per=6, seed=5)))
     # paper mode: the best phase picked on the test set (Li et al.'s procedure), and the footnote says so
-    out = evaluate.li_tables(cells, registry_outputs("li", tmp_path / "paper", tmp_path / "figs"), opt={"mode": "paper"})
+    out = li.li_tables(cells, registry_outputs("li", tmp_path / "paper", tmp_path / "figs"), opt={"mode": "paper"})
     t2 = out["table2"].set_index(["phases", "set"])
     best = max(skill, key=lambda ph: t2.loc[(ph, "test"), "auc"])
     assert (out["table2"]["reference_phase"] == best).all()
     assert "selected post hoc on the test set" in (tmp_path / "paper/li_table2.md").read_text()
     assert np.isnan(t2.loc[(best, "test"), "delong_p_vs_reference"])
-    preds = {ph: evaluate.read_predictions(c) for ph, c in zip(skill, cells)}
+    preds = {ph: tables.read_predictions(c) for ph, c in zip(skill, cells)}
     test = {ph: preds[ph][preds[ph]["set"] == "test"].sort_values("patient_id") for ph in skill}
     others = [ph for ph in skill if ph != best]
     raw = [literal_delong_p(test[ph]["label"].to_numpy(), test[ph]["prob_high"].to_numpy(),
@@ -74,10 +78,10 @@ def test_li_tables(tmp_path):
     for ph, want in zip(others, raw):
         assert t2.loc[(ph, "test"), "delong_p_vs_reference_holm"] == pytest.approx(holm[want], abs=1e-12)
     # honest default: the li split has no validation patients, so no phase is chosen; every pair is compared
-    out = evaluate.li_tables(cells, registry_outputs("li", tmp_path / "tables", tmp_path / "figs"))
+    out = li.li_tables(cells, registry_outputs("li", tmp_path / "tables", tmp_path / "figs"))
     t2 = out["table2"].set_index(["phases", "set"])
     assert (out["table2"]["reference_phase"] == "").all() and out["table2"]["delong_p_vs_reference"].isna().all()
-    comp = evaluate.read_table(tmp_path / "tables/li_comparisons.csv")
+    comp = read_table(tmp_path / "tables/li_comparisons.csv")
     assert sorted(map(tuple, comp[["phase_a", "phase_b"]].to_numpy())) == [("cmp", "np"), ("up", "cmp"), ("up", "np")]
     raw = [literal_delong_p(test[a]["label"].to_numpy(), test[a]["prob_high"].to_numpy(), test[b]["prob_high"].to_numpy())
            for a, b in zip(comp["phase_a"], comp["phase_b"])]
@@ -96,6 +100,12 @@ def test_li_tables(tmp_path):
     assert t3.loc["test", "li_sensitivity"] == pytest.approx(c[y == 1].mean())
     assert t3.loc["test", "li_specificity"] == pytest.approx(1 - c[y == 0].mean())
     assert t3.loc["test", "slice_n"] == 6 * len(TEST) and t3.loc["test", "li_n"] == len(TEST)
+    assert (t3.loc["test", "li_sensitivity_ci_low"], t3.loc["test", "li_sensitivity_ci_high"]) == pytest.approx(
+        proportion_confint(c[y == 1].sum(), (y == 1).sum(), method="wilson"), abs=1e-12)
+    for ph in skill:  # Table 2: Wilson on the test patients' calls
+        yy, call = test[ph]["label"].to_numpy(), (test[ph]["prob_high"] >= 0.5).to_numpy()
+        assert (t2.loc[(ph, "test"), "specificity_ci_low"], t2.loc[(ph, "test"), "specificity_ci_high"]) == \
+            pytest.approx(proportion_confint((~call[yy == 0]).sum(), (yy == 0).sum(), method="wilson"), abs=1e-12)
     # strong (3D cmp) vs weak (2D cmp, Li's rule): McNemar as statsmodels computes it
     mc = out["mcnemar"].iloc[0]
     strong = preds["cmp"][preds["cmp"]["set"] == "test"].set_index("patient_id").loc[TEST]
@@ -107,6 +117,8 @@ def test_li_tables(tmp_path):
         assert mc[f"{name}_p_chi2_cc"] == pytest.approx(sm_mcnemar(table, exact=False, correction=True).pvalue,
                                                         abs=1e-12)
         assert mc[f"{name}_strong"] == pytest.approx(a.mean()) and mc[f"{name}_weak"] == pytest.approx(b.mean())
+        assert (mc[f"{name}_weak_ci_low"], mc[f"{name}_weak_ci_high"]) == pytest.approx(
+            proportion_confint(b.sum(), len(b), method="wilson"), abs=1e-12)
     for stem in ("li_table2", "li_table3", "li_mcnemar"):
         assert (tmp_path / "tables" / f"{stem}.csv").exists() and (tmp_path / "tables" / f"{stem}.md").exists()
     for stem in ("li_roc", "li_confusion"):
@@ -152,7 +164,7 @@ def test_li_reference_is_chosen_on_validation_patients_and_no_test_label_moves_i
 
     refs = []
     for flip in ((), ("T00", "T01", "T02")):
-        out = evaluate.li_tables(cells_with(flip), registry_outputs("li", tmp_path / f"t{len(flip)}", tmp_path / "figs"))
+        out = li.li_tables(cells_with(flip), registry_outputs("li", tmp_path / f"t{len(flip)}", tmp_path / "figs"))
         t2 = out["table2"]
         assert set(t2["set"]) == {"train", "val", "test"}
         refs.append(set(t2["reference_phase"]))
@@ -169,14 +181,17 @@ def test_dai_table5_pools_the_folds(tmp_path):
             train_ids = [p for p in patients if p not in test]
             cells.append(write_cell(tmp_path, "resnet50", "cmp", pred_rows(test, "test", skill, per=3, seed=f) +
                                     pred_rows(train_ids, "train", skill, seed=f), variant=var, fold=f))
-    t5 = evaluate.dai_tables(cells, registry_outputs("dai", tmp_path / "tables", tmp_path / "figs")).set_index(["variant", "level"])
+    t5 = dai.dai_tables(cells, registry_outputs("dai", tmp_path / "tables", tmp_path / "figs")).set_index(["variant", "level"])
     for var in ("b4", "b16"):
-        parts = [evaluate.read_predictions(c) for c in cells if c["variant"] == var]
+        parts = [tables.read_predictions(c) for c in cells if c["variant"] == var]
         test = pd.concat([p[p["set"] == "test"] for p in parts])
         assert t5.loc[(var, "image"), "auc"] == pytest.approx(roc_auc_score(test["label"], test["prob_high"]))
         pat = test.groupby("patient_id").agg(label=("label", "first"), prob=("prob_high", "mean"))
         assert t5.loc[(var, "patient"), "auc"] == pytest.approx(roc_auc_score(pat["label"], pat["prob"]))
         assert t5.loc[(var, "patient"), "n"] == len(patients)  # every patient predicted exactly once
+        y, call = test["label"].to_numpy(), (test["prob_high"] >= 0.5).to_numpy(int)
+        assert (t5.loc[(var, "image"), "accuracy_ci_low"], t5.loc[(var, "image"), "accuracy_ci_high"]) == \
+            clustered_wilson(call == y, test["patient_id"].to_numpy())  # slices clustered in patients
         fold_aucs = [roc_auc_score(p[p["set"] == "test"]["label"], p[p["set"] == "test"]["prob_high"]) for p in parts]
         assert t5.loc[(var, "image"), "fold_auc_mean"] == pytest.approx(np.mean(fold_aucs))
         assert t5.loc[(var, "image"), "fold_auc_sd"] == pytest.approx(np.std(fold_aucs, ddof=1))
@@ -212,29 +227,33 @@ def test_grad_cam_is_the_rectified_class_activation_map(arch, shape):
 
 def test_cui_tables_cluster_image_level_intervals_and_adjust_table4(tmp_path):
     """Image-level rows carry the patient-clustered CI (the naive one only in paper mode, footnoted);
-    Table 4's DeLong P values per level are Holm-adjusted across the table, and pinned phase sets are said."""
+    Table 4's DeLong P values are Holm-adjusted within each level and seed (the same comparison at image and at
+    patient level is one hypothesis, issue 29), and pinned phase sets are said."""
     cells = [write_cell(tmp_path / "c", a, ph, pred_rows(TEST, "test", sk, per=4, seed=i), seed=1)
              for i, (a, ph, sk) in enumerate([("resnet34", "np", 0.5), ("resnet34", "cmp", 0.3), ("se_resnet34", "np", 0.7)])]
-    evaluate.cui_tables(cells, registry_outputs("cui", tmp_path / "t", tmp_path / "f"), pinned={"se_resnet34": ["np"]})
-    t3 = evaluate.read_table(tmp_path / "t/cui_table3.csv")
-    pr = evaluate.read_predictions(cells[0])
+    cui.cui_tables(cells, registry_outputs("cui", tmp_path / "t", tmp_path / "f"), pinned={"se_resnet34": ["np"]})
+    t3 = read_table(tmp_path / "t/cui_table3.csv")
+    pr = tables.read_predictions(cells[0])
     img = t3[(t3["phases"] == "np") & (t3["level"] == "image") & (t3["class"] == "high")].iloc[0]
     a, v = stats.clustered_auc(pr["label"], pr["prob_high"], pr["patient_id"])
-    assert img["auc_ci_high"] == pytest.approx(min(1, a[0] + 1.959963984540054 * np.sqrt(v[0, 0])), abs=1e-12)
-    assert img["ci_method"].startswith("Obuchowski") and img["n_patients"] == len(TEST) and img["n"] == 4 * sum(LABEL[p] for p in TEST)  # n: the class's images
+    # shown: the score interval with the patient-clustered design effect (issue 29); kept: Obuchowski's Wald CI
+    assert img["auc_clustered_ci_high"] == pytest.approx(min(1, a[0] + 1.959963984540054 * np.sqrt(v[0, 0])), abs=1e-12)
+    assert (img["auc_ci_low"], img["auc_ci_high"]) == pytest.approx(
+        stats.auc_interval_score(pr["label"], pr["prob_high"], pr["patient_id"])[1:], abs=1e-12)
+    assert img["ci_method"] == "Newcombe score, patient-clustered" and img["n_patients"] == len(TEST) and img["n"] == 4 * sum(LABEL[p] for p in TEST)  # n: the class's images
     assert img["auc_naive_ci_high"] - img["auc_naive_ci_low"] < img["auc_ci_high"] - img["auc_ci_low"]
-    t4 = evaluate.read_table(tmp_path / "t/cui_table4.csv")
+    t4 = read_table(tmp_path / "t/cui_table4.csv")
     tested = t4[t4["delong_p"].notna()]
     assert len(tested) == 2 and set(tested["level"]) == {"image", "patient"}  # once per level
-    lo, hi = sorted(tested["delong_p"])
-    want = {lo: min(1, 2 * lo), hi: max(min(1, 2 * lo), hi)}
-    assert [want[p] for p in tested["delong_p"]] == pytest.approx(tested["delong_p_holm"].tolist(), abs=1e-12)
+    # one comparison per level and seed: each level's family holds one test, so nothing to adjust (pooling the
+    # two levels, as before, doubled the smaller P value)
+    assert tested["delong_p_holm"].tolist() == pytest.approx(tested["delong_p"].tolist(), abs=1e-12)
     md = (tmp_path / "t/cui_table4.md").read_text()
-    assert "this run did not select it" in md and "family is this table's" in md
-    evaluate.cui_tables(cells, registry_outputs("cui", tmp_path / "paper", tmp_path / "f"), opt={"mode": "paper"})
-    p3 = evaluate.read_table(tmp_path / "paper/cui_table3.csv")
+    assert "this run did not select it" in md and "family is this table's" in md and "1 test in each level and seed" in md
+    cui.cui_tables(cells, registry_outputs("cui", tmp_path / "paper", tmp_path / "f"), opt={"mode": "paper"})
+    p3 = read_table(tmp_path / "paper/cui_table3.csv")
     pim = p3[(p3["phases"] == "np") & (p3["level"] == "image") & (p3["class"] == "high")].iloc[0]
-    assert pim["auc_ci_low"] == img["auc_naive_ci_low"] and pim["ci_method"].startswith("DeLong, images as independent")
+    assert pim["auc_ci_low"] == img["auc_naive_ci_low"] and pim["ci_method"].startswith("DeLong (Wald), images as independent")
     assert "Paper mode" in (tmp_path / "paper/cui_table3.md").read_text()
 
 
@@ -248,7 +267,7 @@ def test_sun_tables_compare_the_roi_settings(tmp_path):
         rows = pred_rows(TEST, "test", skill[roi], per=3, seed=i) + pred_rows(TEST[:10], "train", 0.5, seed=9)
         c = write_cell(tmp_path / roi, "resnet50", "stack", rows)
         cells.append({**c, "roi": roi})
-    out = evaluate.sun_tables(cells, registry_outputs("sun", tmp_path / "t", tmp_path / "f"))
+    out = sun.sun_tables(cells, registry_outputs("sun", tmp_path / "t", tmp_path / "f"))
     t, comp = out["rois"], out["comparisons"]
     y = np.array([LABEL[p] for p in TEST])
     means = {}
@@ -276,7 +295,7 @@ def test_sun_tables_compare_the_roi_settings(tmp_path):
         rows = (pred_rows(TEST, "test", skill[roi], per=3, seed=i) +
                 pred_rows(val, "val", {"box": 0.9, "tumor": 0.3, "box5mm": 0.1}[roi], seed=20 + i))
         cells2.append({**write_cell(tmp_path / "v" / roi, "resnet50", "stack", rows), "roi": roi})
-    comp2 = evaluate.sun_tables(cells2, registry_outputs("sun", tmp_path / "t2", tmp_path / "f2"))["comparisons"]
+    comp2 = sun.sun_tables(cells2, registry_outputs("sun", tmp_path / "t2", tmp_path / "f2"))["comparisons"]
     assert set(comp2["reference"]) == {"box"} and set(comp2["roi_b"]) == {"box"} and len(comp2) == 2
     assert set(comp2["chosen_on"]) == {"best validation AUC"}
 
@@ -285,7 +304,114 @@ def test_summary_without_the_bootstrap_keeps_every_other_figure():
     rng = np.random.default_rng(3)
     y = np.r_[np.zeros(20, int), np.ones(12, int)]
     p = np.clip(y * 0.3 + rng.uniform(0, 0.7, len(y)), 0, 1)
-    full = evaluate.binary_summary(y, p)
-    lean = evaluate.binary_summary(y, p, bootstrap=False)
+    full = tables.binary_summary(y, p)
+    lean = tables.binary_summary(y, p, bootstrap=False)
     assert "auc_boot_low" in full and "auc_boot_low" not in lean
     assert lean == {k: v for k, v in full.items() if not k.startswith("auc_boot")}
+
+
+def test_every_proportion_carries_its_interval_recomputed_from_the_predictions(tmp_path):
+    """Cui Table 3: each metric's CI columns follow it; a patient row's sensitivity CI is Wilson's on the counts
+    taken from the predictions by hand, an image row's the patient-clustered Wilson on the images, the low
+    class's precision the NPV's, F1's the patient bootstrap's; the Markdown shows "0.800 (0.490–0.943)"."""
+    from ccgrade import proportions
+
+    cell = write_cell(tmp_path / "c", "resnet34", "np", pred_rows(TEST, "test", 0.4, per=3, seed=4))
+    cui.cui_tables([cell], registry_outputs("cui", tmp_path / "t", tmp_path / "f"))
+    t3 = read_table(tmp_path / "t/cui_table3.csv")
+    cols = list(t3.columns)
+    for c in ("accuracy", "precision", "sensitivity", "specificity", "f1"):
+        assert cols[cols.index(c) + 1:cols.index(c) + 3] == [f"{c}_ci_low", f"{c}_ci_high"]
+    pr = tables.read_predictions(cell)
+    pr = pr[pr["set"] == "test"]
+    pat = pr.groupby("patient_id").agg(y=("label", "first"), p=("prob_high", "mean"))
+    row = t3.set_index(["level", "class"])
+    hi_p, lo_p = row.loc[("patient", "high")], row.loc[("patient", "low")]
+    k, n = int(((pat["p"] >= 0.5) & (pat["y"] == 1)).sum()), int((pat["y"] == 1).sum())
+    assert (hi_p["sensitivity_ci_low"], hi_p["sensitivity_ci_high"]) == pytest.approx(
+        proportion_confint(k, n, method="wilson"), abs=1e-12)
+    tn, fn = int(((pat["p"] < 0.5) & (pat["y"] == 0)).sum()), int(((pat["p"] < 0.5) & (pat["y"] == 1)).sum())
+    assert (lo_p["precision_ci_low"], lo_p["precision_ci_high"]) == pytest.approx(proportions.wilson(tn, tn + fn))
+    y, call, pid = pr["label"].to_numpy(), (pr["prob_high"] >= 0.5).to_numpy(int), pr["patient_id"].to_numpy()
+    img = row.loc[("image", "high")]
+    assert (img["sensitivity_ci_low"], img["sensitivity_ci_high"]) == proportions.clustered_wilson(
+        call[y == 1], pid[y == 1])
+    assert (img["f1_ci_low"], img["f1_ci_high"]) == proportions.f1_bootstrap(y, call, pid, n_boot=2000)
+    assert img["proportion_ci_method"] == proportions.CLUSTERED and hi_p["proportion_ci_method"] == proportions.WILSON
+    md = (tmp_path / "t/cui_table3.md").read_text()
+    assert f"{hi_p['sensitivity']:.3f} ({hi_p['sensitivity_ci_low']:.3f}–{hi_p['sensitivity_ci_high']:.3f})" in md
+    assert "Wilson score interval at patient level" in md and "effective sample size" in md and "F1: patient" in md
+
+
+def test_seed_summaries_are_mean_sd_and_range_never_averaged_bounds_or_p_values(tmp_path):
+    """Two seeds: the CSV's summary rows (mean, sd, min, max) hold the point estimates' statistics and leave
+    every interval bound and P value empty; the Markdown gives one row, "mean ± SD (range min–max)"."""
+    cells = [write_cell(tmp_path / f"s{sd}", a, "np", pred_rows(TEST, "test", sk, per=3, seed=sd * 10 + i), seed=sd)
+             for sd in (1, 2) for i, (a, sk) in enumerate([("resnet34", 0.4), ("se_resnet34", 0.6)])]
+    cui.cui_tables(cells, registry_outputs("cui", tmp_path / "t", tmp_path / "f"))
+    t3 = read_table(tmp_path / "t/cui_table3.csv", dtype={"seed": str})
+    sel = (t3["level"] == "patient") & (t3["class"] == "high")
+    seeds, summ = t3[sel & t3["seed"].isin(["1", "2"])], t3[sel & ~t3["seed"].isin(["1", "2"])].set_index("seed")
+    assert list(summ.index) == ["mean", "sd", "min", "max"]
+    for c in ("auc", "sensitivity", "f1", "tp"):
+        v = seeds[c].to_numpy(float)
+        assert list(summ[c]) == pytest.approx([v.mean(), v.std(ddof=1), v.min(), v.max()])
+    bounds = [c for c in t3 if c.endswith(("_low", "_high")) and not c.startswith(("auc_clustered", "auc_naive"))]
+    assert len(bounds) == 14 and summ[bounds].isna().all().all() and seeds[bounds].notna().all().all()
+    assert summ["ci_method"].isna().all()
+    md = (tmp_path / "t/cui_table3.md").read_text()
+    line = next(x for x in md.splitlines() if "| all 2 seeds | patient | high |" in x)
+    a = summ["auc"]
+    assert f"| {a['mean']:.3f} ± {a['sd']:.3f} (range {a['min']:.3f}–{a['max']:.3f}) |" in line
+    assert line.count("(range") == 6 and "not averaged" in md
+    # a P value column: never averaged (nor any bound), only the point estimates summarised
+    t = pd.DataFrame({"model": ["a", "a", "b"], "seed": [1, 2, 1], "auc": [0.8, 0.9, 0.7],
+                      "auc_ci_low": [0.6, 0.7, 0.5], "auc_boot_high": [0.9, 1.0, 0.8], "delong_p_vs_reference": [0.01, 0.2, np.nan],
+                      "delong_p_vs_reference_holm": [0.02, 0.4, np.nan], "p_value": [0.3, 0.1, 0.2], "n": [10, 10, 9]})
+    s = tables.seed_summary(t, ["model"])
+    assert list(s["seed"]) == ["1", "2", "1", "mean", "sd", "min", "max"]  # model b, one seed: no summary
+    assert s.iloc[3:][["auc_ci_low", "auc_boot_high", "delong_p_vs_reference", "delong_p_vs_reference_holm",
+                       "p_value"]].isna().all().all()
+    assert list(s.iloc[3:]["auc"]) == pytest.approx([0.85, np.std([0.8, 0.9], ddof=1), 0.8, 0.9])
+    v = tables.seed_view(s, ["model"])
+    r = v.iloc[-1]
+    assert r["seed"] == "all 2 seeds" and tables.ci_text(r) == "0.850 ± 0.071 (range 0.800–0.900)"
+    assert tables.count_text(r) == "10" and tables.fmt(r["delong_p_vs_reference"]) == ""
+    assert len(v) == 4 and tables.seed_view(t[t["seed"] == 1], ["model"]) is not None
+
+
+def test_a_family_is_adjusted_within_each_level_and_seed_and_the_footnote_says_so():
+    """Issue 29, item 7: one declared family per table, the same in code and footnote."""
+    t = pd.DataFrame({"seed": [1, 1, 1, 2, 2, 2], "level": ["patient"] * 6, "p": [0.01, 0.04, 0.03, 0.02, 0.5, 0.9]})
+    tables.adjust_columns(t, ["p"], {"adjust": ["holm", "bh"]}, by=["level", "seed"])
+    for sd in (1, 2):
+        sub = t[t["seed"] == sd]
+        np.testing.assert_allclose(sub["p_holm"], stats.adjust(sub["p"].to_numpy(), "holm"))
+        np.testing.assert_allclose(sub["p_bh"], stats.adjust(sub["p"].to_numpy(), "bh"))
+    note = tables.family_note(t, "p", "the phases' comparisons", {"adjust": ["holm"]}, by=["level", "seed"])
+    assert "3 tests in each level and seed" in note and "not pooled" in note
+
+
+def test_each_studys_decision_curves_pool_the_folds_and_take_the_first_seed(tmp_path):
+    """Issue 29, item 8: a decision curve (and calibration) per study on its test patients, the net benefit
+    recomputed here from the predictions."""
+    from ccgrade.evaluate import curves, studies
+
+    patients = TEST + TRAIN
+    folds = [patients[i::3] for i in range(3)]
+    cells = [write_cell(tmp_path, "resnet50", "cmp", pred_rows(test, "test", 0.6, per=2, seed=f), fold=f)
+             for f, test in enumerate(folds)]
+    cells.append(write_cell(tmp_path / "s2", "resnet50", "cmp", pred_rows(patients, "test", 0.1, seed=9), seed=2))
+    out = registry_outputs("dai", tmp_path / "t", tmp_path / "f")
+    t = studies.build("dai", cells, out)
+    d = read_table(tmp_path / "t/dai_decision.csv")
+    assert set(d["model"]) == {"resnet50 cmp"} and (d["n"] == len(patients)).all()  # the folds pooled, seed 1
+    test = pd.concat([tables.read_predictions(c) for c in cells[:3]])
+    pat = test.groupby("patient_id").agg(y=("label", "first"), p=("prob_high", "mean"))
+    for r in d.itertuples():
+        treat = pat["p"] >= r.threshold
+        tp, fp = (treat & (pat["y"] == 1)).sum(), (treat & (pat["y"] == 0)).sum()
+        assert r.net_benefit == pytest.approx(tp / len(pat) - fp / len(pat) * r.threshold / (1 - r.threshold))
+        assert r.nb_low <= r.net_benefit <= r.nb_high
+    assert (tmp_path / "f/dai_decision.png").exists() and len(t)
+    assert "class-weighted loss is a score, not a risk" in (tmp_path / "t/dai_decision.md").read_text()

@@ -16,8 +16,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from ccgrade import ingest
-from ccgrade.ingest_index import NON_IMAGE_CLASSES, object_kind
+from ccgrade.ingest import patient as ingest
+from ccgrade.ingest.index import NON_IMAGE_CLASSES, object_kind
 from conftest import PHASES, repo_config
 
 CFG = repo_config()["ingest"]

@@ -1,4 +1,4 @@
-"""External validation (ccgrade.external, preflight.external_cohort, the demo's shifted centre): each member's
+"""External validation (ccgrade.deploy.external, preflight.external_cohort, the demo's shifted centre): each member's
 probabilities are its bundle's own, a member that cannot grade a patient is a status row, and the table's
 numbers agree with scikit-learn and the statistics module computed independently. (The DAG's external jobs
 run on the tiny demo, test_workflow.)"""
@@ -15,9 +15,13 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from ccgrade import bundle, demo, external, models, preflight, stats
-from ccgrade.cohort import patient_sources
+from ccgrade import stats
+from ccgrade.config.cohort import patient_sources
+from ccgrade.deploy import bundle, external
+from ccgrade.ingest import demo
+from ccgrade.learn import models
 from ccgrade.outputs import Outputs, write_tsv
+from ccgrade.plan import preflight
 from conftest import PHASES, ingest_to, tiny_config
 from test_bundle import fake_cell
 from test_predict import derived
@@ -196,7 +200,7 @@ def test_the_external_table_agrees_with_an_independent_computation(tmp_path):
 
 
 def test_the_fusions_deep_block_on_an_external_patient_is_the_frozen_cells_embedding(demo_root, tmp_path):
-    from ccgrade import external_deep
+    from ccgrade.deploy import external_deep
 
     cfg = derived()
     cfg["rois"]["box"]["size"] = 32

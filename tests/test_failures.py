@@ -1,4 +1,4 @@
-"""Failure analysis (ccgrade.failures): which model is judged, the order of its errors, and error rates with
+"""Failure analysis (ccgrade.evaluate.failures): which model is judged, the order of its errors, and error rates with
 exact CIs checked against statsmodels' Clopper-Pearson interval."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ import pytest
 import torch
 from statsmodels.stats.proportion import proportion_confint
 
-from ccgrade import failures, models
+from ccgrade.evaluate import failures
+from ccgrade.learn import models
 from ccgrade.outputs import Outputs, write_npz, write_tsv
 
 

@@ -10,7 +10,9 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from ccgrade import decision, fusion, fusion_report, stats
+from ccgrade import stats
+from ccgrade.evaluate import decision
+from ccgrade.fusion import model as fusion, report as fusion_report
 
 
 
@@ -133,11 +135,21 @@ def test_the_command_line_stage_end_to_end(tmp_path):
         assert r["delta_auc_vs_combined"] == pytest.approx(want, abs=1e-12)
         assert r["delta_auc_boot_low"] <= r["delta_auc_vs_combined"] <= r["delta_auc_boot_high"]
         assert np.isnan(r["lr_p"])
+    # the LR tests leave the in-sample deep block out: none on its row, its score not in the design (radiomics
+    # score + age + sex=M: 3 terms, so radiomics is tested on 2 df and the clinical variables on 1)
+    for m, df_ in (("radiomics", 2), ("clinical", 1)):
         tr = t[(t["model"] == m) & (t["set"] == "train")].iloc[0]
-        assert 0 <= tr["lr_p"] <= tr["lr_p_holm"] <= 1 and tr["lr_df"] == (3 if m != "clinical" else 2)  # of the 4 combined terms
+        assert 0 <= tr["lr_p"] <= tr["lr_p_holm"] <= 1 and tr["lr_df"] == df_
+    assert t[(t["model"] == "deep") & (t["set"] == "train")]["lr_p"].isna().all()
     assert (t.loc[t["set"] == "test", "hl_df"] == 10).all() and (t.loc[t["set"] == "train", "hl_df"] == 8).all()
     md = (tmp_path / "t/fusion_models.md").read_text()
     assert "In-sample deep block" in md and "likelihood-ratio" in md and "Holm" in md
+    assert "without the deep score" in md and "Left out of the LR tests: the deep block" in md
+    assert "out-of-fold block scores" not in md and "DeLong P" not in md
+    # nothing was missing: the imputed counts say 0, on the clinical and combined rows only
+    assert (t.loc[t["model"].isin(["clinical", "combined"]), ["imputed_age", "imputed_sex"]] == 0).all().all()
+    assert t.loc[t["model"].isin(["radiomics", "deep"]), "imputed_age"].isna().all()
+    assert "age training 0, test 0; sex training 0, test 0" in md
     for stem in ("fusion_roc", "fusion_calibration_dca"):
         assert (tmp_path / f"f/{stem}.png").stat().st_size > 1000 and (tmp_path / f"f/{stem}.pdf").exists()
     # nested CV over all patients: radiomics + clinical only (the deep block comes from a fixed split)
@@ -328,3 +340,64 @@ def test_the_fusion_job_writes_the_external_centres_rows_and_curves(tmp_path):
     assert r["n"] == 30 and r["auc"] == pytest.approx(roc_auc_score(e["label"], e["prob_high"]))
     assert "centre C's patients scored by these models unchanged" in (tmp_path / "t/fusion_models.md").read_text()
     assert (tmp_path / "f/fusion_calibration_dca.png").stat().st_size > 1000
+
+
+def test_missing_clinical_values_are_imputed_from_the_training_patients_and_counted(tmp_path):
+    """A missing continuous value takes the training median; a missing categorical value is its own level
+    '(missing)' when some training patient lacks it, else the training share of each level (never the
+    baseline level); no patient is left out for it, and the table counts the imputed patients per set."""
+    import json
+
+    train = pd.DataFrame({"age": [50.0, 60.0, np.nan, 70.0, 80.0], "sex": ["F", "M", "M", None, "M"],
+                          "side": ["L", "R", "R", "L", "R"]})
+    test = pd.DataFrame({"age": [np.nan, 65.0], "sex": [None, "F"], "side": [None, "L"]})
+    clinical = [{"name": "age", "type": "continuous"}, {"name": "sex", "type": "categorical"},
+                {"name": "side", "type": "categorical"}]
+    c_tr = fusion.clinical_matrix(train, clinical)
+    c_te = fusion.clinical_matrix(test, clinical, reference=train)
+    assert list(c_tr.columns) == ["age", "sex=M", "sex=(missing)", "side=R"] == list(c_te.columns)
+    assert c_tr["age"].tolist() == [50.0, 60.0, 65.0, 70.0, 80.0]  # the training median of 50, 60, 70, 80
+    assert c_tr.loc[3, ["sex=M", "sex=(missing)"]].tolist() == [0.0, 1.0]
+    assert c_te.loc[0].tolist() == [65.0, 0.0, 1.0, 0.6]  # side: no training patient lacks it -> the share of R
+    assert c_te.loc[1].tolist() == [65.0, 0.0, 0.0, 0.0]
+    assert fusion.imputed_counts(train, clinical) == {"age": 1, "sex": 1, "side": 0}
+    assert fusion.imputed_counts(test, clinical) == {"age": 1, "sex": 1, "side": 1}
+    # through the job: patients with missing values are kept, and the table and footnote count them
+    df, y = cohort(n=80, seed=4)
+    ids = df["patient_id"].tolist()
+    sheet = df[["patient_id", "age", "sex"]].assign(grade_group=np.where(y == 1, "high", "low"))
+    sheet.loc[[0, 1, 2], "age"] = np.nan
+    sheet.loc[[3, 70], "sex"] = np.nan
+    sheet.to_csv(tmp_path / "cohort.tsv", sep="\t", index=False)
+    (tmp_path / "split.json").write_text(json.dumps({"folds": [{"train": ids[:56], "test": ids[56:]}]}))
+    rad = df[["patient_id"] + [f"f{j:02d}" for j in range(12)]].assign(status="ok", reason="")
+    rad.to_csv(tmp_path / "rad.tsv", sep="\t", index=False)
+    prm = {"clinical": clinical[:2], "seed": 3, "cv": 3, "nested_cv": 0}
+    fusion.main(["fit", "--cohort", str(tmp_path / "cohort.tsv"), "--split", str(tmp_path / "split.json"),
+                 "--radiomics", str(tmp_path / "rad.tsv"), "--params", json.dumps(prm),
+                 *fusion_outputs(tmp_path / "out", tmp_path / "t", tmp_path / "f")])
+    assert pd.read_csv(tmp_path / "out/left_out.tsv", sep="\t").empty
+    pred = pd.read_csv(tmp_path / "out/predictions.tsv", sep="\t")
+    assert set(pred["patient_id"]) == set(ids)
+    t = pd.read_csv(tmp_path / "t/fusion_models.csv").set_index(["model", "set"])
+    assert t.loc[("clinical", "train"), "imputed_age"] == 3 and t.loc[("combined", "train"), "imputed_sex"] == 1
+    assert t.loc[("clinical", "test"), "imputed_age"] == 0 and t.loc[("combined", "test"), "imputed_sex"] == 1
+    assert np.isnan(t.loc[("radiomics", "train"), "imputed_age"])
+    coef = pd.read_csv(tmp_path / "t/fusion_coefficients.csv")
+    assert "sex=(missing)" in set(coef.loc[coef["model"] == "clinical", "term"])
+    md = (tmp_path / "t/fusion_models.md").read_text()
+    assert "age training 3, test 0; sex training 1, test 1" in md
+
+
+def test_the_separation_footnote_names_each_fit_for_what_it_is():
+    """A calibration not estimated is the row's own risks separating its set; an LR test not estimated is
+    the training patients' combined design separating: neither is blamed for the other."""
+    t = pd.DataFrame({"model": ["radiomics", "clinical", "radiomics"], "set": ["train", "train", "test"],
+                      "cal_note": ["", "", "separation"], "lr_note": ["separation", "separation", ""],
+                      "lr_p": [np.nan, np.nan, np.nan]})
+    notes = fusion_report.comparison_notes({"radiomics": {}, "clinical": {}}, t, lr_left_out=["deep"])
+    cal = [n for n in notes if n.startswith("Calibration slope and intercept not estimated")]
+    lr = [n for n in notes if n.startswith("LR test not estimated")]
+    assert len(cal) == 1 and "radiomics (test)" in cal[0] and "train" not in cal[0]
+    assert len(lr) == 1 and "for radiomics, clinical:" in lr[0] and "radiomics score + clinical variables" in lr[0]
+    assert any("without the deep score" in n for n in notes) and any("Left out of the LR tests" in n for n in notes)

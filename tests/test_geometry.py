@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from ccgrade import geometry, kits
 from ccgrade.errors import CohortError
+from ccgrade.ingest import kits
+from ccgrade.preprocess import geometry
 
 
 def test_adapter_names_file_for_bad_grade(tmp_path):
@@ -47,8 +48,8 @@ def demo_vol(demo_root, tmp_path_factory):
 def test_geometry_from_an_rtstruct_equals_the_mask_and_side_comes_from_the_ct(demo_vol, demo_root, tmp_path):
     """The tumour-only demo mask has one cluster: alone its side is unknown (never a guess); with the CT the
     body midline gives the side the demo drew. An RTSTRUCT of the same outline gives the same geometry."""
-    from ccgrade import demo, rtstruct
-    from ccgrade import annotations as ann
+    from ccgrade.annotations import readers as ann, rtstruct
+    from ccgrade.ingest import demo
     from ccgrade.outputs import read_table
 
     prm = {"tumour_label": 1, "margin_mm": 5.0}

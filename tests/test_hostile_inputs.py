@@ -1,6 +1,6 @@
 """A hostile-input corpus, generated here from the demo patient (no committed binaries): each case's
 expected outcome (read correctly, an exclusion row, or an error) is asserted with the patient and file
-named. The README's "Robustness" section counts these cases.
+named. The docs/robustness.md counts these cases.
 
 Image cases damage a copy of DEMO001's DICOM folder (S02 plain, S03 corticomedullary, S04 parenchymal,
 S05 excretory) and run the two ingest stages the DAG runs (index, then convert); sheet cases write a
@@ -18,8 +18,8 @@ import pytest
 import SimpleITK as sitk
 from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, RLELossless, generate_uid
 
-from ccgrade import ingest
 from ccgrade.errors import CohortError, DicomError
+from ccgrade.ingest import patient as ingest
 from conftest import PHASES, repo_config
 
 CFG = repo_config()["ingest"]
@@ -380,7 +380,7 @@ def sheet(tmp_path, body: bytes, name="cohort.tsv"):
 
 
 def test_sheet_errors_name_patient_and_file(tmp_path):
-    from ccgrade.cohort import load_cohort_sheet
+    from ccgrade.config.cohort import load_cohort_sheet
 
     cfg = repo_config()
     (tmp_path / "P1").mkdir()
@@ -404,7 +404,7 @@ def test_sheet_errors_name_patient_and_file(tmp_path):
 
 
 def test_missing_clinical_values_are_excluded_per_variable_and_footnoted():
-    from ccgrade.baseline import baseline_table
+    from ccgrade.evaluate.baseline import baseline_table
 
     rng = np.random.default_rng(1)
     df = pd.DataFrame({"grade_group": ["low"] * 20 + ["high"] * 10, "age": rng.normal(60, 9, 30),

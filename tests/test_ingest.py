@@ -8,8 +8,8 @@ import pytest
 import SimpleITK as sitk
 from pydicom.data import get_testdata_file
 
-from ccgrade import ingest, ingest_index, ingest_series, ingest_volumes
 from ccgrade.errors import DicomError
+from ccgrade.ingest import index as ingest_index, patient as ingest, series as ingest_series, volumes as ingest_volumes
 from conftest import PHASES, SHARED_DATA, ingest_to, repo_config, shared_data
 
 CFG = repo_config()["ingest"]

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import torch
 
-from ccgrade import train
+from ccgrade.learn import train
 
 TESTS = Path(__file__).resolve().parent
 HP = {"arch": "resnet18", "optimizer": "sgd", "lr": 0.02, "momentum": 0.9, "batch": 8, "epochs": 6,
@@ -28,7 +28,7 @@ SCRIPT = textwrap.dedent("""
     sys.path.insert(0, {tests!r})
     torch.set_num_threads(1)
     from test_train import synthetic
-    from ccgrade import train
+    from ccgrade.learn import train
     data, split = synthetic(per=8)
     train.train_model(data, split, {hp!r}, seed=5, outdir={out!r}, progress=lambda m: print(m, flush=True))
     print("finished", flush=True)

@@ -14,9 +14,10 @@ import SimpleITK as sitk
 from scipy import ndimage
 from scipy.spatial.distance import pdist
 
-from ccgrade import geometry, kits
-from ccgrade.cohort import validate_cohort
+from ccgrade.config.cohort import validate_cohort
 from ccgrade.errors import AnnotationError
+from ccgrade.ingest import kits
+from ccgrade.preprocess import geometry
 from conftest import repo_config, shared_data
 
 pytestmark = pytest.mark.realdata

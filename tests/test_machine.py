@@ -1,10 +1,10 @@
-"""What a local run takes from the machine (ccgrade.machine): CPUs it may use, whether cells train on a GPU."""
+"""What a local run takes from the machine (ccgrade.learn.machine): CPUs it may use, whether cells train on a GPU."""
 
 from __future__ import annotations
 
 import os
 
-from ccgrade import machine
+from ccgrade.learn import machine
 
 
 def test_a_cgroup_quota_caps_the_affinity_mask(tmp_path):

@@ -6,7 +6,7 @@ import copy
 
 from conftest import repo_config
 
-from ccgrade import matrix
+from ccgrade.config import matrix
 
 
 def test_cells_of_the_demo_config():

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torchvision
 
-from ccgrade import models
+from ccgrade.learn import models
 
 
 @pytest.mark.parametrize("arch, shape", [("resnet18", (2, 1, 64, 64)), ("resnet34", (2, 3, 64, 64)),
@@ -101,25 +101,29 @@ def test_unknown_architecture():
 
 
 def test_the_architecture_registry_drives_builders_schema_wildcard_and_weights():
-    """Issue 28: one table (ccgrade.architectures) and everything that names architectures agrees with it: the
+    """Issue 28: one table (ccgrade.config.architectures) and everything that names architectures agrees with it: the
     builders, the config schema's enum, the Snakefile's {arch} wildcard, the ImageNet weight files (torchvision's
     own URLs) and the 2D/3D pairing with ROI kinds."""
     import re
 
     import yaml
 
-    from ccgrade import architectures, weights
+    from ccgrade.config import architectures
+    from ccgrade.learn import weights
     from conftest import REPO
 
+    from ccgrade.config.studyconfig import config_schema
+
     names = set(architectures.REGISTRY)
-    assert set(models.BUILDERS) == names and set(models.ARCHS) == names
-    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
-    enum = schema["properties"]["training"]["properties"]["studies"]["additionalProperties"]["properties"]["models"][
-        "propertyNames"]["enum"]
-    assert set(enum) == names
+    assert set(models.BUILDERS) == names and set(architectures.names()) == names
+    # the schema names no architecture itself: its enum is the registry's, filled in when it is read
+    raw = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    models_key = raw["properties"]["training"]["properties"]["studies"]["additionalProperties"]["properties"]["models"]
+    assert models_key["propertyNames"] == {"$ref": "#/$defs/architecture"} and "enum" not in raw["$defs"]["architecture"]
+    assert set(config_schema()["$defs"]["architecture"]["enum"]) == names
     assert "arch=ccarch.wildcard()" in (REPO / "workflow/rules/common.smk").read_text()
     assert all(re.fullmatch(architectures.wildcard(), n) for n in names)
-    assert set(weights.IMAGENET_URLS) == {n for n, a in architectures.REGISTRY.items() if a.imagenet_url}
+    assert set(weights.imagenet_urls()) == {n for n, a in architectures.REGISTRY.items() if a.imagenet_url}
     for name, a in architectures.REGISTRY.items():
         net = models.build_model(name, in_channels=2).eval()
         shape = (1, 2, 16, 32, 32) if a.dims == 3 else (1, 2, 32, 32)

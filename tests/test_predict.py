@@ -1,4 +1,4 @@
-"""Grading new patients (ccgrade.predict): which cells grade, what the pre-flight says of a new patient the
+"""Grading new patients (ccgrade.deploy.predict): which cells grade, what the pre-flight says of a new patient the
 model cannot read, and the ensemble's arithmetic on real crops. (That `snakemake predict` on a study's own
 test patients gives the study's probabilities is tested on the tiny demo DAG, test_workflow.)"""
 
@@ -13,9 +13,12 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from ccgrade import bundle, models, predict, preflight
-from ccgrade.cohort import cohort_problems, patient_sources
+from ccgrade import stats
+from ccgrade.config.cohort import cohort_problems, patient_sources
+from ccgrade.deploy import bundle, predict
+from ccgrade.learn import models
 from ccgrade.outputs import Outputs
+from ccgrade.plan import preflight
 from conftest import PHASES, ingest_to, tiny_config
 from test_bundle import fake_cell
 
@@ -175,7 +178,8 @@ def test_metrics_of_graded_new_patients_match_scikit_learn(tmp_path):
     call = p >= 0.4  # the bundles' threshold, not 0.5
     assert r["sensitivity"] == pytest.approx(call[y == 1].mean()) and r["specificity"] == pytest.approx(1 - call[y == 0].mean())
     assert r["auc_ci_low"] < r["auc"] < r["auc_ci_high"]
-    assert "AUC CI: DeLong" in (tmp_path / "metrics_md.md").read_text()
+    assert (r["auc_ci_low"], r["auc_ci_high"]) == pytest.approx(stats.auc_interval_score(y, p)[1:], abs=1e-12)
+    assert "AUC 95% CI: Newcombe's score interval" in (tmp_path / "metrics_md.md").read_text()
     assert len(pd.read_csv(out["predictions"])) == 30
 
 

@@ -12,7 +12,8 @@ import pytest
 import SimpleITK as sitk
 import yaml
 
-from ccgrade import preflight, studyconfig
+from ccgrade.config import studyconfig
+from ccgrade.plan import preflight, problem_report, survey
 from conftest import one_phase_rtstruct_cohort, repo_config
 
 
@@ -43,7 +44,7 @@ def test_a_clean_one_phase_cohort_plans_with_the_study_cut_to_its_phase(hospital
     # no clinical column; the side comes from the tumour outline on the CT (geometry)
     assert [v["name"] for v in c["baseline"]["variables"]] == ["side"] and "age" in c["baseline"]["missing_variables"]
     assert p.facts["links"] == {"position": 6} and p.facts["formats"] == {"rtstruct": 6}
-    text = preflight.report(p)
+    text = problem_report.report(p)
     assert "RTSTRUCTs: contours linked to slices by plane position (6)" in text
     for line in ("training.studies.sun: the cohort feeds none of its models",
                  "fusion.deep: the cell sun/resnet50/stack is left out",
@@ -70,7 +71,7 @@ def test_every_mistake_of_a_first_run_is_listed_at_once(hospital, tmp_path):
     sheet.loc[5, "rtstruct_up"] = "export/patient_001/RTSTRUCT.dcm"   # 6. another patient's structure set
     sheet.to_csv(root / "cohort.tsv", sep="\t", index=False)
     p = preflight.plan(sheet_cfg(root / "cohort.tsv"), cache=tmp_path / "survey.json")
-    text = preflight.report(p)
+    text = problem_report.report(p)
     want = [
         ("patient 002", "unknown grade value 'G7'", "write the grade as 1-4"),
         ("column mask_pv", "'pv' is not a phase code", "rename the column to mask_np"),
@@ -115,6 +116,37 @@ def test_snakemake_dry_run_lists_all_mistakes_before_any_job(hospital, tmp_path)
     assert (wd / ".snakemake/ccgrade/preflight.txt").exists()  # the full list, outside results/
 
 
+def tree_state(*roots) -> dict[str, tuple]:
+    """Every path under ``roots`` but Snakemake's own state folder, with its size, modification time and mode."""
+    out = {}
+    for root in roots:
+        for p in sorted(root.rglob("*")):
+            if ".snakemake" not in p.relative_to(root).parts:
+                st = p.lstat()
+                out[str(p)] = (st.st_size, st.st_mtime_ns, st.st_mode) if not p.is_dir() else ("dir", st.st_mode)
+    return out
+
+
+def test_a_dry_run_and_lint_change_no_file(hospital, tmp_path):
+    """Issue 28: parsing the Snakefile wrote the privacy key, the private record of the input paths and the
+    private copy of the sheet, so `snakemake -n` or `--lint` changed the working tree. Now only a real run
+    makes them (the slow ingest test below checks that it does), and the dry run still plans every job."""
+    from test_workflow import smk
+
+    root = tmp_path / "h"
+    shutil.copytree(hospital.parent, root, ignore=shutil.ignore_patterns("_generated"))
+    wd = tmp_path / "run"
+    wd.mkdir()
+    (wd / "study.yaml").write_text(yaml.safe_dump({"cohort": {"sheet": str(root / "cohort.tsv")}}))
+    before = tree_state(wd, root)
+    r = smk(wd, "-n", "--cores", "1", "--configfile", str(wd / "study.yaml"), check=False)
+    assert r.returncode == 0 and "ingest_patient" in r.stdout + r.stderr, (r.stdout + r.stderr)[-3000:]
+    smk(wd, "--lint", "--configfile", str(wd / "study.yaml"), check=False)
+    smk(wd, "--list-rules", "--configfile", str(wd / "study.yaml"), check=False)
+    assert tree_state(wd, root) == before
+    assert (wd / ".snakemake").is_dir()  # (Snakemake's own folder, which a dry run writes itself)
+
+
 def test_the_survey_is_cached_and_renewed_when_a_folder_changes(hospital, tmp_path, monkeypatch):
     root = tmp_path / "h"
     shutil.copytree(hospital.parent, root, ignore=shutil.ignore_patterns("_generated"))
@@ -122,8 +154,8 @@ def test_the_survey_is_cached_and_renewed_when_a_folder_changes(hospital, tmp_pa
     cache = tmp_path / "survey.json"
     first = preflight.plan(cfg, cache=cache)
     calls = []
-    real = preflight.survey_patient
-    monkeypatch.setattr(preflight, "survey_safely", lambda rec, c: calls.append(rec["patient_id"]) or real(rec, c))
+    real = survey.survey_patient
+    monkeypatch.setattr(survey, "survey_safely", lambda rec, c: calls.append(rec["patient_id"]) or real(rec, c))
     again = preflight.plan(cfg, cache=cache)
     assert calls == [] and again.config == first.config  # nothing read again
     (root / "export/patient_002/CT/EXP0000.dcm").unlink()  # a file removed: that patient's folder changed
@@ -132,6 +164,16 @@ def test_the_survey_is_cached_and_renewed_when_a_folder_changes(hospital, tmp_pa
     cfg2 = dict(cfg, rtstruct_roi="nothing")  # a config key the survey depends on: every patient again
     preflight.plan(cfg2, cache=cache)
     assert sorted(calls[1:]) == ["001", "002", "003", "004", "005", "006"]
+    # a file rewritten in place (a re-anonymisation: the folder's entries, so its time, unchanged): that patient
+    # again. The folder time alone served the old headers: found running an unfamiliar layout (issue 28)
+    f = root / "export/patient_003/CT/EXP0001.dcm"
+    ds = pydicom.dcmread(f)
+    ds.PatientID = "ANON-0003"
+    folder_time = f.parent.stat().st_mtime_ns
+    ds.save_as(f)
+    assert f.parent.stat().st_mtime_ns == folder_time
+    preflight.plan(cfg2, cache=cache)
+    assert calls[7:] == ["003"]
 
 
 def test_replace_takes_a_users_mapping_whole():
@@ -170,7 +212,7 @@ def test_masks_only_cohorts_require_no_phase_and_train_nothing():
 
 
 def test_the_starter_config_is_valid_and_sets_only_what_defaults_cannot_know(hospital, tmp_path):
-    from ccgrade import init
+    from ccgrade.plan import init
 
     root = tmp_path / "h"
     shutil.copytree(hospital.parent, root, ignore=shutil.ignore_patterns("_generated"))
@@ -202,7 +244,7 @@ def test_a_failed_jobs_message_reaches_the_console(tmp_path):
                    "file rt.dcm: contour of ROI 'GTV' lies outside the image; fix: export the whole series\n")
     main = tmp_path / "snakemake.log"
     main.write_text(f"[Tue Dec  1]\nError in rule crop_roi:\n    jobid: 3\n    log: {log} (check log file(s) for error "
-                    "details)\n    shell:\n        python -m ccgrade.crops\n\nShutting down\n")
+                    "details)\n    shell:\n        python -m ccgrade.preprocess.crops\n\nShutting down\n")
     assert preflight.job_errors(main) == [
         "rule crop_roi: patient 007, phase up, file rt.dcm: contour of ROI 'GTV' lies outside the image; fix: export "
         "the whole series"]
@@ -239,8 +281,8 @@ def test_an_unforeseen_failure_in_one_patients_files_is_that_patients_error(hosp
             raise RuntimeError("a reader fell over")
         return real(rec, cfg)
 
-    real = preflight.survey_patient
-    monkeypatch.setattr(preflight, "survey_patient", boom)
+    real = survey.survey_patient
+    monkeypatch.setattr(survey, "survey_patient", boom)
     p = preflight.plan(sheet_cfg(hospital), cache=None)
     assert [str(e) for e in p.errors] == [
         "ERROR: patient 003: the header survey failed (RuntimeError: a reader fell over)\n    fix: check this patient's "
@@ -274,8 +316,8 @@ def test_an_mrn_used_as_the_sheet_id_is_an_error_unless_the_headers_say_they_are
 
 
 def test_init_exits_non_zero_when_its_own_preflight_finds_errors(hospital, tmp_path, capsys):
-    """Issue 27: `python -m ccgrade.init` exited 0 with errors listed in the config it wrote."""
-    from ccgrade import init
+    """Issue 27: `python -m ccgrade.plan.init` exited 0 with errors listed in the config it wrote."""
+    from ccgrade.plan import init
 
     init.main([str(hospital)])  # a clean cohort: exit 0 (no SystemExit)
     assert "Pre-flight: 0 error(s)" in capsys.readouterr().out
@@ -343,6 +385,49 @@ def test_one_patient_or_a_cohort_without_annotations_can_be_ingested(hospital, t
                                                                       == "ok").all()
     assert (wd / "results/volumes" / sheet["patient_id"].iloc[0] / "up.nii.gz").exists()
     assert not (wd / "results/splits").exists() and not (wd / "results/crops").exists()
+    # the real run made what a dry run leaves alone: the key, the record of input paths and the sheet's copy
+    assert {p.name for p in (wd / "resources/private").iterdir()} >= {"secret.key", "sources.json", "cohort_sheet.tsv"}
     # the report of what the partial run made (README: name the same target)
     r = smk(wd, "ingest", "--report", "results/report.html", "--configfile", str(wd / "study.yaml"), check=False)
     assert r.returncode == 0 and (wd / "results/report.html").stat().st_size > 0, (r.stdout + r.stderr)[-2000:]
+
+
+@pytest.mark.parametrize("argv, targets, runs", [
+    (["-n", "--cores", "1"], set(), False), (["--lint"], set(), False), (["--list-rules"], set(), False),
+    (["crops", "--report", "results/report.html"], {"crops"}, False), (["--dag"], set(), False),
+    (["ingest", "--cores", "2", "--configfile", "s.yaml"], {"ingest"}, True), ([], set(), True),
+    (["--cores", "8", "--resources", "gpu=1"], set(), True),
+])
+def test_the_invocation_is_read_with_snakemakes_own_parser(argv, targets, runs):
+    from ccgrade.plan import invocation
+
+    inv = invocation.read(argv)
+    assert (set(inv.targets), inv.runs_jobs) == (targets, runs)
+
+
+def test_every_read_only_option_is_one_snakemake_knows():
+    from snakemake.cli import get_argument_parser
+
+    from ccgrade.plan import invocation
+
+    assert set(invocation.READ_ONLY_OPTIONS) <= {a.dest for a in get_argument_parser()._actions}
+
+
+def test_one_series_under_two_patients_is_an_error_and_a_phase_named_wrong_a_warning():
+    """A second, unfamiliar layout (issue 28's check: the real TotalSegmentator series copied into two
+    patients' folders, its mask given as mask_cmp while the headers make the series parenchymal) showed two
+    problems the pre-flight did not name."""
+    from ccgrade.plan import survey
+
+    img = {"status": "ok", "series_uid": "1.2.3", "frame_uid": "1.2"}
+    surveys = {"007": {"images": {"np": img}, "annotations": {"cmp": ["mask"]}},
+               "NA": {"images": {"np": img}, "annotations": {"np": ["mask"]}},
+               "009": {"images": {"np": {**img, "series_uid": "1.2.4"}, "cmp": {"status": "ok", "series_uid": "file:x"}},
+                       "annotations": {"cmp": ["mask"], "np": ["mask"]}}}
+    probs = survey.cross_patient_problems(surveys)
+    errors = [p for p in probs if p.level == "error"]
+    assert len(errors) == 1 and "patients 007 (np), NA (np) have the same DICOM series" in errors[0].message
+    assert errors[0].scope == "study"  # (`snakemake ingest` still runs: the review tables show the copy)
+    assert "1.2.3" not in errors[0].message  # (UIDs identify: the console gets none)
+    warns = [p for p in probs if p.level == "warning"]
+    assert len(warns) == 1 and warns[0].message.startswith("patient 007") and "name its column mask_np" in warns[0].fix

@@ -19,9 +19,12 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 
-from ccgrade import crops, ingest, phiscan, privacy, rtstruct
-from ccgrade import annotations as ann
+from ccgrade.annotations import readers as ann, rtstruct
 from ccgrade.errors import PrivacyError
+from ccgrade.ingest import patient as ingest
+from ccgrade.preprocess import crops
+from ccgrade.privacy import pseudonyms as privacy
+from ccgrade.report import phiscan
 from conftest import PHASES, repo_config
 
 SECRET = b"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
@@ -320,7 +323,7 @@ def test_a_job_error_names_the_file_by_its_label(both, demo_root, tmp_path, caps
 
 
 def test_public_config_hides_the_users_paths_and_keep_is_a_shorthand():
-    from ccgrade import preflight
+    from ccgrade.plan import preflight
 
     cfg = repo_config()
     cfg["cohort"]["sheet"] = "/data/Qzxwv_Jorunn/cohort.csv"
@@ -361,7 +364,7 @@ def test_a_series_without_uid_is_keyed_by_a_pseudonym_not_its_folder(demo_root, 
 def test_each_patient_is_searched_below_its_own_cohorts_root(tmp_path):
     """An external centre's patients lie below their own root: the folders above it (the study's, e.g. the
     demo's `demo_external`) are not patient values, the patient's own folders and files are."""
-    from ccgrade import phiscan
+    from ccgrade.report import phiscan
 
     for root, pid in (("main_cohort", "P1"), ("second_site/C", "X1")):
         f = tmp_path / root / "patients" / f"{pid}_Jones" / "scan.nii.gz"
@@ -377,7 +380,7 @@ def test_each_patient_is_searched_below_its_own_cohorts_root(tmp_path):
 
 
 def test_a_weak_key_is_a_preflight_error_with_the_command_that_makes_a_good_one(tmp_path):
-    from ccgrade import preflight
+    from ccgrade.plan import preflight
 
     settings = {"mode": "pseudonymise", "dir": str(tmp_path)}
     assert preflight.key_problems(settings) == []  # none yet: the run makes one

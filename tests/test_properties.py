@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy import ndimage
 
-from ccgrade import crops, geometry
+from ccgrade.preprocess import crops, geometry
 
 SETTINGS = settings(max_examples=60, deadline=None, derandomize=True)  # derandomized: the same cases every run
 
@@ -115,8 +115,9 @@ def test_patient_ids_survive_every_table_read_of_the_front_half(tmp_path_factory
 
     import pandas as pd
 
-    from ccgrade import baseline, collect, splits
+    from ccgrade.evaluate import baseline
     from ccgrade.outputs import write_tsv
+    from ccgrade.preprocess import collect, splits
     from conftest import repo_config
 
     cfg = repo_config()

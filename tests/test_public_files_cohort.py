@@ -2,7 +2,7 @@
 front half of the DAG. Three patients, three layouts: a NIfTI CT with a TotalSegmentator label mask
 (label 1, the spleen, stands in for a tumour: its side is known to be left), the rt-utils phantom CT with
 its RTSTRUCT (ROI "ROI-1", which the default pattern does not match), and a real Siemens JPEG 2000 DICOM
-series without any annotation. Each patient gives a different phase; `python -m ccgrade.init` must write a
+series without any annotation. Each patient gives a different phase; `python -m ccgrade.plan.init` must write a
 config that plans without errors, and the front half must run on it."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.realdata]
 
 
 def test_files_from_other_tools_through_the_starter_config_and_the_front_half(tmp_path):
-    from ccgrade import init
+    from ccgrade.plan import init
 
     ts, rt = shared_data("totalseg"), shared_data("rt-utils")
     sheet = tmp_path / "cohort.tsv"

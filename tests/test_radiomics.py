@@ -7,8 +7,8 @@ import pytest
 import SimpleITK as sitk
 import yaml
 
-from ccgrade import radiomics
 from ccgrade.errors import AnnotationError
+from ccgrade.fusion import radiomics
 from conftest import ingest_to
 
 

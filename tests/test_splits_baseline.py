@@ -3,8 +3,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from ccgrade import baseline, splits
 from ccgrade.errors import SplitError
+from ccgrade.evaluate import baseline
+from ccgrade.preprocess import splits
 from conftest import repo_config
 
 

@@ -1,16 +1,17 @@
-"""The study registry (ccgrade.studies): each kind's files, captions and builder in one entry, from which
+"""The study registry (ccgrade.evaluate.studies): each kind's files, captions and builder in one entry, from which
 the rules declare the tables jobs; a study of an existing kind is one config block."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from importlib import import_module
 from pathlib import Path
 
 import yaml
 
-from ccgrade import evaluate, studies
-from ccgrade.studyconfig import SCHEMA_DIR, load_yaml
+from ccgrade.config.studyconfig import load_yaml, SCHEMA_DIR
+from ccgrade.evaluate import studies
 from conftest import REPO, repo_config
 
 
@@ -25,7 +26,8 @@ def test_every_kind_names_its_files_once_with_existing_captions():
             first, second = item.paths(name).values()
             assert first.endswith(".csv" if item.kind == "table" else ".png")
             assert second == first.rsplit(".", 1)[0] + (".md" if item.kind == "table" else ".pdf")
-        assert studies.builder(name) is getattr(evaluate, kind.builder)
+        module, function = kind.builder.split(".")  # the builder: a function of a module of ccgrade.evaluate
+        assert studies.builder(name) is getattr(import_module(f"ccgrade.evaluate.{module}"), function)
     # the schema's enum of kinds is the registry's
     schema = load_yaml(SCHEMA_DIR / "config.schema.yaml")
     enum = schema["properties"]["training"]["properties"]["studies"]["additionalProperties"]["properties"]["kind"]["enum"]
@@ -66,7 +68,7 @@ def test_a_second_study_of_a_kind_is_one_config_block(tmp_path):
 
 
 def test_the_demo_config_trains_sun_on_each_roi_setting():
-    from ccgrade import matrix
+    from ccgrade.config import matrix
 
     cfg = repo_config()
     cells = matrix.cells(cfg, "sun")

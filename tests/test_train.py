@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
-from ccgrade import evaluate, train
+from ccgrade.evaluate import li
+from ccgrade.learn import train
 
 HP = {"arch": "resnet18", "optimizer": "sgd", "lr": 0.02, "momentum": 0.9, "batch": 8, "epochs": 3,
       "augment": {"rotate_deg": 30, "hflip": True, "vflip": True, "copies": 1}, "class_weight": "balanced"}
@@ -84,6 +85,8 @@ def test_same_seed_same_model_and_resume_is_exact(tmp_path):
                                       ref[["loss", "val_auc", "val_loss"]].to_numpy())
         a, b = torch.load(tmp_path / "a" / "best.pt"), torch.load(tmp_path / d / "best.pt")
         assert all(torch.equal(a[k], b[k]) for k in a)
+    # the same bytes, not only the same tensors (torch names a file's records after the file it writes)
+    assert (tmp_path / "a" / "best.pt").read_bytes() == (tmp_path / "b" / "best.pt").read_bytes()
     train.train_model(data, split, HP, seed=8, outdir=tmp_path / "d", progress=q)
     assert not np.array_equal(pd.read_csv(tmp_path / "d" / "epochs.tsv", sep="\t")["loss"], ref["loss"])
 
@@ -114,7 +117,7 @@ def test_li_rule(calls, want):
     n = len(calls)
     boxes = np.tile([10.0, 10, 20, 20], (n, 1))
     prob = np.where(np.array(calls) == 1, 0.7, 0.4)
-    call, basis = evaluate.li_patient_call(np.arange(n), boxes, np.array(calls), prob)
+    call, basis = li.li_patient_call(np.arange(n), boxes, np.array(calls), prob)
     assert basis == want[1]
     assert call == (want[0] if want[0] is not None else int(prob.mean() >= 0.5))
 
@@ -122,10 +125,10 @@ def test_li_rule(calls, want):
 def test_li_rule_needs_adjacent_overlapping_slices():
     calls = np.array([1, 1, 1, 1])
     far = np.array([[0, 0, 10, 10], [0, 0, 10, 10], [30, 30, 40, 40], [30, 30, 40, 40]], float)  # IoU 0 in the middle
-    assert evaluate.li_patient_call(np.arange(4), far, calls, np.full(4, 0.4))[0] == 0  # falls back to mean prob 0.4
+    assert li.li_patient_call(np.arange(4), far, calls, np.full(4, 0.4))[0] == 0  # falls back to mean prob 0.4
     gap = np.array([0, 1, 3, 4])  # slice 2 missing
-    assert evaluate.li_patient_call(gap, np.tile([0, 0, 10, 10.0], (4, 1)), calls, np.full(4, 0.4))[0] == 0
-    assert evaluate.box_iou(np.array([0, 0, 10, 10.0]), np.array([5, 0, 15, 10.0])) == pytest.approx(1 / 3)
+    assert li.li_patient_call(gap, np.tile([0, 0, 10, 10.0], (4, 1)), calls, np.full(4, 0.4))[0] == 0
+    assert li.box_iou(np.array([0, 0, 10, 10.0]), np.array([5, 0, 15, 10.0])) == pytest.approx(1 / 3)
 
 
 def test_3d_rotation_turns_every_axial_plane_alike():
@@ -214,7 +217,7 @@ def test_batch_norm_statistics_are_the_epochs_batch_average():
 
 def test_cube_crops_keep_their_whole_3d_box_in_the_predictions(tmp_path):
     """A cube's box is (x1, y1, z1, x2, y2, z2) in mm: all six reach predictions.tsv; 2D boxes keep z empty."""
-    from ccgrade import models
+    from ccgrade.learn import models
     from ccgrade.outputs import write_npz
 
     cube = np.array([[-12.5, 30.0, -80.0, 20.5, 61.0, -40.0]])

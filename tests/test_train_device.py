@@ -12,7 +12,9 @@ import pytest
 import torch
 import torchvision
 
-from ccgrade import matrix, preflight, train, weights
+from ccgrade.config import matrix
+from ccgrade.learn import train, weights
+from ccgrade.plan import preflight
 from test_train import HP, synthetic
 
 GIB = 2**30
@@ -103,7 +105,7 @@ def test_loss_summed_on_the_device_matches_the_per_step_sum(tmp_path):
     train.train_model(data, split, hp, seed=1, outdir=tmp_path, progress=lambda s: None)
     ep = pd.read_csv(tmp_path / "epochs.tsv", sep="\t")
     torch.manual_seed(1)
-    from ccgrade import models
+    from ccgrade.learn import models
 
     net = models.build_model("resnet18", 1)
     tr = data.subset(set(split["train"]))
@@ -154,7 +156,7 @@ def test_imagenet_paths_are_torchvisions_and_missing_files_are_named_with_the_fe
     env = {"TORCH_HOME": str(tmp_path / "th")}
     for arch, enum in (("resnet18", "ResNet18_Weights"), ("resnet34", "ResNet34_Weights"),
                        ("resnet50", "ResNet50_Weights"), ("se_resnet34", "ResNet34_Weights")):
-        assert weights.IMAGENET_URLS[arch] == getattr(torchvision.models, enum).IMAGENET1K_V1.url
+        assert weights.imagenet_urls()[arch] == getattr(torchvision.models, enum).IMAGENET1K_V1.url
     import os
 
     old = os.environ.get("TORCH_HOME")
@@ -175,7 +177,7 @@ def test_imagenet_paths_are_torchvisions_and_missing_files_are_named_with_the_fe
     (p,) = weights.missing_weights(cfg, env)  # ResNet34's one file serves both Cui models
     path = tmp_path / "th/hub/checkpoints/resnet34-b627a593.pth"
     assert p.level == "error" and "cui/resnet34, cui/se_resnet34" in p.message and str(path) in p.message
-    assert f"curl -L --create-dirs -o {path} {weights.IMAGENET_URLS['resnet34']}" in p.fix
+    assert f"curl -L --create-dirs -o {path} {weights.imagenet_urls()['resnet34']}" in p.fix
     path.parent.mkdir(parents=True)
     path.write_bytes(b"weights")
     assert weights.missing_weights(cfg, env) == []
@@ -194,7 +196,7 @@ def test_paper_scale_configs_plan_on_the_demo_with_only_their_weight_files_missi
     user = yaml.safe_load(path.read_text())
     cfg = merged(repo_config(), user)
     p = preflight.plan(cfg, configfiles=[str(path)], cache=None, write_cache=False, demo_root=str(tmp_path / "demo"))
-    assert sorted(weights.IMAGENET_URLS[a].rsplit("/", 1)[1] for a in archs) == sorted(
+    assert sorted(weights.imagenet_urls()[a].rsplit("/", 1)[1] for a in archs) == sorted(
         e.message.split(" which are not at ")[1].split(";")[0].rsplit("/", 1)[1] for e in p.errors)
     for a in archs:
         f = weights.imagenet_path(a)

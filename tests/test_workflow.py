@@ -190,8 +190,8 @@ def test_a_bundle_reproduces_the_cells_test_predictions(study):
     recorded preprocessing (no config) and gives predictions.tsv's P(high) to 1e-5."""
     import json
 
-    from ccgrade import bundle
-    from ccgrade.cohort import patient_sources
+    from ccgrade.config.cohort import patient_sources
+    from ccgrade.deploy import bundle
 
     cell = "cui/box/resnet34/cmp/base/fold0/seed1"
     smk(study, "--cores", "2", f"results/bundles/{cell}/metadata.json")
@@ -286,7 +286,7 @@ def test_every_study_is_validated_on_the_demos_external_centre(study):
     from sklearn.metrics import roc_auc_score
 
     ext = study / "results/external/C"
-    from ccgrade import demo
+    from ccgrade.ingest import demo
 
     cfg = tiny_config()
     sheet = demo.draw_cohort(demo.external_settings(cfg["demo"], cfg["external"]["demo"], "C"))
@@ -317,7 +317,7 @@ def test_every_study_is_validated_on_the_demos_external_centre(study):
             if (y == 1).any():
                 assert r["sensitivity"] == pytest.approx(call[y == 1].mean())
     # the frozen bundle grades an external patient as its own loader does
-    b = __import__("ccgrade.bundle", fromlist=["load"]).load(study / "results/bundles/cui/box/resnet34/cmp/base/fold0/seed1")
+    b = __import__("ccgrade.deploy.bundle", fromlist=["load"]).load(study / "results/bundles/cui/box/resnet34/cmp/base/fold0/seed1")
     src = {"cmp": {"labelme": str(study / "resources/demo_external/C/annotations/EXT002/cmp/labelme")}}
     own = b.predict(ext / "volumes/EXT002", src, patient="EXT002", secret=study / "resources/private/secret.key")
     img = pd.read_csv(ext / "cui/patients/EXT002.tsv", sep="\t", dtype={"patient_id": str})
@@ -505,7 +505,7 @@ def test_a_changed_window_preset_reruns_only_the_crops_that_use_it(study):
 
 
 def test_a_code_change_to_one_stage_reruns_that_stage_and_its_dependants_only(study):
-    module = SNAKEFILE["path"].parent / "workflow/src/ccgrade/baseline.py"
+    module = SNAKEFILE["path"].parent / "workflow/src/ccgrade/evaluate/baseline.py"
     original = module.read_text()
     module.write_text(original + "\n# an edit\n")
     try:
@@ -519,10 +519,10 @@ def test_a_code_change_to_one_stage_reruns_that_stage_and_its_dependants_only(st
 
 @pytest.mark.parametrize("module, must, must_not", [
     # (the splits rerun too: they read the cohort table, which takes the tumour size from the geometry)
-    ("rtstruct", {"crop_roi", "tumour_geometry", "radiomics_patient"}, {"ingest_patient", "demo_patient"}),
+    ("annotations/rtstruct", {"crop_roi", "tumour_geometry", "radiomics_patient"}, {"ingest_patient", "demo_patient"}),
     ("stats", {"baseline_grade", "train_model", "cui_tables", "li_tables", "dai_tables", "fusion"},
      {"crop_roi", "ingest_patient", "tumour_geometry", "radiomics_patient"}),
-    ("models", {"train_model", "deep_features", "li_heatmaps", "fusion"},
+    ("learn/models", {"train_model", "deep_features", "li_heatmaps", "fusion"},
      {"crop_roi", "baseline_grade", "ingest_patient", "radiomics_patient"}),
 ])
 def test_editing_an_imported_module_reruns_the_stages_that_import_it(study, module, must, must_not):

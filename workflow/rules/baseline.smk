@@ -21,9 +21,9 @@ rule baseline_grade:
         "../../envs/ccgrade.yaml"
     params:
         config=baseline_params,
-        code=code("baseline"),
+        code=code("evaluate.baseline"),
     shell:
-        "python -m ccgrade.baseline --cohort {input.cohort:q} --split {input.split} --config {params.config:q}"
+        "python -m ccgrade.evaluate.baseline --cohort {input.cohort:q} --split {input.split} --config {params.config:q}"
         " --by grade --out {output.csv} --md {output.md} > {log} 2>&1"
 
 
@@ -47,7 +47,7 @@ rule baseline_split:
         "../../envs/ccgrade.yaml"
     params:
         config=baseline_params,
-        code=code("baseline"),
+        code=code("evaluate.baseline"),
     shell:
-        "python -m ccgrade.baseline --cohort {input.cohort:q} --split {input.split} --config {params.config:q}"
+        "python -m ccgrade.evaluate.baseline --cohort {input.cohort:q} --split {input.split} --config {params.config:q}"
         " --by split --out {output.csv} --md {output.md} > {log} 2>&1"

@@ -18,9 +18,9 @@ rule kits_sheet:
     params:
         root=KITS["root"] if KITS else "",
         histology=KITS["histology"] if KITS else "",
-        code=code("kits"),
+        code=code("ingest.kits"),
     shell:
-        "python -m ccgrade.kits --root {params.root:q} --histology {params.histology}"
+        "python -m ccgrade.ingest.kits --root {params.root:q} --histology {params.histology}"
         " --sheet {output.sheet} --left-out {output.left_out} > {log} 2>&1"
 
 
@@ -51,9 +51,9 @@ rule tumour_geometry:
         phase=lambda wc: geometry_phase(wc.pid),
         args=geometry_args,
         privacy=SECRET_ARG,
-        code=code("geometry"),
+        code=code("preprocess.geometry"),
     shell:
-        "python -m ccgrade.geometry --patient {wildcards.pid} --phase {params.phase} {params.args}"
+        "python -m ccgrade.preprocess.geometry --patient {wildcards.pid} --phase {params.phase} {params.args}"
         " --params {params.geometry:q} --out {output} {params.privacy} > {log} 2>&1"
 
 
@@ -70,9 +70,9 @@ rule geometry_table:
     conda:
         "../../envs/ccgrade.yaml"
     params:
-        code=code("collect"),
+        code=code("preprocess.collect"),
     shell:
-        "python -m ccgrade.collect geometry --tables {input.tables} --out {output.csv} --md {output.md} > {log} 2>&1"
+        "python -m ccgrade.preprocess.collect geometry --tables {input.tables} --out {output.csv} --md {output.md} > {log} 2>&1"
 
 
 rule cohort_sheet:
@@ -88,9 +88,9 @@ rule cohort_sheet:
         "../../envs/ccgrade.yaml"
     params:
         config=as_json({"cohort": PUBLIC["cohort"], "columns": COHORT_COLUMNS}),
-        code=code("cohort", "collect"),
+        code=code("config.cohort", "preprocess.collect"),
     shell:
-        "python -m ccgrade.collect cohort --sheet {input.sheet:q} --config {params.config:q} --out {output} > {log} 2>&1"
+        "python -m ccgrade.preprocess.collect cohort --sheet {input.sheet:q} --config {params.config:q} --out {output} > {log} 2>&1"
 
 
 rule cohort_table:
@@ -107,7 +107,7 @@ rule cohort_table:
         "../../envs/ccgrade.yaml"
     params:
         config=as_json({"cohort": PUBLIC["cohort"], "columns": COHORT_COLUMNS}),
-        code=code("cohort", "collect"),
+        code=code("config.cohort", "preprocess.collect"),
     shell:
-        "python -m ccgrade.collect cohort --sheet {input.sheet:q} --config {params.config:q}"
+        "python -m ccgrade.preprocess.collect cohort --sheet {input.sheet:q} --config {params.config:q}"
         " --geometry {input.geometry} --out {output} > {log} 2>&1"

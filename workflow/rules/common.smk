@@ -29,20 +29,17 @@ if DeploymentMethod.CONDA not in workflow.deployment_settings.deployment_method:
     _SHELL.append(f'export PATH={shlex.quote(os.path.dirname(sys.executable))}:"$PATH";')
 shell.prefix(" ".join(_SHELL) + " ")
 
-from ccgrade import architectures as ccarch  # noqa: E402
-from ccgrade import demo as ccdemo  # noqa: E402
-from ccgrade import deps as ccdeps  # noqa: E402
-from ccgrade import failures as ccfailures  # noqa: E402
-from ccgrade import kits as cckits  # noqa: E402
-from ccgrade import machine as ccmachine  # noqa: E402
-from ccgrade import paths as ccpaths  # noqa: E402
-from ccgrade import matrix as ccmatrix  # noqa: E402
-from ccgrade import preflight as ccpre  # noqa: E402
-from ccgrade import privacy as ccprivacy  # noqa: E402
-from ccgrade import provenance as ccprov  # noqa: E402
-from ccgrade import studies as ccstudies  # noqa: E402
-from ccgrade.cohort import has_images, patient_sources, pick_source, used_columns  # noqa: E402
+from ccgrade import deps as ccdeps, paths as ccpaths  # noqa: E402
+from ccgrade.config import architectures as ccarch, matrix as ccmatrix  # noqa: E402
+from ccgrade.config.cohort import has_images, patient_sources, pick_source  # noqa: E402
+from ccgrade.config.studyconfig import used_columns  # noqa: E402
 from ccgrade.errors import ConfigError  # noqa: E402
+from ccgrade.evaluate import failures as ccfailures, studies as ccstudies  # noqa: E402
+from ccgrade.ingest import demo as ccdemo, kits as cckits  # noqa: E402
+from ccgrade.learn import machine as ccmachine  # noqa: E402
+from ccgrade.plan import invocation as ccinvocation, preflight as ccpre  # noqa: E402
+from ccgrade.privacy import pseudonyms as ccprivacy  # noqa: E402
+from ccgrade.report import provenance as ccprov  # noqa: E402
 
 EXECUTOR = getattr(workflow.executor_plugin, "name", "local")
 LOCAL = EXECUTOR in ("local", "dryrun", "touch", "")
@@ -75,18 +72,8 @@ def unthrottle_local_scheduler():
         scheduler.job_rate_limiter = None
 
 
-def cli_targets():
-    """The targets on Snakemake's command line (none through the API: then everything is needed). Snakemake
-    parses the Snakefile before it hands the DAG its targets, so they are read from the command line with
-    Snakemake's own parser."""
-    try:
-        from snakemake.cli import get_argument_parser
-
-        return set(get_argument_parser().parse_known_args(sys.argv[1:])[0].targets or ())
-    except (Exception, SystemExit):
-        return set()
-
-
+# what the command line asks for: its targets, and whether jobs run (-n, --lint, --list, --report write nothing)
+INVOCATION = ccinvocation.read()
 # the pre-flight check: config, cohort and a cached header survey; the config derived from the cohort
 PLAN = ccpre.plan(
     config, configfiles=workflow.overwrite_configfiles, workers=_CORES, write_cache=workflow.is_main_process
@@ -100,7 +87,7 @@ if workflow.is_main_process:
         )
         PLAN.problems += ccpre.key_problems(PLAN.config["privacy"])
     if any(p.level == "error" and p.scope for p in PLAN.problems):  # (only then: the parser costs ~0.3 s)
-        PLAN = ccpre.for_targets(PLAN, cli_targets())  # front-half targets: what only the study needs is a warning
+        PLAN = ccpre.for_targets(PLAN, INVOCATION.targets)  # front-half targets: what only the study needs is a warning
     ccpre.check(PLAN)  # prints every problem at once; raises on errors before any job
 else:  # a job's own process (SLURM): the main one judged the errors that depend on the targets (scoped ones)
     _UNSCOPED = next((e for e in PLAN.errors if not e.scope), None)
@@ -112,12 +99,15 @@ config.update(PLAN.config)
 
 SRC = REPO / "workflow" / "src" / "ccgrade"
 REPORT_DIR = REPO / "workflow" / "report"  # captions by absolute path: report() outside a rule is not relative to it
-# privacy (README "Privacy"): pseudonymise UIDs and file names in results/ under a study key kept outside it
+# privacy (docs/privacy.md): pseudonymise UIDs and file names in results/ under a study key kept outside it
 PSEUDONYMISE = config["privacy"]["mode"] == "pseudonymise"
 PRIVATE = config["privacy"]["dir"]
 SECRET = f"{PRIVATE}/{ccprivacy.SECRET_NAME}" if PSEUDONYMISE else ""
-if PSEUDONYMISE and workflow.is_main_process:
-    ccprivacy.ensure_secret(SECRET)
+if PSEUDONYMISE and workflow.is_main_process and INVOCATION.runs_jobs:
+    ccprivacy.ensure_secret(SECRET)  # made by the first real run: a dry run or --lint writes nothing
+# the key as every pseudonymising job's input, so that a new key remakes what the old made (a dry run before
+# the first real run has none yet)
+SECRET_INPUT = [SECRET] if SECRET and Path(SECRET).is_file() else []
 SECRET_ARG = f"--secret {shlex.quote(SECRET)}" if SECRET else ""
 # what jobs are told of the config when their parameters may reach the report: no user path
 PUBLIC = ccprivacy.public_config(config) if PSEUDONYMISE else config
@@ -158,7 +148,7 @@ def geometry_sources(pid):
 
 
 MEASURED = [p for p in PATIENTS if config["geometry"]["enabled"] and geometry_sources(p)]
-# the new patients `predict` grades (README "Use a trained model"): a cohort of their own, ingested and cropped
+# the new patients `predict` grades (docs/deploy.md): a cohort of their own, ingested and cropped
 # with the bundles' recorded preprocessing under results/predict/<name>/
 PREDICT = config["predict"]
 PRED_DIR = f"results/predict/{PREDICT['name']}"
@@ -166,7 +156,7 @@ PRED_RECORDS = {r["patient_id"]: r for r in PLAN.predict.to_dict("records")}
 PRED_PATIENTS = sorted(PRED_RECORDS)
 PRED_SOURCES = {p: patient_sources(PRED_RECORDS[p], PHASES, assume_layout=IS_DEMO) for p in PRED_PATIENTS}
 PRED_CELLS = PLAN.predict_cells
-# the external centre (README "External validation"): every trained cell, unchanged, on another centre's cohort
+# the external centre (docs/deploy.md): every trained cell, unchanged, on another centre's cohort
 # (external.sheet, or the demo's shifted centre), ingested as predict's new patients are, under results/external/<name>/
 EXTERNAL = config["external"]
 EXT_NAME = EXTERNAL["name"]
@@ -304,7 +294,7 @@ def baseline_params(wildcards):
 
 def secret_input(wildcards):
     """The privacy key: an input of every job that pseudonymises, so that a new key remakes what the old made."""
-    return [SECRET] if SECRET else []
+    return SECRET_INPUT
 
 
 def privacy_sources():
@@ -332,15 +322,19 @@ def privacy_sources():
 
 
 PRIVACY_SOURCES = f"{PRIVATE}/sources.json"
-if workflow.is_main_process:
+if workflow.is_main_process and INVOCATION.runs_jobs:
     ccprivacy.write_sources(PRIVACY_SOURCES, privacy_sources())
+# the scans' input (absent only in a dry run before the first real run)
+PRIVACY_SOURCES_INPUT = [PRIVACY_SOURCES] if Path(PRIVACY_SOURCES).is_file() else []
 # the cohort job reads the user's sheet through a private copy (the report lists each job's input paths, and
 # the sheet's own path, its folders, may identify); same bytes and time, so nothing reruns for it
 SHEET_INPUT = SHEET
 if PSEUDONYMISE and SOURCE == "sheet" and SHEET:
-    SHEET_INPUT = f"{PRIVATE}/cohort_sheet{Path(SHEET).suffix.lower() or '.tsv'}"
-    if workflow.is_main_process:
-        ccprivacy.mirror(SHEET, SHEET_INPUT)
+    _MIRROR = f"{PRIVATE}/cohort_sheet{Path(SHEET).suffix.lower() or '.tsv'}"
+    if workflow.is_main_process and INVOCATION.runs_jobs:
+        ccprivacy.mirror(SHEET, _MIRROR)
+    # a dry run reads the sheet itself until a real run made (or refreshed) the copy: its plan is the real one's
+    SHEET_INPUT = _MIRROR if ccprivacy.mirrors(SHEET, _MIRROR) else SHEET
 
 
 # ---------------------------------------------------------------- demo, ingest, privacy scan, provenance
@@ -380,7 +374,7 @@ TRAIN_GPU = int(ccmachine.local_gpu(config["training"]["device"]))
 TRAIN_THREADS = ccmachine.train_threads(bool(TRAIN_GPU))
 MODEL_DIR = ccmatrix.CELL_DIR
 BUNDLE_DIR = ccmatrix.BUNDLE_DIR
-# the studies that build tables, by kind (ccgrade.studies: the registry of builders, files and captions)
+# the studies that build tables, by kind (ccgrade.evaluate.studies: the registry of builders, files and captions)
 STUDY_KINDS = ccstudies.study_kinds(STUDIES)
 # the config the matrix is read from: the studies the cohort can feed
 MATRIX_CONFIG = {**config, "training": {**config["training"], "studies": STUDIES}}
@@ -456,7 +450,7 @@ def study_models_json(study, cells=None):
 
 
 def failure_cells(study):
-    """The cells a study's failure analysis reads: its first model, every fold (ccgrade.failures)."""
+    """The cells a study's failure analysis reads: its first model, every fold (ccgrade.evaluate.failures)."""
     return ccfailures.analysed_cells(study_cells(study))
 
 
@@ -466,6 +460,63 @@ def failure_outputs(study):
 
 def reported(path, caption, category, label, kind="table"):
     return report(path, caption=str(REPORT_DIR / caption), category=category, labels={kind: label})
+
+
+# ------------------------------------------------------------------ what several rules share (one place each)
+def ingest_outputs(folder, private, volumes):
+    """A per-patient ingest job's outputs: the index tables under ``folder``, the private pseudonym part and the
+    volumes (the cohort's job and the graded cohorts' write the same files in their own folders)."""
+    tables = {t: f"{folder}/{t}.tsv" for t in INGEST_TABLES}
+    return {**tables, "private": private if PSEUDONYMISE else [], "volumes": directory(volumes)}
+
+
+def ingest_index_dir(wildcards, output):
+    return os.path.dirname(output.slices)
+
+
+def ingest_privacy(wildcards, output):
+    return f"{SECRET_ARG} --private {output.private}" if PSEUDONYMISE else ""
+
+
+#: the per-patient ingest job's parameters (besides its sources) and command
+INGEST_PARAMS = dict(
+    ingest=as_json(config["ingest"]),
+    phases=",".join(PHASES),
+    index_dir=ingest_index_dir,
+    privacy=ingest_privacy,
+    code=code("ingest.patient"),
+)
+INGEST_SHELL = (
+    "python -m ccgrade.ingest patient --patient {wildcards.pid} {params.sources}"
+    " --ingest {params.ingest:q} --phases {params.phases} --index-dir {params.index_dir}"
+    " --volumes {output.volumes} {params.privacy} > {log} 2>&1"
+)
+
+
+def public_config_json(wildcards):
+    return as_json(PUBLIC)
+
+
+def phiscan_only(wildcards, input):
+    """What a partial privacy scan searches: the rule's ``files``, ``ingest`` and ``report`` inputs (the report
+    page, quarantined on a hit); nothing for the whole scan, whose inputs are the run's ``targets``."""
+    names = [k for k in ("files", "ingest", "report") if k in input.keys()]
+    if not names:
+        return ""
+    files = [f for k in names for f in ([input[k]] if isinstance(input[k], str) else input[k])]
+    quarantine = f" --quarantine {shlex.quote(os.path.join(PRIVATE, 'quarantine'))}" if "report" in names else ""
+    return "--only " + " ".join(shlex.quote(f) for f in files) + quarantine
+
+
+#: a privacy scan's parameters (besides where it keeps the hits' values) and command
+PHISCAN_PARAMS = dict(
+    config=public_config_json, mode=config["privacy"]["mode"], only=phiscan_only, code=code("report.phiscan")
+)
+PHISCAN_SHELL = (
+    "python -m ccgrade.report.phiscan --results results --sources {input.sources} --config {params.config:q}"
+    " --mode {params.mode} --out {output.hits} --summary {output.summary} --private-out {params.private}"
+    " {params.only} > {log} 2>&1"
+)
 
 
 def outputs_json(wildcards, output):
@@ -484,7 +535,7 @@ def heatmap_outputs(study):
 
 
 def registry_outputs(study, paths):
-    """``paths`` (role -> file) with the report's items (ccgrade.studies.report_items) wrapped for the report."""
+    """``paths`` (role -> file) with the report's items (ccgrade.evaluate.studies.report_items) wrapped for the report."""
     items = ccstudies.report_items(STUDY_KINDS[study], study)
     return {
         role: (
@@ -551,44 +602,44 @@ def rad_args(wildcards):
     return f"--mask {shlex.quote(SOURCES[wildcards.pid][RAD_PHASE]['mask'])}"
 
 
+#: a radiomics job's parameters (besides ``args``, what it reads: the cohort's or the external centre's patient)
+#: and command, shared by the cohort's rule and the external centre's
+RADIOMICS_PARAMS = dict(
+    phase=RAD_PHASE,
+    mask_label=config["mask_label"],
+    rtstruct_roi=config["rtstruct_roi"],
+    rtstruct_link=config["rtstruct_link"],
+    shape="--shape-only" if RAD["shape_only"] else "",
+    privacy=SECRET_ARG,
+    code=code("fusion.radiomics"),
+)
+RADIOMICS_SHELL = (
+    "python -m ccgrade.fusion.radiomics patient --patient {wildcards.pid} --phase {params.phase} --params {input.params}"
+    " {params.args} --mask-label {params.mask_label} --rtstruct-roi {params.rtstruct_roi:q}"
+    " --rtstruct-link {params.rtstruct_link} {params.shape} --out {output} {params.privacy} > {log} 2>&1"
+)
+
+
 NESTED_CV = int(FUSION["nested_cv"])
 
 
-# the fusion job's files by role (the job writes exactly these); the nested CV's only when asked for
-FUSION_OUTPUTS = {
-    "predictions": "results/fusion/predictions.tsv",
-    "left_out": "results/fusion/left_out.tsv",
-    "selected": "results/fusion/selected_features.tsv",
-    "table": reported("results/tables/fusion_models.csv", "fusion.rst", "Sun et al.", "Sun: fused models"),
-    "table_md": "results/tables/fusion_models.md",
-    "coef": reported(
-        "results/tables/fusion_coefficients.csv",
-        "fusion_coefficients.rst",
-        "Sun et al.",
-        "Sun: coefficients (nomogram)",
-    ),
-    "coef_md": "results/tables/fusion_coefficients.md",
-    "roc": reported(
-        "results/figures/fusion_roc.png", "fusion.rst", "Sun et al.", "Sun: ROC curves (training, test)", "figure"
-    ),
-    "roc_pdf": "results/figures/fusion_roc.pdf",
-    "dca": reported(
-        "results/figures/fusion_calibration_dca.png",
-        "fusion.rst",
-        "Sun et al.",
-        "Sun: calibration and decision curves",
-        "figure",
-    ),
-    "dca_pdf": "results/figures/fusion_calibration_dca.pdf",
+# the fusion job's files by role (ccgrade.paths; the job writes exactly these), the reported ones with their captions;
+# the nested CV's only when asked for
+FUSION_REPORTED = {
+    "table": ("fusion.rst", "Sun: fused models", "table"),
+    "coef": ("fusion_coefficients.rst", "Sun: coefficients (nomogram)", "table"),
+    "roc": ("fusion.rst", "Sun: ROC curves (training, test)", "figure"),
+    "dca": ("fusion.rst", "Sun: calibration and decision curves", "figure"),
+    "nested_table": ("fusion_nested.rst", "Sun: nested cross-validation", "table"),
 }
-if NESTED_CV:
-    FUSION_OUTPUTS.update(
-        nested="results/fusion/nested_predictions.tsv",
-        nested_table=reported(
-            "results/tables/fusion_nested_cv.csv", "fusion_nested.rst", "Sun et al.", "Sun: nested cross-validation"
-        ),
-        nested_table_md="results/tables/fusion_nested_cv.md",
+FUSION_OUTPUTS = {
+    role: (
+        reported(path, FUSION_REPORTED[role][0], "Sun et al.", *FUSION_REPORTED[role][1:])
+        if role in FUSION_REPORTED
+        else path
     )
+    for role, path in {**ccpaths.FUSION, **(ccpaths.FUSION_NESTED if NESTED_CV else {})}.items()
+}
 
 
 def fusion_params(wildcards):
@@ -613,7 +664,7 @@ def fusion_targets():
 
 
 def checklist_inputs(wildcards):
-    """The run's files the reporting checklist reads (ccgrade.checklist), by role."""
+    """The run's files the reporting checklist reads (ccgrade.report.checklist), by role."""
     out = {
         "provenance": "results/provenance.json",
         "cohort": COHORT_TABLE,
@@ -629,7 +680,7 @@ def checklist_inputs(wildcards):
     if fusion_targets():
         out["fusion"] = FUSION_OUTPUTS["table"]
     if external_targets():
-        out["external"] = [external_outputs(s)["table"] for s in STUDY_KINDS]
+        out["external"] = [ccpaths.external_outputs(s)["table"] for s in STUDY_KINDS]
     return out
 
 
@@ -714,7 +765,7 @@ def pred_sheet_json(records=None):
 
 
 def predict_model_name():
-    from ccgrade.predict import model_name
+    from ccgrade.deploy.predict import model_name
 
     return model_name(PRED_CELLS) if PRED_CELLS else ""
 
@@ -774,15 +825,6 @@ def ext_patient_args(wildcards):
     )
 
 
-def external_outputs(study):
-    return {
-        "table": f"results/tables/{study}_external.csv",
-        "table_md": f"results/tables/{study}_external.md",
-        "figure": f"results/figures/{study}_external.png",
-        "figure_pdf": f"results/figures/{study}_external.pdf",
-    }
-
-
 def bundle_files():
     """Every trained cell's bundle: its text files (what the bundles' privacy scan reads)."""
     cells = [c for s in STUDIES for c in study_cells(s)]
@@ -792,7 +834,7 @@ def bundle_files():
 def external_targets():
     if not EXT_PATIENTS:
         return []
-    return [f for s in STUDY_KINDS for f in external_outputs(s).values()]
+    return [f for s in STUDY_KINDS for f in ccpaths.external_outputs(s).values()]
 
 
 # the fusion on the external centre: its radiomics (the cohort's settings) and deep block (the frozen cell)
@@ -802,6 +844,13 @@ EXT_RAD_PATIENTS = EXT_PATIENTS if EXT_FUSION and RAD["enabled"] else []
 
 def ext_rad_sources(wildcards):
     return crop_sources(SimpleNamespace(roi=RAD["roi"], pid=wildcards.pid), EXT_SOURCES).get(RAD_PHASE, {})
+
+
+def ext_rad_args(wildcards, input):
+    return (
+        f"--volumes {input.volumes} --roi {shlex.quote(as_json(config['rois'][RAD['roi']]))}"
+        f" --sources {shlex.quote(as_json(ext_rad_sources(wildcards)))}"
+    )
 
 
 def ext_deep_patients():

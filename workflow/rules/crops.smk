@@ -32,9 +32,9 @@ rule crop_roi:
         rtstruct_link=config["rtstruct_link"],
         privacy=SECRET_ARG,
         targets=lambda wc: roi_targets(wc.roi),
-        code=code("crops"),
+        code=code("preprocess.crops"),
     shell:
-        "python -m ccgrade.crops --patient {wildcards.pid} --roi-name {wildcards.roi} --roi {params.roi:q}"
+        "python -m ccgrade.preprocess.crops --patient {wildcards.pid} --roi-name {wildcards.roi} --roi {params.roi:q}"
         " --window {params.window:q} --phases {params.phases} --stack {params.stack}"
         " --volumes {input.volumes} --sources {params.sources:q} --mask-label {params.mask_label}"
         " --rtstruct-roi {params.rtstruct_roi:q} --rtstruct-link {params.rtstruct_link}"
@@ -53,9 +53,9 @@ rule crop_manifest:
     conda:
         "../../envs/ccgrade.yaml"
     params:
-        code=code("collect"),
+        code=code("preprocess.collect"),
     shell:
-        "python -m ccgrade.collect manifest --manifests {input.manifests} --out {output} > {log} 2>&1"
+        "python -m ccgrade.preprocess.collect manifest --manifests {input.manifests} --out {output} > {log} 2>&1"
 
 
 rule exclusions:
@@ -74,9 +74,9 @@ rule exclusions:
     conda:
         "../../envs/ccgrade.yaml"
     params:
-        code=code("collect"),
+        code=code("preprocess.collect"),
     shell:
-        "python -m ccgrade.collect exclusions --ingest {input.ingest} --manifests {input.manifests}"
+        "python -m ccgrade.preprocess.collect exclusions --ingest {input.ingest} --manifests {input.manifests}"
         " --splits {input.splits} --cohort {input.cohort} --out {output.csv} --md {output.md} > {log} 2>&1"
 
 
@@ -103,8 +103,8 @@ rule roi_montage:
         roi=config["figures"]["montage_roi"],
         crops=lambda wc, input: os.path.dirname(input.crops[0]),
         window=lambda wc: as_json(config["windows"][config["rois"][config["figures"]["montage_roi"]]["window"]]),
-        code=code("figures"),
+        code=code("preprocess.figures"),
     shell:
-        "python -m ccgrade.figures --patient {wildcards.pid} --phases {params.phases} --volumes {input.volumes}"
+        "python -m ccgrade.preprocess.figures --patient {wildcards.pid} --phases {params.phases} --volumes {input.volumes}"
         " --crops {params.crops} --window {params.window:q} --roi {params.roi}"
         " --out {output.png} --pdf {output.pdf} > {log} 2>&1"

@@ -23,9 +23,9 @@ rule demo_patient:
     params:
         demo=demo_image_params,
         high_from=config["cohort"]["high_grade_from"],
-        code=code("demo"),
+        code=code("ingest.demo"),
     shell:
-        "python -m ccgrade.demo --demo {params.demo:q} --high-from {params.high_from} --root resources/{wildcards.demo}"
+        "python -m ccgrade.ingest.demo --demo {params.demo:q} --high-from {params.high_from} --root resources/{wildcards.demo}"
         " --patient {wildcards.pid} > {log} 2>&1"
 
 
@@ -42,7 +42,7 @@ rule demo_cohort:
         demo=as_json(config["demo"]),
         high_from=config["cohort"]["high_grade_from"],
         root=lambda wc, output: demo_root_of(output.sheet),
-        code=code("demo"),
+        code=code("ingest.demo"),
     shell:
-        "python -m ccgrade.demo --demo {params.demo:q} --high-from {params.high_from} --root {params.root}"
+        "python -m ccgrade.ingest.demo --demo {params.demo:q} --high-from {params.high_from} --root {params.root}"
         " --sheet {output.sheet} > {log} 2>&1"

@@ -1,4 +1,4 @@
-# External validation (README "External validation"): every model of every study, trained on the main cohort,
+# External validation (docs/deploy.md): every model of every study, trained on the main cohort,
 # evaluated unchanged on another centre's patients (external.sheet, or the demo's shifted centre). They are
 # ingested as predict's new patients are (rule graded_ingest: results/external/<name>/); they
 # are graded by every bundle of a study (one job per study), then the study's external table and figure. Part
@@ -29,9 +29,9 @@ rule external_grade:  # one job per study: each bundle loaded once, every extern
         patients=ext_patient_args,
         out_dir=lambda wc, output: os.path.dirname(output[0]),
         privacy=SECRET_ARG,
-        code=code("external"),
+        code=code("deploy.external"),
     shell:
-        "python -m ccgrade.external grade --patient {params.patients} --bundles {params.bundles}"
+        "python -m ccgrade.deploy.external grade --patient {params.patients} --bundles {params.bundles}"
         " --out-dir {params.out_dir} {params.privacy} > {log} 2>&1"
 
 
@@ -56,7 +56,7 @@ for _study in STUDY_KINDS if EXT_PATIENTS else []:
                     if role in ("table", "figure")
                     else path
                 )
-                for role, path in external_outputs(_study).items()
+                for role, path in ccpaths.external_outputs(_study).items()
             },
         log:
             f"results/logs/{_study}_external.log",
@@ -71,9 +71,9 @@ for _study in STUDY_KINDS if EXT_PATIENTS else []:
             centre=EXT_NAME,
             stats=stats_json(),
             outputs=outputs_json,
-            code=code("external"),
+            code=code("deploy.external"),
         shell:
-            "python -m ccgrade.external table --images {input.images} --sheet {params.sheet:q}"
+            "python -m ccgrade.deploy.external table --images {input.images} --sheet {params.sheet:q}"
             " --models {params.models:q} --study {params.study} --centre {params.centre} --stats {params.stats:q}"
             " --outputs {params.outputs:q} > {log} 2>&1"
 
@@ -102,20 +102,10 @@ if EXT_RAD_PATIENTS:
             mem_mb=3000,
             runtime=20,
         params:
-            roi=as_json(config["rois"][RAD["roi"]]),
-            sources=lambda wc: as_json(ext_rad_sources(wc)),
-            phase=RAD_PHASE,
-            mask_label=config["mask_label"],
-            rtstruct_roi=config["rtstruct_roi"],
-            rtstruct_link=config["rtstruct_link"],
-            shape="--shape-only" if RAD["shape_only"] else "",
-            privacy=SECRET_ARG,
-            code=code("radiomics"),
+            **RADIOMICS_PARAMS,
+            args=ext_rad_args,
         shell:
-            "python -m ccgrade.radiomics patient --patient {wildcards.pid} --phase {params.phase} --params {input.params}"
-            " --volumes {input.volumes} --roi {params.roi:q} --sources {params.sources:q}"
-            " --mask-label {params.mask_label} --rtstruct-roi {params.rtstruct_roi:q}"
-            " --rtstruct-link {params.rtstruct_link} {params.shape} --out {output} {params.privacy} > {log} 2>&1"
+            RADIOMICS_SHELL
 
     rule external_radiomics_table:
         input:
@@ -129,9 +119,9 @@ if EXT_RAD_PATIENTS:
         conda:
             "../../envs/ccgrade.yaml"
         params:
-            code=code("radiomics"),
+            code=code("fusion.radiomics"),
         shell:
-            "python -m ccgrade.radiomics table --rows {input.rows} --out {output} > {log} 2>&1"
+            "python -m ccgrade.fusion.radiomics table --rows {input.rows} --out {output} > {log} 2>&1"
 
 
 if EXT_FUSION and DEEP_CELL:
@@ -159,7 +149,7 @@ if EXT_FUSION and DEEP_CELL:
             hp=as_json(ccmatrix.hyper(config, DEEP_CELL["study"], DEEP_CELL["arch"], DEEP_CELL["variant"])),
             patients=ext_deep_patients(),
             privacy=SECRET_ARG,
-            code=code("external_deep"),
+            code=code("deploy.external_deep"),
         shell:
-            "python -m ccgrade.external_deep --bundle {params.bundle} --cell {params.cell} --hp {params.hp:q}"
+            "python -m ccgrade.deploy.external_deep --bundle {params.bundle} --cell {params.cell} --hp {params.hp:q}"
             " --patients {params.patients:q} {params.privacy} --out {output} > {log} 2>&1"

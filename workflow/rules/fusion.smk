@@ -20,18 +20,10 @@ rule radiomics_patient:
         mem_mb=3000,
         runtime=20,
     params:
+        **RADIOMICS_PARAMS,
         args=rad_args,
-        phase=RAD_PHASE,
-        mask_label=config["mask_label"],
-        rtstruct_roi=config["rtstruct_roi"],
-        rtstruct_link=config["rtstruct_link"],
-        shape="--shape-only" if RAD["shape_only"] else "",
-        privacy=SECRET_ARG,
-        code=code("radiomics"),
     shell:
-        "python -m ccgrade.radiomics patient --patient {wildcards.pid} --phase {params.phase} --params {input.params}"
-        " {params.args} --mask-label {params.mask_label} --rtstruct-roi {params.rtstruct_roi:q}"
-        " --rtstruct-link {params.rtstruct_link} {params.shape} --out {output} {params.privacy} > {log} 2>&1"
+        RADIOMICS_SHELL
 
 
 rule radiomics_table:
@@ -46,9 +38,9 @@ rule radiomics_table:
     conda:
         "../../envs/ccgrade.yaml"
     params:
-        code=code("radiomics"),
+        code=code("fusion.radiomics"),
     shell:
-        "python -m ccgrade.radiomics table --rows {input.rows} --out {output} > {log} 2>&1"
+        "python -m ccgrade.fusion.radiomics table --rows {input.rows} --out {output} > {log} 2>&1"
 
 
 rule deep_features:
@@ -67,7 +59,7 @@ rule deep_features:
     params:
         cell=lambda wc: ccmatrix.cell_dir(DEEP_CELL),
         hp=lambda wc: as_json(ccmatrix.hyper(config, DEEP_CELL["study"], DEEP_CELL["arch"], DEEP_CELL["variant"])),
-        code=code("fusion"),
+        code=code("fusion.model"),
     shell:
         "python -m ccgrade.fusion deep --cell {params.cell} --hp {params.hp:q} --crops {input.crops}"
         " --out {output} > {log} 2>&1"
@@ -75,7 +67,7 @@ rule deep_features:
 
 rule fusion:
     input:
-        unpack(fusion_external_inputs),  # the external centre's blocks (README "External validation")
+        unpack(fusion_external_inputs),  # the external centre's blocks (docs/deploy.md)
         cohort=COHORT_TABLE,
         split=ccpaths.SPLIT_JSON.format(scheme=FUSION["scheme"]),
         radiomics="results/radiomics/features.tsv" if RAD_PATIENTS else [],
@@ -94,7 +86,7 @@ rule fusion:
         deep=lambda wc, input: f"--deep {input.deep}" if input.deep else "",
         external=fusion_external_args,
         outputs=outputs_json,
-        code=code("fusion"),
+        code=code("fusion.model"),
     shell:
         "python -m ccgrade.fusion fit --cohort {input.cohort} --split {input.split} {params.rad} {params.deep}"
         " {params.external} --params {params.prm:q} --outputs {params.outputs:q} > {log} 2>&1"

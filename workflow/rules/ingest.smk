@@ -9,12 +9,7 @@ rule ingest_patient:  # one job a patient: the header index (reviewable tables),
         phase_map=phase_map_input,
         secret=secret_input,
     output:
-        slices=f"{ccpaths.INGEST_DIR}/slices.tsv",
-        series=f"{ccpaths.INGEST_DIR}/series.tsv",
-        phases=f"{ccpaths.INGEST_DIR}/phases.tsv",
-        exclusions=f"{ccpaths.INGEST_DIR}/exclusions.tsv",
-        private=f"{PRIVATE}/ingest/{{pid}}.tsv" if PSEUDONYMISE else [],
-        volumes=directory(ccpaths.VOLUMES),
+        **ingest_outputs(ccpaths.INGEST_DIR, f"{PRIVATE}/ingest/{{pid}}.tsv", ccpaths.VOLUMES),
     log:
         "results/logs/ingest_patient/{pid}.log",
     benchmark:
@@ -25,16 +20,10 @@ rule ingest_patient:  # one job a patient: the header index (reviewable tables),
         mem_mb=2000,
         runtime=10,
     params:
-        ingest=as_json(config["ingest"]),
-        phases=",".join(PHASES),
+        **INGEST_PARAMS,
         sources=ingest_args,
-        index_dir=lambda wc, output: os.path.dirname(output.slices),
-        privacy=lambda wc, output: f"{SECRET_ARG} --private {output.private}" if PSEUDONYMISE else "",
-        code=code("ingest"),
     shell:
-        "python -m ccgrade.ingest patient --patient {wildcards.pid} {params.sources}"
-        " --ingest {params.ingest:q} --phases {params.phases} --index-dir {params.index_dir}"
-        " --volumes {output.volumes} {params.privacy} > {log} 2>&1"
+        INGEST_SHELL
 
 
 rule series_table:
@@ -51,13 +40,13 @@ rule series_table:
     conda:
         "../../envs/ccgrade.yaml"
     params:
-        code=code("collect"),
+        code=code("preprocess.collect"),
     shell:
-        "python -m ccgrade.collect series --series {input.series} --phases {input.phases}"
+        "python -m ccgrade.preprocess.collect series --series {input.series} --phases {input.phases}"
         " --out-series {output.series} --out-phases {output.phases} > {log} 2>&1"
 
 
-rule privacy_lookup:  # pseudonym -> original, for quality control: outside results/ (README "Privacy")
+rule privacy_lookup:  # pseudonym -> original, for quality control: outside results/ (docs/privacy.md)
     input:
         parts=expand(f"{PRIVATE}/ingest/{{pid}}.tsv", pid=IMAGED),
     output:
@@ -67,6 +56,6 @@ rule privacy_lookup:  # pseudonym -> original, for quality control: outside resu
     conda:
         "../../envs/ccgrade.yaml"
     params:
-        code=code("privacy"),
+        code=code("privacy.pseudonyms"),
     shell:
         "python -m ccgrade.privacy lookup --parts {input.parts} --out {output} > {log} 2>&1"

@@ -19,13 +19,13 @@ rule provenance:
         ),
         derived=lambda wc: as_json(PUBLIC),
         git=as_json(GIT),
-        code=code("provenance"),
+        code=code("report.provenance"),
     shell:
-        "python -m ccgrade.provenance --hashes {params.hashes:q} --derived {params.derived:q} --git {params.git:q}"
+        "python -m ccgrade.report.provenance --hashes {params.hashes:q} --derived {params.derived:q} --git {params.git:q}"
         " --out {output} > {log} 2>&1"
 
 
-# The reporting checklist (README "Reporting checklist"): CLAIM and TRIPOD+AI, each item answered from the
+# The reporting checklist (docs/checklist.md): CLAIM and TRIPOD+AI, each item answered from the
 # run's own files or marked for the authors; the Markdown goes into a manuscript's supplement.
 
 
@@ -48,7 +48,7 @@ rule checklist:
         config=lambda wc: as_json(PUBLIC),
         files=lambda wc, input: as_json(checklist_files(input)),
         studies=lambda wc: as_json(checklist_studies()),
-        code=code("checklist"),
+        code=code("report.checklist"),
     shell:
-        "python -m ccgrade.checklist --config {params.config:q} --files {params.files:q}"
+        "python -m ccgrade.report.checklist --config {params.config:q} --files {params.files:q}"
         " --studies {params.studies:q} --csv {output.csv} --md {output.md} > {log} 2>&1"

@@ -1,4 +1,4 @@
-# Patient-level splits (no patient crosses sets; asserted in ccgrade.splits).
+# Patient-level splits (no patient crosses sets; asserted in ccgrade.preprocess.splits).
 
 
 rule split:
@@ -16,7 +16,7 @@ rule split:
         "../../envs/ccgrade.yaml"
     params:
         config=split_params,
-        code=code("splits"),
+        code=code("preprocess.splits"),
     shell:
-        "python -m ccgrade.splits --cohort {input.cohort:q} --config {params.config:q} --scheme {wildcards.scheme}"
+        "python -m ccgrade.preprocess.splits --cohort {input.cohort:q} --config {params.config:q} --scheme {wildcards.scheme}"
         " --phase-tables {input.phases} --json {output.json} --tsv {output.tsv} > {log} 2>&1"

@@ -1,5 +1,5 @@
 # The model matrix: one cached job per (study, ROI setting, architecture, phase set, variant, fold, seed),
-# each asking for gpu=1; then, per study of a registered kind (ccgrade.studies), its tables and figures
+# each asking for gpu=1; then, per study of a registered kind (ccgrade.evaluate.studies), its tables and figures
 # from its cells' predictions (and Li's Grad-CAM figure from their weights). The files each job writes
 # are the registry's, declared here and passed to the job by role.
 
@@ -33,14 +33,14 @@ rule train_model:
         hp=train_hp,
         device=config["training"]["device"],
         outdir=lambda wc, output: os.path.dirname(output.meta),
-        code=code("train"),
+        code=code("learn.train"),
     shell:
-        "python -m ccgrade.train --cohort {input.cohort} --split {input.split} --fold {wildcards.fold}"
+        "python -m ccgrade.learn.train --cohort {input.cohort} --split {input.split} --fold {wildcards.fold}"
         " --crops {input.crops} --hp {params.hp:q} --seed {wildcards.seed} --device {params.device}"
         " --threads {threads} --slots {resources.gpu_slots} --outdir {params.outdir} > {log} 2>&1"
 
 
-rule export_bundle:  # a trained cell as a model bundle (README "Use a trained model"); target: bundles
+rule export_bundle:  # a trained cell as a model bundle (docs/deploy.md); target: bundles
     input:
         meta=f"{MODEL_DIR}/meta.json",
         predictions=f"{MODEL_DIR}/predictions.tsv",
@@ -61,9 +61,9 @@ rule export_bundle:  # a trained cell as a model bundle (README "Use a trained m
         config=bundle_config,
         cell_dir=lambda wc, input: os.path.dirname(input.meta),
         out_dir=lambda wc, output: os.path.dirname(output.metadata),
-        code=code("bundle"),
+        code=code("deploy.bundle"),
     shell:
-        "python -m ccgrade.bundle --cell-dir {params.cell_dir} --cell {params.cell:q} --config {params.config:q}"
+        "python -m ccgrade.deploy.bundle --cell-dir {params.cell_dir} --cell {params.cell:q} --config {params.config:q}"
         " --out-dir {params.out_dir} > {log} 2>&1"
 
 
@@ -76,7 +76,7 @@ rule bundles:  # every trained cell of every study exported, and the bundles sea
 rule bundles_privacy_scan:  # a bundle is made to leave the study: its text files searched before it does
     input:
         files=bundle_files(),
-        sources=PRIVACY_SOURCES,
+        sources=PRIVACY_SOURCES_INPUT,
     output:
         hits="results/bundles/privacy_scan.tsv",
         summary="results/bundles/privacy_scan.json",
@@ -87,14 +87,10 @@ rule bundles_privacy_scan:  # a bundle is made to leave the study: its text file
     conda:
         "../../envs/ccgrade.yaml"
     params:
-        config=lambda wc: as_json(PUBLIC),
-        mode=config["privacy"]["mode"],
+        **PHISCAN_PARAMS,
         private=f"{PRIVATE}/bundles_privacy_scan_values.tsv",
-        code=code("phiscan"),
     shell:
-        "python -m ccgrade.phiscan --results results --sources {input.sources} --config {params.config:q}"
-        " --mode {params.mode} --out {output.hits} --summary {output.summary} --private-out {params.private}"
-        " --only {input.files} > {log} 2>&1"
+        PHISCAN_SHELL
 
 
 for _study, _kind in STUDY_KINDS.items():
@@ -118,9 +114,9 @@ for _study, _kind in STUDY_KINDS.items():
             stats=stats_json(),
             pinned=pinned_json(_study),
             outputs=outputs_json,
-            code=code("studies"),
+            code=code("evaluate.studies"),
         shell:
-            "python -m ccgrade.studies --kind {params.kind} --models {params.models:q} --stats {params.stats:q}"
+            "python -m ccgrade.evaluate.studies --kind {params.kind} --models {params.models:q} --stats {params.stats:q}"
             " --pinned {params.pinned:q} --outputs {params.outputs:q} > {log} 2>&1"
 
     if ccstudies.REGISTRY[_kind].heatmaps:
@@ -144,9 +140,9 @@ for _study, _kind in STUDY_KINDS.items():
                 models=study_models_json(_study),
                 n=config["figures"]["heatmap_patients"],
                 outputs=outputs_json,
-                code=code("heatmaps"),
+                code=code("evaluate.heatmaps"),
             shell:
-                "python -m ccgrade.heatmaps --models {params.models:q} --crops {input.crops} --patients {params.n}"
+                "python -m ccgrade.evaluate.heatmaps --models {params.models:q} --crops {input.crops} --patients {params.n}"
                 " --outputs {params.outputs:q} > {log} 2>&1"
 
     rule:
@@ -170,7 +166,7 @@ for _study, _kind in STUDY_KINDS.items():
             models=study_models_json(_study, failure_cells(_study)),
             n=config["figures"]["failure_patients"],
             outputs=outputs_json,
-            code=code("failures"),
+            code=code("evaluate.failures"),
         shell:
-            "python -m ccgrade.failures --models {params.models:q} --crops {input.crops} --cohort {input.cohort}"
+            "python -m ccgrade.evaluate.failures --models {params.models:q} --crops {input.crops} --cohort {input.cohort}"
             " --phases {input.phases} --n {params.n} --outputs {params.outputs:q} > {log} 2>&1"

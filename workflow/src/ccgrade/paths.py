@@ -1,5 +1,5 @@
-"""Where the front half's outputs live: each path template named once (issue 28), for the rules, the stages
-and the checklist. Templates keep Snakemake's wildcards ({pid}, {scheme}, {group}); fill them with
+"""Where the outputs live: each path template named once (issue 28), for the rules, the stages and the
+checklist (a study's tables and figures are named by its kind in ``ccgrade.evaluate.studies``). Templates keep Snakemake's wildcards ({pid}, {scheme}, {group}); fill them with
 ``str.format`` outside a rule."""
 
 from __future__ import annotations
@@ -22,3 +22,26 @@ SPLIT_TSV = "results/splits/{scheme}.tsv"
 #: the analysis cohort and the sheet as the study reads it
 COHORT_SHEET = "results/cohort/sheet.tsv"
 COHORT_TABLE = "results/cohort/cohort.tsv"
+
+TABLES, FIGURES = "results/tables", "results/figures"
+#: the fusion job's files by role (Sun et al.; a table's Markdown under ``<role>_md``, a figure's PDF ``<role>_pdf``)
+FUSION = {
+    "predictions": "results/fusion/predictions.tsv",
+    "left_out": "results/fusion/left_out.tsv",
+    "selected": "results/fusion/selected_features.tsv",
+    "table": f"{TABLES}/fusion_models.csv", "table_md": f"{TABLES}/fusion_models.md",
+    "coef": f"{TABLES}/fusion_coefficients.csv", "coef_md": f"{TABLES}/fusion_coefficients.md",
+    "roc": f"{FIGURES}/fusion_roc.png", "roc_pdf": f"{FIGURES}/fusion_roc.pdf",
+    "dca": f"{FIGURES}/fusion_calibration_dca.png", "dca_pdf": f"{FIGURES}/fusion_calibration_dca.pdf",
+}
+#: the fusion's nested cross-validation (``fusion.nested_cv``)
+FUSION_NESTED = {
+    "nested": "results/fusion/nested_predictions.tsv",
+    "nested_table": f"{TABLES}/fusion_nested_cv.csv", "nested_table_md": f"{TABLES}/fusion_nested_cv.md",
+}
+
+
+def external_outputs(study: str) -> dict[str, str]:
+    """A study's external-validation table and figure, by role."""
+    return {"table": f"{TABLES}/{study}_external.csv", "table_md": f"{TABLES}/{study}_external.md",
+            "figure": f"{FIGURES}/{study}_external.png", "figure_pdf": f"{FIGURES}/{study}_external.pdf"}

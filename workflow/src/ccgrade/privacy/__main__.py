@@ -1,0 +1,5 @@
+"""``python -m ccgrade.privacy``: the command line of ``ccgrade.privacy.pseudonyms``."""
+
+from ccgrade.privacy.pseudonyms import main
+
+main()

@@ -250,3 +250,21 @@ def test_missing_data_is_read_from_the_fusion_table(tmp_path):
     pd.DataFrame(columns=["model", "set", "n", "auc"]).to_csv(tmp_path / "fusion.csv", index=False)
     a13 = answer(checklist.build(derived(), files, studies), "CLAIM", "13").answer
     assert "the fusion models were not fitted in this run" in a13 and "patients imputed" not in a13
+
+
+def test_the_statistics_answer_names_the_modes_auc_interval_and_test():
+    """CLAIM 29 names what the tables show: in honest mode Newcombe's score interval and the within-patient
+    permutation test, in paper mode DeLong's interval and test (``tables.auc_cis``, ``tables.paired_test``)."""
+    for mode in ("honest", "paper"):
+        cfg = derived()
+        cfg["statistics"]["mode"] = mode
+        status, text = checklist.Run(cfg, {}, {}).statistics()
+        assert status == "filled"
+        ci, test = text.split("; AUCs of two models compared by ")[0], text.split("compared by ")[1].split(";")[0]
+        if mode == "honest":
+            assert ci.startswith("AUC 95% CIs by Newcombe's score interval") and "permutation" in test
+            assert "DeLong" not in test
+        else:
+            assert ci.startswith("AUC 95% CIs by DeLong's Wald interval") and test.startswith("DeLong's test")
+            assert "permutation" not in text and "Newcombe" not in text
+        assert "Jaccard" in text  # F1's fallback interval

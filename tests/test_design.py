@@ -33,3 +33,16 @@ def test_a_large_enough_design_is_not_warned_and_a_tiny_cohort_is_told_to_add_pa
     assert design.design_problems(cfg, 400, 160, {"A": (400, 160)}) == []  # 5-fold pooled: every patient once
     (tiny,) = design.design_problems(cfg, 12, 5, {"A": (6, 2), "B": (6, 3)})
     assert "add patients" in tiny.fix
+
+
+def test_out_of_fold_deep_folds_the_training_set_cannot_fill_are_an_error_before_any_job():
+    """fusion.deep.oof_folds: the li scheme (7:3) trains on 70%; 20 high-grade patients leave 14 to deal."""
+    cfg = repo_config()
+    cfg["training"]["studies"] = {"dai": cfg["training"]["studies"]["dai"]}
+    cfg["fusion"]["deep"] = {**cfg["fusion"]["deep"], "oof_folds": 5}
+    assert design.oof_problems(cfg, 400, 20) == []
+    (err,) = design.oof_problems(cfg, 60, 5)  # 5 high grade, 3.5 of them training: 3 folds at most
+    assert err.level == "error" and "oof_folds 5" in err.message and "about 3 of the smaller" in err.message
+    assert "oof_folds to 3 or fewer" in err.fix and err in design.design_problems(cfg, 60, 5, {"A": (60, 5)})
+    cfg["fusion"]["deep"]["oof_folds"] = 0
+    assert design.oof_problems(cfg, 60, 5) == []

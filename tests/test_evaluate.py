@@ -65,31 +65,36 @@ def test_li_tables(tmp_path):
     best = max(skill, key=lambda ph: t2.loc[(ph, "test"), "auc"])
     assert (out["table2"]["reference_phase"] == best).all()
     assert "selected post hoc on the test set" in (tmp_path / "paper/li_table2.md").read_text()
-    assert np.isnan(t2.loc[(best, "test"), "delong_p_vs_reference"])
+    assert np.isnan(t2.loc[(best, "test"), "auc_p_vs_reference"])
+    assert "DeLong's test of two correlated AUCs, as the papers" in (tmp_path / "paper/li_table2.md").read_text()
     preds = {ph: tables.read_predictions(c) for ph, c in zip(skill, cells)}
     test = {ph: preds[ph][preds[ph]["set"] == "test"].sort_values("patient_id") for ph in skill}
     others = [ph for ph in skill if ph != best]
     raw = [literal_delong_p(test[ph]["label"].to_numpy(), test[ph]["prob_high"].to_numpy(),
                             test[best]["prob_high"].to_numpy()) for ph in others]
     for ph, want in zip(others, raw):
-        assert t2.loc[(ph, "test"), "delong_p_vs_reference"] == pytest.approx(want, abs=1e-12)
+        assert t2.loc[(ph, "test"), "auc_p_vs_reference"] == pytest.approx(want, abs=1e-12)
     lo, hi = sorted(raw)  # Holm by hand for two tests: 2 p_min, then max(that, p_max)
     holm = {min(raw): min(1, 2 * lo), max(raw): max(min(1, 2 * lo), hi)}
     for ph, want in zip(others, raw):
-        assert t2.loc[(ph, "test"), "delong_p_vs_reference_holm"] == pytest.approx(holm[want], abs=1e-12)
+        assert t2.loc[(ph, "test"), "auc_p_vs_reference_holm"] == pytest.approx(holm[want], abs=1e-12)
     # honest default: the li split has no validation patients, so no phase is chosen; every pair is compared
     out = li.li_tables(cells, registry_outputs("li", tmp_path / "tables", tmp_path / "figs"))
     t2 = out["table2"].set_index(["phases", "set"])
-    assert (out["table2"]["reference_phase"] == "").all() and out["table2"]["delong_p_vs_reference"].isna().all()
+    assert (out["table2"]["reference_phase"] == "").all() and out["table2"]["auc_p_vs_reference"].isna().all()
     comp = read_table(tmp_path / "tables/li_comparisons.csv")
     assert sorted(map(tuple, comp[["phase_a", "phase_b"]].to_numpy())) == [("cmp", "np"), ("up", "cmp"), ("up", "np")]
-    raw = [literal_delong_p(test[a]["label"].to_numpy(), test[a]["prob_high"].to_numpy(), test[b]["prob_high"].to_numpy())
+    # honest: the within-patient permutation test of ranks (one cube per patient), seeded, 10,000 patterns
+    raw = [stats.paired_auc_test(test[a]["label"].to_numpy(), test[a]["prob_high"].to_numpy(),
+                                 test[b]["prob_high"].to_numpy(), method="permutation", seed=0)["p_value"]
            for a, b in zip(comp["phase_a"], comp["phase_b"])]
     np.testing.assert_allclose(comp["p_value"], raw, atol=1e-12)
+    assert set(comp["method"]) == {"within-patient permutation of ranks (10,000 random patterns)"}
     order = np.argsort(raw)
     holm = np.maximum.accumulate([min(1, (3 - i) * raw[j]) for i, j in enumerate(order)])
     np.testing.assert_allclose(comp["p_value_holm"].to_numpy()[order], holm, atol=1e-12)
     assert "li_comparisons" in (tmp_path / "tables/li_table2.md").read_text()
+    assert "permutation test of the two models' ranks within patients" in (tmp_path / "tables/li_table2.md").read_text()
     # Table 3: Li's rule by hand
     t3 = out["table3"].set_index("set")
     li_call = {p: int(LABEL[p]) for p in TEST}
@@ -119,6 +124,11 @@ def test_li_tables(tmp_path):
         assert mc[f"{name}_strong"] == pytest.approx(a.mean()) and mc[f"{name}_weak"] == pytest.approx(b.mean())
         assert (mc[f"{name}_weak_ci_low"], mc[f"{name}_weak_ci_high"]) == pytest.approx(
             proportion_confint(b.sum(), len(b), method="wilson"), abs=1e-12)
+    weak = tables.read_predictions(cells[-1])  # the 2D model on cmp
+    weak_mean = weak[weak["set"] == "test"].groupby("patient_id")["prob_high"].mean().loc[TEST].to_numpy()
+    want = stats.paired_auc_test(y, strong["prob_high"].to_numpy(), weak_mean, method="permutation", seed=0)
+    assert mc["auc_p"] == want["p_value"] and mc["auc_method"].startswith("within-patient permutation of ranks")
+    assert "| AUC P |" in (tmp_path / "tables/li_mcnemar.md").read_text()
     for stem in ("li_table2", "li_table3", "li_mcnemar"):
         assert (tmp_path / "tables" / f"{stem}.csv").exists() and (tmp_path / "tables" / f"{stem}.md").exists()
     for stem in ("li_roc", "li_confusion"):
@@ -227,7 +237,7 @@ def test_grad_cam_is_the_rectified_class_activation_map(arch, shape):
 
 def test_cui_tables_cluster_image_level_intervals_and_adjust_table4(tmp_path):
     """Image-level rows carry the patient-clustered CI (the naive one only in paper mode, footnoted);
-    Table 4's DeLong P values are Holm-adjusted within each level and seed (the same comparison at image and at
+    Table 4's AUC P values are Holm-adjusted within each level and seed (the same comparison at image and at
     patient level is one hypothesis, issue 29), and pinned phase sets are said."""
     cells = [write_cell(tmp_path / "c", a, ph, pred_rows(TEST, "test", sk, per=4, seed=i), seed=1)
              for i, (a, ph, sk) in enumerate([("resnet34", "np", 0.5), ("resnet34", "cmp", 0.3), ("se_resnet34", "np", 0.7)])]
@@ -243,13 +253,16 @@ def test_cui_tables_cluster_image_level_intervals_and_adjust_table4(tmp_path):
     assert img["ci_method"] == "Newcombe score, patient-clustered" and img["n_patients"] == len(TEST) and img["n"] == 4 * sum(LABEL[p] for p in TEST)  # n: the class's images
     assert img["auc_naive_ci_high"] - img["auc_naive_ci_low"] < img["auc_ci_high"] - img["auc_ci_low"]
     t4 = read_table(tmp_path / "t/cui_table4.csv")
-    tested = t4[t4["delong_p"].notna()]
+    tested = t4[t4["auc_p"].notna()]
     assert len(tested) == 2 and set(tested["level"]) == {"image", "patient"}  # once per level
     # one comparison per level and seed: each level's family holds one test, so nothing to adjust (pooling the
     # two levels, as before, doubled the smaller P value)
-    assert tested["delong_p_holm"].tolist() == pytest.approx(tested["delong_p"].tolist(), abs=1e-12)
+    assert tested["auc_p_holm"].tolist() == pytest.approx(tested["auc_p"].tolist(), abs=1e-12)
+    assert "delong_p" not in t4
+    assert set(tested["comparison"]) == {"within-patient permutation of ranks (10,000 random patterns)"}
     md = (tmp_path / "t/cui_table4.md").read_text()
     assert "this run did not select it" in md and "family is this table's" in md and "1 test in each level and seed" in md
+    assert "| AUC P |" in md and "DeLong P" not in md and "chosen for its size at small samples" in md
     cui.cui_tables(cells, registry_outputs("cui", tmp_path / "paper", tmp_path / "f"), opt={"mode": "paper"})
     p3 = read_table(tmp_path / "paper/cui_table3.csv")
     pim = p3[(p3["phases"] == "np") & (p3["level"] == "image") & (p3["class"] == "high")].iloc[0]
@@ -259,7 +272,7 @@ def test_cui_tables_cluster_image_level_intervals_and_adjust_table4(tmp_path):
 
 def test_sun_tables_compare_the_roi_settings(tmp_path):
     """Sun's ROI settings: patient-level AUCs equal scikit-learn's on the mean P(high); with no validation
-    patients every pair is compared, each P equal to a literal O(mn) DeLong, Holm-adjusted as one family;
+    patients every pair is compared, each P the within-patient permutation test's, Holm-adjusted as one family;
     with validation patients the reference is the best validation AUC and only it is tested against."""
     skill = {"box": 0.05, "tumor": 0.15, "box5mm": 0.3}
     cells = []
@@ -279,13 +292,16 @@ def test_sun_tables_compare_the_roi_settings(tmp_path):
         assert row["auc"] == pytest.approx(roc_auc_score(y, te), abs=1e-12)
     assert len(comp) == 3 and set(comp["reference"]) == {""}  # the li split has no validation patients
     for _, r in comp.iterrows():
-        assert r["p_value"] == pytest.approx(literal_delong_p(y, means[r["roi_a"]], means[r["roi_b"]]), abs=1e-12)
+        assert r["p_value"] == pytest.approx(stats.paired_auc_test(y, means[r["roi_a"]], means[r["roi_b"]],
+                                                                   method="permutation", seed=0)["p_value"], abs=1e-12)
     ps = comp["p_value"].to_numpy()
     order = np.argsort(ps)
     holm = np.minimum(1, np.maximum.accumulate((3 - np.arange(3)) * ps[order]))
     np.testing.assert_allclose(comp["p_value_holm"].to_numpy()[order], holm, atol=1e-15)
     md = (tmp_path / "t/sun_rois.md").read_text()
     assert "Pairs compared: box vs tumor: P" in md and "Holm" in md and "Reference: no validation patients" in md
+    assert "| AUC P vs reference |" in md and "permutation test of the two models' ranks" in md
+    assert "auc_p_vs_reference" in t and not any(c.startswith("delong") for c in t)
     assert (tmp_path / "f/sun_roc.png").exists() and (tmp_path / "f/sun_roc.pdf").exists()
     # validation patients: the best validation setting is the reference (box wins there, box5mm on test)
     val = [f"W{i:02d}" for i in range(12)]
@@ -298,6 +314,36 @@ def test_sun_tables_compare_the_roi_settings(tmp_path):
     comp2 = sun.sun_tables(cells2, registry_outputs("sun", tmp_path / "t2", tmp_path / "f2"))["comparisons"]
     assert set(comp2["reference"]) == {"box"} and set(comp2["roi_b"]) == {"box"} and len(comp2) == 2
     assert set(comp2["chosen_on"]) == {"best validation AUC"}
+
+
+@pytest.mark.parametrize("n_patients, patterns", [(12, "exact, 2^12 patterns"), (24, "10,000 random patterns")])
+def test_compare_is_the_permutation_test_and_delong_in_paper_mode(n_patients, patterns):
+    """Issue 29, item 1: two models' AUCs on the same test units by the within-patient permutation test of ranks
+    (a patient's images swapped together; exact over all 2^patients patterns up to 10,000), DeLong's in paper
+    mode (images as independent, as the papers); the P values recomputed here from the prediction frames."""
+    patients = TEST[:n_patients]
+    pa = pd.DataFrame(pred_rows(patients, "test", 0.6, per=3, seed=1))
+    pb = pd.DataFrame(pred_rows(patients, "test", 0.3, per=3, seed=2))
+    y, a, b, pid = pa["label"].to_numpy(), pa["prob_high"].to_numpy(), pb["prob_high"].to_numpy(), pa["patient_id"]
+    pat_a, pat_b = (f.groupby("patient_id").agg(y=("label", "first"), p=("prob_high", "mean")) for f in (pa, pb))
+    want = {"image": (y, a, b, pid.to_numpy()), "patient": (pat_a["y"].to_numpy(), pat_a["p"].to_numpy(),
+                                                             pat_b["p"].to_numpy(), None)}
+    honest, paper = tables.compare(pa, pb), tables.compare(pa, pb, {"mode": "paper"})
+    for level, (yy, sa, sb, cl) in want.items():
+        perm = stats.paired_auc_test(yy, sa, sb, clusters=cl, method="permutation", n_perm=10000, seed=0)
+        h = honest[level]
+        assert h["p_value"] == perm["p_value"] and (h["auc_a"], h["auc_b"]) == (perm["auc_a"], perm["auc_b"])
+        assert h["n"] == len(yy) and h["method"] == f"within-patient permutation of ranks ({patterns})"
+        assert paper[level]["p_value"] == stats.delong_test(yy, sa, sb)["p_value"]
+        assert paper[level]["p_value"] == pytest.approx(literal_delong_p(yy, sa, sb), abs=1e-12)
+        assert paper[level]["method"] == "DeLong" + (", images as independent" if level == "image" else "")
+    # the image-level test swaps a patient's images together: not the test of images as independent units
+    assert honest["image"]["p_value"] != stats.paired_auc_test(y, a, b, method="permutation", seed=0)["p_value"]
+    assert "permutation test of the two models' ranks within patients" in tables.paired_test_note({})
+    assert "all its images together" in tables.paired_test_note({})
+    assert "all its" not in tables.paired_test_note({}, None)
+    assert "DeLong's test" in tables.paired_test_note({"mode": "paper"}) and "anti-conservative" in \
+        tables.paired_test_note({"mode": "paper"})
 
 
 def test_summary_without_the_bootstrap_keeps_every_other_figure():
@@ -366,17 +412,17 @@ def test_seed_summaries_are_mean_sd_and_range_never_averaged_bounds_or_p_values(
     assert line.count("(range") == 6 and "not averaged" in md
     # a P value column: never averaged (nor any bound), only the point estimates summarised
     t = pd.DataFrame({"model": ["a", "a", "b"], "seed": [1, 2, 1], "auc": [0.8, 0.9, 0.7],
-                      "auc_ci_low": [0.6, 0.7, 0.5], "auc_boot_high": [0.9, 1.0, 0.8], "delong_p_vs_reference": [0.01, 0.2, np.nan],
-                      "delong_p_vs_reference_holm": [0.02, 0.4, np.nan], "p_value": [0.3, 0.1, 0.2], "n": [10, 10, 9]})
+                      "auc_ci_low": [0.6, 0.7, 0.5], "auc_boot_high": [0.9, 1.0, 0.8], "auc_p_vs_reference": [0.01, 0.2, np.nan],
+                      "auc_p_vs_reference_holm": [0.02, 0.4, np.nan], "p_value": [0.3, 0.1, 0.2], "n": [10, 10, 9]})
     s = tables.seed_summary(t, ["model"])
     assert list(s["seed"]) == ["1", "2", "1", "mean", "sd", "min", "max"]  # model b, one seed: no summary
-    assert s.iloc[3:][["auc_ci_low", "auc_boot_high", "delong_p_vs_reference", "delong_p_vs_reference_holm",
+    assert s.iloc[3:][["auc_ci_low", "auc_boot_high", "auc_p_vs_reference", "auc_p_vs_reference_holm",
                        "p_value"]].isna().all().all()
     assert list(s.iloc[3:]["auc"]) == pytest.approx([0.85, np.std([0.8, 0.9], ddof=1), 0.8, 0.9])
     v = tables.seed_view(s, ["model"])
     r = v.iloc[-1]
     assert r["seed"] == "all 2 seeds" and tables.ci_text(r) == "0.850 ± 0.071 (range 0.800–0.900)"
-    assert tables.count_text(r) == "10" and tables.fmt(r["delong_p_vs_reference"]) == ""
+    assert tables.count_text(r) == "10" and tables.fmt(r["auc_p_vs_reference"]) == ""
     assert len(v) == 4 and tables.seed_view(t[t["seed"] == 1], ["model"]) is not None
 
 

@@ -142,3 +142,93 @@ def test_the_f1_bootstrap_is_a_loop_over_the_same_resampled_patients():
         f1s.append(f1_score(y[units], call[units]))
     assert got == pytest.approx(tuple(np.quantile(f1s, [0.025, 0.975])), abs=1e-12)
     assert pr.f1_bootstrap(y, call, cl, n_boot=300, seed=5) == got  # seeded
+
+
+def _wilson_by_hand(k, n, z=1.959963984540054):
+    """Wilson (1927), written out: the roots in P of (k/n - P)^2 = z^2 P (1 - P) / n."""
+    a, b, c = 1 + z * z / n, -(2 * k / n + z * z / n), (k / n) ** 2
+    return (-b - np.sqrt(b * b - 4 * a * c)) / (2 * a), (-b + np.sqrt(b * b - 4 * a * c)) / (2 * a)
+
+
+def test_five_patients_whose_bootstrap_collapses_get_the_jaccard_wilson_interval():
+    """5 patients, 2 high grade, every one called high: each stratum's patients alike, so every resample has
+    TP 2, FP 3 and the percentile interval is the point 4/7. The interval given is Wilson's for J = 2/5,
+    solved here from its quadratic, mapped through F1 = 2J / (1 + J): positive width, around 4/7."""
+    y, call = np.array([1, 1, 0, 0, 0]), np.ones(5, int)
+    lo_b, hi_b = pr.f1_bootstrap(y, call)
+    assert lo_b == hi_b == pytest.approx(4 / 7)  # the collapse the issue forbids to print
+    m = pr.binary_metrics(y, call)
+    assert m["f1"] == pytest.approx(4 / 7) and m["f1_ci_low"] < m["f1"] < m["f1_ci_high"]
+    j_lo, j_hi = _wilson_by_hand(2, 5)
+    assert (m["f1_ci_low"], m["f1_ci_high"]) == pytest.approx((2 * j_lo / (1 + j_lo), 2 * j_hi / (1 + j_hi)), abs=1e-12)
+    j_lo, j_hi = proportion_confint(2, 5, method="wilson")  # J in (0.1176, 0.7693): F1 in (0.2105, 0.8696)
+    assert (m["f1_ci_low"], m["f1_ci_high"]) == pytest.approx((2 * j_lo / (1 + j_lo), 2 * j_hi / (1 + j_hi)), abs=1e-12)
+    assert (m["f1_ci_low"], m["f1_ci_high"]) == pytest.approx((0.2105, 0.8696), abs=5e-5)
+    assert m["f1_ci_method"].startswith(pr.JACCARD) and "collapsed" in m["f1_ci_method"]
+    # perfect calls: the bootstrap's point 1; Wilson's J interval for 2 of 2, mapped, reaches 1 exactly
+    perfect = pr.binary_metrics(y, y)
+    j_lo = _wilson_by_hand(2, 2)[0]
+    assert (perfect["f1_ci_low"], perfect["f1_ci_high"]) == pytest.approx((2 * j_lo / (1 + j_lo), 1.0), abs=1e-12)
+    assert perfect["f1_ci_high"] == 1.0 and perfect["f1_ci_low"] < 1.0
+
+
+def test_a_bootstrap_that_does_not_collapse_is_kept_and_is_numpys():
+    """5 patients, 2 high grade, one missed and one low grade called high (F1 = 1/2): the resamples differ,
+    so the interval stays the percentile bootstrap, recomputed here with numpy from the same seeded draws."""
+    y, call = np.array([1, 1, 0, 0, 0]), np.array([1, 0, 1, 0, 0])
+    m = pr.binary_metrics(y, call, n_boot=1000, seed=3)
+    draw = np.random.default_rng(3)
+    pos, neg = draw.integers(0, 2, (1000, 2)), 2 + draw.integers(0, 3, (1000, 3))  # strata in the order drawn
+    tp, fp = (pos == 0).sum(1), (neg == 2).sum(1)
+    f1 = 2 * tp / (2 * tp + fp + (pos == 1).sum(1))
+    assert (m["f1_ci_low"], m["f1_ci_high"]) == pytest.approx(tuple(np.quantile(f1, [0.025, 0.975])), abs=1e-12)
+    assert m["f1_ci_low"] < m["f1"] == 0.5 < m["f1_ci_high"] and m["f1_ci_method"] == pr.bootstrap_name(1000, 3)
+
+
+def test_the_jaccard_wilson_interval_has_the_multinomial_delta_method_variance():
+    """Its delta-method variance (Wilson's J variance J (1 - J) / m through dF1/dJ = 2 / (1 + J)^2) is the
+    multinomial one of F1 = 2 p11 / (2 p11 + p10 + p01) over the confusion matrix (Takahashi et al. 2022's
+    method for the binary F1), the gradient taken numerically here; and its width shrinks as 1/sqrt(n)."""
+    tp, fp, fn, tn = 30, 12, 9, 49
+    n, counts = 100, np.array([tp, fp, fn, tn], float)
+    p = counts / n
+    f = lambda q: 2 * q[0] / (2 * q[0] + q[1] + q[2])  # noqa: E731
+    grad = np.array([(f(p + h) - f(p - h)) / 2e-7 for h in np.eye(4) * 1e-7])
+    var_multinomial = grad @ (np.diag(p) - np.outer(p, p)) @ grad / n
+    m, j = tp + fp + fn, tp / (tp + fp + fn)
+    var_jaccard = j * (1 - j) / m * (2 / (1 + j) ** 2) ** 2
+    assert var_jaccard == pytest.approx(var_multinomial, rel=1e-6)
+    assert var_jaccard == pytest.approx(4 * tp * (fp + fn) * m / (m + tp) ** 4, rel=1e-12)
+    y = np.repeat([1, 0, 1, 0], counts.astype(int))
+    call = np.repeat([1, 1, 0, 0], counts.astype(int))
+    lo, hi = pr.f1_wilson(y, call)
+    assert (hi - lo) / (2 * 1.959964) == pytest.approx(np.sqrt(var_multinomial), rel=0.05)  # close at n = 100
+    big = pr.f1_wilson(np.repeat(y, 100), np.repeat(call, 100))
+    assert (big[1] - big[0]) / (2 * 1.959964) == pytest.approx(np.sqrt(var_multinomial / 100), rel=0.005)
+
+
+def test_the_collapsed_image_level_interval_is_clustered():
+    """5 patients x 2 images, all called high: the image-level fallback is Wilson's on J's effective sample
+    size (10 images / design effect 2.25 here), the patient-level one's width, not the ten images'."""
+    y, call, cl = np.repeat([1, 1, 0, 0, 0], 2), np.ones(10, int), np.repeat(np.arange(5), 2)
+    m = pr.binary_metrics(y, call, cl)
+    n_eff = 10 / pr.design_effect(y, cl)
+    assert n_eff == pytest.approx(40 / 9)
+    j_lo, j_hi = pr.wilson(0.4 * n_eff, n_eff)
+    assert (m["f1_ci_low"], m["f1_ci_high"]) == pytest.approx((2 * j_lo / (1 + j_lo), 2 * j_hi / (1 + j_hi)), abs=1e-12)
+    assert "patient-clustered" in m["f1_ci_method"] and m["f1_ci_low"] < pr.f1_wilson(y, call)[0]
+
+
+def test_f1_s_degenerate_samples():
+    """No positive label and no positive call: F1 undefined, NaN interval (the bootstrap's name kept). No
+    positive label but some positive calls: F1 = 0 (no TP can exist); its interval starts at 0 exactly."""
+    none = pr.binary_metrics(np.zeros(5, int), np.zeros(5, int))
+    assert np.isnan([none["f1"], none["f1_ci_low"], none["f1_ci_high"]]).all()
+    assert none["f1_ci_method"] == pr.bootstrap_name(2000)
+    assert np.isnan(pr.f1_wilson(np.zeros(3, int), np.zeros(3, int))).all()
+    assert np.isnan(pr.f1_interval(np.zeros(0, int), np.zeros(0, int))[:2]).all()
+    fp_only = pr.binary_metrics(np.zeros(5, int), np.ones(5, int))
+    hi = _wilson_by_hand(0, 5)[1]
+    assert fp_only["f1"] == 0.0 and fp_only["f1_ci_low"] == 0.0
+    assert fp_only["f1_ci_high"] == pytest.approx(2 * hi / (1 + hi), abs=1e-12)
+    assert not pr.binary_metrics(np.zeros(5, int), np.ones(5, int), f1=False)["f1_ci_method"]

@@ -578,6 +578,9 @@ if not Path(RAD_PARAMS).is_absolute() and not Path(RAD_PARAMS).exists():
 # patients with images: full features on the phase's volume; mask-only patients: shape features
 RAD_PATIENTS = [p for p in PATIENTS if p in IMAGED or "mask" in SOURCES[p].get(RAD_PHASE, {})] if RAD["enabled"] else []
 DEEP_CELL = ccmatrix.deep_cell(MATRIX_CONFIG)
+# fusion.deep.oof_folds: the deep block stacked out of fold (ccgrade.fusion.oof), its k fold cells
+DEEP_OOF = int(MATRIX_CONFIG["fusion"]["deep"].get("oof_folds", 0)) if DEEP_CELL else 0
+DEEP_OOF_CELLS = [ccpaths.DEEP_OOF_DIR.format(**{**DEEP_CELL, "fold": f}) for f in range(DEEP_OOF)]
 
 
 def rad_sources(wildcards):
@@ -653,6 +656,7 @@ def fusion_params(wildcards):
             "thresholds": FUSION["thresholds"],
             "nested_cv": NESTED_CV,
             "statistics": config["statistics"],
+            **({"deep_oof": True} if DEEP_OOF else {}),
         }
     )
 

@@ -152,4 +152,6 @@ if EXT_FUSION and DEEP_CELL:
             code=code("deploy.external_deep"),
         shell:
             "python -m ccgrade.deploy.external_deep --bundle {params.bundle} --cell {params.cell} --hp {params.hp:q}"
-            " --patients {params.patients:q} {params.privacy} --out {output} > {log} 2>&1"
+            " --patients {params.patients:q} {params.privacy} --out {output}"
+            + (" --score" if DEEP_OOF else "")  # the out-of-fold deep block's one feature, the CNN's score
+            + " > {log} 2>&1"

@@ -40,6 +40,12 @@ FUSION_NESTED = {
     "nested_table": f"{TABLES}/fusion_nested_cv.csv", "nested_table_md": f"{TABLES}/fusion_nested_cv.md",
 }
 
+#: the fusion's out-of-fold deep block (``fusion.deep.oof_folds``, ``ccgrade.fusion.oof``): the folds of its training
+#: patients, the fold cells (by the matrix cell's own wildcards) and which model scored each patient
+DEEP_OOF_SPLIT = "results/fusion/deep_oof/split.json"
+DEEP_OOF_DIR = "results/fusion/deep_oof/{study}/{roi}/{arch}/{phases}/{variant}/fold{fold}/seed{seed}"
+DEEP_OOF_SOURCES = "results/fusion/deep_oof/scores.tsv"
+
 
 def external_outputs(study: str) -> dict[str, str]:
     """A study's external-validation table and figure, by role."""

@@ -17,6 +17,17 @@ NPV) and for F1; a foundation module (numpy and scipy only).
 - ``f1_bootstrap``: F1 is not a proportion of anything; its interval is the seeded percentile bootstrap
   of patients (whole patients resampled with their units, within strata of patients holding positives
   only, negatives only, or both, as ``stats.cluster_bootstrap`` does for the AUC);
+- ``f1_wilson``: F1 = 2J / (1 + J) is an increasing function of the Jaccard index J = TP / (TP + FP + FN),
+  and J *is* a proportion: of the units that the label or the call makes positive (TP + FP + FN of them,
+  each unit counted once), the share that both do. Given their number, TP is binomial, so Wilson's
+  interval of J (its clustered form with patients), mapped through 2J / (1 + J), is an interval for F1
+  that keeps Wilson's behaviour at 0 and 1; its delta-method variance, 4 TP (FP + FN) m / (m + TP)^4 with
+  m = TP + FP + FN, is exactly the multinomial delta-method variance of F1 (Takahashi et al., Appl Intell
+  2022; 52:4961-4972, extended to the binary F1). No doubled count of TP, so no dependence to ignore;
+- ``f1_interval``: the bootstrap's interval, except where it collapses to a point (or is undefined) while
+  F1 is defined: within every stratum every patient then contributes the same counts, e.g. at 5 test
+  patients, and the resamples see no sampling variability that the binomial model of J sees; there
+  ``f1_wilson`` is given, and the method string says so;
 - ``binary_metrics``: from labels, 0/1 calls and optional clusters, every metric with
   ``<metric>_ci_low``/``<metric>_ci_high`` and the methods' names.
 """
@@ -30,6 +41,8 @@ from scipy import stats
 WILSON = "Wilson score"
 CLUSTERED = "Wilson score on the patient-clustered effective sample size (n / design effect)"
 METRICS = ("accuracy", "sensitivity", "specificity", "precision", "npv", "f1")
+#: F1's interval where its bootstrap collapses (``f1_wilson``)
+JACCARD = "Wilson score interval of the Jaccard index J = TP / (TP + FP + FN), mapped to F1 = 2J / (1 + J)"
 
 
 def bootstrap_name(n_boot: int, seed: int = 0) -> str:
@@ -159,13 +172,45 @@ def f1_bootstrap(y: np.ndarray, call: np.ndarray, clusters: np.ndarray | None = 
     return float(lo), float(hi)
 
 
+def f1_wilson(y: np.ndarray, call: np.ndarray, clusters: np.ndarray | None = None, level: float = 0.95
+              ) -> tuple[float, float]:
+    """F1's interval from the Jaccard index J = TP / (TP + FP + FN): Wilson's interval of the TPs among the
+    units with a positive label or call (``clustered_wilson`` with ``clusters``, the patient of each unit),
+    mapped through F1 = 2J / (1 + J); (NaN, NaN) where F1 is undefined (no such unit). The bounds are
+    exactly 0 with no TP and 1 with neither FP nor FN."""
+    y, call = np.asarray(y, int).ravel(), np.asarray(call, int).ravel()
+    flagged = (y == 1) | (call == 1)
+    tp = ((y == 1) & (call == 1))[flagged]
+    if clusters is None:
+        lo, hi = wilson(float(tp.sum()), len(tp), level)
+    else:
+        lo, hi = clustered_wilson(tp, np.asarray(clusters).ravel()[flagged], level)
+    return float(2 * lo / (1 + lo)), float(2 * hi / (1 + hi))
+
+
+def f1_interval(y: np.ndarray, call: np.ndarray, clusters: np.ndarray | None = None, n_boot: int = 2000,
+                level: float = 0.95, seed: int = 0) -> tuple[float, float, str]:
+    """(low, high, method) of F1: ``f1_bootstrap``'s percentile interval where it has a positive width,
+    else (it collapsed to one value, or no resample defined F1) ``f1_wilson``'s, NaN only where F1 itself
+    is undefined (no positive label and no positive call)."""
+    lo, hi = f1_bootstrap(y, call, clusters, n_boot, level, seed)
+    if hi > lo:
+        return lo, hi, bootstrap_name(n_boot, seed)
+    lo, hi = f1_wilson(y, call, clusters, level)
+    if lo != lo:
+        return lo, hi, bootstrap_name(n_boot, seed)
+    where = "" if clusters is None else " on the patient-clustered effective sample size"
+    return lo, hi, f"{JACCARD}{where} (the {bootstrap_name(n_boot, seed)} collapsed to one value)"
+
+
 def binary_metrics(y: np.ndarray, call: np.ndarray, clusters: np.ndarray | None = None, level: float = 0.95,
                    n_boot: int = 2000, seed: int = 0, f1: bool = True) -> dict:
     """Accuracy, sensitivity, specificity, precision (PPV), NPV and F1 of 0/1 ``call`` against 0/1 labels
     ``y`` (class 1 positive), each with ``<metric>_ci_low``/``<metric>_ci_high``; the counts (tp, fp, fn,
     tn); and the methods (``proportion_ci_method``: Wilson, or its clustered form with ``clusters``, the
-    patient of each unit; ``f1_ci_method``: the patient bootstrap, skipped with ``f1`` False). A metric
-    whose denominator is empty is NaN, with NaN bounds."""
+    patient of each unit; ``f1_ci_method``: ``f1_interval``'s, the patient bootstrap or, where it collapses,
+    the Jaccard-Wilson interval; skipped with ``f1`` False). A metric whose denominator is empty is NaN, with
+    NaN bounds."""
     y, call = np.asarray(y).astype(int).ravel(), np.asarray(call).astype(int).ravel()
     if len(call) != len(y):
         raise ValueError(f"{len(call)} calls for {len(y)} labels")
@@ -182,8 +227,7 @@ def binary_metrics(y: np.ndarray, call: np.ndarray, clusters: np.ndarray | None 
         out.update({name: p, f"{name}_ci_low": lo, f"{name}_ci_high": hi})
     tp, fp = int(((y == 1) & (call == 1)).sum()), int(((y == 0) & (call == 1)).sum())
     fn, tn = int(((y == 1) & (call == 0)).sum()), int(((y == 0) & (call == 0)).sum())
-    lo, hi = f1_bootstrap(y, call, cl, n_boot, level, seed) if f1 else (np.nan, np.nan)
+    lo, hi, f1_method = f1_interval(y, call, cl, n_boot, level, seed) if f1 else (np.nan, np.nan, "")
     out.update(f1=float(_f1(tp, fp, fn)), f1_ci_low=lo, f1_ci_high=hi, tp=tp, fp=fp, fn=fn, tn=tn,
-               proportion_ci_method=WILSON if cl is None else CLUSTERED,
-               f1_ci_method=bootstrap_name(n_boot, seed) if f1 else "")
+               proportion_ci_method=WILSON if cl is None else CLUSTERED, f1_ci_method=f1_method)
     return out

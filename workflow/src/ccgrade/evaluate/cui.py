@@ -4,8 +4,9 @@ Image level (every test image is one call, as Cui et al.) and patient level (mea
 patient); per class (low, high rows): accuracy, AUC, precision, sensitivity, specificity and F1, each
 with its 95% CI (``ccgrade.proportions``: Wilson per patient, patient-clustered Wilson per image, the
 patient bootstrap for F1). Table 3 is one architecture over the phase sets; Table 4 compares two architectures on
-the same test images / patients (DeLong's test for correlated AUCs; at image level on the
-patient-clustered covariance). Figures 2-4: ROC curves and confusion matrices.
+the same test images / patients (``tables.compare``: the within-patient permutation test of the AUCs, a
+patient's images swapped together; DeLong's test in paper mode, as Cui et al.). Figures 2-4: ROC curves and
+confusion matrices.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ import pandas as pd
 
 from ccgrade import proportions, stats
 from ccgrade.evaluate.tables import (adjust_columns, ADJUST_NAMES, auc_ci_note, auc_cis, CI_SUFFIXES, compare, confusion_figure,
-                                     count_text, est_text, family_note, fmt, image_ci_note, levels, proportion_note,
-                                     read_predictions, roc_figure, seed_note, seed_summary, seed_view, stats_options)
+                                     count_text, est_text, family_note, fmt, image_ci_note, levels, paired_test_note,
+                                     proportion_note, read_predictions, roc_figure, seed_note, seed_summary, seed_view,
+                                     stats_options)
 from ccgrade.outputs import Outputs
 
 PHASE_LABEL = {"up": "plain", "cmp": "corticomedullary", "np": "parenchymal", "ep": "excretory",
@@ -93,7 +95,7 @@ def _notes(opt: dict | None) -> list[str]:
 def cui_tables(models: list[dict], out: Outputs, table3_arch: str = "resnet34",
                table4_arch: str = "se_resnet34", opt: dict | None = None, pinned: dict | None = None) -> None:
     """Cui Table 3 (one architecture over the phase sets), Table 4 (two architectures on a shared
-    phase set, with DeLong P), and Figures 2-4 (ROC curves and confusion matrices). ``pinned`` names
+    phase set, with the AUC test's P), and Figures 2-4 (ROC curves and confusion matrices). ``pinned`` names
     the phase sets the config gave ``table4_arch`` (said in Table 4's footnote: not selected by this run)."""
     preds = {(m["arch"], m["phases"], m["seed"]): read_predictions(m) for m in models}
     rows = []
@@ -108,7 +110,7 @@ def cui_tables(models: list[dict], out: Outputs, table3_arch: str = "resnet34",
     notes = _notes(opt)
     out.table("t3", t3, title=f"Cui Table 3: {table3_arch} per phase set", footnotes=notes + seed_note(t3),
               markdown=_view(seed_view(t3, keys), ["phase set", "seed"]))
-    # Table 4: both architectures on every phase set they share, with DeLong P per level
+    # Table 4: both architectures on every phase set they share, with the AUC test's P per level
     shared = sorted({m["phases"] for m in models if m["arch"] == table4_arch} &
                     {m["phases"] for m in models if m["arch"] == table3_arch})
     rows4 = []
@@ -122,26 +124,26 @@ def cui_tables(models: list[dict], out: Outputs, table3_arch: str = "resnet34",
             cmp_ = compare(preds[table4_arch, ph, sd], preds[table3_arch, ph, sd], opt)
             sub = t[(t["phases"] == ph) & (t["seed"] == sd) & t["arch"].isin([table3_arch, table4_arch])].copy()
             first = sub["class"] == "low"  # the test belongs to the level, not the class: once per level
-            sub["delong_p"] = [cmp_[lv]["p_value"] if a == table4_arch and f else np.nan
+            sub["auc_p"] = [cmp_[lv]["p_value"] if a == table4_arch and f else np.nan
                                for a, lv, f in zip(sub["arch"], sub["level"], first)]
             sub["comparison"] = [cmp_[lv].get("method", "") if a == table4_arch and f else ""
                                  for a, lv, f in zip(sub["arch"], sub["level"], first)]
             rows4.append(sub)
-    t4 = pd.concat(rows4, ignore_index=True) if rows4 else pd.DataFrame(columns=COLUMNS + ["delong_p", "comparison"])
-    adjust_columns(t4, ["delong_p"], opt, by=["level", "seed"])
+    t4 = pd.concat(rows4, ignore_index=True) if rows4 else pd.DataFrame(columns=COLUMNS + ["auc_p", "comparison"])
+    adjust_columns(t4, ["auc_p"], opt, by=["level", "seed"])
     v4 = _view(t4, ["arch", "phases", "seed"]) if len(t4) else t4
     if len(t4):
-        v4["DeLong P"] = [fmt(p) for p in t4["delong_p"]]
+        v4["AUC P"] = [fmt(p) for p in t4["auc_p"]]
         for m in stats_options(opt)["adjust"]:
-            v4[f"P ({ADJUST_NAMES[m]})"] = [fmt(p) for p in t4[f"delong_p_{m}"]]
+            v4[f"P ({ADJUST_NAMES[m]})"] = [fmt(p) for p in t4[f"auc_p_{m}"]]
     pinned_note = (f"{table4_arch}'s phase set ({', '.join(pinned[table4_arch])}) is set in the config "
                    f"(training.studies.cui.models.{table4_arch}), as Cui et al. chose theirs after Table 3; this run "
                    "did not select it." if pinned and pinned.get(table4_arch) else "")
     out.table("t4", t4, title=f"Cui Table 4: {table3_arch} vs {table4_arch}", markdown=v4,
-                footnotes=notes + [f"DeLong P: {table4_arch} vs {table3_arch} on the same test images (image "
-                                       "level, on the patient-clustered covariance unless paper mode) or patients "
-                                       "(patient level), two-sided, once per level (on the low-class row).",
-                                       family_note(t4, "delong_p", f"this table's {table4_arch} vs {table3_arch} "
+                footnotes=notes + [f"AUC P: {table4_arch} vs {table3_arch} on the same test images (image level) "
+                                       "or patients (patient level), two-sided, once per level (on the low-class "
+                                       "row); the CSV's comparison column names the test.", paired_test_note(opt),
+                                       family_note(t4, "auc_p", f"this table's {table4_arch} vs {table3_arch} "
                                                    "comparisons over its phase sets", opt, by=["level", "seed"])]
                 + ([pinned_note] if pinned_note else []))
     _figures(models, preds, out)

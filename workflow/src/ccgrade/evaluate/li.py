@@ -1,11 +1,12 @@
 """Li et al.'s tables: Tables 2-3, the strong-vs-weak comparison, and Figures 4-5 and A1-A2.
 
-Table 2: the "strong" 3D network (one cube per patient) per phase, with DeLong P against a reference
+Table 2: the "strong" 3D network (one cube per patient) per phase, with the AUC test's P against a reference
 phase chosen without the test patients (on validation patients; a split without them has no reference
 and every pair of phases is compared instead, in the comparisons table). Table 3: the "weak" 2D network
 per slice and per patient by Li's rule (more than three consecutive slices with one call, linked by box
 IoU > 0.3). Strong vs weak per phase by McNemar on sensitivity (high-grade patients) and specificity
-(low-grade patients), and DeLong. Every accuracy, sensitivity and specificity carries its 95% CI (Wilson per
+(low-grade patients), and the AUC test (``tables.paired_test``: the within-patient permutation test, DeLong's
+in paper mode as Li et al.). Every accuracy, sensitivity and specificity carries its 95% CI (Wilson per
 patient, patient-clustered per slice: ``ccgrade.proportions``). Figures 4-5 (ROC) and A1-A2 (confusion matrices).
 """
 
@@ -17,8 +18,8 @@ import pandas as pd
 from ccgrade import proportions, stats
 from ccgrade.evaluate.tables import (adjust_columns, ADJUST_NAMES, auc_ci_note, binary_summary, choose_reference, CI_SUFFIXES,
                                      ci_text, compare, confusion_figure, count_text, est_text, family_note, fmt,
-                                     image_ci_note, levels, proportion_note, read_predictions, roc_figure, seed_note,
-                                     seed_summary, seed_view, stats_options)
+                                     image_ci_note, levels, paired_test, paired_test_note, proportion_note,
+                                     read_predictions, roc_figure, seed_note, seed_summary, seed_view, stats_options)
 from ccgrade.outputs import Outputs
 
 
@@ -67,8 +68,9 @@ def li_patient_calls(pred: pd.DataFrame, set_name: str) -> pd.DataFrame:
 
 def li_comparisons(t2: pd.DataFrame, preds: dict, strong: str, opt: dict | None = None) -> pd.DataFrame:
     """Li Table 2's tests: per seed, each phase against the reference phase (chosen by ``choose_reference``,
-    never on test patients unless paper mode) or, without a reference, every pair of phases; DeLong on the
-    test patients both models saw, with the family's adjusted P values."""
+    never on test patients unless paper mode) or, without a reference, every pair of phases; the AUC test
+    (``compare``: permutation within patients, DeLong in paper mode; ``method`` names it, ``z`` is DeLong's only)
+    on the test patients both models saw, with the family's adjusted P values."""
     o = stats_options(opt)
     rows = []
     for sd in sorted(set(t2["seed"])):
@@ -81,18 +83,19 @@ def li_comparisons(t2: pd.DataFrame, preds: dict, strong: str, opt: dict | None 
             c = compare(preds[strong, a, sd], preds[strong, b, sd], opt)["patient"]
             rows.append({"seed": sd, "phase_a": a, "phase_b": b, "reference": ref, "chosen_on": basis,
                          "n": c.get("n"), "auc_a": c.get("auc_a", np.nan), "auc_b": c.get("auc_b", np.nan),
-                         "difference": c.get("difference", np.nan), "z": c.get("z", np.nan), "p_value": c["p_value"]})
+                         "difference": c.get("difference", np.nan), "z": c.get("z", np.nan), "p_value": c["p_value"],
+                         "method": c.get("method", "")})
     out = pd.DataFrame(rows, columns=["seed", "phase_a", "phase_b", "reference", "chosen_on", "n", "auc_a", "auc_b",
-                                      "difference", "z", "p_value"])
+                                      "difference", "z", "p_value", "method"])
     adjust_columns(out, ["p_value"], opt, by=["seed"])
     return out
 
 
 def li_tables(models: list[dict], out: Outputs, strong: str = "resnet3d18",
               weak: str = "resnet18", opt: dict | None = None) -> dict[str, pd.DataFrame]:
-    """Li Table 2 (strong, per phase, DeLong P vs a reference phase chosen without test patients, or all
-    pairs), its comparisons table, Table 3 (weak, slice and patient level), the strong-vs-weak
-    McNemar/DeLong table, and Figures 4-5 / A1-A2 (ROC, confusion)."""
+    """Li Table 2 (strong, per phase, the AUC test's P vs a reference phase chosen without test patients, or
+    all pairs), its comparisons table, Table 3 (weak, slice and patient level), the strong-vs-weak
+    McNemar/AUC-test table, and Figures 4-5 / A1-A2 (ROC, confusion)."""
     o = stats_options(opt)
     preds = {(m["arch"], m["phases"], m["seed"]): read_predictions(m) for m in models}
     t2 = _li_table2(models, preds, out, strong, o)
@@ -103,7 +106,7 @@ def li_tables(models: list[dict], out: Outputs, strong: str = "resnet3d18",
 
 
 def _li_table2(models: list[dict], preds: dict, out: Outputs, strong: str, o: dict) -> pd.DataFrame:
-    """Li Table 2 (the 3D model per phase, DeLong P vs a reference phase) and its comparisons table."""
+    """Li Table 2 (the 3D model per phase, the AUC test's P vs a reference phase) and its comparisons table."""
     # one cube (= one image) per patient
     rows2 = []
     for m in models:
@@ -120,9 +123,9 @@ def _li_table2(models: list[dict], preds: dict, out: Outputs, strong: str, o: di
         pd.DataFrame(columns=["set", "seed", "auc", "phases"]), preds, strong, o)
     if len(t2):
         t2["reference_phase"], t2["chosen_on"] = "", ""
-        t2["delong_p_vs_reference"] = np.nan
+        t2["auc_p_vs_reference"] = np.nan
         for m in o["adjust"]:
-            t2[f"delong_p_vs_reference_{m}"] = np.nan
+            t2[f"auc_p_vs_reference_{m}"] = np.nan
         for sd in sorted(set(t2["seed"])):
             ref, basis = choose_reference(t2, sd, o["selection"])
             sel = t2["seed"] == sd
@@ -131,9 +134,9 @@ def _li_table2(models: list[dict], preds: dict, out: Outputs, strong: str, o: di
                 continue
             for _, c in comp[(comp["seed"] == sd) & (comp["phase_b"] == ref)].iterrows():
                 i = t2.index[sel & (t2["set"] == "test") & (t2["phases"] == c["phase_a"])]
-                t2.loc[i, "delong_p_vs_reference"] = c["p_value"]
+                t2.loc[i, "auc_p_vs_reference"] = c["p_value"]
                 for m in o["adjust"]:
-                    t2.loc[i, f"delong_p_vs_reference_{m}"] = c[f"p_value_{m}"]
+                    t2.loc[i, f"auc_p_vs_reference_{m}"] = c[f"p_value_{m}"]
     t2 = seed_summary(t2, ["phases", "set"]) if len(t2) else t2
     w2 = seed_view(t2, ["phases", "set"]) if len(t2) else t2
     r2 = [r for _, r in w2.iterrows()]
@@ -142,25 +145,27 @@ def _li_table2(models: list[dict], preds: dict, out: Outputs, strong: str, o: di
                        **{f"{c.capitalize()} (95% CI)": [est_text(r, c) for r in r2]
                           for c in ("accuracy", "sensitivity", "specificity")},
                        "Reference": w2["reference_phase"].fillna("").str.upper(),
-                       "DeLong P vs reference": w2["delong_p_vs_reference"].map(fmt),
-                       **{f"P ({ADJUST_NAMES[m]})": w2[f"delong_p_vs_reference_{m}"].map(fmt) for m in o["adjust"]}}
+                       "AUC P vs reference": w2["auc_p_vs_reference"].map(fmt),
+                       **{f"P ({ADJUST_NAMES[m]})": w2[f"auc_p_vs_reference_{m}"].map(fmt) for m in o["adjust"]}}
                       ) if len(t2) else t2
     bases = sorted({b for b in comp["chosen_on"]} | ({b for b in t2["chosen_on"].dropna() if b} if len(t2) else set()))
     out.table("t2", t2, title=f"Li Table 2: strongly supervised {strong} per phase", markdown=v2,
                 footnotes=["One 32³ tumour cube per patient; threshold 0.5 on P(high); sensitivity for high grade.",
                            auc_ci_note(o, "The"), proportion_note(o, None),
-                           "DeLong P: each phase's test-set AUC against the reference phase's, on the same patients. "
+                           "AUC P: each phase's test-set AUC against the reference phase's, on the same patients. "
                            "Reference: " + ("; ".join(bases) if bases else "none") + "." +
                            (" Selected post hoc on the test set, as Li et al. did: these P values lean towards "
                             "significance." if o["selection"] == "test" else
                             " Never chosen on the test patients; without a reference see li_comparisons."),
+                           paired_test_note(o, None),
                            family_note(comp, "p_value", "the phases' comparisons (li_comparisons)", o, by=["seed"])]
                 + seed_note(t2))
     vc = comp.assign(**{c: comp[c].map(fmt) for c in ["auc_a", "auc_b", "difference", "p_value"] +
                         [f"p_value_{m}" for m in o["adjust"]]})
-    out.table("comparisons", comp, title=f"Li Table 2's tests: {strong} phases compared (DeLong, test set)",
-                markdown=vc, footnotes=["Each row: DeLong's test of two phases' test-set AUCs on the patients both "
-                                        "models saw (two-sided); difference = AUC a - AUC b.",
+    out.table("comparisons", comp, title=f"Li Table 2's tests: {strong} phases compared (AUC, test set)",
+                markdown=vc, footnotes=["Each row: a paired test of two phases' test-set AUCs on the patients both "
+                                        "models saw (two-sided; method names it, z is DeLong's, paper mode only); "
+                                        "difference = AUC a - AUC b.", paired_test_note(o, None),
                                         family_note(comp, "p_value", "the phases' comparisons", o, by=["seed"])])
     return t2
 
@@ -210,7 +215,7 @@ def _li_table3(models: list[dict], preds: dict, out: Outputs, weak: str, o: dict
 
 def _li_strong_vs_weak(models: list[dict], preds: dict, calls: dict, out: Outputs, strong: str, weak: str,
                        o: dict) -> pd.DataFrame:
-    """Strong vs weak, per phase and seed, on the test patients both models saw: McNemar and DeLong."""
+    """Strong vs weak, per phase and seed, on the test patients both models saw: McNemar and the AUC test."""
     rows = []
     for m in models:
         if m["arch"] != strong or (weak, m["phases"], m["seed"]) not in preds:
@@ -235,11 +240,11 @@ def _li_strong_vs_weak(models: list[dict], preds: dict, calls: dict, out: Output
                 rec.update({f"{name}_{model}": est, f"{name}_{model}_ci_low": lo, f"{name}_{model}_ci_high": hi})
             rec.update({f"{name}_p_exact": mc["p_exact"], f"{name}_p_chi2_cc": mc["p_chi2_cc"]})
         if len(np.unique(y)) == 2:
-            d = stats.delong_test(y, j["prob_strong"].to_numpy(), j["prob_mean"].to_numpy())
-            rec.update(auc_strong=d["auc_a"], auc_weak=d["auc_b"], delong_p=d["p_value"])
+            d = paired_test(y, j["prob_strong"].to_numpy(), j["prob_mean"].to_numpy(), opt=o)
+            rec.update(auc_strong=d["auc_a"], auc_weak=d["auc_b"], auc_p=d["p_value"], auc_method=d["method"])
         rows.append(rec)
     mc = pd.DataFrame(rows)
-    fam = ["sensitivity_p_exact", "specificity_p_exact", "delong_p"]
+    fam = ["sensitivity_p_exact", "specificity_p_exact", "auc_p"]
     adjust_columns(mc, fam, o, by=["seed"])
     h = o["adjust"][0]
     vm = pd.DataFrame({"Phase": mc["phases"].str.upper(), "Seed": mc["seed"], "Patients": mc["n"],
@@ -249,17 +254,18 @@ def _li_strong_vs_weak(models: list[dict], preds: dict, calls: dict, out: Output
                        "Specificity strong / weak (95% CI)": _pair(mc, "specificity"),
                        "McNemar P (exact) ": mc["specificity_p_exact"].map(fmt),
                        f"{ADJUST_NAMES[h]} ": mc[f"specificity_p_exact_{h}"].map(fmt),
-                       "DeLong P (AUC)": mc.get("delong_p", pd.Series(np.nan, index=mc.index)).map(fmt),
-                       f"{ADJUST_NAMES[h]}  ": mc.get(f"delong_p_{h}", pd.Series(np.nan, index=mc.index)).map(fmt)}) \
+                       "AUC P": mc.get("auc_p", pd.Series(np.nan, index=mc.index)).map(fmt),
+                       f"{ADJUST_NAMES[h]}  ": mc.get(f"auc_p_{h}", pd.Series(np.nan, index=mc.index)).map(fmt)}) \
         if len(mc) else mc
     out.table("mcnemar", mc, title="Li: strongly (3D) vs weakly (2D, >3-slice rule) supervised, test set",
                 markdown=vm, footnotes=["McNemar on paired correct/incorrect calls: sensitivity among the high-grade, "
                                         "specificity among the low-grade test patients (exact binomial; the CSV also "
                                         "gives chi-square with continuity correction).",
                                         proportion_note(o, None, "sensitivity and specificity"),
-                                        "DeLong: the 3D P(high) against the 2D mean slice probability per patient.",
+                                        "AUC P: the 3D P(high) against the 2D mean slice probability per patient.",
+                                        paired_test_note(o, None),
                                         family_note(mc, fam, "every test of this table (McNemar on sensitivity and "
-                                                    "on specificity, and DeLong, per phase)", o, by=["seed"])])
+                                                    "on specificity, and the AUC test, per phase)", o, by=["seed"])])
     return mc
 
 

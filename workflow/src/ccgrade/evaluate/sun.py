@@ -3,8 +3,9 @@
 The same network on each ROI setting (rectangular box, tumour only, box expanded 5 mm): patient-level
 AUC, accuracy, sensitivity and specificity (each with its 95% CI: Wilson's for the proportions) on the
 training and test patients and the test image-level AUC with its patient-clustered CI;
-DeLong tests against the setting with the best validation AUC (or every pair when the split has no
-validation patients), with the family's adjusted P values; patient-level ROC curves per set.
+paired AUC tests (``tables.compare``: the within-patient permutation test, DeLong's in paper mode) against the
+setting with the best validation AUC (or every pair when the split has no validation patients), with the family's
+adjusted P values; patient-level ROC curves per set.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import numpy as np
 import pandas as pd
 
 from ccgrade.evaluate.tables import (adjust_columns, ADJUST_NAMES, auc_ci_note, binary_summary, choose_reference, ci_text, compare,
-                                     count_text, est_text, family_note, fmt, levels, proportion_note, read_predictions,
-                                     roc_figure, seed_note, seed_summary, seed_view, stats_options)
+                                     count_text, est_text, family_note, fmt, levels, paired_test_note, proportion_note,
+                                     read_predictions, roc_figure, seed_note, seed_summary, seed_view, stats_options)
 from ccgrade.outputs import Outputs
 
 
@@ -38,11 +39,11 @@ def _sun_rows(preds: dict, o: dict) -> pd.DataFrame:
 
 SEED_KEYS = ["roi", "arch", "phases", "set"]  # a row's model and set: its seeds are summarised together
 _SUN_COMPARISON_COLUMNS = ["arch", "phases", "seed", "roi_a", "roi_b", "reference", "chosen_on", "n",
-                           "auc_a", "auc_b", "difference", "p_value"]
+                           "auc_a", "auc_b", "difference", "p_value", "method"]
 
 
 def _sun_comparisons(preds: dict, t: pd.DataFrame, o: dict) -> pd.DataFrame:
-    """The DeLong comparisons of ROI settings per (model, seed): each against the reference, or every pair
+    """The paired AUC comparisons of ROI settings per (model, seed): each against the reference, or every pair
     when there is none, with the family's adjusted P values."""
     comp_rows = []
     for (arch, ph, sd) in sorted({(a, p_, s_) for _, a, p_, s_ in preds}):
@@ -55,27 +56,27 @@ def _sun_comparisons(preds: dict, t: pd.DataFrame, o: dict) -> pd.DataFrame:
             comp_rows.append({"arch": arch, "phases": ph, "seed": sd, "roi_a": a, "roi_b": b, "reference": ref,
                               "chosen_on": basis, "n": c.get("n"), "auc_a": c.get("auc_a", np.nan),
                               "auc_b": c.get("auc_b", np.nan), "difference": c.get("difference", np.nan),
-                              "p_value": c["p_value"]})
+                              "p_value": c["p_value"], "method": c.get("method", "")})
     comp = pd.DataFrame(comp_rows, columns=_SUN_COMPARISON_COLUMNS)
     adjust_columns(comp, ["p_value"], o, by=["arch", "phases", "seed"])
     return comp
 
 
 def _sun_with_references(t: pd.DataFrame, comp: pd.DataFrame, o: dict) -> pd.DataFrame:
-    """The rows with each test row's DeLong P (raw and adjusted) against its reference and the reference's
+    """The rows with each test row's AUC P (raw and adjusted) against its reference and the reference's
     name, summarised over seeds; an empty table is returned as it is."""
     if not len(t):
         return t
     t["reference_roi"] = ""
-    t["delong_p_vs_reference"] = np.nan
+    t["auc_p_vs_reference"] = np.nan
     for m in o["adjust"]:
-        t[f"delong_p_vs_reference_{m}"] = np.nan
+        t[f"auc_p_vs_reference_{m}"] = np.nan
     for _, c in comp[comp["reference"] != ""].iterrows():
         i = t.index[(t["set"] == "test") & (t["roi"] == c["roi_a"]) & (t["arch"] == c["arch"]) &
                     (t["phases"] == c["phases"]) & (t["seed"] == c["seed"])]
-        t.loc[i, "delong_p_vs_reference"] = c["p_value"]
+        t.loc[i, "auc_p_vs_reference"] = c["p_value"]
         for m in o["adjust"]:
-            t.loc[i, f"delong_p_vs_reference_{m}"] = c[f"p_value_{m}"]
+            t.loc[i, f"auc_p_vs_reference_{m}"] = c[f"p_value_{m}"]
     for key, ref in {(r["arch"], r["phases"], r["seed"]): r["reference"] for _, r in comp.iterrows()}.items():
         t.loc[(t["arch"] == key[0]) & (t["phases"] == key[1]) & (t["seed"] == key[2]), "reference_roi"] = ref
     return seed_summary(t, SEED_KEYS)
@@ -94,8 +95,8 @@ def _sun_view(t: pd.DataFrame, o: dict) -> pd.DataFrame:
                          **{f"{c.capitalize()} (95% CI)": [est_text(r, c) for r in rows]
                             for c in ("accuracy", "sensitivity", "specificity")},
                          "AUC (95% CI), image": [ci_text(r, "image_") for r in rows],
-                         "DeLong P vs reference": t["delong_p_vs_reference"].map(fmt),
-                         **{f"P ({ADJUST_NAMES[m]})": t[f"delong_p_vs_reference_{m}"].map(fmt) for m in o["adjust"]}})
+                         "AUC P vs reference": t["auc_p_vs_reference"].map(fmt),
+                         **{f"P ({ADJUST_NAMES[m]})": t[f"auc_p_vs_reference_{m}"].map(fmt) for m in o["adjust"]}})
 
 
 def _sun_footnotes(comp: pd.DataFrame, o: dict, t: pd.DataFrame | None = None) -> list[str]:
@@ -109,10 +110,10 @@ def _sun_footnotes(comp: pd.DataFrame, o: dict, t: pd.DataFrame | None = None) -
                                                            "the score interval, patient-clustered (Obuchowski's "
                                                            "design effect)."),
             proportion_note(o, None),
-            "DeLong P: each setting's test-set patient-level AUC against the reference setting's, on the same "
+            "AUC P: each setting's test-set patient-level AUC against the reference setting's, on the same "
             "patients. Reference: " + ("; ".join(bases) if bases else "none") + "." +
             (" Selected post hoc on the test set (paper mode)." if o["selection"] == "test" else
-             " Never chosen on the test patients."),
+             " Never chosen on the test patients."), paired_test_note(o, None),
             ("Pairs compared: " + pairs_text + "." if len(comp) else "No pair of settings could be compared."),
             family_note(comp, "p_value", "the ROI settings' comparisons of one model", o,
                         by=["arch", "phases", "seed"])] + (
@@ -131,8 +132,9 @@ def sun_tables(models: list[dict], out: Outputs, opt: dict | None = None) -> dic
     """Sun et al.'s ROI settings compared: the same network on each ROI setting (rectangular box, tumour
     only, box expanded 5 mm; config ``roi: [box, tumor, box5mm]``), patient-level AUC (mean P(high) over a
     patient's crops) on the training and test patients, and the test image-level AUC with its
-    patient-clustered CI; DeLong tests against the setting with the best validation AUC, or every pair
-    when the split has no validation patients, with the family's adjusted P values; ROC curves per set."""
+    patient-clustered CI; paired AUC tests (``tables.compare``) against the setting with the best validation
+    AUC, or every pair when the split has no validation patients, with the family's adjusted P values; ROC
+    curves per set."""
     o = stats_options(opt)
     preds = {(m["roi"], m["arch"], m["phases"], m["seed"]): read_predictions(m) for m in models}
     t = _sun_rows(preds, o)

@@ -2,8 +2,9 @@
 
 The statistics settings (``stats_options``); a prediction table read (``read_predictions``) and cut into
 image and patient level (``levels``); AUC with its 95% CIs and the binary metrics at the threshold with
-theirs (``auc_cis``, ``binary_summary``; the proportions' intervals are ``ccgrade.proportions``'); DeLong's
-comparison of two models on the same test units (``compare``); the multiplicity adjustment of a table's
+theirs (``auc_cis``, ``binary_summary``; the proportions' intervals are ``ccgrade.proportions``'); the paired
+comparison of two models' AUCs on the same test units (``paired_test``, ``compare``) and the footnote naming its
+test (``paired_test_note``); the multiplicity adjustment of a table's
 family of tests and its footnote (``adjust_columns``, ``family_note``); the seeds' summary rows (``seed_summary``
 for the CSV: mean, SD, min and max of every point estimate, never of an interval bound or a P value;
 ``seed_view`` for the Markdown: one row per group, "mean ± SD (range min–max)"); the reference chosen without
@@ -12,9 +13,12 @@ the test patients (``choose_reference``, Li Table 2 and Sun); the number formats
 ROC and confusion-matrix figures (``roc_figure``, ``confusion_figure``).
 
 Threshold 0.5 on P(high) throughout (fixed, never tuned). Image- and slice-level intervals and tests are
-patient-clustered (Obuchowski 1997) and bootstrapped by patient; ``statistics.mode: paper`` shows the
-papers' naive AUC intervals (images as independent) and chooses the "best" phase on the test set, as they
-did, and the footnotes say so. Proportions (accuracy, sensitivity, specificity, precision, NPV) carry Wilson
+patient-clustered (Obuchowski 1997) and bootstrapped by patient. Two models' AUCs are compared by the
+within-patient permutation test of ranks (``stats.paired_auc_test``: a patient's images swapped together; exact
+when 2^patients <= 10,000, otherwise 10,000 patterns drawn with a fixed seed), chosen for its size at small
+samples (docs/statistics.md). ``statistics.mode: paper`` shows the papers' naive AUC intervals and compares AUCs by
+DeLong's test (images as independent), and chooses the "best" phase on the test set, as they did, and the
+footnotes say so. Proportions (accuracy, sensitivity, specificity, precision, NPV) carry Wilson
 intervals per patient and the patient-clustered Wilson interval per image in both modes (the papers gave
 none); F1 the patient-level bootstrap's. Every table holding two or more tests gives Holm-adjusted P values
 (and Benjamini-Hochberg ones when asked) beside the raw ones, and names the family.
@@ -111,9 +115,46 @@ def binary_summary(y: np.ndarray, p: np.ndarray, clusters: np.ndarray | None = N
     return out
 
 
+#: the within-patient permutation test's patterns and seed (fixed: a table's P values are the same every run)
+PAIRED_N_PERM, PAIRED_SEED = 10000, 0
+
+
+def paired_test(y: np.ndarray, a: np.ndarray, b: np.ndarray, clusters: np.ndarray | None = None,
+                opt: dict | None = None) -> dict:
+    """Two models' AUCs on the same units compared, two-sided (``stats.paired_auc_test``): the within-patient
+    permutation of ranks (``clusters``: each unit's patient, whose units are swapped together; None: each unit a
+    patient), or in paper mode DeLong's test as the papers did (Obuchowski's with ``clusters``). ``method``
+    names the test in words, ``test`` as ``paired_auc_test`` does."""
+    paper = stats_options(opt)["mode"] == "paper"
+    r = stats.paired_auc_test(y, a, b, clusters, method="delong" if paper else "permutation",
+                              n_perm=PAIRED_N_PERM, seed=PAIRED_SEED)
+    if paper:
+        words = "DeLong" + (", patient-clustered (Obuchowski)" if clusters is not None else "")
+    elif r["exact"]:
+        words = f"within-patient permutation of ranks (exact, 2^{int(r['n_perm']).bit_length() - 1} patterns)"
+    else:
+        words = f"within-patient permutation of ranks ({r['n_perm']:,} random patterns)"
+    return {**r, "test": r["method"], "method": words}
+
+
+def paired_test_note(opt: dict | None = None, what: str | None = "image") -> str:
+    """The footnote sentence naming the test behind a table's AUC P values (``paired_test``); ``what``: the
+    units clustered in patients (image, slice), None for a patient-level table."""
+    if stats_options(opt)["mode"] == "paper":
+        return ("The AUC test: DeLong's test of two correlated AUCs, as the papers (paper mode" +
+                (f"; {what}s taken as independent" if what else "") + "); it is anti-conservative at these sizes "
+                "(docs/statistics.md).")
+    return ("The AUC test: a two-sided permutation test of the two models' ranks within patients (each "
+            "patient's two ranks swapped with probability 1/2" + (f", all its {what}s together" if what else "") +
+            f"; exact over all 2^patients swap patterns up to {PAIRED_N_PERM:,}, otherwise {PAIRED_N_PERM:,} "
+            f"random ones, seed {PAIRED_SEED}), chosen for its size at small samples (docs/statistics.md); "
+            "DeLong's test, which the papers used, is anti-conservative at these sizes.")
+
+
 def compare(pred_a: pd.DataFrame, pred_b: pd.DataFrame, opt: dict | None = None) -> dict[str, dict]:
-    """DeLong test of two models on the same test units, per level; at image level on Obuchowski's
-    patient-clustered covariance (naive in paper mode)."""
+    """Two models on the same test units, per level (``paired_test``: the within-patient permutation test, at
+    image level a patient's images swapped together; in paper mode DeLong's, images as independent). Each
+    level's dict: ``p_value``, ``auc_a``, ``auc_b``, ``difference``, ``n`` and ``method`` (the test in words)."""
     o = stats_options(opt)
     out = {}
     la, lb = levels(pred_a), levels(pred_b)
@@ -127,8 +168,10 @@ def compare(pred_a: pd.DataFrame, pred_b: pd.DataFrame, opt: dict | None = None)
             out[level] = {"p_value": np.nan, "n": len(common)}
             continue
         cl = pid[ia] if level == "image" and o["clustered"] else None
-        out[level] = {**stats.delong_test(ya[ia], pa[ia], pb[ib], clusters=cl), "n": len(common),
-                      "method": "DeLong" + (", patient-clustered (Obuchowski)" if cl is not None else "")}
+        r = paired_test(ya[ia], pa[ia], pb[ib], cl, o)
+        if level == "image" and cl is None:
+            r["method"] += ", images as independent"
+        out[level] = {**r, "n": len(common)}
     return out
 
 
@@ -140,7 +183,7 @@ FAMILY_RULE = ("levels and seeds of one comparison are one hypothesis: the famil
 
 
 def adjust_columns(t: pd.DataFrame, cols: list[str], opt: dict | None = None, by: list[str] | None = None) -> None:
-    """One family spread over several columns (e.g. McNemar on sensitivity, on specificity, and DeLong, per
+    """One family spread over several columns (e.g. McNemar on sensitivity, on specificity, and the AUC test, per
     row): every non-missing P value of ``cols`` adjusted together within each group of ``by`` (the level and
     seed, ``FAMILY_RULE``), written back as ``<col>_<method>``."""
     cols = [c for c in cols if c in t]
@@ -171,8 +214,9 @@ def family_note(t: pd.DataFrame, col: str | list[str], family: str, opt: dict | 
 
 
 def not_averaged(col: str) -> bool:
-    """Interval bounds (``*_ci_low``, ``*_boot_high``, ...) and P values (``p_value``, ``delong_p_*``,
-    ``*_p_exact``, ...): they belong to one seed and are never averaged over seeds."""
+    """Interval bounds (``*_ci_low``, ``*_boot_high``, ...) and P values (any column with a ``p`` part:
+    ``p_value``, ``auc_p``, ``auc_p_vs_reference_holm``, ``*_p_exact``, ...): they belong to one seed and are never
+    averaged over seeds."""
     parts = col.split("_")
     return (len(parts) >= 2 and parts[-2] in ("ci", "boot") and parts[-1] in ("low", "high")) or "p" in parts
 
@@ -311,7 +355,10 @@ def proportion_note(opt: dict | None = None, what: str | None = "image",
                  f"proportion with a patient's {what}s clustered (Genders et al. 2012), in either statistics mode.")
     if f1:
         text += (f" F1: {proportions.bootstrap_name(stats_options(opt)['n_boot'])}"
-                 + (f", each patient resampled with all its {what}s." if what else "."))
+                 + (f", each patient resampled with all its {what}s." if what else ".")
+                 + " Where its resamples all give one F1 (a zero-width interval, e.g. at a few patients), Wilson's "
+                 "interval of the Jaccard index J = TP/(TP + FP + FN) instead, mapped to F1 = 2J/(1 + J)"
+                 + (f" (patient-clustered at {what} level)" if what else "") + "; f1_ci_method names the one used.")
     return text
 
 

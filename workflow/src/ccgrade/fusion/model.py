@@ -8,10 +8,11 @@ score"); the block's model is that score through a one-variable logistic calibra
 training patients' out-of-fold scores. The clinical model is a logistic regression on the configured
 variables (categorical ones one-hot). The combined model is a logistic regression on the block scores and
 the clinical variables; the training scores it is fitted on are out-of-fold at the LASSO step (each
-training patient scored by a block model that did not see it). The deep block is the exception that
-remains: its features are the embeddings of a CNN trained on the same training patients, so its training
+training patient scored by a block model that did not see it). The deep block is the exception by
+default: its features are the embeddings of a CNN trained on the same training patients, so its training
 scores are in-sample at the network step and the combined model over-weights it (the table's footnote
-says so; the nested CV and the likelihood-ratio tests leave it out). The training rows of every model are
+says so; the nested CV and the likelihood-ratio tests leave it out). With ``fusion.deep.oof_folds`` the
+deep block is one out-of-fold CNN score per patient instead (``fusion.oof``) and joins the LR tests. The training rows of every model are
 in-sample predictions (the block scores of the block models fitted on all training patients). Every
 step's statistics (medians, levels, kept columns, means, SDs, penalties) come from the training patients:
 test patients never influence what is selected or how it is scaled.
@@ -25,7 +26,7 @@ with the reason). How many patients of each set were imputed, per clinical varia
 Comparisons with the combined model are of nested models (each block and the clinical model are parts
 of it), for which DeLong's test is invalid (Demler, Pencina & D'Agostino, Stat Med 2012): the tables give
 the likelihood-ratio test of the nested designs on the training patients (the in-sample deep block left
-out, ``IN_SAMPLE_BLOCKS``), and the AUC difference with a paired patient-bootstrap CI on each set;
+out unless out of fold, ``IN_SAMPLE_BLOCKS``), and the AUC difference with a paired patient-bootstrap CI on each set;
 calibration by Hosmer-Lemeshow (g df held out, g - 2 in sample), logistic recalibration slope and
 intercept, and Spiegelhalter's z. This module holds the feature blocks, the risk models, the pipeline and
 its command line; ``fusion_report`` writes the tables and figures, ``decision`` the net benefit and
@@ -206,13 +207,15 @@ class Standardised:
 
 def fit_fusion(train: pd.DataFrame, test: pd.DataFrame, y_train: np.ndarray, *, blocks: dict[str, list[str]],
                clinical: list[dict], seed: int, cv: int = 5, min_var: float = 1e-8, max_corr: float = 0.9,
-               extra: dict[str, pd.DataFrame] | None = None) -> tuple[pd.DataFrame, dict]:
+               extra: dict[str, pd.DataFrame] | None = None, in_sample: tuple[str, ...] = IN_SAMPLE_BLOCKS
+               ) -> tuple[pd.DataFrame, dict]:
     """Every model's P(high) for the training and test patients, and the fitted parts.
 
     ``blocks`` maps a block name (radiomics, deep) to its feature columns in ``train``/``test``.
     Models: one per block (its LASSO score through a one-variable logistic calibration), the clinical
     model, and the combined model (block scores + clinical variables). ``extra``: further sets (e.g. the
     external centre, with the same columns) predicted by the fitted parts unchanged, as the test set is.
+    ``in_sample``: the blocks whose training features are in sample (left out of the likelihood-ratio tests).
     """
     kw = {"cv": cv, "min_var": min_var, "max_corr": max_corr}
     preds = {"train": {}, "test": {}}
@@ -259,7 +262,8 @@ def fit_fusion(train: pd.DataFrame, test: pd.DataFrame, y_train: np.ndarray, *, 
         preds["train"]["combined"], preds["test"]["combined"] = comb.prob(X_tr_in), comb.prob(X_te)
         for k in others:
             preds[k]["combined"] = comb.prob(pd.concat(parts_x[k], axis=1))
-        fitted["lr"], fitted["lr_left_out"] = _lr_tests(X_tr, y_train, blocks, c_tr.columns if clinical else [])
+        fitted["lr"], fitted["lr_left_out"] = _lr_tests(X_tr, y_train, blocks, c_tr.columns if clinical else [],
+                                                        in_sample)
     if clinical:
         fitted["imputed"] = {s: imputed_counts(d, clinical) for s, d in (("train", train), ("test", test), *others.items())}
     rows = []
@@ -270,10 +274,11 @@ def fit_fusion(train: pd.DataFrame, test: pd.DataFrame, y_train: np.ndarray, *, 
     return pd.concat(rows, ignore_index=True), fitted
 
 
-def _lr_tests(X: pd.DataFrame, y: np.ndarray, blocks: dict, clinical_cols) -> tuple[dict[str, dict], list[str]]:
-    """The training rows' LR tests with the in-sample blocks (``IN_SAMPLE_BLOCKS``) left out of the tested
-    parts and of the combined design alike, and the blocks left out."""
-    left = [n for n in blocks if n in IN_SAMPLE_BLOCKS]
+def _lr_tests(X: pd.DataFrame, y: np.ndarray, blocks: dict, clinical_cols, in_sample: tuple[str, ...] = IN_SAMPLE_BLOCKS
+              ) -> tuple[dict[str, dict], list[str]]:
+    """The training rows' LR tests with the in-sample blocks (``in_sample``) left out of the tested parts and
+    of the combined design alike, and the blocks left out."""
+    left = [n for n in blocks if n in in_sample]
     kept = {n: c for n, c in blocks.items() if n not in left}
     return nested_lr_tests(X.drop(columns=[f"{n}_score" for n in left]), y, kept, clinical_cols), left
 
@@ -368,10 +373,12 @@ def join_blocks(cohort: pd.DataFrame, *, radiomics: pd.DataFrame | None, deep: p
 
 def run_fusion(cohort: pd.DataFrame, split: tuple[list[str], list[str]], *, radiomics: pd.DataFrame | None,
                deep: pd.DataFrame | None, clinical: list[dict], seed: int, cv: int = 5, max_corr: float = 0.9,
-               min_var: float = 1e-8, external: dict | None = None) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
+               min_var: float = 1e-8, external: dict | None = None, deep_oof: bool = False
+               ) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
     """Join the blocks per patient, fit on the split's training patients, predict both sets, and with
     ``external`` ({"cohort", "radiomics", "deep"}: another centre's patients and their blocks) that centre's
-    patients too, as set ``external``, by the models fitted here, unchanged.
+    patients too, as set ``external``, by the models fitted here, unchanged. ``deep_oof``: the deep block holds
+    out-of-fold CNN scores (``fusion.oof``), so it is not in sample and joins the likelihood-ratio tests.
 
     Returns (predictions, fitted parts, the patients left out with the reason)."""
     df, blocks, left = join_blocks(cohort, radiomics=radiomics, deep=deep, clinical=clinical)
@@ -382,7 +389,9 @@ def run_fusion(cohort: pd.DataFrame, split: tuple[list[str], list[str]], *, radi
     _check_trainable(y_tr, cv)
     ext, ext_left = external_blocks(external, blocks, clinical) if external else (None, [])
     pred, fitted = fit_fusion(tr, te, y_tr, blocks=blocks, clinical=clinical, seed=seed, cv=cv, min_var=min_var,
-                              max_corr=max_corr, extra={EXTERNAL_SET: ext} if ext is not None else None)
+                              max_corr=max_corr, extra={EXTERNAL_SET: ext} if ext is not None else None,
+                              in_sample=() if deep_oof else IN_SAMPLE_BLOCKS)
+    fitted["deep_oof"] = bool(deep_oof and "deep" in blocks)
     labels = dict(zip(df["patient_id"], (df["grade_group"] == "high").astype(int)))
     ext_labels = dict(zip(ext["patient_id"], (ext["grade_group"] == "high").astype(int))) if ext is not None else {}
     pred.insert(2, "label", [ext_labels.get(p) if s == EXTERNAL_SET else labels.get(p)
@@ -500,7 +509,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         pred, fitted, left = run_fusion(cohort, _load_split(a.split), radiomics=rad, deep=deep,
                                         clinical=prm["clinical"], seed=prm["seed"], cv=prm.get("cv", 5),
-                                        max_corr=prm.get("max_corr", 0.9), external=external)
+                                        max_corr=prm.get("max_corr", 0.9), external=external,
+                                        deep_oof=bool(prm.get("deep_oof")))
     except InsufficientDataError as e:  # too few patients of a grade to select and cross-validate: say so
         not_fitted(str(e), out)
         print(f"not fitted: {e}")

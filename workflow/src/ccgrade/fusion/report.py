@@ -128,7 +128,7 @@ def comparison_notes(lr: dict | None, t: pd.DataFrame | None = None, opt: dict |
         notes.append(f"Left out of the LR tests: the {', '.join(lr_left_out)} block (no test on its rows, and its "
                      "score is not in the design the others are tested against). Its training scores are in-sample "
                      "at the network step (the CNN was trained on these patients), so a likelihood gain measured "
-                     "on them would be optimistic; it stays out until out-of-fold deep cells exist."
+                     "on them would be optimistic; fusion.deep.oof_folds >= 2 makes it out of fold."
                      + ("" if lr else " No LR test is left: the other parts make a design of one part."))
     notes.append("Calibration: slope and intercept by logistic recalibration (ideal 1 and 0); Hosmer-Lemeshow in 10 "
                  "groups of equal size by predicted risk (fewer when there are fewer patients), chi-square over both "
@@ -190,6 +190,20 @@ def write_outputs(pred: pd.DataFrame, fitted: dict, left: pd.DataFrame, out: Out
     return t
 
 
+def deep_note(oof: bool) -> str:
+    """The deep block's footnote: out of fold (``fusion.deep.oof_folds``) or in sample (Sun et al.'s embeddings)."""
+    if oof:
+        return ("Out-of-fold deep block (fusion.deep.oof_folds): its one feature is the CNN's score (its log-odds of "
+                "high grade averaged over the patient's images); each training patient is scored by a fold network "
+                "trained without it, each test or external patient by the cell trained on all training patients, so "
+                "its coefficients and LR tests are valid. The nested CV leaves it out (the network would need "
+                "retraining in each outer fold).")
+    return ("In-sample deep block: its features are embeddings of a CNN trained on these same training patients, so "
+            "its training scores carry their labels even where they are out-of-fold at the LASSO step: its training "
+            "rows are optimistic and the combined model over-weights it; its test rows are honest. The nested CV and "
+            "the LR tests leave it out (fusion.deep.oof_folds >= 2 makes it out of fold).")
+
+
 def _model_notes(pred: pd.DataFrame, fitted: dict, left: pd.DataFrame, out: Outputs, t: pd.DataFrame,
                  opt: dict | None = None) -> list[str]:
     """The model table's footnotes: how each model was fitted, the deep block's caveat, the missing values,
@@ -204,10 +218,7 @@ def _model_notes(pred: pd.DataFrame, fitted: dict, left: pd.DataFrame, out: Outp
              "on, with the scores of the block models fitted on all training patients."]
     notes += comparison_notes(fitted.get("lr"), t, opt, fitted.get("lr_left_out", ()))
     if "deep" in fitted.get("blocks", {}):
-        notes.append("In-sample deep block: its features are embeddings of a CNN trained on these same training "
-                     "patients, so its training scores carry their labels even where they are out-of-fold at the "
-                     "LASSO step: its training rows are optimistic and the combined model over-weights it; its test "
-                     "rows are honest. The nested CV and the LR tests leave it out.")
+        notes.append(deep_note(bool(fitted.get("deep_oof"))))
     notes.append(missing_note(fitted.get("imputed")))
     if fitted.get("external"):
         ext = pred[pred["set"] == "external"]
@@ -280,6 +291,42 @@ def _decision_curves(ax, rows: pd.DataFrame, thresholds: np.ndarray, title: str)
     ax.set_title(title, fontsize=9)
 
 
+def _calibration_panel(ax, test: pd.DataFrame, n_boot: int = 250) -> None:
+    """Each model's smoothed calibration curve on the test patients with its 95% patient-bootstrap band,
+    drawn as the study figures draw theirs (``evaluate.curves``: lowess as ``rms::val.prob``, on the
+    grid ``curves.CURVE`` within the model's range of P(high), ``n_boot`` resamples seeded by the
+    model's rank, 250 as the studies' default). Where the lowess is undefined (a model with one class,
+    or fewer than 5 patients, too few for its span of 2/3) the model's quantile bins instead, as points."""
+    import warnings
+
+    from ccgrade.evaluate.curves import CURVE
+    from ccgrade.evaluate.decision import calibration_band
+
+    binned = False
+    for i, m in enumerate(MODEL_ORDER):
+        d = test[test["model"] == m]
+        y, p = d["label"].to_numpy(int), d["prob_high"].to_numpy(float)
+        if not len(y):
+            continue
+        grid = CURVE[(CURVE >= p.min()) & (CURVE <= p.max())]
+        band = None
+        if len(np.unique(y)) == 2 and len(grid):
+            with warnings.catch_warnings():  # grid points that no resample's lowess reaches are left blank
+                warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)
+                band = calibration_band(y, p, grid, n_boot=n_boot, seed=i)
+        if band is None or band["observed"].isna().all():
+            cal = calibration_curve(y, p)
+            ax.plot(cal["mean_predicted"], cal["observed"], "o", label=f"{m} (quantile bins)")
+            binned = True
+            continue
+        line, = ax.plot(band["predicted"], band["observed"], label=m)
+        ax.fill_between(band["predicted"], band["low"], band["high"], color=line.get_color(), alpha=0.15)
+    ax.plot([0, 1], [0, 1], ":", color="grey")
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="predicted risk of high grade", ylabel="observed fraction high grade")
+    ax.set_title("Calibration, test set (lowess, bootstrap band" + ("; bins where too few)" if binned else ")"),
+                 fontsize=9)
+
+
 def _curves_figure(pred: pd.DataFrame, fitted: dict, out: Outputs, thresholds: np.ndarray) -> None:
     """Calibration and decision curves on the test set (and the external centre's decision curves)."""
     from ccgrade.outputs import pyplot
@@ -291,16 +338,7 @@ def _curves_figure(pred: pd.DataFrame, fitted: dict, out: Outputs, thresholds: n
         _decision_curves(axes[2], pred[pred["set"] == "external"], thresholds,
                          f"Decision curves, external centre {fitted.get('external', '')}")
     test = pred[pred["set"] == "test"]
-    for m in MODEL_ORDER:
-        d = test[test["model"] == m]
-        if d.empty:
-            continue
-        cal = calibration_curve(d["label"].to_numpy(), d["prob_high"].to_numpy())
-        axes[0].plot(cal["mean_predicted"], cal["observed"], "o-", label=m)
-    axes[0].plot([0, 1], [0, 1], ":", color="grey")
-    axes[0].set_xlabel("predicted risk of high grade")
-    axes[0].set_ylabel("observed fraction high grade")
-    axes[0].set_title("Calibration, test set (quantile bins)", fontsize=9)
+    _calibration_panel(axes[0], test)
     _decision_curves(axes[1], test, thresholds, "Decision curves, test set")
     for ax in axes:
         ax.legend(fontsize=7)

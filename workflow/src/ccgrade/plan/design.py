@@ -57,7 +57,29 @@ def design_problems(cfg: dict, n: int, n_high: int, centres: dict[str, tuple[int
                 f"{lo:.0f} low): a sensitivity or specificity of 0.8 would have a 95% interval {width:.2f} wide "
                 f"(statistics.max_ci_width {limit:g})", _better_design(name, sch, pooled, limit, len(centres)),
                 scope="study"))
-    return out
+    return out + oof_problems(cfg, n, n_high)
+
+
+def oof_problems(cfg: dict, n: int, n_high: int) -> list[Problem]:
+    """An error when ``fusion.deep.oof_folds`` asks for more folds than the fusion's training patients of the
+    smaller grade group can fill (each fold network needs both grades; ``fusion.oof.oof_split`` would refuse)."""
+    import math
+
+    fus = cfg.get("fusion", {})
+    k = int((fus.get("deep") or {}).get("oof_folds", 0) or 0) if fus.get("enabled") else 0
+    sch = cfg.get("splits", {}).get("schemes", {}).get(fus.get("scheme"), {})
+    if k < 2 or sch.get("kind") != "holdout":
+        return []
+    fr = sch.get("fractions", {})
+    share = 1 - fr.get("test", 0) / max(sum(fr.values()), 1e-9)
+    fewest = math.floor(min(n_high, n - n_high) * share)
+    if fewest >= k:
+        return []
+    fix = (f"set fusion.deep.oof_folds to {fewest} or fewer" if fewest >= 2 else "set fusion.deep.oof_folds: 0 (the "
+           "embeddings' deep block, in sample)") + " or add patients"
+    return [Problem("error", f"fusion.deep.oof_folds {k}: the fusion's training patients (split scheme "
+                    f"{fus['scheme']}) hold about {fewest} of the smaller grade group, too few for {k} folds that "
+                    "each hold out patients of both grades", fix, scope="study")]
 
 
 def _better_design(name: str, scheme: dict, pooled: float, limit: float, n_centres: int) -> str:

@@ -594,16 +594,34 @@ class Run:
                           "interventions avoided, and the smoothed calibration curve with its ICI, E50, E90 and Emax, "
                           "on the test patients.")
 
+    def auc_methods(self) -> tuple[str, str]:
+        """The AUC interval and the paired AUC test the run's tables show, in words, by ``statistics.mode``
+        (``tables.auc_cis``, ``tables.paired_test``)."""
+        from ccgrade.evaluate.tables import PAIRED_N_PERM, stats_options
+
+        if stats_options(self.cfg["statistics"])["mode"] == "paper":
+            return "DeLong's Wald interval (paper mode)", "DeLong's test of correlated AUCs (paper mode)"
+        return ("Newcombe's score interval", "a within-patient permutation test of the two models' ranks (exact up to "
+                f"{PAIRED_N_PERM:,} swap patterns, otherwise {PAIRED_N_PERM:,} random ones)")
+
     def statistics(self):
-        s = self.cfg["statistics"]
-        clus = ("image- and slice-level CIs and tests clustered by patient (Obuchowski)" if s["mode"] == "honest" else
-                "paper mode: images treated as independent, as the papers did (footnoted)")
-        return "filled", (f"AUC 95% CIs by DeLong and a patient bootstrap ({s['n_boot']} resamples); {clus}; Wilson "
-                          "CIs of sensitivity, specificity, accuracy, PPV and NPV (at image level on the patient-"
-                          "clustered effective sample size), F1 by a patient bootstrap; DeLong "
-                          f"tests between models, McNemar on sensitivity and specificity, exact binomial (Clopper-"
-                          f"Pearson) CIs of error rates; families of tests adjusted by {', '.join(s['adjust']) or 'none'}"
-                          "; baseline tables: normality check, then t-test or Mann-Whitney; chi-square or Fisher.")
+        from ccgrade.evaluate.tables import stats_options
+
+        s = stats_options(self.cfg["statistics"])
+        ci, test = self.auc_methods()
+        paper = s["mode"] == "paper"
+        clus = ("paper mode: images treated as independent for the AUC, as the papers did (footnoted)" if paper else
+                "image- and slice-level AUC CIs with Obuchowski's patient-clustered design effect and tests that "
+                "permute a patient's images together")
+        beside = ("" if paper else "DeLong's Wald interval and ") + f"a patient bootstrap ({s['n_boot']} resamples)"
+        return "filled", (f"AUC 95% CIs by {ci}, with {beside} beside it in the CSVs; {clus}; Wilson CIs of "
+                          "sensitivity, specificity, accuracy, PPV and NPV (at image level on the patient-clustered "
+                          "effective sample size), F1 by a patient bootstrap (where it collapses, Wilson's interval of "
+                          f"the Jaccard index mapped to F1); AUCs of two models compared by {test}; external minus "
+                          "internal AUC by a z test of two independent DeLong variances; McNemar on sensitivity and "
+                          "specificity, exact binomial (Clopper-Pearson) CIs of error rates; families of tests adjusted "
+                          f"by {', '.join(s['adjust']) or 'none'}; baseline tables: normality check, then t-test or "
+                          "Mann-Whitney; chi-square or Fisher.")
 
     def robustness(self):
         parts = []
@@ -661,8 +679,9 @@ class Run:
                 bit += f", external minus internal {d.min():+.2f} to {d.max():+.2f}"
             parts.append(bit + f" ({paths.external_outputs(s)['table']})")
         return "filled", (f"External centre {name}: every trained model evaluated unchanged (frozen weights, "
-                          "preprocessing and threshold 0.5), with DeLong CIs, sensitivity and specificity, calibration "
-                          "slope and intercept, decision curves and the external-vs-internal AUC test; "
+                          f"preprocessing and threshold 0.5), with AUC CIs by {self.auc_methods()[0]}, sensitivity "
+                          "and specificity, calibration slope and intercept, decision curves and the external-vs-"
+                          "internal AUC test (z test of two independent DeLong variances); "
                           + "; ".join(parts) + ".")
 
     def flow(self):
@@ -711,7 +730,7 @@ class Run:
                 parts.append(f"{s}: no trained model")
                 continue
             c = cells[0]
-            auc = (f"AUC {fmt(r['auc'])} (95% CI {fmt(r['auc_ci_low'])}-{fmt(r['auc_ci_high'])}, DeLong)"
+            auc = (f"AUC {fmt(r['auc'])} (95% CI {fmt(r['auc_ci_low'])}-{fmt(r['auc_ci_high'])}, {r['ci_method']})"
                    if r["auc"] == r["auc"] else "AUC n/a (one grade group)")
             parts.append(f"{s} ({c['arch']} on {c['phases']}, {c['roi']}{', folds pooled' if len(cells) > 1 else ''}): "
                          f"{r['n']} test patients, {auc}, sensitivity {_num(r['sensitivity'])}, specificity "

@@ -63,8 +63,14 @@ def test_export_records_preprocessing_and_evaluation_and_loads_without_config(tm
     test = pred[pred["set"] == "test"].groupby("patient_id").agg(y=("label", "first"), p=("prob_high", "mean"))
     ev = md["evaluation"]["test"]
     assert ev["auc"] == pytest.approx(roc_auc_score(test["y"], test["p"]), abs=1e-12)
-    _, lo, hi = stats.auc_ci(test["y"].to_numpy(), test["p"].to_numpy())
+    y, p = test["y"].to_numpy(int), test["p"].to_numpy(float)
+    _, lo, hi = stats.auc_interval(y, p, method="score")  # honest mode's (the bundle job gets no statistics)
     assert ev["auc_ci_95"] == pytest.approx([lo, hi], abs=1e-12) and ev["n_patients"] == 12
+    assert ev["ci_method"] == "Newcombe score, patient level"
+    _, wlo, whi = stats.auc_ci(y, p)  # DeLong's Wald bounds kept beside it
+    assert ev["auc_wald_ci_95"] == pytest.approx([wlo, whi], abs=1e-12) and [wlo, whi] != pytest.approx([lo, hi])
+    readme = (tmp_path / "b/README.md").read_text()
+    assert f"95% CI {lo:.3f}-{hi:.3f}, Newcombe score, patient level" in readme
     assert md["training_data"]["n_patients"] == 8 and "weights_file" not in md["training_data"]["hyperparameters"]
     assert "/home/x" not in (tmp_path / "b/metadata.json").read_text()
     b = bundle.load(tmp_path / "b")  # from its own files only
@@ -77,6 +83,24 @@ def test_export_records_preprocessing_and_evaluation_and_loads_without_config(tm
     assert md2["trained"] is False and md2["reason"] == "one grade group"
     with pytest.raises(ValueError, match="holds no network: one grade group"):
         bundle.load(tmp_path / "b2")
+
+
+def test_a_bundle_follows_the_statistics_mode_when_its_config_gives_one(tmp_path):
+    """Given ``statistics.mode: paper`` the bundle records the paper tables' interval (DeLong's Wald), as
+    ``tables.auc_cis`` shows it; honest (or none given) Newcombe's score interval."""
+    from ccgrade import stats
+
+    d, _, pred = fake_cell(tmp_path)
+    test = pred[pred["set"] == "test"].groupby("patient_id").agg(y=("label", "first"), p=("prob_high", "mean"))
+    y, p = test["y"].to_numpy(int), test["p"].to_numpy(float)
+    paper = bundle.export(d, tmp_path / "paper", config={**four_phase_config(), "statistics": {"mode": "paper"}},
+                          cell=CELL, study="cui")["evaluation"]["test"]
+    assert paper["auc_ci_95"] == pytest.approx(list(stats.auc_ci(y, p)[1:]), abs=1e-12)
+    assert paper["ci_method"] == "DeLong (Wald), patient level" and paper["auc_wald_ci_95"] == paper["auc_ci_95"]
+    honest = bundle.export(d, tmp_path / "honest", config={**four_phase_config(), "statistics": {"mode": "honest"}},
+                           cell=CELL, study="cui")["evaluation"]["test"]
+    assert honest["auc_ci_95"] == pytest.approx(list(stats.auc_interval(y, p, method="score")[1:]), abs=1e-12)
+    assert honest["ci_method"] == "Newcombe score, patient level"
 
 
 def exported(tmp_path):

@@ -359,7 +359,7 @@ def test_summary_without_the_bootstrap_keeps_every_other_figure():
 def test_every_proportion_carries_its_interval_recomputed_from_the_predictions(tmp_path):
     """Cui Table 3: each metric's CI columns follow it; a patient row's sensitivity CI is Wilson's on the counts
     taken from the predictions by hand, an image row's the patient-clustered Wilson on the images, the low
-    class's precision the NPV's, F1's the patient bootstrap's; the Markdown shows "0.800 (0.490–0.943)"."""
+    class's precision the NPV's, F1's the Jaccard–Wilson interval; the Markdown shows "0.800 (0.490–0.943)"."""
     from ccgrade import proportions
 
     cell = write_cell(tmp_path / "c", "resnet34", "np", pred_rows(TEST, "test", 0.4, per=3, seed=4))
@@ -382,7 +382,11 @@ def test_every_proportion_carries_its_interval_recomputed_from_the_predictions(t
     img = row.loc[("image", "high")]
     assert (img["sensitivity_ci_low"], img["sensitivity_ci_high"]) == proportions.clustered_wilson(
         call[y == 1], pid[y == 1])
-    assert (img["f1_ci_low"], img["f1_ci_high"]) == proportions.f1_bootstrap(y, call, pid, n_boot=2000)
+    flagged = (y == 1) | (call == 1)  # F1's default: Wilson's interval of J = TP / (TP + FP + FN) on J's
+    j = ((y == 1) & (call == 1))[flagged]  # patient-clustered effective sample size, mapped to 2J / (1 + J)
+    n_eff = len(j) / proportions.design_effect(j, pid[flagged])
+    j_lo, j_hi = proportion_confint(j.mean() * n_eff, n_eff, method="wilson")
+    assert (img["f1_ci_low"], img["f1_ci_high"]) == pytest.approx((2 * j_lo / (1 + j_lo), 2 * j_hi / (1 + j_hi)), abs=1e-12)
     assert img["proportion_ci_method"] == proportions.CLUSTERED and hi_p["proportion_ci_method"] == proportions.WILSON
     md = (tmp_path / "t/cui_table3.md").read_text()
     assert f"{hi_p['sensitivity']:.3f} ({hi_p['sensitivity_ci_low']:.3f}–{hi_p['sensitivity_ci_high']:.3f})" in md

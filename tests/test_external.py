@@ -138,10 +138,19 @@ def _cell_dir(tmp_path, name, fold, rng, n=10, shift=0.4):
     return str(d)
 
 
-def test_the_external_table_agrees_with_an_independent_computation(tmp_path):
+def test_the_external_table_agrees_with_an_independent_computation(tmp_path, monkeypatch):
     """Two models (one with two fold members): the external AUC of the members' average, the internal AUC of
-    the pooled out-of-fold patients, their difference and its test, calibration, the Holm adjustment over the
-    rows, the not-graded count, and the files."""
+    the pooled out-of-fold patients, their intervals (honest mode: Newcombe's score interval, DeLong's Wald kept
+    beside), their difference and its test, calibration, the Holm adjustment over the rows, the not-graded
+    count, the figure's axis naming the interval, and the files."""
+    labels = []
+    save = Outputs.figure
+
+    def figure(self, role, fig, **kw):
+        labels.append(fig.axes[0].get_xlabel())
+        return save(self, role, fig, **kw)
+
+    monkeypatch.setattr(Outputs, "figure", figure)
     rng = np.random.default_rng(4)
     a = [{"study": "dai", "roi": "centroid", "arch": "resnet50", "phases": "cmp", "variant": "b8", "fold": f, "seed": 1,
           "dir": _cell_dir(tmp_path, "a", f, rng)} for f in (0, 1)]
@@ -186,6 +195,13 @@ def test_the_external_table_agrees_with_an_independent_computation(tmp_path):
         ip = pred.groupby("patient_id").agg(y=("label", "first"), p=("prob_high", "mean"))
         assert r["internal_n"] == len(ip) == 10 * len(cells)
         assert r["internal_auc"] == pytest.approx(roc_auc_score(ip["y"], ip["p"]), abs=1e-12)
+        assert (r["auc_ci_low"], r["auc_ci_high"]) == pytest.approx(
+            stats.auc_interval(yy, p.to_numpy(), method="score")[1:], abs=1e-12)
+        assert (r["auc_wald_ci_low"], r["auc_wald_ci_high"]) == pytest.approx(stats.auc_ci(yy, p.to_numpy())[1:],
+                                                                              abs=1e-12)
+        assert (r["internal_auc_ci_low"], r["internal_auc_ci_high"]) == pytest.approx(
+            stats.auc_interval(ip["y"].to_numpy(), ip["p"].to_numpy(), method="score")[1:], abs=1e-12)
+        assert r["ci_method"] == "Newcombe score"
         want = stats.unpaired_auc_test(yy, p.to_numpy(), ip["y"].to_numpy(), ip["p"].to_numpy(), n_boot=200)
         assert r["auc_difference"] == pytest.approx(want["difference"]) and r["auc_difference_p"] == pytest.approx(
             want["p_value"])
@@ -197,6 +213,8 @@ def test_the_external_table_agrees_with_an_independent_computation(tmp_path):
     assert "external validation on centre C" in md and "Holm" in md and "n_not_graded" in md
     assert (tmp_path / "f.png").stat().st_size > 10_000 and (tmp_path / "f.pdf").stat().st_size > 5_000
     assert len(pd.read_csv(tmp_path / "t.csv")) == 2
+    assert labels == ["AUC (95% CI, Newcombe score)"] and "Newcombe's score interval" in md
+    assert external.auc_axis_label({"mode": "paper"}) == "AUC (95% CI, DeLong Wald)"
 
 
 def test_the_fusions_deep_block_on_an_external_patient_is_the_frozen_cells_embedding(demo_root, tmp_path):

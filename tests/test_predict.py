@@ -211,6 +211,15 @@ def test_graded_new_patients_are_compared_with_the_models_own_test_patients(tmp_
     r = predict.metrics_table(new, {"n_boot": 300}, internal).iloc[0]
     y, p = (new["grade_group"] == "high").to_numpy(int), new["prob_high"].to_numpy()
     assert r["internal_n"] == 20 and r["internal_auc"] == pytest.approx(roc_auc_score(pat["y"], pat["p"]))
+    yi, pi = pat["y"].to_numpy(int), pat["p"].to_numpy(float)  # the tables' interval: Newcombe's, honest mode
+    assert (r["internal_auc_ci_low"], r["internal_auc_ci_high"]) == pytest.approx(
+        stats.auc_interval(yi, pi, method="score")[1:], abs=1e-12)
+    assert (r["auc_ci_low"], r["auc_ci_high"]) == pytest.approx(stats.auc_interval(y, p, method="score")[1:],
+                                                                abs=1e-12) and r["ci_method"] == "Newcombe score"
+    paper = predict.metrics_table(new, {"n_boot": 300, "mode": "paper"}, internal).iloc[0]  # DeLong's Wald
+    assert (paper["internal_auc_ci_low"], paper["internal_auc_ci_high"]) == pytest.approx(stats.auc_ci(yi, pi)[1:],
+                                                                                          abs=1e-12)
+    assert (paper["auc_ci_low"], paper["auc_ci_high"]) == pytest.approx(stats.auc_ci(y, p)[1:], abs=1e-12)
     assert r["auc_difference"] == pytest.approx(roc_auc_score(y, p) - roc_auc_score(pat["y"], pat["p"]))
     want = stats.unpaired_auc_test(y, p, pat["y"].to_numpy(), pat["p"].to_numpy(), n_boot=300)
     assert r["auc_difference_p"] == pytest.approx(want["p_value"])

@@ -104,14 +104,24 @@ def test_binary_metrics_are_scikit_learns_with_wilson_intervals():
                        ("precision", m["tp"], m["tp"] + m["fp"]), ("npv", m["tn"], m["tn"] + m["fn"]),
                        ("accuracy", m["tp"] + m["tn"], 60)):
         assert (m[f"{name}_ci_low"], m[f"{name}_ci_high"]) == pr.wilson(k, n), name
-    assert m["proportion_ci_method"] == pr.WILSON and "bootstrap" in m["f1_ci_method"]
+    assert m["proportion_ci_method"] == pr.WILSON and m["f1_ci_method"] == pr.JACCARD == pr.jaccard_name()
     assert m["f1_ci_low"] < m["f1"] < m["f1_ci_high"]
-    # one image per patient: the clustered metrics are the patient-level ones (F1's too, the patients drawn in
-    # the same order; named otherwise they sort otherwise, and the same stream draws other resamples)
-    c = pr.binary_metrics(y, call, np.arange(60), n_boot=500)
-    assert {k: v for k, v in c.items() if k != "proportion_ci_method"} == {
-        k: v for k, v in m.items() if k != "proportion_ci_method"}
-    assert c["proportion_ci_method"] == pr.CLUSTERED
+    j_lo, j_hi = proportion_confint(m["tp"], m["tp"] + m["fp"] + m["fn"], method="wilson")
+    assert (m["f1_ci_low"], m["f1_ci_high"]) == pytest.approx((2 * j_lo / (1 + j_lo), 2 * j_hi / (1 + j_hi)), abs=1e-12)
+    boot = pr.binary_metrics(y, call, n_boot=500, f1_method="bootstrap")
+    assert (boot["f1_ci_low"], boot["f1_ci_high"]) == pr.f1_bootstrap(y, call, n_boot=500)
+    assert boot["f1_ci_method"] == pr.bootstrap_name(500) and boot["f1"] == m["f1"]
+    with pytest.raises(ValueError):
+        pr.binary_metrics(y, call, f1_method="bca")
+    # one image per patient: the clustered metrics are the patient-level ones (F1's too, its design effect 1;
+    # the bootstrap's too, the patients drawn in the same order; named otherwise they sort otherwise, and the
+    # same stream draws other resamples)
+    for kw, got in (({}, m), ({"f1_method": "bootstrap"}, boot)):
+        c = pr.binary_metrics(y, call, np.arange(60), n_boot=500, **kw)
+        assert {k: v for k, v in c.items() if k not in ("proportion_ci_method", "f1_ci_method")} == {
+            k: v for k, v in got.items() if k not in ("proportion_ci_method", "f1_ci_method")}
+    assert c["proportion_ci_method"] == pr.CLUSTERED and c["f1_ci_method"] == pr.bootstrap_name(500)
+    assert pr.binary_metrics(y, call, np.arange(60))["f1_ci_method"] == pr.JACCARD + pr.JACCARD_CLUSTERED
     named = pr.binary_metrics(y, call, np.array([f"P{i}" for i in range(60)]), n_boot=500)
     assert all(named[k] == m[k] for k in m if k.split("_")[0] in ("accuracy", "sensitivity", "specificity",
                                                                   "precision", "npv"))
@@ -152,12 +162,16 @@ def _wilson_by_hand(k, n, z=1.959963984540054):
 
 def test_five_patients_whose_bootstrap_collapses_get_the_jaccard_wilson_interval():
     """5 patients, 2 high grade, every one called high: each stratum's patients alike, so every resample has
-    TP 2, FP 3 and the percentile interval is the point 4/7. The interval given is Wilson's for J = 2/5,
-    solved here from its quadratic, mapped through F1 = 2J / (1 + J): positive width, around 4/7."""
+    TP 2, FP 3 and the percentile interval is the point 4/7. The interval given, by default and by the
+    bootstrap option's fallback alike, is Wilson's for J = 2/5, solved here from its quadratic, mapped through
+    F1 = 2J / (1 + J): positive width, around 4/7."""
     y, call = np.array([1, 1, 0, 0, 0]), np.ones(5, int)
     lo_b, hi_b = pr.f1_bootstrap(y, call)
     assert lo_b == hi_b == pytest.approx(4 / 7)  # the collapse the issue forbids to print
-    m = pr.binary_metrics(y, call)
+    default = pr.binary_metrics(y, call)
+    m = pr.binary_metrics(y, call, f1_method="bootstrap")
+    assert (default["f1_ci_low"], default["f1_ci_high"]) == (m["f1_ci_low"], m["f1_ci_high"])
+    assert default["f1_ci_method"] == pr.JACCARD
     assert m["f1"] == pytest.approx(4 / 7) and m["f1_ci_low"] < m["f1"] < m["f1_ci_high"]
     j_lo, j_hi = _wilson_by_hand(2, 5)
     assert (m["f1_ci_low"], m["f1_ci_high"]) == pytest.approx((2 * j_lo / (1 + j_lo), 2 * j_hi / (1 + j_hi)), abs=1e-12)
@@ -166,7 +180,8 @@ def test_five_patients_whose_bootstrap_collapses_get_the_jaccard_wilson_interval
     assert (m["f1_ci_low"], m["f1_ci_high"]) == pytest.approx((0.2105, 0.8696), abs=5e-5)
     assert m["f1_ci_method"].startswith(pr.JACCARD) and "collapsed" in m["f1_ci_method"]
     # perfect calls: the bootstrap's point 1; Wilson's J interval for 2 of 2, mapped, reaches 1 exactly
-    perfect = pr.binary_metrics(y, y)
+    perfect = pr.binary_metrics(y, y, f1_method="bootstrap")
+    assert perfect["f1_ci_method"].startswith(pr.JACCARD) and "collapsed" in perfect["f1_ci_method"]
     j_lo = _wilson_by_hand(2, 2)[0]
     assert (perfect["f1_ci_low"], perfect["f1_ci_high"]) == pytest.approx((2 * j_lo / (1 + j_lo), 1.0), abs=1e-12)
     assert perfect["f1_ci_high"] == 1.0 and perfect["f1_ci_low"] < 1.0
@@ -174,9 +189,10 @@ def test_five_patients_whose_bootstrap_collapses_get_the_jaccard_wilson_interval
 
 def test_a_bootstrap_that_does_not_collapse_is_kept_and_is_numpys():
     """5 patients, 2 high grade, one missed and one low grade called high (F1 = 1/2): the resamples differ,
-    so the interval stays the percentile bootstrap, recomputed here with numpy from the same seeded draws."""
+    so the bootstrap option's interval stays the percentile bootstrap, recomputed here with numpy from the same
+    seeded draws."""
     y, call = np.array([1, 1, 0, 0, 0]), np.array([1, 0, 1, 0, 0])
-    m = pr.binary_metrics(y, call, n_boot=1000, seed=3)
+    m = pr.binary_metrics(y, call, n_boot=1000, seed=3, f1_method="bootstrap")
     draw = np.random.default_rng(3)
     pos, neg = draw.integers(0, 2, (1000, 2)), 2 + draw.integers(0, 3, (1000, 3))  # strata in the order drawn
     tp, fp = (pos == 0).sum(1), (neg == 2).sum(1)
@@ -208,10 +224,14 @@ def test_the_jaccard_wilson_interval_has_the_multinomial_delta_method_variance()
 
 
 def test_the_collapsed_image_level_interval_is_clustered():
-    """5 patients x 2 images, all called high: the image-level fallback is Wilson's on J's effective sample
-    size (10 images / design effect 2.25 here), the patient-level one's width, not the ten images'."""
+    """5 patients x 2 images, all called high: the image-level interval (the default, and the bootstrap's
+    fallback) is Wilson's on J's effective sample size (10 images / design effect 2.25 here), the
+    patient-level one's width, not the ten images'."""
     y, call, cl = np.repeat([1, 1, 0, 0, 0], 2), np.ones(10, int), np.repeat(np.arange(5), 2)
-    m = pr.binary_metrics(y, call, cl)
+    default = pr.binary_metrics(y, call, cl)
+    m = pr.binary_metrics(y, call, cl, f1_method="bootstrap")
+    assert (default["f1_ci_low"], default["f1_ci_high"]) == (m["f1_ci_low"], m["f1_ci_high"])
+    assert default["f1_ci_method"] == pr.JACCARD + pr.JACCARD_CLUSTERED
     n_eff = 10 / pr.design_effect(y, cl)
     assert n_eff == pytest.approx(40 / 9)
     j_lo, j_hi = pr.wilson(0.4 * n_eff, n_eff)
@@ -220,15 +240,18 @@ def test_the_collapsed_image_level_interval_is_clustered():
 
 
 def test_f1_s_degenerate_samples():
-    """No positive label and no positive call: F1 undefined, NaN interval (the bootstrap's name kept). No
+    """No positive label and no positive call: F1 undefined, NaN interval (the method's name kept). No
     positive label but some positive calls: F1 = 0 (no TP can exist); its interval starts at 0 exactly."""
     none = pr.binary_metrics(np.zeros(5, int), np.zeros(5, int))
     assert np.isnan([none["f1"], none["f1_ci_low"], none["f1_ci_high"]]).all()
-    assert none["f1_ci_method"] == pr.bootstrap_name(2000)
+    assert none["f1_ci_method"] == pr.JACCARD
+    none = pr.binary_metrics(np.zeros(5, int), np.zeros(5, int), np.arange(5), f1_method="bootstrap")
+    assert np.isnan([none["f1_ci_low"], none["f1_ci_high"]]).all() and none["f1_ci_method"] == pr.bootstrap_name(2000)
     assert np.isnan(pr.f1_wilson(np.zeros(3, int), np.zeros(3, int))).all()
     assert np.isnan(pr.f1_interval(np.zeros(0, int), np.zeros(0, int))[:2]).all()
-    fp_only = pr.binary_metrics(np.zeros(5, int), np.ones(5, int))
     hi = _wilson_by_hand(0, 5)[1]
-    assert fp_only["f1"] == 0.0 and fp_only["f1_ci_low"] == 0.0
-    assert fp_only["f1_ci_high"] == pytest.approx(2 * hi / (1 + hi), abs=1e-12)
+    for method in pr.F1_INTERVALS:
+        fp_only = pr.binary_metrics(np.zeros(5, int), np.ones(5, int), f1_method=method)
+        assert fp_only["f1"] == 0.0 and fp_only["f1_ci_low"] == 0.0
+        assert fp_only["f1_ci_high"] == pytest.approx(2 * hi / (1 + hi), abs=1e-12)
     assert not pr.binary_metrics(np.zeros(5, int), np.ones(5, int), f1=False)["f1_ci_method"]

@@ -428,7 +428,8 @@ def train_hp(wildcards):
 
 def bundle_config(wildcards):
     """The config a cell's bundle records: its own ROI setting and window (so that editing another's
-    re-exports only the bundles that use it), the phases, the stack and the annotation settings."""
+    re-exports only the bundles that use it), the phases, the stack, the annotation settings and the statistics
+    mode (whose AUC interval its evaluation records)."""
     roi = config["rois"][wildcards.roi]
     keep = ("phases", "stack", "mask_label", "rtstruct_roi", "rtstruct_link")
     return as_json(
@@ -436,6 +437,7 @@ def bundle_config(wildcards):
             "rois": {wildcards.roi: roi},
             "windows": {roi["window"]: config["windows"][roi["window"]]},
             **{k: config[k] for k in keep},
+            "statistics": {"mode": config["statistics"]["mode"]},
         }
     )
 
@@ -647,6 +649,7 @@ FUSION_OUTPUTS = {
 
 def fusion_params(wildcards):
     types = {v["name"]: v["type"] for v in config["baseline"]["variables"]}
+    n_boot = int(FUSION["optimism_boot"])  # Harrell's optimism bootstrap: passed only when asked
     return as_json(
         {
             "clinical": [{"name": n, "type": types.get(n, "continuous")} for n in FUSION["clinical"]],
@@ -657,6 +660,7 @@ def fusion_params(wildcards):
             "nested_cv": NESTED_CV,
             "statistics": config["statistics"],
             **({"deep_oof": True} if DEEP_OOF else {}),
+            **({"optimism_boot": n_boot} if n_boot else {}),
         }
     )
 

@@ -4,7 +4,8 @@
 (everything the crops need: ROI setting, intensity window, the phases cropped and pooled, the stacked channels'
 order, mask label, RTSTRUCT ROI pattern and linking, the network's input shape), ``metadata.json`` in the
 spirit of a MONAI bundle's metadata (inputs with shape, units and orientation; the output's meaning; the
-training data; the test-set evaluation with CIs; versions; intended use; licence) and a short README.
+training data; the validation and test sets' evaluation with the AUC interval the study tables show,
+named; versions; intended use; licence) and a short README.
 
 ``load(path)`` gives a :class:`Bundle` whose ``predict(volumes, sources)`` crops one patient's ingested HU
 volumes (the folder ``python -m ccgrade.ingest convert`` writes: ``<phase>.nii.gz``, ``<phase>.slices.tsv``,
@@ -46,9 +47,13 @@ def preprocess_record(config: dict, cell: dict, meta: dict) -> dict:
             "freeze_stages": meta["hyperparameters"].get("freeze_stages", 0), "threshold": 0.5}
 
 
-def evaluation(pred: pd.DataFrame) -> dict:
-    """The cell's test-set figures (patient level: mean P(high) per patient), with DeLong 95% CIs."""
-    from ccgrade import stats
+def evaluation(pred: pd.DataFrame, opt: dict | None = None) -> dict:
+    """The cell's validation and test figures (patient level: mean P(high) per patient). Its AUC's 95% CI
+    (``auc_ci_95``, named by ``ci_method``) is the one the study tables show (``tables.auc_cis``): Newcombe's
+    score interval (``stats.auc_interval``, the default ``statistics.mode: honest``) or, in paper mode, DeLong's
+    Wald interval; DeLong's Wald bounds are kept beside it in either mode (``auc_wald_ci_95``). ``opt``: the
+    config's ``statistics`` settings (a bundle job is given the mode; none: the honest default)."""
+    from ccgrade.evaluate.tables import auc_cis
 
     out = {}
     for set_name in ("val", "test"):
@@ -62,8 +67,11 @@ def evaluation(pred: pd.DataFrame) -> dict:
                "sensitivity": float(call[y == 1].mean()) if (y == 1).any() else None,
                "specificity": float(1 - call[y == 0].mean()) if (y == 0).any() else None}
         if len(np.unique(y)) == 2:
-            auc, lo, hi = stats.auc_ci(y, p)
-            row.update(auc=float(auc), auc_ci_95=[float(lo), float(hi)], ci_method="DeLong, patient level")
+            a = auc_cis(y, p, opt=opt, bootstrap=False)
+            row.update(auc=float(a["auc"]), auc_ci_95=[float(a["auc_ci_low"]), float(a["auc_ci_high"])],
+                       ci_method=f"{a['ci_method']}, patient level",
+                       auc_wald_ci_95=[float(a["auc_wald_ci_low"]), float(a["auc_wald_ci_high"])],
+                       wald_ci_method="DeLong (Wald), patient level")
         out[set_name] = row
     return out
 
@@ -98,7 +106,7 @@ def export(cell_dir: str | Path, out_dir: str | Path, *, config: dict, cell: dic
                             "best_epoch": meta.get("best_epoch"),
                             "hyperparameters": {k: v for k, v in (meta.get("hyperparameters") or {}).items()
                                                 if k != "weights_file"}},  # a local path
-          "evaluation": evaluation(pred) if len(pred) else {},
+          "evaluation": evaluation(pred, config.get("statistics")) if len(pred) else {},
           "versions": {k: versions[k] for k in ("ccgrade", "torch", "torchvision", "numpy", "SimpleITK", "pydicom")
                        if k in versions},
           "intended_use": INTENDED_USE, "license": "MIT (code); the weights inherit the terms of the training data"}
@@ -117,7 +125,7 @@ def export(cell_dir: str | Path, out_dir: str | Path, *, config: dict, cell: dic
         "images = b.predict('results/volumes/<patient>', {'cmp': {'mask': 'mask.nii.gz'}})  # per image",
         "p = b.patient_probability(images)", "```", "",
         f"Test set: {ev.get('n_patients', 0)} patients; AUC {ev['auc']:.3f} (95% CI {ev['auc_ci_95'][0]:.3f}-"
-        f"{ev['auc_ci_95'][1]:.3f})." if "auc" in ev else "Test set: no AUC (one grade group or none).", ""]))
+        f"{ev['auc_ci_95'][1]:.3f}, {ev['ci_method']})." if "auc" in ev else "Test set: no AUC (one grade group or none).", ""]))
     return md
 
 

@@ -11,10 +11,14 @@ patient and the table counts them.
 
 The study's external table (``write_table``) has one row per model (ROI setting, architecture, phases,
 variant; its fold and seed members averaged): its internal test patients (as the failure analysis pools them:
-a fold ensemble's out-of-fold patients) with AUC and DeLong CI, the external patients' AUC with DeLong and
-bootstrap CIs, accuracy, sensitivity and specificity at the frozen threshold with their Wilson 95% CIs,
+a fold ensemble's out-of-fold patients) with AUC and 95% CI, the external patients' AUC with its 95% CI and the
+patient bootstrap CI, accuracy, sensitivity and specificity at the frozen threshold with their Wilson 95% CIs,
 calibration slope and intercept, and external minus internal AUC (z test of two independent DeLong
-variances, bootstrap CI), its P values adjusted over the table's rows. The figure puts internal beside external AUC and draws the external decision curves.
+variances, bootstrap CI), its P values adjusted over the table's rows. The AUC intervals shown are the study
+tables' (``tables.auc_cis``): Newcombe's score interval (``statistics.mode: honest``, the default) or DeLong's
+Wald interval in paper mode; the CSV keeps the external patients' DeLong Wald bounds (``auc_wald_ci_*``) and
+names the interval (``ci_method``). The figure puts internal beside external AUC, its axis naming the
+interval, and draws the external decision curves.
 """
 
 from __future__ import annotations
@@ -213,13 +217,21 @@ def write_table(image_files: list[str], sheet: pd.DataFrame, models: list[dict],
         notes.append("n_not_graded: external patients a model could not grade (a phase it reads missing, no usable "
                      "crop; the reasons are in the per-patient files), evaluated without them.")
     out.table("table", t, markdown=view, title=f"{study}: external validation on centre {centre}", footnotes=notes)
-    figure(t, images, sheet, study, centre, out, thresholds)
+    figure(t, images, sheet, study, centre, out, thresholds, opt)
     return t
 
 
+def auc_axis_label(opt: dict | None = None) -> str:
+    """The AUC axis's label, naming the interval the table shows (``tables.auc_cis``, as ``statistics`` says)."""
+    from ccgrade.evaluate.tables import stats_options
+
+    return "AUC (95% CI, " + ("DeLong Wald" if stats_options(opt)["mode"] == "paper" else "Newcombe score") + ")"
+
+
 def figure(t: pd.DataFrame, images: pd.DataFrame, sheet: pd.DataFrame, study: str, centre: str, out: Outputs,
-           thresholds: np.ndarray | None = None) -> None:
-    """Left: internal and external AUC (95% CI) per model. Right: the external patients' decision curves."""
+           thresholds: np.ndarray | None = None, opt: dict | None = None) -> None:
+    """Left: internal and external AUC (95% CI, the interval ``opt``'s mode shows) per model. Right: the
+    external patients' decision curves."""
     from ccgrade.evaluate.decision import net_benefit, treat_all
 
     plt = pyplot()
@@ -238,7 +250,7 @@ def figure(t: pd.DataFrame, images: pd.DataFrame, sheet: pd.DataFrame, study: st
     axes[0].set_yticklabels(names, fontsize=6)
     axes[0].set_xlim(0, 1.02)
     axes[0].invert_yaxis()  # the table's order, top down
-    axes[0].set_xlabel("AUC (95% CI, DeLong)")
+    axes[0].set_xlabel(auc_axis_label(opt))
     axes[0].legend(fontsize=7, loc="lower left")
     axes[0].set_title(f"{study}: internal vs external AUC", fontsize=9)
     grades = sheet.set_index("patient_id")["grade_group"].to_dict()

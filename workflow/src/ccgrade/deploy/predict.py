@@ -12,8 +12,9 @@ a missing phase or an annotation the ROI setting cannot read is an error naming 
 mismatch. Per patient the job writes P(high) per image and member, and a page (PNG/PDF) a radiologist can
 read: the call at the model's threshold, the slices or cube used with the Grad-CAM of the high-grade class
 on top. The table job writes one row per patient and, when grades are given, the study tables' metrics
-(AUC with DeLong and bootstrap CIs, accuracy, sensitivity and specificity at the threshold with their Wilson
-95% CIs).
+(AUC with the study tables' 95% CI, Newcombe's score interval or, in ``statistics.mode: paper``, DeLong's Wald
+interval, plus DeLong's Wald and the patient bootstrap CIs in the CSV; accuracy, sensitivity and specificity
+at the threshold with their Wilson 95% CIs).
 """
 
 from __future__ import annotations
@@ -272,11 +273,14 @@ def internal_patients(prediction_files: list[str]) -> pd.DataFrame:
 
 
 def metrics_table(t: pd.DataFrame, opt: dict | None = None, internal: pd.DataFrame | None = None) -> pd.DataFrame:
-    """The study tables' metrics on the graded new patients (patient level): AUC with DeLong and
-    bootstrap 95% CIs, accuracy, sensitivity and specificity at the model's threshold (with Wilson 95% CIs,
-    ``<metric>_ci_low``/``_ci_high``), and calibration (logistic recalibration slope and intercept). With ``internal`` (the model's own test patients, see
-    ``internal_patients``) also their AUC and the new-minus-internal difference: the z test of two
-    independent samples' DeLong variances and the bootstrap CI (``stats.unpaired_auc_test``)."""
+    """The study tables' metrics on the graded new patients (patient level): AUC with the tables' 95% CIs
+    (``tables.binary_summary``: ``auc_ci_*`` Newcombe's score interval, or DeLong's Wald interval in paper mode,
+    named by ``ci_method``; ``auc_wald_ci_*`` DeLong's Wald and ``auc_boot_*`` the patient bootstrap's), accuracy,
+    sensitivity and specificity at the model's threshold (with Wilson 95% CIs, ``<metric>_ci_low``/``_ci_high``),
+    and calibration (logistic recalibration slope and intercept). With ``internal`` (the model's own test
+    patients, see ``internal_patients``) also their AUC with the same interval (``internal_auc_ci_*``) and the
+    new-minus-internal difference: the z test of two independent samples' DeLong variances and the bootstrap
+    CI (``stats.unpaired_auc_test``)."""
     from ccgrade import stats
     from ccgrade.evaluate.tables import binary_summary, stats_options
 

@@ -20,7 +20,8 @@ samples (docs/statistics.md). ``statistics.mode: paper`` shows the papers' naive
 DeLong's test (images as independent), and chooses the "best" phase on the test set, as they did, and the
 footnotes say so. Proportions (accuracy, sensitivity, specificity, precision, NPV) carry Wilson
 intervals per patient and the patient-clustered Wilson interval per image in both modes (the papers gave
-none); F1 the patient-level bootstrap's. Every table holding two or more tests gives Holm-adjusted P values
+none); F1 the Wilson interval of the Jaccard index mapped to F1 (``proportions.F1_INTERVAL_DEFAULT``, chosen by
+benchmarks/bench_f1_coverage.py). Every table holding two or more tests gives Holm-adjusted P values
 (and Benjamini-Hochberg ones when asked) beside the raw ones, and names the family.
 """
 
@@ -347,18 +348,18 @@ def seed_note(t: pd.DataFrame, seed_col: str = "seed") -> list[str]:
 def proportion_note(opt: dict | None = None, what: str | None = "image",
                     metrics: str = "accuracy, sensitivity and specificity", f1: bool = False) -> str:
     """The footnote sentence naming the proportions' 95% CI methods: Wilson per patient, the patient-clustered
-    Wilson per ``what`` (image, slice; None: a patient-level table) and, with ``f1``, the bootstrap of F1."""
+    Wilson per ``what`` (image, slice; None: a patient-level table) and, with ``f1``, F1's Jaccard-Wilson interval."""
     text = f"95% CIs of {metrics}: Wilson score interval" + (" at patient level" if what else "") + "."
     if what:
         text += (f" At {what} level Wilson's interval on the patient-clustered effective sample size: {what}s / "
                  f"design effect, the design effect from the ratio-estimator (cluster-robust) variance of the "
                  f"proportion with a patient's {what}s clustered (Genders et al. 2012), in either statistics mode.")
     if f1:
-        text += (f" F1: {proportions.bootstrap_name(stats_options(opt)['n_boot'])}"
-                 + (f", each patient resampled with all its {what}s." if what else ".")
-                 + " Where its resamples all give one F1 (a zero-width interval, e.g. at a few patients), Wilson's "
-                 "interval of the Jaccard index J = TP/(TP + FP + FN) instead, mapped to F1 = 2J/(1 + J)"
-                 + (f" (patient-clustered at {what} level)" if what else "") + "; f1_ci_method names the one used.")
+        text += (" F1: " + (f"patient and {what} level alike, " if what else "") + "Wilson score interval of the "
+                 "Jaccard index J = TP/(TP + FP + FN), mapped to F1 = 2J/(1 + J)"
+                 + (f" (at {what} level on J's patient-clustered effective sample size)" if what else "")
+                 + "; chosen over the patient bootstrap, which covered too rarely at small test sets "
+                 "(docs/statistics.md, F1 intervals); f1_ci_method names it.")
     return text
 
 

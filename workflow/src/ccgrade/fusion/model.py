@@ -13,7 +13,9 @@ default: its features are the embeddings of a CNN trained on the same training p
 scores are in-sample at the network step and the combined model over-weights it (the table's footnote
 says so; the nested CV and the likelihood-ratio tests leave it out). With ``fusion.deep.oof_folds`` the
 deep block is one out-of-fold CNN score per patient instead (``fusion.oof``) and joins the LR tests. The training rows of every model are
-in-sample predictions (the block scores of the block models fitted on all training patients). Every
+in-sample predictions (the block scores of the block models fitted on all training patients); with
+``fusion.optimism_boot`` they also get Harrell's bootstrap optimism-corrected AUC, slope and Brier
+(``fusion.optimism``). Every
 step's statistics (medians, levels, kept columns, means, SDs, penalties) come from the training patients:
 test patients never influence what is selected or how it is scaled.
 
@@ -36,6 +38,7 @@ calibration curve, ``stats`` the tests.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +47,7 @@ from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 from sklearn.model_selection import StratifiedKFold
 
 from ccgrade.errors import InsufficientDataError
+from ccgrade.fusion.optimism import bootstrap_optimism
 from ccgrade.fusion.report import NESTED_TITLE, not_fitted, write_nested, write_outputs
 from ccgrade.outputs import Outputs
 
@@ -373,12 +377,14 @@ def join_blocks(cohort: pd.DataFrame, *, radiomics: pd.DataFrame | None, deep: p
 
 def run_fusion(cohort: pd.DataFrame, split: tuple[list[str], list[str]], *, radiomics: pd.DataFrame | None,
                deep: pd.DataFrame | None, clinical: list[dict], seed: int, cv: int = 5, max_corr: float = 0.9,
-               min_var: float = 1e-8, external: dict | None = None, deep_oof: bool = False
+               min_var: float = 1e-8, external: dict | None = None, deep_oof: bool = False, optimism_boot: int = 0
                ) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
     """Join the blocks per patient, fit on the split's training patients, predict both sets, and with
     ``external`` ({"cohort", "radiomics", "deep"}: another centre's patients and their blocks) that centre's
     patients too, as set ``external``, by the models fitted here, unchanged. ``deep_oof``: the deep block holds
     out-of-fold CNN scores (``fusion.oof``), so it is not in sample and joins the likelihood-ratio tests.
+    ``optimism_boot`` B > 0: Harrell's bootstrap optimism of the training rows (``fusion.optimism``), the
+    whole ``fit_fusion`` refitted on B resamples of the training patients, in ``fitted["optimism"]``.
 
     Returns (predictions, fitted parts, the patients left out with the reason)."""
     df, blocks, left = join_blocks(cohort, radiomics=radiomics, deep=deep, clinical=clinical)
@@ -392,6 +398,10 @@ def run_fusion(cohort: pd.DataFrame, split: tuple[list[str], list[str]], *, radi
                               max_corr=max_corr, extra={EXTERNAL_SET: ext} if ext is not None else None,
                               in_sample=() if deep_oof else IN_SAMPLE_BLOCKS)
     fitted["deep_oof"] = bool(deep_oof and "deep" in blocks)
+    if optimism_boot:
+        fit = partial(fit_fusion, blocks=blocks, clinical=clinical, seed=seed, cv=cv, min_var=min_var,
+                      max_corr=max_corr, in_sample=() if deep_oof else IN_SAMPLE_BLOCKS)
+        fitted["optimism"] = bootstrap_optimism(tr, y_tr, pred, fit, n_boot=int(optimism_boot), seed=seed)
     labels = dict(zip(df["patient_id"], (df["grade_group"] == "high").astype(int)))
     ext_labels = dict(zip(ext["patient_id"], (ext["grade_group"] == "high").astype(int))) if ext is not None else {}
     pred.insert(2, "label", [ext_labels.get(p) if s == EXTERNAL_SET else labels.get(p)
@@ -486,7 +496,8 @@ def main(argv: list[str] | None = None) -> None:
                    "variables)}: another centre's patients, scored by the fitted models unchanged")
     f.add_argument("--external-radiomics")
     f.add_argument("--external-deep")
-    f.add_argument("--params", required=True, help="JSON: clinical [{name, type}], seed, cv, max_corr, thresholds")
+    f.add_argument("--params", required=True, help="JSON: clinical [{name, type}], seed, cv, max_corr, thresholds; "
+                   "optional nested_cv, deep_oof, optimism_boot (B bootstrap refits, 0: none)")
     f.add_argument("--outputs", required=True, help="JSON {role: path}: the files the rule declares (predictions, "
                    "left_out, selected, table, coef, roc, dca with their _md/_pdf; nested, nested_table when nested_cv)")
     a = ap.parse_args(argv)
@@ -510,7 +521,8 @@ def main(argv: list[str] | None = None) -> None:
         pred, fitted, left = run_fusion(cohort, _load_split(a.split), radiomics=rad, deep=deep,
                                         clinical=prm["clinical"], seed=prm["seed"], cv=prm.get("cv", 5),
                                         max_corr=prm.get("max_corr", 0.9), external=external,
-                                        deep_oof=bool(prm.get("deep_oof")))
+                                        deep_oof=bool(prm.get("deep_oof")),
+                                        optimism_boot=int(prm.get("optimism_boot", 0)))
     except InsufficientDataError as e:  # too few patients of a grade to select and cross-validate: say so
         not_fitted(str(e), out)
         print(f"not fitted: {e}")

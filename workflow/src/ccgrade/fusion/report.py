@@ -2,7 +2,8 @@
 calibration (Hosmer-Lemeshow with g df held out and g - 2 in sample, logistic recalibration, Spiegelhalter)
 and, against the combined model, the AUC difference with a paired bootstrap CI (no DeLong test: the models
 are nested) and, on the training rows, the likelihood-ratio test of the nested designs (the in-sample deep
-block left out); per set and clinical variable, how many patients were imputed; the coefficients; ROC,
+block left out) and, with ``fusion.optimism_boot``, Harrell's bootstrap optimism-corrected AUC, slope and
+Brier (``optimism``); per set and clinical variable, how many patients were imputed; the coefficients; ROC,
 calibration and decision curves; the nested CV table. Each is written to the fusion rule's declared files
 by role (:class:`~ccgrade.outputs.Outputs`)."""
 
@@ -13,6 +14,7 @@ import pandas as pd
 
 from ccgrade.evaluate.decision import brier, calibration_curve, net_benefit, treat_all
 from ccgrade.evaluate.tables import auc_ci_note
+from ccgrade.fusion import optimism
 from ccgrade.outputs import Outputs
 
 
@@ -38,7 +40,8 @@ IMPUTED_PREFIX = "imputed_"
 
 def model_table(pred: pd.DataFrame, lr: dict | None = None, opt: dict | None = None,
                 imputed: dict | None = None) -> pd.DataFrame:
-    """Per model and set: AUC (DeLong and bootstrap CIs), accuracy, sensitivity, specificity, Brier and
+    """Per model and set: AUC with its CIs (``tables.auc_cis``: Newcombe's score interval in honest mode,
+    DeLong's Wald interval in paper mode, and the bootstrap CI), accuracy, sensitivity, specificity, Brier and
     calibration (``stats.calibration``: held out unless the set is ``train``); against the combined model,
     the AUC difference (combined - model) with its paired patient-bootstrap CI, and on the training rows
     the likelihood-ratio test of the nested designs (``lr``, from ``fit_fusion``) with adjusted P values;
@@ -80,7 +83,9 @@ def model_table(pred: pd.DataFrame, lr: dict | None = None, opt: dict | None = N
 
 
 def _table_view(t: pd.DataFrame) -> pd.DataFrame:
-    """The Markdown view of a model table: AUC with its DeLong CI and the rounded summaries."""
+    """The Markdown view of a model table: AUC with its CI (``tables.auc_cis``' main interval: Newcombe's in
+    honest mode, DeLong's Wald in paper mode), on the training rows with ``fusion.optimism_boot`` the
+    optimism-corrected AUC, and the rounded summaries."""
     from ccgrade.evaluate.tables import ci_text, fmt
 
     view = pd.DataFrame({"Model": t["model"], "Set": t["set"], "n": t["n"], "AUC (95% CI)": [ci_text(r) for _, r in t.iterrows()],
@@ -92,6 +97,8 @@ def _table_view(t: pd.DataFrame) -> pd.DataFrame:
                          "ΔAUC combined − model (95% CI)": [
                              f"{fmt(d)} ({fmt(lo)} to {fmt(hi)})" if d == d else "" for d, lo, hi in
                              zip(t["delta_auc_vs_combined"], t["delta_auc_boot_low"], t["delta_auc_boot_high"])]})
+    if "auc_corrected" in t:  # Harrell's bootstrap (fusion.optimism): training rows only
+        view.insert(4, "AUC corrected", t["auc_corrected"].map(fmt))
     if t["lr_p"].notna().any():
         h = [c for c in t.columns if c.startswith("lr_p_")]
         view["LR test P vs combined"] = t["lr_p"].map(fmt)
@@ -178,7 +185,8 @@ def write_outputs(pred: pd.DataFrame, fitted: dict, left: pd.DataFrame, out: Out
     to the rule's files by role (``table``, ``coef``, ``roc``, ``dca``)."""
     from ccgrade.evaluate.tables import roc_figure
 
-    t = model_table(pred, fitted.get("lr"), opt, imputed=fitted.get("imputed"))
+    t = optimism.add_columns(model_table(pred, fitted.get("lr"), opt, imputed=fitted.get("imputed")),
+                             fitted.get("optimism"))
     out.table("table", t, title="Radiomics, deep and clinical models and their fusion (Sun et al.)",
               markdown=_table_view(t), footnotes=_model_notes(pred, fitted, left, out, t, opt))
     _coefficient_table(fitted, out)
@@ -219,6 +227,9 @@ def _model_notes(pred: pd.DataFrame, fitted: dict, left: pd.DataFrame, out: Outp
     notes += comparison_notes(fitted.get("lr"), t, opt, fitted.get("lr_left_out", ()))
     if "deep" in fitted.get("blocks", {}):
         notes.append(deep_note(bool(fitted.get("deep_oof"))))
+    if fitted.get("optimism"):
+        notes.append(optimism.note(fitted["optimism"], "deep" in fitted.get("blocks", {})
+                                   and not fitted.get("deep_oof")))
     notes.append(missing_note(fitted.get("imputed")))
     if fitted.get("external"):
         ext = pred[pred["set"] == "external"]

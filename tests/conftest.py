@@ -62,6 +62,18 @@ def reduced_config() -> dict:
     return cfg
 
 
+#: the files that take minutes (a Snakemake DAG each), heaviest first: collected first, so that the two workers
+#: (``--dist loadfile``) start them first and finish together rather than one running test_workflow.py alone at
+#: the end (.ci/run's wall time; the rest keep their order)
+HEAVY_FIRST = ("test_workflow.py", "test_slurm.py", "test_byo_workflow.py", "test_one_phase_cohort.py",
+               "test_determinism.py", "test_interruptions.py", "test_fusion.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 @pytest.fixture
 def cfg() -> dict:
     return tiny_config()

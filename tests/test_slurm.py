@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+import textwrap
 import time
 
 import pandas as pd
@@ -39,8 +40,26 @@ def cluster():
     subprocess.run(["bash", str(SCRIPT), "down"], capture_output=True, text=True, timeout=120)
 
 
-def smk(workdir, *args):
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), *args]
+#: Snakemake's command line with the SLURM plugin's poll capped at 5 s. The plugin (2.8.0) waits 10 s longer after
+#: each status check that finds no job finished (up to 180 s), so a 20 s job can be seen done 45 s after it started:
+#: on this test's chain of short jobs the back-off cost ~40 s of ~6 min (measured 2026-12-05, idle 2-core machine),
+#: a poll setting, not anything this workflow does. Only the main process polls; the jobs run as submitted.
+CAPPED_POLL = textwrap.dedent("""
+    import snakemake_executor_plugin_slurm as slurm
+    from snakemake_interface_executor_plugins.executors.remote import RemoteExecutor
+
+    base = RemoteExecutor.next_seconds_between_status_checks
+    slurm.Executor.next_seconds_between_status_checks = property(
+        base.fget, lambda self, v: base.fset(self, None if v is None else min(v, 5)))
+    from snakemake.cli import main
+
+    main()
+""")
+
+
+def smk(workdir, *args, capped_poll: bool = False):
+    launch = ["-c", CAPPED_POLL] if capped_poll else ["-m", "snakemake"]
+    cmd = [sys.executable, *launch, "-s", str(REPO / "Snakefile"), "-d", str(workdir), *args]
     t = time.time()
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, env={**os.environ, "PYTHONHASHSEED": "0"})
     if r.returncode:
@@ -70,7 +89,7 @@ def test_reduced_study_on_slurm_equals_the_local_run(cluster, reduced_local_run,
     profile["default-resources"].update(mem_mb=2000, runtime=30)
     (tmp_path / "profile").mkdir()
     (tmp_path / "profile/config.yaml").write_text(yaml.safe_dump(profile))
-    r, t_slurm = smk(on_slurm, "--workflow-profile", str(tmp_path / "profile"), "--verbose")
+    r, t_slurm = smk(on_slurm, "--workflow-profile", str(tmp_path / "profile"), "--verbose", capped_poll=True)
     log = r.stdout + r.stderr
     print(f"reduced study on SLURM: {t_slurm:.0f} s")
     # every job went through sbatch; the training cell asked SLURM for a GPU on the gpu partition

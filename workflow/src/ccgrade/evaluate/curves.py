@@ -74,16 +74,24 @@ def study_curves(models: list[dict], out: Outputs, opt: dict | None = None) -> p
     return t
 
 
+def calibration_band(y: np.ndarray, p: np.ndarray, n_boot: int, seed: int) -> pd.DataFrame:
+    """The smoothed calibration curve and its bootstrap band on ``CURVE`` within the range of ``p``."""
+    return decision.calibration_band(y, p, CURVE[(CURVE >= p.min()) & (CURVE <= p.max())], n_boot=n_boot, seed=seed)
+
+
+def draw_band(ax, band: pd.DataFrame, label: str) -> None:
+    """One model's calibration curve with its band shaded in the curve's colour."""
+    line, = ax.plot(band["predicted"], band["observed"], label=label)
+    ax.fill_between(band["predicted"], band["low"], band["high"], color=line.get_color(), alpha=0.15)
+
+
 def _figure(preds: dict[str, pd.DataFrame], out: Outputs, n_boot: int) -> None:
     plt = pyplot()
     fig, (ax_d, ax_c) = plt.subplots(1, 2, figsize=(11, 4.5))
     for i, (name, pat) in enumerate(sorted(preds.items())):
         y, p = pat["label"].to_numpy(int), pat["prob"].to_numpy(float)
         ax_d.plot(CURVE, decision.net_benefit(y, p, CURVE), label=name)
-        band = decision.calibration_band(y, p, CURVE[(CURVE >= p.min()) & (CURVE <= p.max())], n_boot=n_boot // 2,
-                                         seed=i)
-        line, = ax_c.plot(band["predicted"], band["observed"], label=name)
-        ax_c.fill_between(band["predicted"], band["low"], band["high"], color=line.get_color(), alpha=0.15)
+        draw_band(ax_c, calibration_band(y, p, n_boot // 2, seed=i), name)
     if preds:
         y_all = next(iter(preds.values()))["label"].to_numpy(int)
         ax_d.plot(CURVE, decision.treat_all(y_all, CURVE), "k--", lw=1, label="treat all")

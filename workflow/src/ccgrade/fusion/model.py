@@ -314,6 +314,7 @@ def deep_feature_table(cell_dir: str, hp: dict, crop_files: list[str]) -> pd.Dat
     """Penultimate-layer embeddings of a trained cell, averaged over each patient's images (one row each)."""
     import torch
 
+    from ccgrade.fusion.oof import patient_images
     from ccgrade.learn import models, train
 
     import json
@@ -322,16 +323,13 @@ def deep_feature_table(cell_dir: str, hp: dict, crop_files: list[str]) -> pd.Dat
     meta = json.loads((Path(cell_dir) / "meta.json").read_text())
     if meta.get("status") == "not trained":  # e.g. one grade group in a tiny training set: no deep block
         return pd.DataFrame(columns=["patient_id"])
-    for f in sorted(crop_files):
-        z = np.load(f)
-        if str(z["status"]) != "ok" or z["images"].shape[0] == 0:
-            continue
-        x = torch.from_numpy(z["images"].astype(np.float32))
+    for pid, images in patient_images(crop_files):
+        x = torch.from_numpy(images)
         if net is None:
             net = train.load_best(cell_dir, hp, in_channels=x.shape[1]).eval()
         with torch.no_grad():
             e = torch.cat([models.embed(net, x[s:s + 64]) for s in range(0, len(x), 64)]).mean(dim=0).numpy()
-        rows.append({"patient_id": Path(f).parent.name, **{f"deep_{i:04d}": float(v) for i, v in enumerate(e)}})
+        rows.append({"patient_id": pid, **{f"deep_{i:04d}": float(v) for i, v in enumerate(e)}})
     return pd.DataFrame(rows)
 
 

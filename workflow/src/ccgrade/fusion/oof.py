@@ -52,6 +52,15 @@ def oof_split(split_rows: pd.DataFrame, *, k: int, seed: int, stratify: list[str
             "n_patients": len(rows), "excluded": [], "folds": folds}
 
 
+def patient_images(crop_files: list[str]):
+    """(patient ID, float32 images) of each usable crop file (``<pid>/<target>.npz``, status ok, some images), in
+    file-name order: what a cell's embeddings and scores are computed from."""
+    for f in sorted(crop_files):
+        z = np.load(f)
+        if str(z["status"]) == "ok" and z["images"].shape[0]:
+            yield Path(f).parent.name, z["images"].astype(np.float32)
+
+
 def cell_scores(cell_dir: str | Path, hp: dict, crop_files: list[str]) -> pd.DataFrame:
     """One row per patient (``patient_id``, ``SCORE``): the mean of the cell's log-odds of high grade over the
     patient's images in ``crop_files`` (``<pid>/<target>.npz``); empty for a cell that was not trained."""
@@ -63,16 +72,12 @@ def cell_scores(cell_dir: str | Path, hp: dict, crop_files: list[str]) -> pd.Dat
         return pd.DataFrame(columns=["patient_id", SCORE])
     odds: dict[str, list[np.ndarray]] = {}
     net = None
-    for f in sorted(crop_files):
-        z = np.load(f)
-        if str(z["status"]) != "ok" or z["images"].shape[0] == 0:
-            continue
-        x = z["images"].astype(np.float32)
+    for pid, x in patient_images(crop_files):
         if net is None:
             net = train.load_best(cell_dir, hp, in_channels=x.shape[1]).eval()
         with torch.no_grad():
             z = torch.cat([net(torch.from_numpy(x[s:s + 64])) for s in range(0, len(x), 64)]).double()
-        odds.setdefault(Path(f).parent.name, []).append((z[:, 1] - z[:, 0]).numpy())
+        odds.setdefault(pid, []).append((z[:, 1] - z[:, 0]).numpy())
     rows = [{"patient_id": p, SCORE: float(np.concatenate(v).mean())} for p, v in sorted(odds.items())]
     return pd.DataFrame(rows, columns=["patient_id", SCORE])
 

@@ -310,8 +310,7 @@ def _calibration_panel(ax, test: pd.DataFrame, n_boot: int = 250) -> None:
     or fewer than 5 patients, too few for its span of 2/3) the model's quantile bins instead, as points."""
     import warnings
 
-    from ccgrade.evaluate.curves import CURVE
-    from ccgrade.evaluate.decision import calibration_band
+    from ccgrade.evaluate.curves import CURVE, calibration_band, draw_band
 
     binned = False
     for i, m in enumerate(MODEL_ORDER):
@@ -324,14 +323,13 @@ def _calibration_panel(ax, test: pd.DataFrame, n_boot: int = 250) -> None:
         if len(np.unique(y)) == 2 and len(grid):
             with warnings.catch_warnings():  # grid points that no resample's lowess reaches are left blank
                 warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)
-                band = calibration_band(y, p, grid, n_boot=n_boot, seed=i)
+                band = calibration_band(y, p, n_boot, seed=i)
         if band is None or band["observed"].isna().all():
             cal = calibration_curve(y, p)
             ax.plot(cal["mean_predicted"], cal["observed"], "o", label=f"{m} (quantile bins)")
             binned = True
             continue
-        line, = ax.plot(band["predicted"], band["observed"], label=m)
-        ax.fill_between(band["predicted"], band["low"], band["high"], color=line.get_color(), alpha=0.15)
+        draw_band(ax, band, m)
     ax.plot([0, 1], [0, 1], ":", color="grey")
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="predicted risk of high grade", ylabel="observed fraction high grade")
     ax.set_title("Calibration, test set (lowess, bootstrap band" + ("; bins where too few)" if binned else ")"),
